@@ -1,0 +1,186 @@
+"""Configuration dataclasses for the refinement operator, its training and its evaluation.
+
+Defaults are the paper's (SPEC 1.2-1.4). The workflow resolves one experiment (defaults plus
+the experiment's overrides) into a plain dict, writes it as the run's ``settings.yaml`` and the
+CLI rebuilds these dataclasses from it with `from_dict`, which rejects unknown keys and values
+of the wrong type by name (``train.K: expected int, got 'six'``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args, get_origin
+
+from irno.utils import IrnoError
+
+
+@dataclass
+class PhiConfig:
+    """The refinement operator Phi (SPEC 1.2)."""
+
+    backbone: Literal["unet", "fno"] = "unet"
+    base_channels: int = 16  # U-Net widths base * 2^level: 16, 32, 64, 128; bottleneck 256
+    depth: int = 4
+    padding: Literal["circular", "zeros"] = "circular"  # circular: periodic domains
+    norm: Literal["layer", "batch", "group"] = "layer"
+    num_groups: int = 8  # GroupNorm groups (halved until they divide the width)
+    # backbone "fno": a neuralop FNO with the same 55 -> 11 channels (backbone ablation)
+    fno_modes: int = 16
+    fno_hidden_channels: int = 32
+    fno_layers: int = 4
+
+    def __post_init__(self):
+        _require(self.base_channels >= 1, "phi.base_channels", self.base_channels, ">= 1")
+        _require(self.depth >= 1, "phi.depth", self.depth, ">= 1")
+
+
+@dataclass
+class LossConfig:
+    """Weights of the objective of SPEC 1.3."""
+
+    spectral_weight: float = 1.0  # beta_s; 0 disables the spectral term
+    lambda_start: float = 1.0  # progressive exponent lambda_k, k = 0 .. K-1
+    lambda_end: float = 2.0
+    spectral_warmup_epochs: int = 0  # linear warm-up of beta_s (0: none)
+    fixed_point_weight: float = 0.01  # beta_fp; 0 disables the fixed-point term
+    fixed_point_warmup_epochs: int = 5
+
+    def __post_init__(self):
+        _require(self.spectral_weight >= 0, "loss.spectral_weight", self.spectral_weight, ">= 0")
+        _require(self.fixed_point_weight >= 0, "loss.fixed_point_weight", self.fixed_point_weight, ">= 0")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation of Phi (SPEC 1.3)."""
+
+    K: int = 6  # refinement steps unrolled in training
+    alpha: float = 0.2  # step size of h_{k+1} = h_k + alpha * Phi(cat[x, h_k])
+    epochs: int = 150
+    batch_size: int = 16
+    lr: float = 3e-4
+    weight_decay: float = 1e-5
+    eta_min: float = 1e-6  # cosine schedule floor
+    grad_clip: float = 1.0
+    seed: int = 42
+    outlier_threshold: float = 100.0  # valid samples with MSE above this are outliers
+    max_outlier_pct: float = 5.0  # best checkpoint only while fewer outliers than this
+    max_skipped_fraction: float = 0.1  # non-finite batches tolerated per epoch
+    device: str = "auto"
+    bf16: bool = False  # bf16 autocast (GPU only)
+    channels_last: bool = False  # channels_last memory format (GPU only)
+    compile: bool = False  # torch.compile Phi
+    num_workers: int = 0
+
+    def __post_init__(self):
+        _require(self.K >= 1, "train.K", self.K, ">= 1")
+        _require(self.alpha > 0, "train.alpha", self.alpha, "> 0")
+        _require(self.epochs >= 1, "train.epochs", self.epochs, ">= 1")
+        _require(self.batch_size >= 1, "train.batch_size", self.batch_size, ">= 1")
+        _require(self.lr > 0, "train.lr", self.lr, "> 0")
+
+
+@dataclass
+class RefinerConfig:
+    """Everything that defines one trained Phi: what a run's settings.yaml holds."""
+
+    phi: PhiConfig = field(default_factory=PhiConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation on the test split (SPEC 1.4, 2)."""
+
+    extra_steps: int = 6  # steps beyond K
+    batch_size: int = 16
+    divergence_factor: float = 1e3  # a step diverges when its error exceeds this x the base's
+    example_index: int = 0  # test sample kept for the field figure
+    device: str = "auto"
+
+    def __post_init__(self):
+        _require(self.extra_steps >= 0, "evaluate.extra_steps", self.extra_steps, ">= 0")
+        _require(self.batch_size >= 1, "evaluate.batch_size", self.batch_size, ">= 1")
+
+
+def _require(ok: bool, key: str, value: Any, rule: str) -> None:
+    if not ok:
+        raise IrnoError(f"config key '{key}': {value!r} is invalid (must be {rule})")
+
+
+# ----------------------------------------------------------------------------- dict <-> dataclass
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls: type, data: dict | None, where: str = "") -> Any:
+    """Build dataclass `cls` from a plain dict, naming any unknown key or ill-typed value."""
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise IrnoError(f"{where or cls.__name__}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        key = f"{where}.{unknown[0]}" if where else unknown[0]
+        raise IrnoError(f"unknown config key '{key}' (known keys: {', '.join(fields)})")
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{where}.{name}" if where else name
+        kwargs[name] = _coerce(hints[name], value, key)
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, key)
+    origin = get_origin(tp)
+    if origin is Literal:
+        if value not in get_args(tp):
+            choices = ", ".join(repr(a) for a in get_args(tp))
+            raise IrnoError(f"config key '{key}': {value!r} is not one of {choices}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        return None if value is None else _coerce(args[0], value, key)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise IrnoError(f"config key '{key}': expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise IrnoError(f"config key '{key}': expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        # PyYAML reads "3e-4" (no dot) as a string; accept it as the number it obviously is.
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise IrnoError(f"config key '{key}': expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise IrnoError(f"config key '{key}': expected a string, got {value!r}")
+        return value
+    return value
+
+
+def deep_merge(base: dict, overrides: dict | None) -> dict:
+    """A copy of `base` with `overrides` applied recursively (dicts merge, other values replace)."""
+    out = copy.deepcopy(base)
+    for key, value in (overrides or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out

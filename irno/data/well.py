@@ -1,0 +1,105 @@
+"""Reading The Well: one code path for the downloaded and the simulated datasets.
+
+Everything downstream reads samples through The Well's own `WellDataset` with
+`ZScoreNormalization` and converts them with `window_to_xy`:
+
+    input_fields (T_in, H, W, F) -> x (T_in * F, H, W)   time-major channels, e.g. 4 x 11 = 44
+    output_fields (1, H, W, F)   -> y (F, H, W)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from einops import rearrange
+
+from irno.utils import IrnoError
+
+SPLITS = ("train", "valid", "test")
+
+
+def known_datasets() -> list[str]:
+    from the_well.data.utils import WELL_DATASETS
+
+    return list(WELL_DATASETS)
+
+
+def dataset_dir(well_root: str | os.PathLike, name: str) -> Path:
+    """``<well_root>/datasets/<name>``, the layout The Well's downloader produces."""
+    return Path(well_root) / "datasets" / name
+
+
+def split_dir(well_root: str | os.PathLike, name: str, split: str) -> Path:
+    return dataset_dir(well_root, name) / "data" / split
+
+
+def check_dataset_name(name: str) -> None:
+    if name not in known_datasets():
+        raise IrnoError(f"unknown dataset '{name}'; The Well's datasets are: {', '.join(known_datasets())}")
+
+
+def check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise IrnoError(f"unknown split '{split}'; expected one of {', '.join(SPLITS)}")
+
+
+def open_well_dataset(
+    well_root: str | os.PathLike,
+    name: str,
+    split: str,
+    *,
+    n_steps_input: int = 4,
+    n_steps_output: int = 1,
+    full_trajectory: bool = False,
+):
+    """`WellDataset` for one split, z-score normalised with the dataset's ``stats.yaml``.
+
+    With ``full_trajectory=True`` each item is one whole trajectory (input: the first
+    ``n_steps_input`` frames, output: all the rest), which is how prepared stores read a split
+    in one pass per trajectory through the same loader.
+    """
+    from the_well.data import WellDataset
+    from the_well.data.normalization import ZScoreNormalization
+
+    check_dataset_name(name)
+    check_split(split)
+    root = dataset_dir(well_root, name)
+    stats = root / "stats.yaml"
+    if not stats.is_file():
+        raise IrnoError(f"{stats}: missing; normalisation statistics are required (download or simulate the dataset)")
+    folder = split_dir(well_root, name, split)
+    if not any(folder.glob("*.hdf5")) and not any(folder.glob("*.h5")):
+        raise IrnoError(f"{folder}: no HDF5 files for split '{split}' of '{name}'")
+    try:
+        ds = WellDataset(
+            well_base_path=str(Path(well_root) / "datasets"),
+            well_dataset_name=name,
+            well_split_name=split,
+            n_steps_input=n_steps_input,
+            n_steps_output=n_steps_output,
+            use_normalization=True,
+            # Without normalization_type, use_normalization=True silently normalises nothing.
+            normalization_type=ZScoreNormalization,
+            full_trajectory_mode=full_trajectory,
+            return_grid=False,
+            boundary_return_type=None,
+        )
+    except (OSError, KeyError, AssertionError) as e:
+        raise IrnoError(f"{folder}: The Well could not read this split ({type(e).__name__}: {e})") from None
+    if ds.norm is None:  # the pitfall above, guarded for good
+        raise IrnoError(f"{folder}: WellDataset came up without normalisation")
+    return ds
+
+
+def window_to_xy(sample: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """One `WellDataset` item -> (x, y) channel-first float32 tensors."""
+    x = rearrange(sample["input_fields"], "T H W F -> (T F) H W")  # (T_in * F, H, W)
+    y = rearrange(sample["output_fields"], "T H W F -> (T F) H W")  # (F, H, W) for T_out = 1
+    return x.float().contiguous(), y.float().contiguous()
+
+
+def field_names(ds) -> list[str]:
+    """Flattened channel names in loader order, e.g. concentration, velocity_x, ..., E_yy."""
+    return [n for order in range(3) for n in ds.metadata.field_names[order]]

@@ -1,0 +1,64 @@
+"""Shared fixtures: a tiny dataset in The Well's exact format, built in a temporary folder.
+
+The fields are smooth travelling waves (a few Fourier modes per channel with their own
+velocities), so the next frame is predictable from the last ones: models can learn it, and
+tests of training and of base operators have something to fit. It is *not* active matter;
+`irno.sim` makes the physical dataset.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from irno.data.wellfile import write_stats, write_well_file
+
+TINY_SPLITS = {"train": [(1.0, -1.0), (3.0, -2.0)], "valid": [(5.0, -3.0)], "test": [(7.0, -4.0)]}
+
+
+def _waves(rng: np.random.Generator, n_traj: int, frames: int, grid: int, shape: tuple) -> np.ndarray:
+    """(B, T, grid, grid, *shape) float32 travelling waves."""
+    x = np.arange(grid) * 2 * np.pi / grid
+    X, Y = np.meshgrid(x, x, indexing="ij")
+    t = np.arange(frames)[:, None, None]
+    out = np.zeros((n_traj, frames, grid, grid, int(np.prod(shape, dtype=int))), dtype=np.float64)
+    for b in range(n_traj):
+        for c in range(out.shape[-1]):
+            for _ in range(3):
+                kx, ky = rng.integers(-3, 4, size=2)
+                amp, phase, omega = rng.normal(), rng.uniform(0, 2 * np.pi), rng.uniform(-0.4, 0.4)
+                out[b, ..., c] += amp * np.cos(kx * X + ky * Y - omega * t + phase)
+    return out.reshape(n_traj, frames, grid, grid, *shape).astype(np.float32)
+
+
+def write_tiny_active_matter(root: Path, grid: int = 32, frames: int = 12, n_traj: int = 2, seed: int = 0) -> Path:
+    """Write train/valid/test splits of an 11-channel active_matter-shaped dataset under root."""
+    rng = np.random.default_rng(seed)
+    dataset = Path(root) / "datasets" / "active_matter"
+    coords = {d: (np.arange(grid) * 10.0 / grid).astype(np.float32) for d in ("x", "y")}
+    for split, pairs in TINY_SPLITS.items():
+        for zeta, alpha in pairs:
+            fields = {
+                0: {"concentration": 1.0 + 0.01 * _waves(rng, n_traj, frames, grid, ())},
+                1: {"velocity": _waves(rng, n_traj, frames, grid, (2,))},
+                2: {"D": 0.3 * _waves(rng, n_traj, frames, grid, (2, 2)), "E": _waves(rng, n_traj, frames, grid, (2, 2))},
+            }
+            write_well_file(
+                dataset / "data" / split / f"active_matter_L_10.0_zeta_{zeta}_alpha_{alpha}.hdf5",
+                dataset_name="active_matter",
+                time=np.arange(frames, dtype=np.float32) * 0.25,
+                coords=coords,
+                fields=fields,
+                scalars={"L": 10.0, "zeta": zeta, "alpha": alpha},
+                attrs={"source": "irno test fixture: travelling waves, not active matter"},
+            )
+    write_stats(dataset)
+    return Path(root)
+
+
+@pytest.fixture(scope="session")
+def tiny_well(tmp_path_factory) -> Path:
+    """Root of a tiny Well-format dataset: <root>/datasets/active_matter/{stats.yaml,data/...}."""
+    return write_tiny_active_matter(tmp_path_factory.mktemp("well"))
