@@ -13,7 +13,7 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal, Optional, get_args, get_origin
 
 from irno.utils import IrnoError
 
@@ -106,6 +106,76 @@ class EvalConfig:
     def __post_init__(self):
         _require(self.extra_steps >= 0, "evaluate.extra_steps", self.extra_steps, ">= 0")
         _require(self.batch_size >= 1, "evaluate.batch_size", self.batch_size, ">= 1")
+
+
+@dataclass
+class SplitPlan:
+    """Which (zeta, alpha) pairs a simulated split holds, and trajectories per pair (one file each)."""
+
+    pairs: list = field(default_factory=list)  # [[zeta, alpha], ...]
+    trajectories: int = 1
+
+    def __post_init__(self):
+        _require(self.trajectories >= 1, "simulate.<split>.trajectories", self.trajectories, ">= 1")
+        for pair in self.pairs:
+            _require(
+                isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(v, (int, float)) for v in pair),
+                "simulate.<split>.pairs",
+                pair,
+                "a [zeta, alpha] pair of numbers",
+            )
+
+
+@dataclass
+class SimulationConfig:
+    """The embedded active-matter re-simulation (SPEC 5), written in The Well's format."""
+
+    grid: int = 64  # grid points per side of the 10 x 10 periodic box
+    frames: int = 81  # saved frames per trajectory
+    frame_dt: float = 0.25  # time between saved frames
+    dt: float = 0.025  # integrator step
+    seed: int = 0  # base seed; each trajectory derives its own from (seed, split, pair, index)
+    workers: int = 2  # parallel processes
+    train: SplitPlan = field(default_factory=lambda: SplitPlan([[1, -1], [3, -2], [5, -3], [9, -4]], 2))
+    valid: SplitPlan = field(default_factory=lambda: SplitPlan([[7, -2], [11, -3]], 1))
+    test: SplitPlan = field(default_factory=lambda: SplitPlan([[3, -4], [13, -1]], 1))
+
+    def __post_init__(self):
+        _require(self.grid >= 8, "simulate.grid", self.grid, ">= 8")
+        _require(self.frames >= 6, "simulate.frames", self.frames, ">= 6 (4 input frames and a target)")
+        _require(self.frame_dt > 0, "simulate.frame_dt", self.frame_dt, "> 0")
+        _require(self.dt > 0, "simulate.dt", self.dt, "> 0")
+
+
+@dataclass
+class BaseConfig:
+    """A frozen base operator T_base: where it comes from, how it runs, how it is checked and cached."""
+
+    model_class: Literal["FNO", "TFNO", "UNetClassic", "UNetConvNext"] = "FNO"
+    source: Literal["pretrained", "train"] = "pretrained"
+    pretrained: str = ""  # Hub id (polymathic-ai/FNO-active_matter) or a local save_pretrained directory
+    revision: Optional[str] = None  # Hub revision (commit hash or tag) to pin
+    # FNO/TFNO only. "legacy": projection(lifting(x)), what the published checkpoints were trained
+    # with (the_well <= 1.1.0 dropped the Fourier blocks' output); "fixed": the installed forward.
+    forward: Literal["fixed", "legacy"] = "fixed"
+    model_kwargs: dict = field(default_factory=dict)  # constructor arguments when source = train
+    epochs: int = 10  # local training (source = train)
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 16
+    seed: int = 0
+    device: str = "auto"
+    published_valid_vrmse: Optional[float] = None  # The Well's valid VRMSE, for the base check
+    check_tolerance: float = 0.10  # relative miss of the published number that fails the check
+    strict: bool = True  # false: a failed check warns instead of stopping
+    cache_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    cache_batch_size: int = 32
+
+    def __post_init__(self):
+        _require(self.epochs >= 1, "base.epochs", self.epochs, ">= 1")
+        _require(self.lr > 0, "base.lr", self.lr, "> 0")
+        if self.source == "pretrained":
+            _require(bool(self.pretrained), "base.pretrained", self.pretrained, "a Hub id or a local directory")
 
 
 def _require(ok: bool, key: str, value: Any, rule: str) -> None:
