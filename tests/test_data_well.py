@@ -48,3 +48,24 @@ def test_missing_stats_and_unknown_dataset(tmp_path, tiny_well):
         open_well_dataset(tmp_path, "active_matter", "train")
     with pytest.raises(IrnoError, match="unknown split"):
         open_well_dataset(tiny_well, "active_matter", "training")
+
+
+def test_manifest_describes_and_verifies(tiny_well, tmp_path):
+    import shutil
+
+    from irno.data.well import build_manifest
+
+    m = build_manifest(tiny_well, "active_matter", source="test")
+    assert [e["file"] for e in m["splits"]["valid"]] == ["active_matter_L_10.0_zeta_5.0_alpha_-3.0.hdf5"]
+    assert m["splits"]["train"][0]["n_trajectories"] == 2 and m["splits"]["train"][0]["grid"] == [32, 32]
+    assert m["splits"]["train"][0]["fields"]["t2"] == ["D", "E"]
+
+    broken = tmp_path / "well"
+    shutil.copytree(tiny_well, broken)
+    bad = broken / "datasets/active_matter/data/test/active_matter_L_10.0_zeta_7.0_alpha_-4.0.hdf5"
+    bad.write_bytes(bad.read_bytes()[:1000])  # a truncated download
+    with pytest.raises(IrnoError, match="zeta_7.0_alpha_-4.0.hdf5: not a readable Well HDF5"):
+        build_manifest(broken, "active_matter", source="test")
+    with pytest.raises(IrnoError, match="extra.hdf5: missing or empty"):
+        build_manifest(tiny_well, "active_matter", source="test", expected_files={
+            "train": [e["file"] for e in m["splits"]["train"]], "valid": ["extra.hdf5"], "test": [e["file"] for e in m["splits"]["test"]]})

@@ -103,3 +103,82 @@ def window_to_xy(sample: dict) -> tuple[torch.Tensor, torch.Tensor]:
 def field_names(ds) -> list[str]:
     """Flattened channel names in loader order, e.g. concentration, velocity_x, ..., E_yy."""
     return [n for order in range(3) for n in ds.metadata.field_names[order]]
+
+
+def describe_file(path: str | os.PathLike) -> dict:
+    """Size, trajectories, frames, grid and field names of one Well HDF5 file.
+
+    Raises IrnoError naming the file when it is empty, truncated or not in The Well's format.
+    """
+    import h5py
+
+    path = Path(path)
+    size = path.stat().st_size if path.exists() else 0
+    if size == 0:
+        raise IrnoError(f"{path}: missing or empty")
+    try:
+        with h5py.File(path, "r") as f:
+            dims = [str(d) for d in f["dimensions"].attrs["spatial_dims"]]
+            return {
+                "file": path.name,
+                "bytes": size,
+                "n_trajectories": int(f.attrs["n_trajectories"]),
+                "n_steps": int(f["dimensions"]["time"].shape[-1]),
+                "grid": [int(f["dimensions"][d].shape[-1]) for d in dims],
+                "fields": {f"t{o}": [str(n) for n in f[f"t{o}_fields"].attrs["field_names"]] for o in range(3)},
+            }
+    except (OSError, KeyError) as e:
+        raise IrnoError(f"{path}: not a readable Well HDF5 file ({type(e).__name__}: {e})") from None
+
+
+def build_manifest(
+    well_root: str | os.PathLike,
+    name: str,
+    *,
+    source: str,
+    splits: tuple[str, ...] = SPLITS,
+    expected_files: dict[str, list[str]] | None = None,
+    expected_fields: dict[str, list[str]] | None = None,
+    extra: dict | None = None,
+) -> dict:
+    """Verify a dataset on disk and describe it (the manifest later rules depend on).
+
+    Every file of every split must open and hold the same fields as the first. With
+    `expected_files` (split -> file names, e.g. from The Well's registry) a missing file is an
+    error; with `expected_fields` (t0/t1/t2 -> names) so is a file with other fields. All
+    problems are collected and reported together, each naming its file.
+    """
+    check_dataset_name(name)
+    root = dataset_dir(well_root, name)
+    problems: list[str] = []
+    manifest: dict = {"dataset": name, "source": source, "root": str(Path(well_root).resolve()), "splits": {}}
+    stats = root / "stats.yaml"
+    if not stats.is_file() or stats.stat().st_size == 0:
+        problems.append(f"{stats}: missing or empty")
+    else:
+        from irno.utils import file_sha256
+
+        manifest["stats"] = {"file": "stats.yaml", "sha256": file_sha256(stats)}
+    reference = None  # fields every file must hold: expected_fields, else the first file's
+    for split in splits:
+        folder = split_dir(well_root, name, split)
+        present = sorted(p.name for p in folder.glob("*.hdf5")) + sorted(p.name for p in folder.glob("*.h5"))
+        wanted = sorted(expected_files[split]) if expected_files else present
+        if not wanted:
+            problems.append(f"{folder}: no HDF5 files")
+        entries = []
+        for file_name in wanted:
+            try:
+                entry = describe_file(folder / file_name)
+            except IrnoError as e:
+                problems.append(str(e))
+                continue
+            reference = expected_fields or reference or entry["fields"]
+            if entry["fields"] != reference:
+                problems.append(f"{folder / file_name}: fields {entry['fields']} differ from {reference}")
+            entries.append(entry)
+        manifest["splits"][split] = entries
+    if problems:
+        raise IrnoError(f"dataset '{name}' under {root} failed verification:\n  " + "\n  ".join(problems))
+    manifest.update(extra or {})
+    return manifest
