@@ -28,6 +28,11 @@ class PhiConfig:
     padding: Literal["circular", "zeros"] = "circular"  # circular: periodic domains
     norm: Literal["layer", "batch", "group"] = "layer"
     num_groups: int = 8  # GroupNorm groups (halved until they divide the width)
+    # "align_corners": bilinear with align_corners=True, the released reference (default, for
+    # comparability). It is not periodic: Phi then only approximately commutes with shifts.
+    # "periodic": bilinear on a circularly padded grid; Phi commutes exactly with shifts by
+    # multiples of 2^depth pixels.
+    upsample: Literal["align_corners", "periodic"] = "align_corners"
     # backbone "fno": a neuralop FNO with the same 55 -> 11 channels (backbone ablation)
     fno_modes: int = 16
     fno_hidden_channels: int = 32
