@@ -15,7 +15,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional, get_args, get_origin
 
-from irno.utils import IrnoError
+from irno.utils import IrnoError, write_yaml
 
 
 @dataclass
@@ -259,3 +259,28 @@ def deep_merge(base: dict, overrides: dict | None) -> dict:
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+# ----------------------------------------------------------------------------- settings files
+
+# What `irno write-settings --kind KIND` validates against: the dataclass each step's settings
+# YAML holds. Extend additively as steps land.
+SETTINGS_KINDS: dict[str, type] = {
+    "refiner": RefinerConfig,
+    "eval": EvalConfig,
+    "base": BaseConfig,
+    "simulate": SimulationConfig,
+}
+
+
+def write_settings(kind: str, data: dict, path) -> Any:
+    """Validate `data` as settings of `kind` and write them, complete with defaults, as YAML.
+
+    The workflow passes each step's resolved settings as a rule parameter and writes them with
+    this, so that the file changes (and the step reruns) exactly when its settings do.
+    """
+    if kind not in SETTINGS_KINDS:
+        raise IrnoError(f"unknown settings kind {kind!r} (known: {', '.join(SETTINGS_KINDS)})")
+    cfg = from_dict(SETTINGS_KINDS[kind], data)
+    write_yaml(path, to_dict(cfg))
+    return cfg

@@ -1,0 +1,36 @@
+"""IRNO reproduction workflow: data -> base operators -> refinement (Phi) -> evaluation -> report.
+
+    snakemake --cores 2                                        the demo (config/demo.yaml)
+    snakemake --profile profiles/slurm --configfile config/config.yaml all    the paper run
+
+Every output lands under results/<run_name>/ (docs/outputs.md); README.md has the rest.
+"""
+
+# Without --configfile this is the demo. (A `configfile:` directive would be merged with the
+# command line's config files, mixing the demo's experiments into the paper's.)
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/demo.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/base.smk"
+include: "workflow/rules/refiner.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    """Everything: every run's evaluation, the base checks, tables and figures."""
+    input:
+        base_checks(),
+        evaluations(STUDY.runs),
+        rules.tables.output,
+        rules.figures.output,
+
+
+rule ablation:
+    """One experiment on every selected dataset and base, nothing else:
+    snakemake ablation --config ablation=K_4 (plus the run's --configfile)."""
+    input:
+        ablation_evaluations,

@@ -1,0 +1,81 @@
+"""Tables, figures and the HTML report, from saved evaluation outputs only.
+
+The plan (which runs exist, their groups and sweeps) is written from the config like every
+other settings file, so the tables and figures rerun when the set of runs changes and never
+need a retraining: `snakemake figures --forcerun figures` redraws them from results/<run>/eval.
+"""
+
+
+localrules:
+    plan_settings,
+    tables,
+    figures,
+
+
+rule plan_settings:
+    output:
+        f"{RUN}/plan.yaml",
+    log:
+        f"{LOGS}/plan_settings.log",
+    conda:
+        ENV
+    params:
+        settings_json=settings_json(STUDY.plan()),
+    shell:
+        "irno write-settings --kind plan --json {params.settings_json:q} --out {output} 2> {log}"
+
+
+rule tables:
+    input:
+        plan=rules.plan_settings.output,
+        evaluations=evaluations(STUDY.runs),
+        reported="config/reported.yaml",
+    output:
+        report(
+            directory(f"{RUN}/tables"),
+            patterns=["{name}.csv"],
+            caption="../report/tables.rst",
+            category="Tables",
+        ),
+    log:
+        f"{LOGS}/tables.log",
+    benchmark:
+        f"{BENCHMARKS}/tables.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        runtime=scaled(30),
+        mem_mb=scaled(4000),
+    params:
+        eval_root=lambda wc, input: eval_root(input.evaluations),
+    shell:
+        "irno tables --plan {input.plan} --eval-root {params.eval_root} --reported {input.reported}"
+        " --out {output} > {log} 2>&1"
+
+
+rule figures:
+    input:
+        plan=rules.plan_settings.output,
+        evaluations=evaluations(STUDY.runs),
+    output:
+        report(
+            directory(f"{RUN}/figures"),
+            patterns=["{name}.png"],
+            caption="../report/figures.rst",
+            category="Figures",
+        ),
+    log:
+        f"{LOGS}/figures.log",
+    benchmark:
+        f"{BENCHMARKS}/figures.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        runtime=scaled(30),
+        mem_mb=scaled(8000),
+    params:
+        eval_root=lambda wc, input: eval_root(input.evaluations),
+    shell:
+        "irno figures --plan {input.plan} --eval-root {params.eval_root} --out {output} > {log} 2>&1"
