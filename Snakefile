@@ -21,12 +21,13 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
-    """Everything: every run's evaluation, the base checks, tables and figures."""
+    """Everything: base checks, every run's evaluation, tables, figures and the HTML report."""
     input:
         base_checks(),
         evaluations(STUDY.runs),
         rules.tables.output,
         rules.figures.output,
+        rules.report.output,
 
 
 rule ablation:

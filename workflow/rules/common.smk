@@ -75,7 +75,8 @@ wildcard_constraints:
 
 def settings_json(settings):
     """Resolved settings as a parameter of a settings rule, so that editing them reruns exactly
-    the jobs that read them (Snakemake's params rerun trigger)."""
+    the jobs that read them (Snakemake's params rerun trigger). Always inside a lambda: a plain
+    string parameter would have its "{...}" taken for wildcards."""
     return json.dumps(settings, sort_keys=True)
 
 

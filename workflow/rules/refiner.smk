@@ -66,7 +66,7 @@ rule eval_settings:
     conda:
         ENV
     params:
-        settings_json=settings_json(STUDY.eval_settings()),
+        settings_json=lambda wc: settings_json(STUDY.eval_settings()),
     shell:
         "irno write-settings --kind eval --json {params.settings_json:q} --out {output} 2> {log}"
 

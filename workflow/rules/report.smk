@@ -10,6 +10,7 @@ localrules:
     plan_settings,
     tables,
     figures,
+    report,
 
 
 rule plan_settings:
@@ -20,7 +21,7 @@ rule plan_settings:
     conda:
         ENV
     params:
-        settings_json=settings_json(STUDY.plan()),
+        settings_json=lambda wc: settings_json(STUDY.plan()),
     shell:
         "irno write-settings --kind plan --json {params.settings_json:q} --out {output} 2> {log}"
 
@@ -79,3 +80,28 @@ rule figures:
         eval_root=lambda wc, input: eval_root(input.evaluations),
     shell:
         "irno figures --plan {input.plan} --eval-root {params.eval_root} --out {output} > {log} 2>&1"
+
+
+rule report:
+    """The HTML report of everything above (the same as `snakemake --report`), made by a nested
+    Snakemake that reads this run's job records; the config it used is kept beside its log.
+    """
+    input:
+        base_checks(),
+        evaluations(STUDY.runs),
+        rules.tables.output,
+        rules.figures.output,
+    output:
+        f"{RUN}/report.html",
+    log:
+        config=f"{LOGS}/report/config.json",
+        messages=f"{LOGS}/report/report.log",
+    conda:
+        ENV
+    params:
+        snakefile=workflow.main_snakefile,
+        config_json=lambda wc: json.dumps(config, sort_keys=True),
+    shell:
+        "printf '%s\\n' {params.config_json:q} > {log.config}"
+        " && snakemake --nolock --snakefile {params.snakefile} --configfile {log.config}"
+        " --report {output} {input} > {log.messages} 2>&1"
