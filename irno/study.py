@@ -17,11 +17,12 @@ or a transfer, evaluation only: the Phi trained on ``transfer_from``'s predictio
 ``transfer_experiment``, default ``irno``) applied to every other base's predictions:
 
     transfer:  {transfer_from: TFNO}
+
+Either may carry ``group`` and ``label``, which only shape the report (`Study.plan`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,8 @@ SPLITS = ("train", "valid", "test")
 SIMULATED_DATASETS = ("active_matter",)  # what the embedded simulator (irno.sim) can produce
 REFINER_SECTIONS = ("phi", "loss", "train")
 TRANSFER_KEYS = ("transfer_from", "transfer_experiment")
+EXPERIMENT_META = ("group", "label")  # how the report shows an experiment
+SWEEP_KEYS = ("K", "alpha")  # train keys whose one-key experiments form a convergence sweep
 
 
 @dataclass(frozen=True)
@@ -65,10 +68,14 @@ class Study:
         self.data_root = Path(config["data_root"])
         self.datasets: dict[str, dict] = config["datasets"]
         self.bases: dict[str, dict] = config["bases"]
-        self.experiments: dict[str, dict] = {name: spec or {} for name, spec in config["experiments"].items()}
+        # label and group only shape the report; the rest defines what is trained and evaluated
+        specs = {name: dict(spec or {}) for name, spec in config["experiments"].items()}
+        self.experiment_meta = {name: {k: spec.pop(k) for k in EXPERIMENT_META if k in spec} for name, spec in specs.items()}
+        self.experiments: dict[str, dict] = specs
         self.refiner_defaults: dict = config.get("refiner") or {}
         self.evaluate: dict = config.get("evaluate") or {}
         self.ablation: str = config.get("ablation") or ""
+        self.report: dict = config.get("report") or {}
         selected = config.get("runs") or {}
         self.selected_datasets = _selection(selected, "datasets", self.datasets)
         self.selected_bases = _selection(selected, "bases", self.bases)
@@ -85,6 +92,7 @@ class Study:
         self.runs: list[Run] = [r for e in self.selected_experiments for r in self.runs_of(e)]
         if self.ablation and self.ablation not in self.experiments:
             raise IrnoError(f"config key 'ablation': {self.ablation!r} is not an experiment ({', '.join(self.experiments)})")
+        self._check_report()
 
     # ------------------------------------------------------------------ where things live
 
@@ -114,10 +122,6 @@ class Study:
     @property
     def trained_experiments(self) -> list[str]:
         return [e for e in self.experiments if not self.is_transfer(e)]
-
-    @property
-    def transfer_experiments(self) -> list[str]:
-        return [e for e in self.experiments if self.is_transfer(e)]
 
     def run(self, dataset: str, base: str, experiment: str) -> Run:
         spec = self.experiments[experiment]
@@ -149,13 +153,38 @@ class Study:
         return self.evaluate
 
     def plan(self) -> dict:
-        """What the tables and figures aggregate: the selected runs and how their experiments differ."""
+        """The report plan (irno.config.ReportPlan): which runs the tables and figures show, the
+        experiments' ablation groups and labels, and the K and alpha sweeps.
+
+        A sweep is every selected experiment that overrides nothing but train.K (or train.alpha).
+        The group of an experiment is its `group` key, else "transfer" for a transfer, "full
+        method" for the main experiment and its own name for any other.
+        """
+        main = self.report.get("main_experiment", "irno")
+        experiments = []
+        for name in self.selected_experiments:
+            default_group = "transfer" if self.is_transfer(name) else "full method" if name == main else name
+            meta = self.experiment_meta[name]
+            experiments.append({"name": name, "group": meta.get("group", default_group), "label": meta.get("label", "")})
+        sweeps = {}
+        for key in SWEEP_KEYS:
+            members = [e for e in self.selected_experiments if list(_leaves(self.experiments[e])) == [("train", key)]]
+            if members:
+                sweeps[key] = members
+        band = self.report.get("band_experiments", ["irno", "no_spectral"])
         return {
             "run_name": self.run_name,
             "datasets": self.selected_datasets,
             "bases": self.selected_bases,
-            "experiments": {e: self.experiments[e] for e in self.selected_experiments},
-            "runs": [dataclasses.asdict(r) for r in self.runs],
+            "main_experiment": main,
+            "experiments": experiments,
+            "band_experiments": [e for e in band if e in self.selected_experiments],
+            "sweeps": sweeps,
+            # when the selection leaves them out, the report takes the first selected ones
+            "figure_dataset": _if_in(self.report.get("figure_dataset", ""), self.selected_datasets),
+            "figure_base": _if_in(self.report.get("figure_base", ""), self.selected_bases),
+            "simulated": self.datasets_from("simulate"),
+            "reported_names": {b: self.bases[b]["model_class"] for b in self.selected_bases},
         }
 
     # ------------------------------------------------------------------ validation
@@ -209,6 +238,21 @@ class Study:
         _validated(RefinerConfig, settings, f"experiments.{experiment}")
         return settings
 
+    def _check_report(self) -> None:
+        main = self.report.get("main_experiment", "irno")
+        if main not in self.selected_experiments or self.is_transfer(main):
+            raise IrnoError(
+                f"config key 'report.main_experiment': {main!r} is not a selected, trained experiment "
+                f"({', '.join(e for e in self.selected_experiments if not self.is_transfer(e))})"
+            )
+        for key, names in (("figure_dataset", self.datasets), ("figure_base", self.bases)):
+            value = self.report.get(key, "")
+            if value and value not in names:
+                raise IrnoError(f"config key 'report.{key}': {value!r} is not one of them ({', '.join(names)})")
+        for i, name in enumerate(self.report.get("band_experiments", [])):
+            if name not in self.experiments:
+                raise IrnoError(f"config key 'report.band_experiments[{i}]': {name!r} is not an experiment")
+
     def _check_transfer(self, experiment: str) -> None:
         spec = self.experiments[experiment]
         where = f"experiments.{experiment}"
@@ -253,6 +297,19 @@ def _selection(selected: dict, key: str, defined: dict) -> list[str]:
         if name not in defined:
             raise IrnoError(f"config key 'runs.{key}[{i}]': {name!r} is not defined under '{key}' ({', '.join(defined)})")
     return list(names)
+
+
+def _if_in(name: str, names: list[str]) -> str:
+    return name if name in names else ""
+
+
+def _leaves(tree: dict, prefix: tuple = ()):
+    """(section, ..., key) paths of a nested mapping's non-mapping values."""
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, (*prefix, key))
+        else:
+            yield (*prefix, key)
 
 
 def _validated(cls: type, settings: dict, where: str) -> None:

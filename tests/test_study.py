@@ -50,6 +50,7 @@ def test_experiment_settings_are_defaults_deep_merged_with_overrides(paper):
     settings = from_dict(RefinerConfig, study.refiner_settings("alpha_0.5"))
     assert settings.train.alpha == 0.5 and settings.train.K == 6 and settings.train.epochs == 150
     assert study.refiner_settings("norm_batch")["phi"] == {"backbone": "unet", "base_channels": 16, "depth": 4, "norm": "batch"}
+    assert "group" not in study.refiner_settings("K_4")
     # the defaults themselves are untouched by the merge
     assert study.refiner_settings("irno")["phi"]["norm"] == "layer"
 
@@ -103,6 +104,7 @@ def test_transfer_can_be_left_out_when_one_base_is_selected(paper):
     paper["runs"] = {"bases": ["FNO"], "experiments": ["irno", "K_4"]}
     study = load_study(paper)
     assert {r.base for r in study.runs} == {"FNO"}
+    assert study.plan()["figure_base"] == ""  # TFNO is not selected: the report takes the first base
 
 
 @pytest.mark.parametrize("name", ["demo", "test"])
@@ -114,12 +116,46 @@ def test_shipped_configs_resolve(name):
     assert study.runs and all(study.base_settings("active_matter", b)["source"] == "train" for b in study.bases)
 
 
-def test_plan_lists_the_selected_runs(paper):
+def test_report_plan(paper):
     plan = load_study(paper).plan()
-    assert len(plan["runs"]) == 2 * 2 * (PAPER_EXPERIMENTS - 1) + 2
-    transfer = next(r for r in plan["runs"] if r["experiment"] == "transfer")
-    assert transfer["trained_on_base"] == "TFNO" and transfer["base"] == "FNO"
-    assert plan["experiments"]["K_4"] == {"train": {"K": 4}}
+    assert plan["datasets"] == ["active_matter", "turbulent_radiative_layer_2D"] and plan["bases"] == ["FNO", "TFNO"]
+    assert len(plan["experiments"]) == PAPER_EXPERIMENTS
+    groups = {e["name"]: e["group"] for e in plan["experiments"]}
+    assert groups["irno"] == "full method" and groups["K_4"] == "K" and groups["transfer"] == "transfer"
+    # sweeps: the experiments that change train.K (alpha) and nothing else
+    assert plan["sweeps"] == {"K": ["K_1", "K_2", "K_4", "K_8"], "alpha": ["alpha_0.1", "alpha_0.3", "alpha_0.4", "alpha_0.5"]}
+    assert plan["main_experiment"] == "irno" and plan["band_experiments"] == ["irno", "no_spectral"]
+    assert plan["simulated"] == [] and plan["reported_names"] == {"FNO": "FNO", "TFNO": "TFNO"}
+
+
+def test_report_plan_follows_the_selection(paper):
+    paper["runs"] = {"experiments": ["irno", "K_4", "alpha_0.5"]}
+    paper["experiments"]["K_4"]["label"] = "K = 4"
+    plan = load_study(paper).plan()
+    assert [e["name"] for e in plan["experiments"]] == ["irno", "K_4", "alpha_0.5"]
+    assert plan["experiments"][1] == {"name": "K_4", "group": "K", "label": "K = 4"}
+    assert plan["band_experiments"] == ["irno"] and plan["sweeps"] == {"K": ["K_4"], "alpha": ["alpha_0.5"]}
+
+
+def test_group_and_label_do_not_change_what_is_trained(paper):
+    before = load_study(paper).refiner_settings("K_4")
+    paper["experiments"]["K_4"].update(group="horizon", label="K = 4")
+    assert load_study(paper).refiner_settings("K_4") == before
+
+
+@pytest.mark.parametrize(
+    "report, message",
+    [
+        ({"main_experiment": "K_9"}, r"'report\.main_experiment': 'K_9' is not a selected, trained experiment"),
+        ({"main_experiment": "transfer"}, r"'report\.main_experiment': 'transfer'"),
+        ({"figure_base": "UNet"}, r"'report\.figure_base': 'UNet' is not one of them"),
+        ({"band_experiments": ["irno", "no_spectrum"]}, r"'report\.band_experiments\[1\]': 'no_spectrum'"),
+    ],
+)
+def test_bad_report_settings(paper, report, message):
+    paper["report"] = report
+    with pytest.raises(IrnoError, match=message):
+        load_study(paper)
 
 
 # ----------------------------------------------------------------------------- irno write-settings
