@@ -83,6 +83,8 @@ def open_well_dataset(
             # Without normalization_type, use_normalization=True silently normalises nothing.
             normalization_type=ZScoreNormalization,
             full_trajectory_mode=full_trajectory,
+            # The default (100) would silently cut full trajectories longer than 100 + T_in frames.
+            max_rollout_steps=1 << 30,
             return_grid=False,
             boundary_return_type=None,
         )
