@@ -59,6 +59,16 @@ EVAL = f"{RUN}/eval/{{dataset}}/{{base}}/{{experiment}}"
 LOGS = f"{RUN}/logs"
 BENCHMARKS = f"{RUN}/benchmarks"
 ENV = "../../envs/irno.yaml"
+# What `irno tables` and `irno figures` write (irno.report.tables.TABLE_NAMES and
+# irno.report.figures.FIGURE_NAMES, not imported: pandas and matplotlib would slow every start)
+TABLES = ("main", "ablations", "bands", "per_field")
+FIGURES = (
+    "spectral_error_ratio",
+    "spectral_mse_per_step",
+    "convergence",
+    "energy_spectra",
+    "fields",
+)
 
 
 def one_of(names):

@@ -32,12 +32,15 @@ rule tables:
         evaluations=evaluations(STUDY.runs),
         reported="config/reported.yaml",
     output:
-        report(
-            directory(f"{RUN}/tables"),
-            patterns=["{name}.csv"],
-            caption="../report/tables.rst",
-            category="Tables",
-        ),
+        [
+            report(
+                f"{RUN}/tables/{name}.csv",
+                caption=f"../report/{name}.rst",
+                category="Tables",
+            )
+            for name in TABLES
+        ],
+        expand(f"{RUN}/tables/{{name}}.{{ext}}", name=TABLES, ext=("md", "tex")),
     log:
         f"{LOGS}/tables.log",
     benchmark:
@@ -50,9 +53,10 @@ rule tables:
         mem_mb=scaled(4000),
     params:
         eval_root=lambda wc, input: eval_root(input.evaluations),
+        out_dir=lambda wc, output: os.path.dirname(output[0]),
     shell:
         "irno tables --plan {input.plan} --eval-root {params.eval_root} --reported {input.reported}"
-        " --out {output} > {log} 2>&1"
+        " --out {params.out_dir} > {log} 2>&1"
 
 
 rule figures:
@@ -60,12 +64,15 @@ rule figures:
         plan=rules.plan_settings.output,
         evaluations=evaluations(STUDY.runs),
     output:
-        report(
-            directory(f"{RUN}/figures"),
-            patterns=["{name}.png"],
-            caption="../report/figures.rst",
-            category="Figures",
-        ),
+        [
+            report(
+                f"{RUN}/figures/{name}.png",
+                caption=f"../report/{name}.rst",
+                category="Figures",
+            )
+            for name in FIGURES
+        ],
+        expand(f"{RUN}/figures/{{name}}.pdf", name=FIGURES),
     log:
         f"{LOGS}/figures.log",
     benchmark:
@@ -78,8 +85,9 @@ rule figures:
         mem_mb=scaled(8000),
     params:
         eval_root=lambda wc, input: eval_root(input.evaluations),
+        out_dir=lambda wc, output: os.path.dirname(output[0]),
     shell:
-        "irno figures --plan {input.plan} --eval-root {params.eval_root} --out {output} > {log} 2>&1"
+        "irno figures --plan {input.plan} --eval-root {params.eval_root} --out {params.out_dir} > {log} 2>&1"
 
 
 rule report:
