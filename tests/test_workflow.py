@@ -235,8 +235,13 @@ def test_test_config_runs_end_to_end(test_run):
     ]
     transfer = json.loads((run / "eval/active_matter/FNO/transfer/metrics.json").read_text())
     assert transfer["base"] == "FNO" and transfer["trained_on_base"] == "TFNO"
-    for d in ("tables", "figures"):
-        assert any((run / d).iterdir()), f"results/test/{d} is empty"
+    # exactly the files the rules declare (irno.report's names), nothing undeclared beside them
+    from irno.report.figures import FIGURE_NAMES
+    from irno.report.tables import TABLE_NAMES
+
+    assert sorted(p.name for p in (run / "tables").iterdir()) == sorted(f"{n}.{e}" for n in TABLE_NAMES for e in ("csv", "md", "tex"))
+    assert sorted(p.name for p in (run / "figures").iterdir()) == sorted(f"{n}.{e}" for n in FIGURE_NAMES for e in ("pdf", "png"))
+    assert (run / "report.html").stat().st_size > 0
     assert list((run / "logs").rglob("*.log")) and list((run / "benchmarks").rglob("*.tsv"))
     # nothing left to do: the run is complete and its record consistent
     out = snakemake(test_run, "-n", "all", "--configfile", "config/test.yaml")

@@ -107,7 +107,7 @@ rule report:
     conda:
         ENV
     params:
-        snakefile=workflow.main_snakefile,
+        snakefile=os.path.relpath(workflow.main_snakefile),
         config_json=lambda wc: json.dumps(config, sort_keys=True),
     shell:
         "printf '%s\\n' {params.config_json:q} > {log.config}"
