@@ -59,7 +59,7 @@ rule train_base:
         base=one_of(STUDY.bases_from("train")),
     conda:
         ENV
-    threads: 4
+    threads: 1
     resources:
         runtime=scaled(720),
         mem_mb=scaled(32000),
@@ -81,7 +81,7 @@ rule check_base:
         f"{BENCHMARKS}/check_base/{{dataset}}_{{base}}.tsv"
     conda:
         ENV
-    threads: 4
+    threads: 1
     resources:
         runtime=scaled(60),
         mem_mb=scaled(32000),
@@ -105,7 +105,7 @@ rule cache_base_predictions:
         f"{BENCHMARKS}/cache_base_predictions/{{dataset}}_{{base}}_{{split}}.tsv"
     conda:
         ENV
-    threads: 4
+    threads: 1
     resources:
         runtime=scaled(120),
         mem_mb=scaled(32000),

@@ -90,6 +90,12 @@ def settings_json(settings):
     return json.dumps(settings, sort_keys=True)
 
 
+# Every rule but the simulator runs on one thread: a workstation runs as many jobs side by side
+# as it has cores (--cores), and no job oversubscribes them (torch's OpenMP threads on a busy
+# machine slow to a crawl). On a cluster, GPU jobs get their CPU cores from the profile
+# (cpus_per_task); raise a rule's threads with --set-threads for CPU-only training.
+
+
 def scaled(amount):
     """A resource that grows with each retry (a job killed for time or memory gets more)."""
     return lambda wildcards, attempt: amount * attempt

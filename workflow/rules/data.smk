@@ -81,7 +81,7 @@ rule prepare_split:
         f"{BENCHMARKS}/prepare_split/{{dataset}}_{{split}}.tsv"
     conda:
         ENV
-    threads: 2
+    threads: 1
     resources:
         runtime=scaled(240),
         mem_mb=scaled(16000),

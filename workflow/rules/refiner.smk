@@ -47,7 +47,7 @@ rule train_refiner:
         experiment=one_of(STUDY.trained_experiments),
     conda:
         ENV
-    threads: 8
+    threads: 1
     resources:
         runtime=scaled(1440),
         mem_mb=scaled(64000),
@@ -87,7 +87,7 @@ rule evaluate:
         f"{BENCHMARKS}/evaluate/{{dataset}}_{{base}}_{{experiment}}.tsv"
     conda:
         ENV
-    threads: 4
+    threads: 1
     resources:
         runtime=scaled(120),
         mem_mb=scaled(32000),
