@@ -22,14 +22,62 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"irno {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    add_evaluate(sub)
+    _add_data_commands(sub)
+    _add_evaluate(sub)
     return parser
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def _add_data_commands(sub) -> None:
+    p = sub.add_parser(
+        "download",
+        help="download a Well dataset, verify it against the registry, write its manifest",
+        description="Download splits of a Well dataset with The Well's downloader (curl; interrupted "
+        "downloads resume when run again), then verify that every file the package's registry lists "
+        "exists, is non-empty, opens with h5py and holds the fields stats.yaml describes. Writes the "
+        "manifest (files, sizes, fields) later steps depend on; any missing or bad file is an error naming it.",
+    )
+    p.add_argument("--dataset", required=True, help="The Well dataset name, e.g. active_matter")
+    p.add_argument("--root", required=True, help="folder that receives datasets/<name>/{stats.yaml,data/<split>/}")
+    p.add_argument("--manifest", required=True, help="manifest.json to write")
+    p.add_argument("--splits", nargs="+", default=["train", "valid", "test"], choices=["train", "valid", "test"])
+    p.add_argument("--registry", help="registry YAML of file URLs (default: the one shipped with the_well)")
+    p.set_defaults(func=_download)
+
+    p = sub.add_parser(
+        "prepare",
+        help="normalise one split into a memory-mappable prepared store",
+        description="Read every trajectory of one split once through The Well's WellDataset (z-score "
+        "normalised with the dataset's stats.yaml) and write a prepared store: trajectories.npy "
+        "(N_traj, T, F, H, W) float32, windows.npy (the training windows, in WellDataset order) and meta.json.",
+    )
+    p.add_argument("--manifest", required=True, help="manifest.json written by `irno download` or `irno simulate`")
+    p.add_argument("--split", required=True, choices=["train", "valid", "test"])
+    p.add_argument("--out", required=True, help="store folder to create (replaced atomically)")
+    p.add_argument("--n-steps-input", type=int, default=4, help="input frames per sample (default 4)")
+    p.set_defaults(func=_prepare)
+
+
+def _download(args) -> None:
+    from irno.data.download import download_dataset
+    from irno.utils import write_json
+
+    manifest = download_dataset(args.dataset, args.root, splits=tuple(args.splits), registry_path=args.registry)
+    write_json(args.manifest, manifest)
+
+
+def _prepare(args) -> None:
+    from irno.data.store import prepare_split
+
+    prepare_split(args.manifest, args.split, args.out, n_steps_input=args.n_steps_input)
 
 
 # ----------------------------------------------------------------------------- evaluate
 
 
-def add_evaluate(sub) -> None:
+def _add_evaluate(sub) -> None:
     p = sub.add_parser(
         "evaluate",
         help="metrics of every refinement step k = 0 .. K + extra on a split",
@@ -74,10 +122,10 @@ def add_evaluate(sub) -> None:
         metavar="SPLIT",
         help="name of the evaluated split, recorded in metrics.json (default: test)",
     )
-    p.set_defaults(func=run_evaluate)
+    p.set_defaults(func=_evaluate)
 
 
-def run_evaluate(args) -> None:
+def _evaluate(args) -> None:
     from irno.config import EvalConfig, load_settings
     from irno.evaluate import evaluate_checkpoint
 

@@ -19,7 +19,7 @@ from the_well.benchmark.metrics import VRMSE, binned_spectral_mse
 from the_well.benchmark.metrics.spectral import power_spectrum
 
 from irno.cli import main
-from irno.data.well import field_names, open_well_dataset, window_to_xy
+from irno.data.store import PreparedSplit
 from irno.config import EvalConfig, PhiConfig, RefinerConfig, TrainConfig, to_dict
 from irno.evaluate import (
     LogQuantiles,
@@ -190,30 +190,32 @@ def test_vrmse_invariant_to_per_field_affine_maps(phi, data):
     assert per_field == pytest.approx(in_physical_units, rel=1e-5)
 
 
-class PersistenceOnWell(torch.utils.data.Dataset):
-    """Normalised Well windows with h0 = the last input frame, the way store and cache serve them."""
+class PersistenceOnStore(torch.utils.data.Dataset):
+    """A prepared store served with h0 = the last input frame, as RefinementDataset serves a cache."""
 
-    def __init__(self, ds):
-        self.ds, self.field_names = ds, field_names(ds)
-        self.grid = tuple(ds.metadata.spatial_resolution)
-        self.channel_mean = ds.norm.flattened_means["variable"].numpy()
-        self.channel_std = ds.norm.flattened_stds["variable"].numpy()
+    def __init__(self, split):
+        self.split, self.field_names, self.grid = split, split.field_names, split.grid
+        self.channel_mean, self.channel_std = split.channel_mean, split.channel_std
 
     def __len__(self):
-        return len(self.ds)
+        return len(self.split)
 
     def __getitem__(self, i):
-        x, y = window_to_xy(self.ds[i])
-        return {"x": x, "h0": x[-len(self.field_names) :], "y": y}
+        item = self.split[i]
+        return {**item, "h0": item["x"][-len(self.field_names) :]}
+
+    def batch(self, rows):
+        x, y = self.split.batch(rows)
+        return x, x[:, -len(self.field_names) :], y
 
 
-def test_vrmse_equals_the_wells_on_raw_well_data(tiny_well):
+def test_vrmse_equals_the_wells_on_raw_well_data(tiny_well, tiny_stores):
     from the_well.data import WellDataset
 
-    data = PersistenceOnWell(open_well_dataset(tiny_well, "active_matter", "test"))
+    data = PersistenceOnStore(PreparedSplit(tiny_stores["test"]))
     got = evaluate(ConstantPhi(0.0, 11), data, K=1, alpha=0.1, cfg=EvalConfig(extra_steps=0, device="cpu")).per_step
     raw = WellDataset(well_base_path=str(tiny_well / "datasets"), well_dataset_name="active_matter", well_split_name="test",
-                      n_steps_input=T_IN * 2, n_steps_output=1, use_normalization=False)  # fmt: skip
+                      n_steps_input=data.split.n_steps_input, n_steps_output=1, use_normalization=False)  # fmt: skip
     samples = [raw[i] for i in range(len(raw))]
     persistence = torch.stack([s["input_fields"][-1] for s in samples])  # (N, H, W, F) physical units
     truth = torch.stack([s["output_fields"][0] for s in samples])
