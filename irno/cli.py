@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from irno import __version__
 from irno.utils import IrnoError, setup_logging
@@ -22,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_data_commands(sub)
+    _add_evaluate(sub)
     return parser
 
 
@@ -70,6 +72,82 @@ def _prepare(args) -> None:
     from irno.data.store import prepare_split
 
     prepare_split(args.manifest, args.split, args.out, n_steps_input=args.n_steps_input)
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="metrics of every refinement step k = 0 .. K + extra on a split",
+        description=(
+            "Run a trained Phi for K + extra_steps refinement steps on every sample of a prepared split "
+            "(base predictions h0 from its cache) and write metrics.json, per_step.csv and spectra.npz "
+            "(docs/outputs.md): The Well's VRMSE, the reference's pooled VRMSE, band errors, radial error "
+            "spectra, per-sample spectral MSE, energy spectra and divergence flags. K and alpha come from "
+            "the checkpoint."
+        ),
+    )
+    p.add_argument(
+        "--config",
+        required=True,
+        type=Path,
+        metavar="EVAL.yaml",
+        help="evaluation settings (EvalConfig: extra_steps, batch_size, divergence_factor, example_index, device)",
+    )
+    p.add_argument("--checkpoint", required=True, type=Path, metavar="RUN_DIR/checkpoint.pt", help="the trained Phi")
+    p.add_argument(
+        "--store", required=True, type=Path, metavar="STORE_DIR", help="prepared store of the evaluated split (irno prepare)"
+    )
+    p.add_argument(
+        "--cache",
+        required=True,
+        type=Path,
+        metavar="CACHE_DIR",
+        help="the base's predictions for that store (irno base cache)",
+    )
+    p.add_argument("--out", required=True, type=Path, metavar="EVAL_DIR", help="output folder")
+    p.add_argument("--dataset", required=True, metavar="NAME", help="dataset name, recorded in metrics.json")
+    p.add_argument("--base", required=True, metavar="NAME", help="base operator whose predictions are refined")
+    p.add_argument("--experiment", required=True, metavar="NAME", help="experiment name, recorded in metrics.json")
+    p.add_argument(
+        "--trained-on-base",
+        metavar="NAME",
+        help="base whose predictions Phi was trained on (default: --base; differs for transfer experiments)",
+    )
+    p.add_argument(
+        "--split",
+        default="test",
+        metavar="SPLIT",
+        help="name of the evaluated split, recorded in metrics.json (default: test)",
+    )
+    p.set_defaults(func=_evaluate)
+
+
+def _evaluate(args) -> None:
+    from irno.config import EvalConfig, load_settings
+    from irno.evaluate import evaluate_checkpoint
+
+    cfg = load_settings(EvalConfig, args.config)
+    # The data layer loads only for the commands that read data (keeps `irno --help` fast).
+    from irno.base.cache import BasePredictionCache, RefinementDataset
+    from irno.data.store import PreparedSplit
+
+    dataset = RefinementDataset(PreparedSplit(args.store), BasePredictionCache.open(args.cache))
+    if len(dataset) == 0:
+        raise IrnoError(f"{args.store}: no samples to evaluate")
+    evaluate_checkpoint(
+        cfg,
+        args.checkpoint,
+        dataset,
+        args.out,
+        dataset_name=args.dataset,
+        base=args.base,
+        experiment=args.experiment,
+        trained_on_base=args.trained_on_base,
+        split=args.split,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional, get_args, get_origin
 
-from irno.utils import IrnoError
+from irno.utils import IrnoError, read_yaml
 
 
 @dataclass
@@ -189,6 +189,15 @@ def _require(ok: bool, key: str, value: Any, rule: str) -> None:
 
 
 # ----------------------------------------------------------------------------- dict <-> dataclass
+
+
+def load_settings(cls: type, path) -> Any:
+    """Dataclass `cls` from a settings YAML (a mapping of its keys); errors name the file."""
+    data = read_yaml(path)
+    try:
+        return from_dict(cls, data)
+    except IrnoError as e:
+        raise IrnoError(f"{path}: {e}") from None
 
 
 def to_dict(cfg: Any) -> dict:
