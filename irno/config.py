@@ -225,7 +225,12 @@ class ReportPlan:
                 "a non-empty list of names",
             )
             _require(len(set(values)) == len(values), f"plan.{key}", values, "free of duplicates")
-        _require(isinstance(self.experiments, list) and bool(self.experiments), "plan.experiments", self.experiments, "a non-empty list")
+        _require(
+            isinstance(self.experiments, list) and bool(self.experiments),
+            "plan.experiments",
+            self.experiments,
+            "a non-empty list",
+        )
         self.experiments = [
             e if isinstance(e, PlanExperiment) else from_dict(PlanExperiment, e, f"plan.experiments[{i}]")
             for i, e in enumerate(self.experiments)
@@ -244,7 +249,9 @@ class ReportPlan:
                 _require(name in names, f"plan.sweeps.{key}", name, known)
         self.figure_dataset = self.figure_dataset or self.datasets[0]
         self.figure_base = self.figure_base or self.bases[0]
-        _require(self.figure_dataset in self.datasets, "plan.figure_dataset", self.figure_dataset, "one of plan.datasets")
+        _require(
+            self.figure_dataset in self.datasets, "plan.figure_dataset", self.figure_dataset, "one of plan.datasets"
+        )
         _require(self.figure_base in self.bases, "plan.figure_base", self.figure_base, "one of plan.bases")
         for name in self.simulated:
             _require(name in self.datasets, "plan.simulated", name, "one of plan.datasets")

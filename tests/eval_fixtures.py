@@ -59,7 +59,10 @@ def write_eval_outputs(
     vrmse = vrmse_fields.mean(1)
     vrmse_pooled = rng.uniform(0.2, 0.4) * vrmse
     per_sample_spectral = rng.uniform(0.5, 2.0, (n_samples, 1)) * 1e-3 * decay[None, :]  # (N, S)
-    band_mse = {band: rng.uniform(0.5, 2.0) * 10.0**-i * decay**p for i, (band, p) in enumerate(zip(("low", "mid", "high"), (1, 2, 3)))}
+    band_mse = {
+        band: rng.uniform(0.5, 2.0) * 10.0**-i * decay**p
+        for i, (band, p) in enumerate(zip(("low", "mid", "high"), (1, 2, 3)))
+    }
     band_ratio = {band: values / values[0] for band, values in band_mse.items()}
 
     per_step = pd.DataFrame(

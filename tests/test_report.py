@@ -88,7 +88,9 @@ def tables(evaluated, tmp_path_factory):
     plan_path, eval_root, _ = evaluated
     out = tmp_path_factory.mktemp("tables")
     write_tables(load_plan(plan_path), eval_root, REPORTED, out)
-    return {name: pd.read_csv(out / f"{name}.csv", dtype=str, keep_default_na=False) for name in TABLE_NAMES} | {"dir": out}
+    return {name: pd.read_csv(out / f"{name}.csv", dtype=str, keep_default_na=False) for name in TABLE_NAMES} | {
+        "dir": out
+    }
 
 
 def _cell(table: pd.DataFrame, column: str, **where) -> str:
@@ -201,7 +203,14 @@ def test_ablation_table_groups_marks_divergence_and_missing(tables, evaluated):
     ablations, written = tables["ablations"], evaluated[2]
     fno = ablations[ablations["base"] == "FNO"]
     assert fno["variant"].tolist()[:3] == ["IRNO", "no spectral loss", "no fixed-point loss"]
-    assert list(dict.fromkeys(fno["group"])) == ["full method", "loss terms", "K", "alpha", "lambda schedule", "transfer"]
+    assert list(dict.fromkeys(fno["group"])) == [
+        "full method",
+        "loss terms",
+        "K",
+        "alpha",
+        "lambda schedule",
+        "transfer",
+    ]
     assert "VRMSE @ K+6" in ablations.columns
     for (base, experiment), out in written.items():
         label = next(e["label"] for e in PLAN["experiments"] if e["name"] == experiment)
@@ -240,7 +249,9 @@ def test_band_and_per_field_tables(tables, evaluated):
         single, refined = steps.loc[0, f"vrmse_{name}"], steps.loc[6, f"vrmse_{name}"]
         assert float(_cell(per_field, "single pass", base="TFNO", field=name)) == single
         assert float(_cell(per_field, "refined @ K", base="TFNO", field=name)) == refined
-        assert float(_cell(per_field, "gain %", base="TFNO", field=name)) == pytest.approx(100 * (single - refined) / single)
+        assert float(_cell(per_field, "gain %", base="TFNO", field=name)) == pytest.approx(
+            100 * (single - refined) / single
+        )
     assert len(per_field) == 22
 
 
@@ -322,7 +333,9 @@ def test_spectral_mse_and_convergence_show_divergence_and_missing(runs, evaluate
     alpha_fno, k_fno, alpha_tfno, k_tfno = fig.axes[:4]
     lines = _lines(alpha_fno)
     for experiment in ("irno", "alpha_0.3", "alpha_0.5"):
-        np.testing.assert_array_equal(lines[f"vrmse {experiment}"].get_ydata(), written[("FNO", experiment)]["per_step"]["vrmse"])
+        np.testing.assert_array_equal(
+            lines[f"vrmse {experiment}"].get_ydata(), written[("FNO", experiment)]["per_step"]["vrmse"]
+        )
     beyond = lines["beyond axis"]  # diverged points, on the top edge
     top = alpha_fno.get_ylim()[1]
     np.testing.assert_array_equal(beyond.get_ydata(), np.full(len(beyond.get_xdata()), top))
@@ -339,7 +352,10 @@ def test_energy_spectra_and_fields_plot_the_given_arrays(runs, evaluated):
     written = evaluated[2]
     s = written[("FNO", "irno")]["spectra"]
     assert field_quantities(list(s["field_names"])) == [("concentration", [0]), ("velocity", [1, 2]), ("D_xx", [3])]
-    assert field_quantities(["density", "pressure", "velocity_x", "velocity_y"])[1:] == [("velocity", [2, 3]), ("pressure", [1])]
+    assert field_quantities(["density", "pressure", "velocity_x", "velocity_y"])[1:] == [
+        ("velocity", [2, 3]),
+        ("pressure", [1]),
+    ]
 
     missing = runs[("active_matter", "TFNO", "no_spectral")]
     fig = energy_spectra([runs[("active_matter", "FNO", "irno")], missing], None)
@@ -360,8 +376,28 @@ def test_energy_spectra_and_fields_plot_the_given_arrays(runs, evaluated):
 
 def test_cli_writes_every_file_and_reports_bad_input(evaluated, tmp_path, capsys):
     plan_path, eval_root, _ = evaluated
-    assert cli_main(["tables", "--plan", str(plan_path), "--eval-root", str(eval_root), "--reported", str(REPORTED), "--out", str(tmp_path / "tables")]) == 0
-    assert cli_main(["figures", "--plan", str(plan_path), "--eval-root", str(eval_root), "--out", str(tmp_path / "figures")]) == 0
+    assert (
+        cli_main(
+            [
+                "tables",
+                "--plan",
+                str(plan_path),
+                "--eval-root",
+                str(eval_root),
+                "--reported",
+                str(REPORTED),
+                "--out",
+                str(tmp_path / "tables"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        cli_main(
+            ["figures", "--plan", str(plan_path), "--eval-root", str(eval_root), "--out", str(tmp_path / "figures")]
+        )
+        == 0
+    )
     for name in TABLE_NAMES:
         for suffix in ("csv", "md", "tex"):
             assert (tmp_path / "tables" / f"{name}.{suffix}").stat().st_size > 0
@@ -371,7 +407,12 @@ def test_cli_writes_every_file_and_reports_bad_input(evaluated, tmp_path, capsys
         assert image.shape[0] > 300 and image.shape[1] > 300 and image[..., :3].std() > 0.01
     assert not [p for p in tmp_path.rglob("*") if ".tmp" in p.name]  # nothing half-written left
     write_yaml(tmp_path / "bad.yaml", PLAN | {"main_experiment": "full"})
-    assert cli_main(["figures", "--plan", str(tmp_path / "bad.yaml"), "--eval-root", str(eval_root), "--out", str(tmp_path)]) == 1
+    assert (
+        cli_main(
+            ["figures", "--plan", str(tmp_path / "bad.yaml"), "--eval-root", str(eval_root), "--out", str(tmp_path)]
+        )
+        == 1
+    )
     assert "bad.yaml" in capsys.readouterr().err
 
 
@@ -417,11 +458,24 @@ def test_snakemake_report_builds_with_every_caption(evaluated, tmp_path):
     write_yaml(tmp_path / "config.yaml", {"run_name": "test"})
     (tmp_path / "Snakefile").write_text(
         REPORT_SNAKEFILE.format(
-            report_dir=REPO / "workflow" / "report", reported=REPORTED, tables=list(TABLE_NAMES), figures=list(FIGURE_NAMES)
+            report_dir=REPO / "workflow" / "report",
+            reported=REPORTED,
+            tables=list(TABLE_NAMES),
+            figures=list(FIGURE_NAMES),
         )
     )
     env = {"PYTHONPATH": str(REPO), "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin", "HOME": str(tmp_path)}
-    snakemake = [sys.executable, "-m", "snakemake", "--cores", "1", "--directory", str(tmp_path), "--snakefile", str(tmp_path / "Snakefile")]
+    snakemake = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--cores",
+        "1",
+        "--directory",
+        str(tmp_path),
+        "--snakefile",
+        str(tmp_path / "Snakefile"),
+    ]
     for extra in ([], ["--report", "report.zip"]):
         done = subprocess.run(snakemake + extra, env=env, capture_output=True, text=True, timeout=240)
         assert done.returncode == 0, done.stderr[-3000:]

@@ -30,4 +30,3 @@ A listed run that is absent on disk appears as "missing" in its cells and panels
 one keeps its numbers, marked. The subpackage imports nothing eagerly: the table rule never
 pays for matplotlib, the figure rule never for torch.
 """
-

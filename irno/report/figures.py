@@ -144,7 +144,9 @@ def _mark_beyond(ax, x: np.ndarray, y: np.ndarray, color, top: float) -> bool:
     return bool(beyond.any())
 
 
-BEYOND_HANDLE = Line2D([], [], linestyle="none", marker="^", color="0.5", markeredgecolor="black", label="diverged: beyond the axis")
+BEYOND_HANDLE = Line2D(
+    [], [], linestyle="none", marker="^", color="0.5", markeredgecolor="black", label="diverged: beyond the axis"
+)
 
 
 def _shade_beyond(ax, K: int, last: int, label: str) -> Patch:
@@ -175,11 +177,35 @@ def spectral_error_ratio(runs: list[EvalRun], out_dir: str | os.PathLike | None)
             top = _log_limits(ax, [s[q][i] for q in ("ratio_q25", "ratio_q75") for i, ok in enumerate(converged) if ok])
             for i, k in enumerate(steps):
                 if converged[i]:  # the band of a diverged step is off the axis and says nothing
-                    ax.fill_between(shells, s["ratio_q25"][i], s["ratio_q75"][i], color=colors[i], alpha=0.1, linewidth=0, gid=f"iqr k={k}")
-                ax.plot(shells, s["ratio_median"][i], color=colors[i], linestyle="-" if k <= K else "--", linewidth=1.4, gid=f"median k={k}")
+                    ax.fill_between(
+                        shells,
+                        s["ratio_q25"][i],
+                        s["ratio_q75"][i],
+                        color=colors[i],
+                        alpha=0.1,
+                        linewidth=0,
+                        gid=f"iqr k={k}",
+                    )
+                ax.plot(
+                    shells,
+                    s["ratio_median"][i],
+                    color=colors[i],
+                    linestyle="-" if k <= K else "--",
+                    linewidth=1.4,
+                    gid=f"median k={k}",
+                )
                 any_beyond |= _mark_beyond(ax, shells, s["ratio_median"][i], colors[i], top)
             ax.axvline(float(s["nyquist"]), color="0.25", linestyle=":", linewidth=1.2, gid="nyquist")
-            ax.text(float(s["nyquist"]), 0.03, " Nyquist N/2", transform=ax.get_xaxis_transform(), rotation=90, ha="right", va="bottom", fontsize=8)
+            ax.text(
+                float(s["nyquist"]),
+                0.03,
+                " Nyquist N/2",
+                transform=ax.get_xaxis_transform(),
+                rotation=90,
+                ha="right",
+                va="bottom",
+                fontsize=8,
+            )
             ax.set_title(f"{_title(run)} · {run.label} (K = {K})")
         for ax in axes[-1]:
             ax.set_xlabel("radial wavenumber m (cycles / domain)")
@@ -232,7 +258,9 @@ def _spectral_mse_panel(ax, group: list[EvalRun], max_samples: int) -> None:
         _missing_panel(ax, group[0], "\n".join(f"and {r.experiment}" for r in group[1:]))
         return
     handles = []
-    converged = [r.spectra["spectral_mse"][:, [not r.step_diverged(int(k)) for k in r.spectra["steps"]]] for r in present]
+    converged = [
+        r.spectra["spectral_mse"][:, [not r.step_diverged(int(k)) for k in r.spectra["steps"]]] for r in present
+    ]
     top = _log_limits(ax, converged)
     any_beyond = False
     for j, run in enumerate(group):
@@ -242,10 +270,21 @@ def _spectral_mse_panel(ax, group: list[EvalRun], max_samples: int) -> None:
             continue
         steps, per_sample = run.spectra["steps"], run.spectra["spectral_mse"]  # (S,), (N, S)
         if j == 0:
-            shown = np.unique(np.linspace(0, len(per_sample) - 1, min(len(per_sample), max_samples)).round().astype(int))
+            shown = np.unique(
+                np.linspace(0, len(per_sample) - 1, min(len(per_sample), max_samples)).round().astype(int)
+            )
             for i in shown:
                 ax.plot(steps, per_sample[i], color=style["color"], alpha=0.18, linewidth=0.6, gid=f"sample {i}")
-            handles.append(Line2D([], [], color=style["color"], alpha=0.4, linewidth=0.8, label=f"per sample ({len(shown)} of {len(per_sample)})"))
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    color=style["color"],
+                    alpha=0.4,
+                    linewidth=0.8,
+                    label=f"per sample ({len(shown)} of {len(per_sample)})",
+                )
+            )
         median = np.median(per_sample, axis=0)
         ax.plot(steps, median, linewidth=2.2, marker="o", markersize=3.5, gid=f"median {run.experiment}", **style)
         handles.append(Line2D([], [], linewidth=2.2, marker="o", markersize=3.5, label=f"median: {run.label}", **style))
@@ -255,7 +294,9 @@ def _spectral_mse_panel(ax, group: list[EvalRun], max_samples: int) -> None:
     _legend_below(ax, handles + ([BEYOND_HANDLE] if any_beyond else []))
 
 
-def convergence(sweeps: dict[str, list[EvalRun]], out_dir: str | os.PathLike | None, main_experiment: str = "irno") -> Figure:
+def convergence(
+    sweeps: dict[str, list[EvalRun]], out_dir: str | os.PathLike | None, main_experiment: str = "irno"
+) -> Figure:
     """VRMSE against the step for each sweep; rows: (dataset, base), columns: sweeps (alpha, K).
 
     Curves are ordered and coloured by the swept value read from metrics.json; a hollow circle
@@ -267,7 +308,15 @@ def convergence(sweeps: dict[str, list[EvalRun]], out_dir: str | os.PathLike | N
     with figure_style():
         fig, axes = _new_figure(max(len(pairs), 1), max(len(sweeps), 1), panel=(5.0, 4.6))
         if not sweeps:
-            axes[0, 0].text(0.5, 0.5, "the report plan defines no sweeps", ha="center", va="center", transform=axes[0, 0].transAxes, gid="missing")
+            axes[0, 0].text(
+                0.5,
+                0.5,
+                "the report plan defines no sweeps",
+                ha="center",
+                va="center",
+                transform=axes[0, 0].transAxes,
+                gid="missing",
+            )
             axes[0, 0].set_axis_off()
         for col, (key, runs) in enumerate(sweeps.items()):
             for row, pair in enumerate(pairs):
@@ -285,7 +334,15 @@ def _convergence_panel(ax, key: str, runs: list[EvalRun], main_experiment: str) 
     present = sorted((r for r in runs if not r.missing), key=lambda r: float(r.metrics[key]))
     missing = [r for r in runs if r.missing]
     if not present:
-        ax.text(0.5, 0.5, "missing runs:\n" + "\n".join(r.experiment for r in missing), ha="center", va="center", transform=ax.transAxes, gid="missing")
+        ax.text(
+            0.5,
+            0.5,
+            "missing runs:\n" + "\n".join(r.experiment for r in missing),
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+            gid="missing",
+        )
         return
     colors = [mpl.colormaps["viridis"](v) for v in np.linspace(0.0, 0.85, len(present))]
     top = _log_limits(ax, [r.per_step["vrmse"][~r.per_step["diverged"]].to_numpy() for r in present])
@@ -296,8 +353,19 @@ def _convergence_panel(ax, key: str, runs: list[EvalRun], main_experiment: str) 
         label += " (full method)" if run.experiment == main_experiment else ""
         label += f", {run.status}" if run.diverged else ""
         marker = SWEEP_MARKERS[i % len(SWEEP_MARKERS)]
-        ax.plot(steps, vrmse, color=colors[i], marker=marker, markersize=3.5, linewidth=1.6, gid=f"vrmse {run.experiment}")
-        ax.plot([run.K], [vrmse[run.K]], linestyle="none", marker="o", markersize=10, markerfacecolor="none", color=colors[i], gid=f"K {run.experiment}")
+        ax.plot(
+            steps, vrmse, color=colors[i], marker=marker, markersize=3.5, linewidth=1.6, gid=f"vrmse {run.experiment}"
+        )
+        ax.plot(
+            [run.K],
+            [vrmse[run.K]],
+            linestyle="none",
+            marker="o",
+            markersize=10,
+            markerfacecolor="none",
+            color=colors[i],
+            gid=f"K {run.experiment}",
+        )
         handles.append(Line2D([], [], color=colors[i], marker=marker, markersize=3.5, linewidth=1.6, label=label))
         any_beyond |= _mark_beyond(ax, steps, vrmse, colors[i], top)
     Ks = {r.K for r in present}
@@ -305,7 +373,18 @@ def _convergence_panel(ax, key: str, runs: list[EvalRun], main_experiment: str) 
     last = max(r.final_step for r in present)
     shade = f"beyond training horizon K = {main.K}" if len(Ks) == 1 else f"beyond K = {main.K} of {main.label}"
     handles.append(_shade_beyond(ax, main.K, last, shade))
-    handles.append(Line2D([], [], linestyle="none", marker="o", markersize=8, markerfacecolor="none", color="0.3", label="each run's own K"))
+    handles.append(
+        Line2D(
+            [],
+            [],
+            linestyle="none",
+            marker="o",
+            markersize=8,
+            markerfacecolor="none",
+            color="0.3",
+            label="each run's own K",
+        )
+    )
     handles += [Line2D([], [], linestyle="none", label=f"{r.label}: missing") for r in missing]
     _legend_below(ax, handles + ([BEYOND_HANDLE] if any_beyond else []))
 
@@ -346,15 +425,23 @@ def energy_spectra(runs: list[EvalRun], out_dir: str | os.PathLike | None) -> Fi
                     ("energy_base", "base (k = 0)", BASE, "--"),
                     ("energy_refined", f"refined (k = {run.K})", REFINED, "-"),
                 ):
-                    ax.plot(k, s[key][idx].sum(0), color=color, linestyle=style, linewidth=1.6, label=label, gid=f"{key} {name}")
+                    ax.plot(
+                        k,
+                        s[key][idx].sum(0),
+                        color=color,
+                        linestyle=style,
+                        linewidth=1.6,
+                        label=label,
+                        gid=f"{key} {name}",
+                    )
                 ax.set_xscale("log")
                 ax.set_yscale("log")
                 _log_axis(ax.xaxis)
-                _log_axis(ax.yaxis)
+                ax.yaxis.minorticks_off()  # spectra span many decades: minor ticks only cost layout time
                 ax.set_title(f"{_title(run)} · {name}" + (" (x + y)" if len(idx) > 1 else ""))
                 ax.set_xlabel("wavenumber (rad per grid spacing)")
                 ax.legend(loc="lower left")
-            for ax in axes[row, len(quantities):]:
+            for ax in axes[row, len(quantities) :]:
                 ax.set_axis_off()
             axes[row, 0].set_ylabel("power spectrum (normalised fields)")
         return _save(fig, out_dir, "energy_spectra")
@@ -376,11 +463,15 @@ def fields(run: EvalRun, out_dir: str | os.PathLike | None) -> Figure:
         fig, axes = _new_figure(len(quantities), 5, panel=(2.6, 2.5))
         columns = ["truth", "base (k = 0)", f"refined (k = {run.K})", "|base − truth|", "|refined − truth|"]
         for row, (name, idx) in enumerate(quantities):
-            truth, base, refined = (_quantity(s[key], idx) for key in ("example_truth", "example_base", "example_refined"))
+            truth, base, refined = (
+                _quantity(s[key], idx) for key in ("example_truth", "example_base", "example_refined")
+            )
             errors = np.abs(base - truth), np.abs(refined - truth)
             field_range = {"vmin": float(truth.min()), "vmax": float(truth.max()), "cmap": "viridis"}
             error_range = {"vmin": 0.0, "vmax": float(max(e.max() for e in errors)), "cmap": "magma"}
-            for col, (image, scale) in enumerate(zip((truth, base, refined, *errors), [field_range] * 3 + [error_range] * 2)):
+            for col, (image, scale) in enumerate(
+                zip((truth, base, refined, *errors), [field_range] * 3 + [error_range] * 2)
+            ):
                 ax = axes[row, col]
                 shown = ax.imshow(image.T, origin="lower", interpolation="nearest", **scale)
                 ax.set_xticks([])
@@ -409,7 +500,11 @@ def write_figures(plan: ReportPlan, eval_root: str | os.PathLike, out_dir: str |
     main = [runs[(d, b, plan.main_experiment)] for d, b in pairs]
     spectral_error_ratio(main, out_dir)
     spectral_mse_per_step([runs[(d, b, e)] for d, b in pairs for e in plan.band_experiments], out_dir)
-    convergence({key: [runs[(d, b, e)] for d, b in pairs for e in plan.sweep(key)] for key in plan.sweeps}, out_dir, plan.main_experiment)
+    convergence(
+        {key: [runs[(d, b, e)] for d, b in pairs for e in plan.sweep(key)] for key in plan.sweeps},
+        out_dir,
+        plan.main_experiment,
+    )
     energy_spectra(main, out_dir)
     fields(runs[(plan.figure_dataset, plan.figure_base, plan.main_experiment)], out_dir)
     return [Path(out_dir) / f"{name}.{suffix}" for name in FIGURE_NAMES for suffix in ("pdf", "png")]

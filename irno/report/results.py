@@ -81,7 +81,7 @@ class EvalRun:
 
     @property
     def status(self) -> str:
-        """"missing", "diverged from k=9" or "ok": the status column of the tables."""
+        """The status column of the tables: "missing", "diverged from k=9" or "ok"."""
         if self.missing:
             return "missing"
         if self.diverged:
@@ -108,9 +108,13 @@ class EvalRun:
         n_steps, n_shells = len(arrays["steps"]), len(arrays["shells"])
         for name in ("ratio_median", "ratio_q25", "ratio_q75", "error_spectrum_mean"):
             if arrays[name].shape != (n_steps, n_shells):
-                raise IrnoError(f"{path}: '{name}' has shape {arrays[name].shape}, expected (steps, shells) = {(n_steps, n_shells)}")
+                raise IrnoError(
+                    f"{path}: '{name}' has shape {arrays[name].shape}, expected (steps, shells) = {(n_steps, n_shells)}"
+                )
         if arrays["spectral_mse"].ndim != 2 or arrays["spectral_mse"].shape[1] != n_steps:
-            raise IrnoError(f"{path}: 'spectral_mse' has shape {arrays['spectral_mse'].shape}, expected (samples, {n_steps})")
+            raise IrnoError(
+                f"{path}: 'spectral_mse' has shape {arrays['spectral_mse'].shape}, expected (samples, {n_steps})"
+            )
         n_fields = len(arrays["field_names"])
         for name in ("energy_truth", "energy_base", "energy_refined"):
             if arrays[name].shape != (n_fields, len(arrays["energy_wavenumber"])):
@@ -139,7 +143,9 @@ def load_run(eval_root: str | os.PathLike, dataset: str, base: str, experiment: 
         raise IrnoError(f"{metrics_path}: missing key(s) {', '.join(absent_keys)} (docs/outputs.md, metrics.json)")
     for key, expected in (("dataset", dataset), ("base", base), ("experiment", experiment)):
         if metrics[key] != expected:
-            raise IrnoError(f"{metrics_path}: '{key}' is {metrics[key]!r} but the file lies in the folder of {expected!r}")
+            raise IrnoError(
+                f"{metrics_path}: '{key}' is {metrics[key]!r} but the file lies in the folder of {expected!r}"
+            )
     run.metrics = metrics
     run.per_step = _read_per_step(directory / "per_step.csv", metrics)
     return run
@@ -252,7 +258,9 @@ def load_reported(path: str | os.PathLike) -> Reported:
             if absent:
                 raise IrnoError(f"{where}: missing key(s) {', '.join(absent)}")
             if entry["source"] not in data["sources"]:
-                raise IrnoError(f"{where}: source '{entry['source']}' is not one of sources: {', '.join(data['sources'])}")
+                raise IrnoError(
+                    f"{where}: source '{entry['source']}' is not one of sources: {', '.join(data['sources'])}"
+                )
             for key in numbers:
                 if not _is_number(entry[key]):
                     raise IrnoError(f"{where}: '{key}' must be a number, got {entry[key]!r}")

@@ -38,7 +38,9 @@ TABLE_NAMES = ("main", "ablations", "bands", "per_field")
 VRMSE, PERCENT, DELTA, BAND_PERCENT = ".4f", ".2f", "+.4f", ".1f"
 MISSING, NOT_REPORTED, SIMULATED = "missing", "not reported", "not compared (simulated)"
 DIVERGED_MARK = {"csv": " (diverged)", "md": " †", "tex": " †"}
-DIVERGED_NOTE = "† diverged: the evaluation flagged this step (non-finite, or error above divergence_factor × the base's)."
+DIVERGED_NOTE = (
+    "† diverged: the evaluation flagged this step (non-finite, or error above divergence_factor × the base's)."
+)
 MISSING_NOTE = "missing: listed in the report plan, but eval/<dataset>/<base>/<experiment>/ has no complete output."
 
 
@@ -164,7 +166,10 @@ def main_table(plan: ReportPlan, runs: dict[tuple, EvalRun], reported: Reported)
     )  # fmt: skip
     conventions = {  # convention -> (metrics keys of ours, published numbers)
         "The Well": (("vrmse_base", "vrmse_refined", "gain_pct"), _well_published),
-        "pooled (reference)": (("vrmse_pooled_cf_base", "vrmse_pooled_cf_refined", "gain_pct_pooled_cf"), _readme_published),
+        "pooled (reference)": (
+            ("vrmse_pooled_cf_base", "vrmse_pooled_cf_refined", "gain_pct_pooled_cf"),
+            _readme_published,
+        ),
     }
     sources = set()
     for dataset in plan.datasets:
@@ -178,7 +183,10 @@ def main_table(plan: ReportPlan, runs: dict[tuple, EvalRun], reported: Reported)
                     ours = [_text(MISSING)] * 3
                 else:
                     single = _number(run, run.metrics[keys[0]], VRMSE)
-                    ours = [single, *(_number(run, run.metrics[k], f, run.K) for k, f in zip(keys[1:], (VRMSE, PERCENT)))]
+                    ours = [
+                        single,
+                        *(_number(run, run.metrics[k], f, run.K) for k, f in zip(keys[1:], (VRMSE, PERCENT))),
+                    ]
                 shown_source = None if dataset in plan.simulated else source
                 sources.add(shown_source)
                 table.rows.append(
@@ -189,7 +197,10 @@ def main_table(plan: ReportPlan, runs: dict[tuple, EvalRun], reported: Reported)
     table.notes = [
         "Δ = ours − reported, in the same convention. The Well: VRMSE per field on channel-last tensors (SPEC 2.1); "
         "pooled (reference): the IRNO reference implementation's channel-first pooled VRMSE (SPEC 2.2), the paper's convention.",
-        *(f"{key}: {reported.source_title(key)} ({reported.sources[key].get('where', '')})." for key in sorted(sources - {None})),
+        *(
+            f"{key}: {reported.source_title(key)} ({reported.sources[key].get('where', '')})."
+            for key in sorted(sources - {None})
+        ),
         DIVERGED_NOTE,
         MISSING_NOTE,
     ]
@@ -282,7 +293,10 @@ def band_table(plan: ReportPlan, runs: dict[tuple, EvalRun], reported: Reported)
                     elif step not in run.per_step.index:
                         row += [_text("not evaluated")] * len(BANDS)
                     else:
-                        row += [_number(run, 100 * run.per_step.loc[step, f"band_ratio_{b}"], BAND_PERCENT, step) for b in BANDS]
+                        row += [
+                            _number(run, 100 * run.per_step.loc[step, f"band_ratio_{b}"], BAND_PERCENT, step)
+                            for b in BANDS
+                        ]
                 table.rows.append(row)
     table.notes = [
         "Band errors: The Well's binned_spectral_mse (3 log-spaced bins of |κ|), averaged over samples and fields; "
