@@ -280,6 +280,27 @@ def test_markdown_and_latex_render_the_same_cells(tables, evaluated, tmp_path):
     assert set(main["reported IRNO"]) == {"not compared (simulated)"}
 
 
+def test_nothing_evaluated_yet_renders_missing_everywhere(evaluated, tmp_path):
+    plan = load_plan(evaluated[0])
+    write_tables(plan, tmp_path / "no_eval", REPORTED, tmp_path)
+    main = pd.read_csv(tmp_path / "main.csv", dtype=str)
+    assert set(main["IRNO @ K"]) == set(main["status"]) == {"missing"}
+    assert set(main["reported IRNO"]) == {"0.0501", "0.0387", "not reported"}  # published numbers still shown
+    bands = pd.read_csv(tmp_path / "bands.csv", dtype=str)
+    assert len(bands) == 2 and set(bands.iloc[:, 2:].to_numpy().ravel()) == {"missing"}
+    runs = load_runs(plan, tmp_path / "no_eval")
+    main_runs = [runs[("active_matter", b, "irno")] for b in plan.bases]
+    for fig in (
+        spectral_error_ratio(main_runs, None),
+        spectral_mse_per_step(main_runs, None),
+        convergence({"K": [runs[("active_matter", "FNO", e)] for e in plan.sweep("K")]}, None),
+        energy_spectra(main_runs, None),
+        fields(main_runs[0], None),
+    ):
+        fig.draw_without_rendering()
+        assert any(t.get_gid() == "missing" for ax in fig.axes for t in ax.texts)
+
+
 # ----------------------------------------------------------------------------- figures
 
 

@@ -60,6 +60,7 @@ def figure_style() -> Iterator[None]:
         **sns.plotting_context("paper", font_scale=1.2),
         "axes.prop_cycle": mpl.cycler(color=PALETTE),
         "image.cmap": "viridis",
+        "axes.titlepad": 9,  # room for the ▲ markers of diverged values on the top edge
         "legend.frameon": True,
         "legend.framealpha": 0.9,
         "legend.fontsize": 8.5,
@@ -343,6 +344,8 @@ def _convergence_panel(ax, key: str, runs: list[EvalRun], main_experiment: str) 
             transform=ax.transAxes,
             gid="missing",
         )
+        ax.set_xticks([])
+        ax.set_yticks([])
         return
     colors = [mpl.colormaps["viridis"](v) for v in np.linspace(0.0, 0.85, len(present))]
     top = _log_limits(ax, [r.per_step["vrmse"][~r.per_step["diverged"]].to_numpy() for r in present])
