@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_data_commands(sub)
     _add_evaluate(sub)
+    _add_report_commands(sub)
     return parser
 
 
@@ -148,6 +149,52 @@ def _evaluate(args) -> None:
         trained_on_base=args.trained_on_base,
         split=args.split,
     )
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _add_report_commands(sub) -> None:
+    plan_help = "report plan YAML: datasets, bases, experiments and their groups, sweeps (docs/outputs.md)"
+    eval_help = "evaluation root holding <dataset>/<base>/<experiment>/{metrics.json,per_step.csv,spectra.npz}"
+
+    p = sub.add_parser(
+        "tables",
+        help="paper tables (main, ablations, bands, per_field) from saved evaluation outputs",
+        description="Write OUT/{main,ablations,bands,per_field}.{csv,md,tex} (LaTeX booktabs) from the "
+        "evaluation outputs the plan lists. Loads no model. A run missing on disk shows as 'missing', "
+        "a diverged step as a number marked with a dagger.",
+    )
+    p.add_argument("--plan", required=True, help=plan_help)
+    p.add_argument("--eval-root", required=True, help=eval_help)
+    p.add_argument("--reported", required=True, help="published numbers with their sources (config/reported.yaml)")
+    p.add_argument("--out", required=True, help="output folder (results/<run>/tables)")
+    p.set_defaults(func=_tables)
+
+    p = sub.add_parser(
+        "figures",
+        help="paper figures (spectral error ratio, spectral MSE, convergence, energy spectra, fields)",
+        description="Write OUT/{spectral_error_ratio,spectral_mse_per_step,convergence,energy_spectra,fields}"
+        ".{pdf,png} from the evaluation outputs the plan lists. Loads no model; a style change reruns only this.",
+    )
+    p.add_argument("--plan", required=True, help=plan_help)
+    p.add_argument("--eval-root", required=True, help=eval_help)
+    p.add_argument("--out", required=True, help="output folder (results/<run>/figures)")
+    p.set_defaults(func=_figures)
+
+
+def _tables(args) -> None:
+    from irno.report.results import load_plan
+    from irno.report.tables import write_tables
+
+    write_tables(load_plan(args.plan), args.eval_root, args.reported, args.out)
+
+
+def _figures(args) -> None:
+    from irno.report.figures import write_figures
+    from irno.report.results import load_plan
+
+    write_figures(load_plan(args.plan), args.eval_root, args.out)
 
 
 def main(argv: list[str] | None = None) -> int:
