@@ -167,10 +167,9 @@ class SimulationConfig:
             _require(not repeated, f"simulate.{split}.pairs", repeated, "pairs listed once (one file each)")
             for zeta, _ in pairs:
                 # RK4's stability limit for the alignment term (SPEC 5): dt below about 0.7 / zeta.
-                _require(
-                    self.dt * abs(zeta) < 0.7, "simulate.dt", self.dt,
-                    f"below 0.7 / zeta = {0.7 / abs(zeta):.4g} for zeta = {zeta} in simulate.{split}.pairs",
-                )
+                if self.dt * abs(zeta) >= 0.7:
+                    _require(False, "simulate.dt", self.dt,
+                             f"below 0.7 / zeta = {0.7 / abs(zeta):.4g} for zeta = {zeta} in simulate.{split}.pairs")
 
 
 @dataclass
