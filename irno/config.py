@@ -131,11 +131,15 @@ class SplitPlan:
             )
 
 
+SIMULATED_DATASETS = ("active_matter",)  # what irno.sim can stand in for
+
+
 @dataclass
 class SimulationConfig:
     """The embedded active-matter re-simulation (SPEC 5), written in The Well's format."""
 
-    grid: int = 64  # grid points per side of the 10 x 10 periodic box
+    dataset: str = "active_matter"  # the Well dataset it stands in for (one of SIMULATED_DATASETS)
+    grid: int = 64  # grid points per side of the 10 x 10 periodic box (even)
     frames: int = 81  # saved frames per trajectory
     frame_dt: float = 0.25  # time between saved frames
     dt: float = 0.025  # integrator step
@@ -146,10 +150,31 @@ class SimulationConfig:
     test: SplitPlan = field(default_factory=lambda: SplitPlan([[3, -4], [13, -1]], 1))
 
     def __post_init__(self):
-        _require(self.grid >= 8, "simulate.grid", self.grid, ">= 8")
+        _require(
+            self.dataset in SIMULATED_DATASETS, "simulate.dataset", self.dataset,
+            f"one the simulator can make: {', '.join(SIMULATED_DATASETS)}",
+        )
+        _require(self.grid >= 16 and self.grid % 2 == 0, "simulate.grid", self.grid, "even and >= 16")
         _require(self.frames >= 6, "simulate.frames", self.frames, ">= 6 (4 input frames and a target)")
         _require(self.frame_dt > 0, "simulate.frame_dt", self.frame_dt, "> 0")
         _require(self.dt > 0, "simulate.dt", self.dt, "> 0")
+        steps = round(self.frame_dt / self.dt)
+        _require(
+            steps >= 1 and abs(steps * self.dt - self.frame_dt) <= 1e-9 * self.frame_dt,
+            "simulate.dt", self.dt, f"a whole fraction of frame_dt = {self.frame_dt}",
+        )
+        _require(self.seed >= 0, "simulate.seed", self.seed, ">= 0")
+        _require(self.workers >= 1, "simulate.workers", self.workers, ">= 1")
+        for split in ("train", "valid", "test"):
+            pairs = [(float(z), float(a)) for z, a in getattr(self, split).pairs]
+            _require(bool(pairs), f"simulate.{split}.pairs", pairs, "at least one [zeta, alpha] pair")
+            repeated = sorted({p for p in pairs if pairs.count(p) > 1})
+            _require(not repeated, f"simulate.{split}.pairs", repeated, "pairs listed once (one file each)")
+            for zeta, _ in pairs:
+                # RK4's stability limit for the alignment term (SPEC 5): dt below about 0.7 / zeta.
+                if self.dt * abs(zeta) >= 0.7:
+                    _require(False, "simulate.dt", self.dt,
+                             f"below 0.7 / zeta = {0.7 / abs(zeta):.4g} for zeta = {zeta} in simulate.{split}.pairs")
 
 
 @dataclass

@@ -363,8 +363,8 @@ def write_outputs(out_dir: str | os.PathLike, metrics: dict, result: EvalResult)
     out_dir = Path(out_dir)
     with atomic_path(out_dir / "per_step.csv") as tmp:
         result.per_step.to_csv(tmp, index=False)
-    with atomic_path(out_dir / "spectra.npz") as tmp:  # the temporary name keeps the .npz suffix
-        np.savez_compressed(tmp, **result.spectra)
+    with atomic_path(out_dir / "spectra.npz") as tmp, open(tmp, "wb") as f:  # a file: savez appends .npz to names
+        np.savez_compressed(f, **result.spectra)
     write_json(out_dir / "metrics.json", metrics)
 
 

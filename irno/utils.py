@@ -55,11 +55,13 @@ def _umask() -> int:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary file path beside `path`; move it onto `path` only if the block succeeds.
 
-    The temporary name keeps the final suffix (numpy's savez would otherwise append ``.npz``).
+    The temporary name is hidden and ends in ``.tmp``, so that a file left by a killed job never
+    matches a data glob such as ``*.hdf5``. Writers that append a suffix to a path they are given
+    (numpy's save/savez) must be handed an open file instead.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
