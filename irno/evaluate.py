@@ -58,7 +58,7 @@ from tqdm import tqdm
 
 from irno.config import EvalConfig
 from irno.models import load_refiner, refine_steps
-from irno.utils import IrnoError, atomic_path, log, select_device, write_json
+from irno.utils import IrnoError, atomic_path, log, select_device, write_json, write_npz
 
 BANDS = ("low", "mid", "high")  # binned_spectral_mse's 3 default bins, in order
 
@@ -363,8 +363,7 @@ def write_outputs(out_dir: str | os.PathLike, metrics: dict, result: EvalResult)
     out_dir = Path(out_dir)
     with atomic_path(out_dir / "per_step.csv") as tmp:
         result.per_step.to_csv(tmp, index=False)
-    with atomic_path(out_dir / "spectra.npz") as tmp, open(tmp, "wb") as f:  # a file: savez appends .npz to names
-        np.savez_compressed(f, **result.spectra)
+    write_npz(out_dir / "spectra.npz", **result.spectra)
     write_json(out_dir / "metrics.json", metrics)
 
 

@@ -119,6 +119,12 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         tmp.write_text(json.dumps(_to_plain(obj), indent=2, allow_nan=True) + "\n")
 
 
+def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+    """Compressed ``.npz`` of named arrays, atomically (numpy gets a file: it appends .npz to names)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
+
+
 def read_json(path: str | os.PathLike) -> Any:
     path = Path(path)
     if not path.is_file():

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from irno.utils import atomic_path, write_json
+from irno.utils import atomic_path, write_json, write_npz
 
 ACTIVE_MATTER_FIELDS = [
     "concentration", "velocity_x", "velocity_y",
@@ -138,6 +138,5 @@ def write_eval_outputs(
     write_json(directory / "metrics.json", metrics)
     with atomic_path(directory / "per_step.csv") as tmp:
         per_step.to_csv(tmp, index=False)
-    with atomic_path(directory / "spectra.npz") as tmp:
-        np.savez(tmp, **spectra)
+    write_npz(directory / "spectra.npz", **spectra)
     return {"metrics": metrics, "per_step": per_step, "spectra": spectra}
