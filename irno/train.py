@@ -381,11 +381,10 @@ def _train(cfg, train_data, valid_data, out_dir: Path, base, device: torch.devic
                 return history
             log.info("resuming from epoch %d of %d (%s)", state["epoch"], tc.epochs, state_path)
 
-    model: nn.Module = Objective(phi, cfg.loss, tc.K, tc.alpha)
+    # Only Phi is compiled: the loss's FFTs have no compiled kernels, and one graph serves all K + 1 calls.
+    model: nn.Module = Objective(torch.compile(phi) if tc.compile else phi, cfg.loss, tc.K, tc.alpha)
     if world > 1:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if on_cuda else None, gradient_as_bucket_view=True)
-    if tc.compile:
-        model = torch.compile(model)
 
     def to_device(t: torch.Tensor) -> torch.Tensor:
         return t.to(device, non_blocking=True, memory_format=memory_format)

@@ -134,9 +134,10 @@ def test_training_reduces_the_loss_and_writes_the_run(tmp_path):
 
 def test_resume_after_interruption_is_bit_identical(tmp_path, monkeypatch, caplog):
     train, valid = _data()
-    train_refiner(_cfg(), train, valid, tmp_path / "straight")
+    train_refiner(_cfg(epochs=4), train, valid, tmp_path / "straight")
 
-    # Interrupt the second run during epoch 3 (after its training batches, before its files).
+    # Interrupt the second run during epoch 3 (after its training batches, before its files);
+    # two epochs after the restart check that the schedule, not only the weights, was restored.
     real_validate, calls = irno.train.validate, []
 
     def interrupted(*args, **kwargs):
@@ -147,15 +148,15 @@ def test_resume_after_interruption_is_bit_identical(tmp_path, monkeypatch, caplo
 
     monkeypatch.setattr(irno.train, "validate", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        train_refiner(_cfg(), train, valid, tmp_path / "resumed")
+        train_refiner(_cfg(epochs=4), train, valid, tmp_path / "resumed")
     assert torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)["epoch"] == 2
     assert len(pd.read_csv(tmp_path / "resumed" / "train_log.csv")) == 2
     monkeypatch.setattr(irno.train, "validate", real_validate)
 
     with caplog.at_level(logging.INFO, logger="irno"):
-        history = train_refiner(_cfg(), train, valid, tmp_path / "resumed")
+        history = train_refiner(_cfg(epochs=4), train, valid, tmp_path / "resumed")
     assert "resuming from epoch 2" in caplog.text
-    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4]
     _assert_same_weights(_final_weights(tmp_path / "straight"), _final_weights(tmp_path / "resumed"))
     a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
     b = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
