@@ -63,6 +63,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _add_train(sub) -> None:
     p = sub.add_parser(
         "train",
+        allow_abbrev=False,  # --nproc is dropped by its exact spelling when re-launching (irno.train)
         help="train the refinement operator Phi (resumable; --nproc N for DDP)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="""\

@@ -195,9 +195,27 @@ def _process_group(device_type: str) -> Iterator[tuple[int, int]]:
         dist.destroy_process_group()
 
 
+def torchrun_command(nproc: int, argv: list[str]) -> list[str]:
+    """The command that runs ``irno <argv>`` as `nproc` processes under torchrun on this node.
+
+    The ``--nproc N`` option is left out of the processes' command line: torchrun's parser would
+    reject it as an ambiguous abbreviation of its own ``--nproc-per-node``.
+    """
+    args = []
+    drop_next = False
+    for arg in argv:
+        if drop_next or arg.startswith("--nproc="):
+            drop_next = False
+            continue
+        drop_next = arg == "--nproc"
+        if not drop_next:
+            args.append(arg)
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m", "irno.cli", *args]
+
+
 def relaunch_with_torchrun(nproc: int, argv: list[str]) -> int:
-    """Run ``irno <argv>`` as `nproc` processes under torchrun on this node; their exit status."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m", "irno.cli", *argv]
+    """Run ``irno <argv>`` as `nproc` DDP processes; the exit status (non-zero if any failed)."""
+    cmd = torchrun_command(nproc, argv)
     log.info("launching %d training processes: %s", nproc, " ".join(cmd))
     return subprocess.call(cmd)
 

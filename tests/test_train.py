@@ -17,7 +17,7 @@ import irno.train
 from irno.cli import main as irno_main
 from irno.config import LossConfig, PhiConfig, RefinerConfig, TrainConfig
 from irno.models import load_refiner
-from irno.train import TRAIN_LOG_COLUMNS, epoch_batches, train_refiner
+from irno.train import TRAIN_LOG_COLUMNS, epoch_batches, torchrun_command, train_refiner
 from irno.utils import IrnoError, write_yaml
 
 FIELDS, T_IN, GRID = 2, 2, 16
@@ -278,3 +278,15 @@ def test_cli_train_help_and_argument_errors(tmp_path, capsys):
     assert irno_main(["train", "--config", str(settings), *paths, "--train-cache", "a", "--valid-cache", "b"]) == 1
     err = capsys.readouterr().err
     assert str(settings) in err and "train.lr_max" in err
+
+
+@pytest.mark.parametrize("nproc_args", [["--nproc", "2"], ["--nproc=2"]])
+def test_torchrun_command_passes_the_irno_arguments_through(nproc_args):
+    from torch.distributed.run import parse_args
+
+    argv = ["train", "--config", "s.yaml", *nproc_args, "--train", "t", "--out", "o"]
+    cmd = torchrun_command(2, argv)
+    assert cmd[1:3] == ["-m", "torch.distributed.run"]
+    parsed = parse_args(cmd[3:])  # torchrun's own parser, as the launched command meets it
+    assert (parsed.nproc_per_node, parsed.module, parsed.training_script) == ("2", True, "irno.cli")
+    assert parsed.training_script_args == ["train", "--config", "s.yaml", "--train", "t", "--out", "o"]
