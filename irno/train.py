@@ -150,8 +150,8 @@ def _describe(dataset, role: str) -> str:
     return str(getattr(dataset, "path", f"the {role} data"))
 
 
-def _check_data(cfg: RefinerConfig, train_data, valid_data, base: nn.Module | None) -> tuple[int, int, tuple[int, int]]:
-    """(in_channels, out_channels, grid) of Phi for this data; IrnoError naming what does not fit."""
+def _check_data(cfg: RefinerConfig, train_data, valid_data, base: nn.Module | None) -> tuple[int, int]:
+    """(in_channels, out_channels) of Phi for this data; IrnoError naming what does not fit."""
     shapes = {}
     for role, ds in (("train", train_data), ("valid", valid_data)):
         if len(ds) == 0:
@@ -167,7 +167,7 @@ def _check_data(cfg: RefinerConfig, train_data, valid_data, base: nn.Module | No
     (c_x, H, W), (c_y, *_) = shapes["train"]
     if cfg.phi.backbone == "unet" and (H % 2**cfg.phi.depth or W % 2**cfg.phi.depth):
         raise IrnoError(f"config key 'phi.depth': {cfg.phi.depth} needs a grid divisible by {2**cfg.phi.depth}, the data's is {H}x{W}")
-    return c_x + c_y, c_y, (H, W)
+    return c_x + c_y, c_y
 
 
 def _data_identity(dataset) -> dict:
@@ -347,7 +347,7 @@ def train_refiner(
 
 def _train(cfg, train_data, valid_data, out_dir: Path, base, device: torch.device, rank: int, world: int) -> list[dict]:
     tc = cfg.train
-    in_channels, out_channels, _ = _check_data(cfg, train_data, valid_data, base)
+    in_channels, out_channels = _check_data(cfg, train_data, valid_data, base)
     cfg_dict = to_dict(cfg)
     data = {"train": _data_identity(train_data), "valid": _data_identity(valid_data)}
     run_hash = stable_hash({"config": cfg_dict, "data": data, "format": STATE_FORMAT})

@@ -11,6 +11,15 @@ from irno.losses import lambda_schedule, objective, spectral_loss, spectral_weig
 from irno.models import build_phi
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny tensors: a second OpenMP thread only waits (badly, on a shared 2-core machine).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _mode(H: int, W: int, ky: int, kx: int, amplitude: float = 1.0) -> torch.Tensor:
     """(1, 1, H, W) amplitude * cos(2 pi (ky y / H + kx x / W))."""
     y = torch.arange(H, dtype=torch.float64)[:, None]
