@@ -35,7 +35,7 @@ stop() {
 
 # Job steps run under slurmstepd, which outlives slurmd: cancel the jobs so that none outlives
 # the cluster, and give them KillWait (5 s) to end.
-if [[ -s $RUN/slurmctld.pid ]] && scontrol ping 2>/dev/null | grep -q UP; then
+if [[ -s $RUN/slurmctld.pid && $(scontrol ping 2>/dev/null) == *UP* ]]; then
     jobs=$(squeue -h -o %A 2>/dev/null | tr '\n' ' ')
     if [[ -n $jobs ]]; then
         say "cancelling the jobs still queued or running: $jobs"

@@ -4,9 +4,10 @@
 # GPU (Gres=gpu:1 on /dev/null, so `--gpus=1` jobs schedule and see CUDA_VISIBLE_DEVICES=0).
 #
 # For Debian 12, as root, without systemd or cgroups (containers, CI). Installs the Debian packages
-# when missing. Idempotent: when everything is up already it only says so. Every daemon runs in the
-# foreground under `setsid`, with its pid in $IRNO_SLURM_STATE/run, so down.sh stops exactly what
-# this script started and nothing else.
+# when missing. Idempotent: when everything is up already it only says so (so a change to the
+# configuration below takes effect after down.sh). Every daemon runs in the foreground under
+# `setsid`, with its pid in $IRNO_SLURM_STATE/run, so down.sh stops exactly what this script
+# started and nothing else.
 #
 #   tests/slurm/up.sh          # bring the cluster up (prints the seconds it took)
 #   tests/slurm/down.sh        # stop it again
@@ -31,7 +32,7 @@ say() { echo "up.sh: $*"; }
 die() { echo "up.sh: error: $*" >&2; exit "${2:-1}"; }
 
 [[ $(id -u) == 0 ]] || die "must run as root (it installs packages and starts system daemons)" 2
-command -v apt-get >/dev/null && [[ -r /etc/debian_version ]] || die "needs Debian (apt-get)" 2
+if ! command -v apt-get >/dev/null || [[ ! -r /etc/debian_version ]]; then die "needs Debian (apt-get)" 2; fi
 
 # pid of a daemon we started, if it still runs that program; empty otherwise.
 alive() {
@@ -71,10 +72,13 @@ if [[ -n $(alive munged munged) && -n $(alive mariadbd mariadbd) && -n $(alive s
     exit 0
 fi
 
+mkdir -p "$RUN" "$LOG" "$STATE/slurmctld" "$STATE/slurmd"
+chmod 755 "$STATE"
+
 # --- packages -------------------------------------------------------------------------------------
 missing=()
 for p in "${PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == "install ok installed" ]] || missing+=("$p")
 done
 if ((${#missing[@]})); then
     say "installing ${missing[*]}"
@@ -86,18 +90,16 @@ if ((${#missing[@]})); then
     fi
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
-        >"/tmp/irno-slurm-apt.log" 2>&1 || die "apt-get install failed; see /tmp/irno-slurm-apt.log"
+        >"$LOG/apt.out" 2>&1 || die "apt-get install failed; see $LOG/apt.out"
 fi
-
-mkdir -p "$RUN" "$LOG" "$STATE/slurmctld" "$STATE/slurmd" /run/munge /etc/slurm
-chmod 755 "$STATE"
+mkdir -p /run/munge /etc/slurm
 
 # --- configuration, generated for this host --------------------------------------------------------
 if [[ -e /etc/slurm/slurm.conf ]] && ! grep -qF "$MARK" /etc/slurm/slurm.conf; then
     die "/etc/slurm/slurm.conf exists and was not written by this script; refusing to replace it" 2
 fi
 # The node as slurmd sees it (sockets, cores, threads, memory); keep 10 % of memory for the OS.
-read -r CPUS BOARDS SOCKETS CORES THREADS MEMORY < <(slurmd -C | awk -v RS=' ' -F= '
+read -r CPUS BOARDS SOCKETS CORES THREADS MEMORY < <(slurmd -C | awk -v RS='[ \n]+' -F= '
     /^CPUs=/{c=$2} /^Boards=/{b=$2} /^SocketsPerBoard=/{s=$2} /^CoresPerSocket=/{k=$2}
     /^ThreadsPerCore=/{t=$2} /^RealMemory=/{m=$2} END{print c, b, s, k, t, m}')
 MEMORY=$((MEMORY * 9 / 10))
@@ -161,7 +163,7 @@ NodeName=localhost Name=gpu File=/dev/null
 EOF
 
 if [[ ! -s $STATE/db.password ]]; then
-    (umask 077 && tr -dc 'a-zA-Z0-9' </dev/urandom | head -c 24 >"$STATE/db.password")
+    (umask 077 && head -c 32 /dev/urandom | sha256sum | cut -c1-32 >"$STATE/db.password")
 fi
 write_if_changed /etc/slurm/slurmdbd.conf 600 <<EOF
 $MARK
@@ -223,13 +225,14 @@ if [[ -z $(alive slurmdbd slurmdbd) ]]; then
     start slurmdbd /usr/sbin/slurmdbd -D
 fi
 wait_for slurmdbd 60 sacctmgr -n list cluster
-if ! sacctmgr -n -P list cluster format=cluster | grep -qx "$CLUSTER"; then
+# (grep without -q: it reads all of sacctmgr's output, so pipefail never sees a SIGPIPE)
+if ! sacctmgr -n -P list cluster format=cluster | grep -x "$CLUSTER" >/dev/null; then
     sacctmgr -i add cluster "$CLUSTER" >/dev/null
 fi
-if ! sacctmgr -n -P list account format=account | grep -qx "$ACCOUNT"; then
+if ! sacctmgr -n -P list account format=account | grep -x "$ACCOUNT" >/dev/null; then
     sacctmgr -i add account "$ACCOUNT" cluster="$CLUSTER" description="irno tests" >/dev/null
 fi
-if ! sacctmgr -n -P list assoc user=root format=account | grep -qx "$ACCOUNT"; then
+if ! sacctmgr -n -P list assoc user=root format=account | grep -x "$ACCOUNT" >/dev/null; then
     sacctmgr -i add user root account="$ACCOUNT" cluster="$CLUSTER" >/dev/null
 fi
 
