@@ -393,6 +393,7 @@ SETTINGS_KINDS: dict[str, type] = {
     "eval": EvalConfig,
     "base": BaseConfig,
     "simulate": SimulationConfig,
+    "plan": ReportPlan,
 }
 
 

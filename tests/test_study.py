@@ -128,6 +128,16 @@ def test_report_plan(paper):
     assert plan["simulated"] == [] and plan["reported_names"] == {"FNO": "FNO", "TFNO": "TFNO"}
 
 
+@pytest.mark.parametrize("name", ["config", "demo", "test"])
+def test_report_plan_is_a_valid_report_plan(name):
+    from irno.config import ReportPlan
+
+    study = load_study(config(name))
+    plan = from_dict(ReportPlan, study.plan())
+    assert plan.main_experiment in [e.name for e in plan.experiments]
+    assert plan.simulated == study.datasets_from("simulate")
+
+
 def test_report_plan_follows_the_selection(paper):
     paper["runs"] = {"experiments": ["irno", "K_4", "alpha_0.5"]}
     paper["experiments"]["K_4"]["label"] = "K = 4"
@@ -190,11 +200,12 @@ def test_write_settings_rejects_bad_settings(tmp_path, capsys, kind, payload, me
     assert out.read_text() == "previous: kept\n"  # nothing half-written
 
 
-def test_every_settings_kind_round_trips(tmp_path):
+def test_every_settings_kind_round_trips(tmp_path, paper):
     from irno.config import SETTINGS_KINDS, to_dict, write_settings
 
+    payloads = {"base": {"pretrained": "polymathic-ai/FNO-active_matter"}, "plan": load_study(paper).plan()}
     for kind, cls in SETTINGS_KINDS.items():
-        payload = {"pretrained": "polymathic-ai/FNO-active_matter"} if kind == "base" else {}
+        payload = payloads.get(kind, {})
         out = tmp_path / f"{kind}.yaml"
         cfg = write_settings(kind, copy.deepcopy(payload), out)
         assert from_dict(cls, read_yaml(out)) == cfg
