@@ -30,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     with tempfile.TemporaryDirectory() as tmp:
-        for name in ("Snakefile", "workflow", "config", "envs"):
+        for name in ("Snakefile", "workflow", "config", "envs", "profiles"):
             (shutil.copytree if (ROOT / name).is_dir() else shutil.copy2)(ROOT / name, Path(tmp) / name)
         times, cpu_times = [], []
         for _ in range(args.repeats):

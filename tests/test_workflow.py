@@ -2,7 +2,8 @@
 stopped before any job, the test config end to end, the HTML report and the one-variant rerun.
 
 Each test runs Snakemake in a temporary copy of the workflow (Snakefile, workflow/, config/,
-envs/), importing this checkout's `irno`, so results never land in the repository.
+envs/, profiles/: the workflow profile applies as for users), importing this checkout's `irno`,
+so results never land in the repository.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = ("Snakefile", "workflow", "config", "envs")
+WORKFLOW_FILES = ("Snakefile", "workflow", "config", "envs", "profiles")
 PAPER_EXPERIMENTS = 19
 # What the end-to-end run needs from the other parts of the pipeline.
 E2E_MODULES = ("irno.sim", "irno.data.store", "irno.base", "irno.train", "irno.evaluate", "irno.report")

@@ -90,8 +90,8 @@ def settings_json(settings):
     return json.dumps(settings, sort_keys=True)
 
 
-# Every rule but the simulator runs on one thread: a workstation runs as many jobs side by side
-# as it has cores (--cores), and no job oversubscribes them (torch's OpenMP threads on a busy
+# One thread per job (two for the simulator), so a workstation runs as many jobs side by side
+# as it has cores (--cores) and no job oversubscribes them (torch's OpenMP threads on a busy
 # machine slow to a crawl). On a cluster, GPU jobs get their CPU cores from the profile
 # (cpus_per_task); raise a rule's threads with --set-threads for CPU-only training.
 
