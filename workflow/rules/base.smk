@@ -15,8 +15,14 @@ rule base_settings:
         f"{BASE}/settings.yaml",
     log:
         f"{LOGS}/base_settings/{{dataset}}_{{base}}.log",
+    benchmark:
+        f"{BENCHMARKS}/base_settings/{{dataset}}_{{base}}.tsv"
     conda:
         ENV
+    threads: 1
+    resources:
+        runtime=scaled(5),
+        mem_mb=scaled(1000),
     params:
         settings_json=lambda wc: settings_json(STUDY.base_settings(wc.dataset, wc.base)),
     shell:

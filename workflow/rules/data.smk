@@ -15,8 +15,14 @@ rule simulate_settings:
         f"{DATA}/settings.yaml",
     log:
         f"{LOGS}/simulate_settings/{{dataset}}.log",
+    benchmark:
+        f"{BENCHMARKS}/simulate_settings/{{dataset}}.tsv"
     conda:
         ENV
+    threads: 1
+    resources:
+        runtime=scaled(5),
+        mem_mb=scaled(1000),
     params:
         settings_json=lambda wc: settings_json(STUDY.simulate_settings(wc.dataset)),
     shell:

@@ -17,10 +17,16 @@ rule refiner_settings:
         f"{RUNDIR}/settings.yaml",
     log:
         f"{LOGS}/refiner_settings/{{dataset}}_{{base}}_{{experiment}}.log",
+    benchmark:
+        f"{BENCHMARKS}/refiner_settings/{{dataset}}_{{base}}_{{experiment}}.tsv"
     wildcard_constraints:
         experiment=one_of(STUDY.trained_experiments),
     conda:
         ENV
+    threads: 1
+    resources:
+        runtime=scaled(5),
+        mem_mb=scaled(1000),
     params:
         settings_json=lambda wc: settings_json(STUDY.refiner_settings(wc.experiment)),
     shell:
@@ -63,8 +69,14 @@ rule eval_settings:
         f"{RUN}/eval/settings.yaml",
     log:
         f"{LOGS}/eval_settings.log",
+    benchmark:
+        f"{BENCHMARKS}/eval_settings.tsv"
     conda:
         ENV
+    threads: 1
+    resources:
+        runtime=scaled(5),
+        mem_mb=scaled(1000),
     params:
         settings_json=lambda wc: settings_json(STUDY.eval_settings()),
     shell:

@@ -18,8 +18,14 @@ rule plan_settings:
         f"{RUN}/plan.yaml",
     log:
         f"{LOGS}/plan_settings.log",
+    benchmark:
+        f"{BENCHMARKS}/plan_settings.tsv"
     conda:
         ENV
+    threads: 1
+    resources:
+        runtime=scaled(5),
+        mem_mb=scaled(1000),
     params:
         settings_json=lambda wc: settings_json(STUDY.plan()),
     shell:
@@ -104,8 +110,14 @@ rule report:
     log:
         config=f"{LOGS}/report/config.json",
         messages=f"{LOGS}/report/report.log",
+    benchmark:
+        f"{BENCHMARKS}/report.tsv"
     conda:
         ENV
+    threads: 1
+    resources:
+        runtime=scaled(10),
+        mem_mb=scaled(4000),
     params:
         snakefile=os.path.relpath(workflow.main_snakefile),
         config_json=lambda wc: json.dumps(config, sort_keys=True),
