@@ -175,7 +175,7 @@ class BaseConfig:
     strict: bool = True  # false: a failed check warns instead of stopping
     check_max_samples: Optional[int] = None  # base check on this many evenly spaced valid samples (None: all)
     cache_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    cache_batch_size: int = 32
+    cache_batch_size: int = 32  # inference batch of the cache build and the base check
 
     def __post_init__(self):
         _require(self.epochs >= 1, "base.epochs", self.epochs, ">= 1")

@@ -9,7 +9,7 @@ import torch
 
 from irno.base import BaseOperator, fetch_base, load_base
 from irno.base.cache import BasePredictionCache, RefinementDataset, cache_base, expected_meta
-from irno.base.check import check_base, verdict
+from irno.base.check import check_base, per_field_vrmse, verdict
 from irno.base.operator import build_model, load_model_dir, read_provenance, save_base
 from irno.base.train import one_step_mse, persistence, train_base
 from irno.cli import main as irno_main
@@ -219,6 +219,17 @@ def test_verdict_names_the_mode_to_use():
     assert verdict(unet, {"fixed": 0.27})[0] == "pass"
 
 
+def test_check_vrmse_is_the_wells_in_physical_units(tiny_stores):
+    split = PreparedSplit(tiny_stores["valid"])
+    idx = np.arange(len(split))
+    got = per_field_vrmse({"persistence": lambda x: persistence(x, 11)}, split, idx, 5, torch.device("cpu"))["persistence"]
+    x, y = split.batch(idx)
+    std, mean = split.channel_std[None, :, None, None], split.channel_mean[None, :, None, None]
+    y_hat, y = x[:, -11:].double().numpy() * std + mean, y.double().numpy() * std + mean  # (N, F, H, W)
+    want = np.sqrt(((y_hat - y) ** 2).mean(axis=(2, 3)) / (y.var(axis=(2, 3), ddof=1) + 1e-7)).mean(0)  # SPEC 2.1
+    np.testing.assert_allclose(got, want, rtol=1e-4)
+
+
 def test_base_check_measures_both_modes_and_fails_on_the_wrong_one(trained, waves, tmp_path):
     cfg, model_dir = trained
     valid = PreparedSplit(waves["valid"])
@@ -335,6 +346,13 @@ def test_reduced_precision_cache_reports_its_error(trained, waves, tmp_path, dty
     assert error["rms"] == pytest.approx(diff.square().mean().sqrt().item())
     assert 0 < error["relative_rms"] < (1e-3 if dtype == "float16" else 1e-2)
     assert reduced[0].dtype == torch.float32
+
+
+def test_shared_fixtures_give_refinement_datasets(tiny_stores, tiny_caches):
+    data = RefinementDataset(PreparedSplit(tiny_stores["test"]), BasePredictionCache.open(tiny_caches["test"]))
+    item = data[3]
+    assert item["x"].shape == (44, 32, 32) and item["h0"].shape == item["y"].shape == (11, 32, 32)
+    assert torch.isfinite(item["h0"]).all() and item["h0"].std() > 0
 
 
 # ----------------------------------------------------------------------------- CLI

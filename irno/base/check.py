@@ -3,8 +3,9 @@
 The published FNO/TFNO checkpoints were trained with the FNO-block bug (SPEC 4), so under
 the_well 1.2.0 only the ``legacy`` forward reproduces their numbers (0.3157 FNO, 0.3342 TFNO on
 active_matter). Before anything is built on a base, this check measures its one-step VRMSE on
-the valid split under both modes (The Well's `VRMSE` on channel-last tensors, mean over fields
-and samples) and compares it with the published number:
+the valid split under both modes (The Well's `VRMSE` on channel-last tensors in physical units,
+as The Well's validation computes it; mean over fields and samples) and compares it with the
+published number:
 
 - configured mode within `check_tolerance` (relative) of the published number: pass;
 - configured mode misses but the other mode matches: fail, naming the mode to use
@@ -20,7 +21,7 @@ import os
 import numpy as np
 import torch
 
-from irno.base.operator import FOURIER_CLASSES, BaseOperator, check_channels, load_base
+from irno.base.operator import FOURIER_CLASSES, BaseOperator, check_channels, effective_forward, load_base
 from irno.base.train import persistence
 from irno.config import BaseConfig
 from irno.data.store import PreparedSplit
@@ -38,13 +39,16 @@ def per_field_vrmse(predictors: dict, split: PreparedSplit, indices: np.ndarray,
         scalar_names=[], constant_scalar_names=[], field_names={0: split.field_names}, constant_field_names={},
         boundary_condition_types=[], n_files=0, n_trajectories_per_file=[], n_steps_per_trajectory=[],
     )
+    # The Well validates in physical units (its trainer denormalises the prediction); VRMSE is
+    # affine-invariant except for its eps, which matters for fields of tiny variance (concentration).
+    mean, std = (torch.as_tensor(a, device=device) for a in (split.channel_mean, split.channel_std))  # (F,)
     sums = {name: np.zeros(len(split.field_names)) for name in predictors}
     for idx in torch.from_numpy(indices).split(batch_size):
         x, y = (t.to(device) for t in split.batch(idx))
-        y_cl = y.permute(0, 2, 3, 1)  # (B, H, W, F): The Well's convention
+        y_phys = y.permute(0, 2, 3, 1) * std + mean  # (B, H, W, F): The Well's channel-last convention
         for name, predict in predictors.items():
-            v = VRMSE.eval(predict(x).float().permute(0, 2, 3, 1), y_cl, meta)  # (B, F)
-            sums[name] += v.double().sum(0).cpu().numpy()
+            y_hat = predict(x).float().permute(0, 2, 3, 1) * std + mean
+            sums[name] += VRMSE.eval(y_hat, y_phys, meta).double().sum(0).cpu().numpy()  # (B, F) -> (F,)
     return {name: s / len(indices) for name, s in sums.items()}
 
 
@@ -58,7 +62,7 @@ def check_indices(cfg: BaseConfig, n: int) -> np.ndarray:
 def verdict(cfg: BaseConfig, vrmse: dict[str, float]) -> tuple[str, str]:
     """(verdict, message) for the measured VRMSE per forward mode."""
     published, tol = cfg.published_valid_vrmse, cfg.check_tolerance
-    configured = cfg.forward if cfg.model_class in FOURIER_CLASSES else "fixed"
+    configured = effective_forward(cfg)
     got = vrmse[configured]
     if published is None:
         return "unchecked", f"no published valid VRMSE configured; measured {got:.4f} with forward '{configured}'"
@@ -102,6 +106,7 @@ def check_base(cfg: BaseConfig, model_dir: str | os.PathLike, valid: PreparedSpl
         "base": op.identity,
         "configured_forward": cfg.forward,
         "forward_mode_applies": cfg.model_class in FOURIER_CLASSES,
+        "units": "physical (denormalised with stats.yaml), as The Well's validation",
         "valid_vrmse": vrmse,
         "valid_vrmse_per_field": {m: dict(zip(valid.field_names, per_field[m].tolist())) for m in modes},
         "persistence_valid_vrmse": float(per_field["persistence"].mean()),

@@ -144,6 +144,11 @@ def fetch_base(cfg: BaseConfig, out_dir: str | os.PathLike) -> Path:
         model, origin, resolved = load_model_dir(cfg.model_class, local), "local", None
     elif _is_hub_id(cfg.pretrained):
         folder = _hub_snapshot(cfg.pretrained, cfg.revision, cfg.model_class)
+        if not (folder / WEIGHTS).is_file():
+            raise IrnoError(
+                f"Hub repo {cfg.pretrained} at revision {folder.name} has no {WEIGHTS}; only safetensors weights are "
+                "loaded (pickled checkpoints can execute code)"
+            )
         model, origin, resolved = load_model_dir(cfg.model_class, folder), "hub", folder.name  # snapshots/<commit>
     else:
         raise IrnoError(f"config key 'base.pretrained': {cfg.pretrained!r} is neither a local directory nor a Hub id (owner/name)")
