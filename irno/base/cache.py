@@ -116,12 +116,16 @@ class BasePredictionCache:
         progress_file = work / "progress.json"
         key = stable_hash(meta)
         progress = read_json(progress_file) if progress_file.is_file() else {}
+        h0 = None
         if progress.get("key") == key:
-            h0 = np.lib.format.open_memmap(work / "h0.npy", mode="r+")
-            log.info("resuming the cache build in %s at sample %d of %d", work, progress["done"], shape[0])
-        else:
+            try:
+                h0 = np.lib.format.open_memmap(work / "h0.npy", mode="r+")
+                log.info("resuming the cache build in %s at sample %d of %d", work, progress["done"], shape[0])
+            except (OSError, ValueError) as e:
+                log.warning("cannot resume from %s (%s): starting afresh", work, e)
+        if h0 is None or h0.shape != shape:
             if work.exists():
-                log.info("discarding %s: it was started for another base, store or dtype", work)
+                log.info("discarding %s: it cannot be resumed for this base, store and dtype", work)
                 shutil.rmtree(work)
             work.mkdir(parents=True)
             h0 = np.lib.format.open_memmap(work / "h0.npy", mode="w+", dtype=STORAGE[dtype], shape=shape)

@@ -125,7 +125,7 @@ def _hub_snapshot(repo_id: str, revision: str | None, class_name: str) -> Path:
         raise IrnoError(f"config key 'base.pretrained': no Hub repo {repo_id!r} (and no local directory of that name)") from None
     except (LocalEntryNotFoundError, OSError, ConnectionError) as e:
         raise IrnoError(
-            f"cannot reach the Hugging Face Hub for {at} and it is not in the local Hub cache ({type(e).__name__}). "
+            f"cannot reach the Hugging Face Hub for {at} and it is not in the local Hub cache ({type(e).__name__}: {e}). "
             "Run `irno base fetch` where the internet is reachable, or on such a machine save the model with "
             f"`{class_name}.from_pretrained('{repo_id}', revision={revision!r}).save_pretrained(DIR)` (the_well.benchmark.models), copy DIR here "
             "and set `base.pretrained: DIR` (a local save_pretrained directory needs no network)."

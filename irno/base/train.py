@@ -1,7 +1,8 @@
 """Train a base operator locally (the demo, and users whose Hub access is blocked).
 
 One-step prediction on a prepared store's windows: MSE in normalised units, Adam, seeded
-shuffles. The result is saved with `save_pretrained` into a model directory that loads through
+shuffles. The weights after the last epoch are saved with `save_pretrained` into a model
+directory that loads through
 the same path as a fetched Hub checkpoint (`irno.base.load_base`). After every epoch the
 training state goes to a hidden file beside the output, so a pre-empted job continues from the
 last finished epoch; a changed config or dataset starts afresh.
