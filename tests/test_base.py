@@ -371,4 +371,4 @@ def test_base_cli_train_check_cache(waves, tmp_path, capsys):
     assert len(BasePredictionCache.open(tmp_path / "cache")) == len(PreparedSplit(waves["valid"]))
     write_yaml(tmp_path / "bad.yaml", {**settings, "epochs": "many"})
     assert irno_main(["base", "fetch", "--config", str(tmp_path / "bad.yaml"), "--out", model]) == 1
-    assert "bad.yaml: config key 'base.epochs': expected an integer, got 'many'" in capsys.readouterr().err
+    assert "bad.yaml: config key 'epochs': expected an integer, got 'many'" in capsys.readouterr().err
