@@ -123,6 +123,8 @@ def main() -> None:
         cfg = BaseConfig(source="train", model_kwargs={"modes1": args.base_modes, "modes2": args.base_modes, "hidden_channels": args.base_width})
         base = BaseOperator(build_model(cfg, store.n_steps_input * n_fields, n_fields, store.grid)).to(device).eval().requires_grad_(False)
         base.identity = {"model_class": "FNO", "benchmark": True}
+        with torch.no_grad():  # warm-up: the first call pays for kernel and FFT-plan set-up
+            base(store.batch(range(min(args.cache_batch, len(store))))[0].to(device))
         with Clock() as cache_clock:
             cache = BasePredictionCache.build(base, store, tmp / "cache", batch_size=args.cache_batch, device=device)
         data = RefinementDataset(store, cache)
