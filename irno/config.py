@@ -198,12 +198,20 @@ class BaseConfig:
     published_valid_vrmse: Optional[float] = None  # The Well's valid VRMSE, for the base check
     check_tolerance: float = 0.10  # relative miss of the published number that fails the check
     strict: bool = True  # false: a failed check warns instead of stopping
+    check_max_samples: Optional[int] = None  # base check on this many evenly spaced valid samples (None: all)
     cache_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    cache_batch_size: int = 32
+    cache_batch_size: int = 32  # inference batch of the cache build and the base check
 
     def __post_init__(self):
         _require(self.epochs >= 1, "base.epochs", self.epochs, ">= 1")
         _require(self.lr > 0, "base.lr", self.lr, "> 0")
+        _require(self.batch_size >= 1, "base.batch_size", self.batch_size, ">= 1")
+        _require(self.cache_batch_size >= 1, "base.cache_batch_size", self.cache_batch_size, ">= 1")
+        _require(self.check_tolerance > 0, "base.check_tolerance", self.check_tolerance, "> 0")
+        _require(
+            self.check_max_samples is None or self.check_max_samples >= 1,
+            "base.check_max_samples", self.check_max_samples, ">= 1 or null",
+        )
         if self.source == "pretrained":
             _require(bool(self.pretrained), "base.pretrained", self.pretrained, "a Hub id or a local directory")
 
