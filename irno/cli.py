@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from irno import __version__
+from irno.roma.cli import add_roma_commands
 from irno.utils import IrnoError, setup_logging
 
 
@@ -21,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"irno {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    del sub  # subcommands are added below as the pipeline's steps land
+    add_roma_commands(sub)
     return parser
 
 
