@@ -28,10 +28,9 @@ import torch
 from irno.roma.config import RunConfig
 from irno.roma.kuramoto import load
 from irno.roma.train import (
-    assemble, coarse_targets, evaluation_ends, increment_scale, lead_times, load_checkpoint, predict, smspe,
-    split_nodes,
+    assemble, coarse_targets, evaluation_ends, lead_times, load_checkpoint, predict, smspe, split_nodes,
 )
-from irno.utils import IrnoError, atomic_path, write_json
+from irno.utils import IrnoError, atomic_path, select_device, write_json
 
 
 def evaluate(
@@ -46,35 +45,37 @@ def evaluate(
     data = load(data_path)
     model, ckpt = load_checkpoint(checkpoint_path, cfg, data)
     t = cfg.train
+    device = select_device(t.device)
+    model.to(device)
     split = split_nodes(data, t)
-    scale = increment_scale(data, split.train_nodes)
+    scale = ckpt["increment_scale"]
     ends = evaluation_ends(data, t)
     noise_rng = np.random.default_rng([t.seed, 1 << 21])
-    sums = {name: [] for name in ("smspe", "smspe_clean", "smspe_persistence", "smspe_persistence_clean", "mse",
-                                  "mse_clean", "smspe_coarse", "pde_residual_ms")}
+    scores = {name: [] for name in ("smspe", "smspe_clean", "smspe_persistence", "smspe_persistence_clean", "mse",
+                                    "mse_clean", "smspe_coarse", "pde_residual_ms")}
     attention = None
     for index, nodes in enumerate(split.test):
         for noisy in (True, False):
             suffix = "" if noisy else "_clean"
             batch = assemble(data, [nodes], ends[None], cfg, scale, noise_eta=t.noise_eta if noisy else 0.0,
-                             rng=noise_rng)
+                             rng=noise_rng).to(device)
             want_attention = cfg.model.kind == "roma" and index == 0 and not noisy
             prediction, out = predict(model, batch, cfg, scale, attention=want_attention)
             persistence = batch.last.unsqueeze(-1).expand_as(batch.target)
-            sums["smspe" + suffix].append(float(smspe(batch.target, prediction)))
-            sums["smspe_persistence" + suffix].append(float(smspe(batch.target, persistence)))
-            sums["mse" + suffix].append(float((batch.target - prediction).square().mean()))
+            scores["smspe" + suffix].append(float(smspe(batch.target, prediction)))
+            scores["smspe_persistence" + suffix].append(float(smspe(batch.target, persistence)))
+            scores["mse" + suffix].append(float((batch.target - prediction).square().mean()))
             if noisy and out.levels:
                 coarse = [smspe(y, last + scale * u) for (y, last), u in zip(coarse_targets(out, batch), out.coarse())]
-                sums["smspe_coarse"].append(float(torch.stack(coarse).mean()))
+                scores["smspe_coarse"].append(float(torch.stack(coarse).mean()))
             if noisy and cfg.model.learned_pde:
                 with torch.enable_grad():
                     residual = model(batch.history, batch.pe, batch.adj, lead_times(t, batch.history.device),
                                      pde=True).pde_residual
-                sums["pde_residual_ms"].append(float(residual.detach().square().mean()))
+                scores["pde_residual_ms"].append(float(residual.detach().square().mean()))
             if want_attention:
                 attention = _attention_maps(out, batch, nodes.size)
-    mean = {k: (float(np.mean(v)) if v else None) for k, v in sums.items()}
+    mean = {k: (float(np.mean(v)) if v else None) for k, v in scores.items()}
     pde_ms = mean.pop("pde_residual_ms")
     metrics = {
         "run_key": ckpt["run_key"], "dataset": cfg.dataset, "nodes": data.num_nodes,
@@ -86,10 +87,10 @@ def evaluate(
         "valid_smspe": ckpt["valid_smspe"], "train_seconds": ckpt["train_seconds"],
         **mean, "pde_residual_rms": None if pde_ms is None else float(np.sqrt(pde_ms)),
     }
-    write_json(metrics_out, metrics)
     if attention_out is not None:
         with atomic_path(attention_out) as tmp:
             np.savez(tmp, run_key=ckpt["run_key"], coarse_nodes=np.asarray(cfg.model.coarse_nodes), **attention)
+    write_json(metrics_out, metrics)
     return metrics
 
 

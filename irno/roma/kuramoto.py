@@ -235,7 +235,3 @@ def describe(path: str | os.PathLike) -> dict:
     with h5py.File(path, "r") as f:
         return {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items() if k != "settings"}
 
-
-def order_parameter(phases: np.ndarray) -> np.ndarray:
-    """(T,) Kuramoto order parameter |mean_i exp(i theta_i(t))|."""
-    return np.abs(np.exp(1j * phases.astype(np.float64)).mean(axis=0))

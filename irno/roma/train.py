@@ -243,7 +243,7 @@ def train(cfg: RunConfig, data_path: str | os.PathLike, out_dir: str | os.PathLi
     state = {"epoch": 0, "history": [], "best_state": None, "best_epoch": -1, "best_valid": math.inf}
     last_path = out_dir / "last.pt"
     if last_path.exists():
-        saved = torch.load(last_path, map_location=device, weights_only=True)
+        saved = torch.load(last_path, map_location="cpu", weights_only=True)
         if saved.get("resume_hash") == resume_hash:
             model.load_state_dict(saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
