@@ -2,7 +2,7 @@
 
     PYTHONPATH=. python benchmarks/roma_graphs.py                       # 10k, 100k nodes
     PYTHONPATH=. python benchmarks/roma_graphs.py --graph-sizes 10000 100000 1000000 3850000 \\
-        --kuramoto-sizes 10000 100000 --out results/benchmarks/roma_graphs.json
+        --kuramoto-sizes 10000 100000
 
 Prints a table and writes JSON. Graph generation is timed end to end (points, edges by the
 radial-band sweep, largest component; best of --repeat). The Kuramoto integration runs the
@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--kuramoto-sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--t-end", type=float, default=2.0, help="simulated time of the Kuramoto runs")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--out", default="roma_graphs.json")
+    parser.add_argument("--out", default="results/benchmarks/roma_graphs.json")
     args = parser.parse_args()
 
     rows = [time_graph(n, args.repeat) for n in args.graph_sizes]

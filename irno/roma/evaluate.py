@@ -66,7 +66,7 @@ def evaluate(
             scores["smspe_persistence" + suffix].append(float(smspe(batch.target, persistence)))
             scores["mse" + suffix].append(float((batch.target - prediction).square().mean()))
             if noisy and out.levels:
-                coarse = [smspe(y, last + scale * u) for (y, last), u in zip(coarse_targets(out, batch), out.coarse())]
+                coarse = [smspe(y, last + scale * u) for (y, last), u in zip(coarse_targets(out, batch), out.coarse)]
                 scores["smspe_coarse"].append(float(torch.stack(coarse).mean()))
             if noisy and cfg.model.learned_pde:
                 with torch.enable_grad():

@@ -123,6 +123,7 @@ class Forecast:
     def fine(self) -> torch.Tensor:
         return self.u[:, : self.num_fine]  # (B, n, H)
 
+    @property
     def coarse(self) -> list[torch.Tensor]:
         """[(B, m_l, H)] per renormalisation level."""
         out, start = [], self.num_fine

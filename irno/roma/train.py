@@ -198,7 +198,7 @@ def objective(model: GraphOperator, batch: Batch, cfg: RunConfig, scale: float) 
     loss = parts["data"]
     t = cfg.train
     if out.levels:
-        coarse = [smspe(y, last + scale * u) for (y, last), u in zip(coarse_targets(out, batch), out.coarse())]
+        coarse = [smspe(y, last + scale * u) for (y, last), u in zip(coarse_targets(out, batch), out.coarse)]
         parts["coarse"] = torch.stack(coarse).mean()
         parts["entropy"] = torch.stack([level.entropy for level in out.levels]).sum()
         parts["link"] = torch.stack([level.link for level in out.levels]).sum()

@@ -22,7 +22,7 @@ def test_shapes(kind):
                 attention=True)
     tokens = n + (11 if kind == "roma" else 0)
     assert out.u.shape == (B, tokens, H) and out.fine.shape == (B, n, H)
-    assert [c.shape for c in out.coarse()] == ([(B, 8, H), (B, 3, H)] if kind == "roma" else [])
+    assert [c.shape for c in out.coarse] == ([(B, 8, H), (B, 3, H)] if kind == "roma" else [])
     assert (out.attention is not None) == (kind == "roma")
     if kind == "roma":
         assert out.attention.shape == (B, tokens, tokens)
