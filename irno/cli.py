@@ -7,11 +7,13 @@ Workflow rules call these with a settings YAML and explicit paths. Errors the us
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 from irno import __version__
 from irno.roma.cli import add_roma_commands
-from irno.utils import IrnoError, setup_logging
+from irno.utils import IrnoError, read_yaml, setup_logging, write_json
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,13 +24,331 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"irno {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_data_commands(sub)
+    _add_train(sub)
+    _add_evaluate(sub)
+    _add_report_commands(sub)
+    _add_simulate(sub)
     add_roma_commands(sub)
     return parser
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def _add_data_commands(sub) -> None:
+    p = sub.add_parser(
+        "download",
+        help="download a Well dataset, verify it against the registry, write its manifest",
+        description="Download splits of a Well dataset with The Well's downloader (curl; interrupted "
+        "downloads resume when run again), then verify that every file the package's registry lists "
+        "exists, is non-empty, opens with h5py and holds the fields stats.yaml describes. Writes the "
+        "manifest (files, sizes, fields) later steps depend on; any missing or bad file is an error naming it.",
+    )
+    p.add_argument("--dataset", required=True, help="The Well dataset name, e.g. active_matter")
+    p.add_argument("--root", required=True, help="folder that receives datasets/<name>/{stats.yaml,data/<split>/}")
+    p.add_argument("--manifest", required=True, help="manifest.json to write")
+    p.add_argument("--splits", nargs="+", default=["train", "valid", "test"], choices=["train", "valid", "test"])
+    p.add_argument("--registry", help="registry YAML of file URLs (default: the one shipped with the_well)")
+    p.set_defaults(func=_download)
+
+    p = sub.add_parser(
+        "prepare",
+        help="normalise one split into a memory-mappable prepared store",
+        description="Read every trajectory of one split once through The Well's WellDataset (z-score "
+        "normalised with the dataset's stats.yaml) and write a prepared store: trajectories.npy "
+        "(N_traj, T, F, H, W) float32, windows.npy (the training windows, in WellDataset order) and meta.json.",
+    )
+    p.add_argument("--manifest", required=True, help="manifest.json written by `irno download` or `irno simulate`")
+    p.add_argument("--split", required=True, choices=["train", "valid", "test"])
+    p.add_argument("--out", required=True, help="store folder to create (replaced atomically)")
+    p.add_argument("--n-steps-input", type=int, default=4, help="input frames per sample (default 4)")
+    p.set_defaults(func=_prepare)
+
+
+def _download(args) -> None:
+    from irno.data.download import download_dataset
+    from irno.utils import write_json
+
+    manifest = download_dataset(args.dataset, args.root, splits=tuple(args.splits), registry_path=args.registry)
+    write_json(args.manifest, manifest)
+
+
+def _prepare(args) -> None:
+    from irno.data.store import prepare_split
+
+    prepare_split(args.manifest, args.split, args.out, n_steps_input=args.n_steps_input)
+
+
+# ----------------------------------------------------------------------------- train
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        allow_abbrev=False,  # --nproc is dropped by its exact spelling when re-launching (irno.train)
+        help="train the refinement operator Phi (resumable; --nproc N for DDP)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+Train Phi on a prepared training split with the objective of SPEC 1.3, validating every epoch.
+
+h0 = T_base(x) comes from base-prediction caches (--train-cache, --valid-cache; the fast
+path) or is recomputed per batch by the base model (--base-model, --base-config; the
+reference behaviour). Give one pair or the other.
+
+Writes into RUN_DIR after every epoch: checkpoint.pt (the best epoch's Phi, else the last),
+train_log.csv (one row per epoch) and last.pt (the resume state). Started again on the same
+RUN_DIR it resumes after the last complete epoch; a finished run does nothing; a changed
+config or data starts afresh.""",
+        epilog="""\
+example:
+  irno train --config runs/am/fno/irno/settings.yaml \\
+      --train data/am/prepared/train --train-cache base/am/fno/cache/train \\
+      --valid data/am/prepared/valid --valid-cache base/am/fno/cache/valid \\
+      --out runs/am/fno/irno --nproc 2""",
+    )
+    p.add_argument("--config", required=True, type=Path, metavar="SETTINGS.yaml", help="the run's settings (phi, loss, train)")
+    p.add_argument("--train", required=True, type=Path, metavar="STORE", help="prepared store of the training split")
+    p.add_argument("--train-cache", type=Path, metavar="CACHE", help="base-prediction cache of the training split")
+    p.add_argument("--valid", required=True, type=Path, metavar="STORE", help="prepared store of the validation split")
+    p.add_argument("--valid-cache", type=Path, metavar="CACHE", help="base-prediction cache of the validation split")
+    p.add_argument("--base-model", type=Path, metavar="MODEL_DIR", help="base model directory: h0 recomputed per batch")
+    p.add_argument("--base-config", type=Path, metavar="BASE.yaml", help="the base model's settings (with --base-model)")
+    p.add_argument("--out", required=True, type=Path, metavar="RUN_DIR", help="output folder of the run")
+    p.add_argument(
+        "--nproc", type=int, default=1, metavar="N", help="processes for DDP on this node (torchrun; nccl on GPUs, gloo on CPU)"
+    )
+    p.set_defaults(func=_train)
+
+
+def _train(args) -> int:
+    from irno.config import BaseConfig, RefinerConfig, load_settings
+    from irno.train import relaunch_with_torchrun, train_refiner
+
+    cfg = load_settings(RefinerConfig, args.config)
+    caches = (args.train_cache, args.valid_cache)
+    base_given = (args.base_model, args.base_config)
+    if not (all(caches) and not any(base_given)) and not (all(base_given) and not any(caches)):
+        raise IrnoError("give either --train-cache and --valid-cache, or --base-model and --base-config (not a mix)")
+    if args.nproc < 1:
+        raise IrnoError(f"--nproc {args.nproc}: must be at least 1")
+    if args.nproc > 1 and "LOCAL_RANK" not in os.environ:  # not yet under torchrun: start the N processes
+        return relaunch_with_torchrun(args.nproc, args.argv)
+
+    from irno.data.store import PreparedSplit
+
+    train, valid = PreparedSplit(args.train), PreparedSplit(args.valid)
+    base = None
+    if all(caches):
+        from irno.base.cache import BasePredictionCache, RefinementDataset
+
+        train = RefinementDataset(train, BasePredictionCache.open(args.train_cache))
+        valid = RefinementDataset(valid, BasePredictionCache.open(args.valid_cache))
+    else:
+        from irno.base import load_base
+
+        base = load_base(load_settings(BaseConfig, args.base_config), args.base_model, "cpu")
+    train_refiner(cfg, train, valid, args.out, base=base)
+    return 0
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="metrics of every refinement step k = 0 .. K + extra on a split",
+        description=(
+            "Run a trained Phi for K + extra_steps refinement steps on every sample of a prepared split "
+            "(base predictions h0 from its cache) and write metrics.json, per_step.csv and spectra.npz "
+            "(docs/outputs.md): The Well's VRMSE, the reference's pooled VRMSE, band errors, radial error "
+            "spectra, per-sample spectral MSE, energy spectra and divergence flags. K and alpha come from "
+            "the checkpoint."
+        ),
+    )
+    p.add_argument(
+        "--config",
+        required=True,
+        type=Path,
+        metavar="EVAL.yaml",
+        help="evaluation settings (EvalConfig: extra_steps, batch_size, divergence_factor, example_index, device)",
+    )
+    p.add_argument("--checkpoint", required=True, type=Path, metavar="RUN_DIR/checkpoint.pt", help="the trained Phi")
+    p.add_argument(
+        "--store", required=True, type=Path, metavar="STORE_DIR", help="prepared store of the evaluated split (irno prepare)"
+    )
+    p.add_argument(
+        "--cache",
+        required=True,
+        type=Path,
+        metavar="CACHE_DIR",
+        help="the base's predictions for that store (irno base cache)",
+    )
+    p.add_argument("--out", required=True, type=Path, metavar="EVAL_DIR", help="output folder")
+    p.add_argument("--dataset", required=True, metavar="NAME", help="dataset name, recorded in metrics.json")
+    p.add_argument("--base", required=True, metavar="NAME", help="base operator whose predictions are refined")
+    p.add_argument("--experiment", required=True, metavar="NAME", help="experiment name, recorded in metrics.json")
+    p.add_argument(
+        "--trained-on-base",
+        metavar="NAME",
+        help="base whose predictions Phi was trained on (default: --base; differs for transfer experiments)",
+    )
+    p.add_argument(
+        "--split",
+        default="test",
+        metavar="SPLIT",
+        help="name of the evaluated split, recorded in metrics.json (default: test)",
+    )
+    p.set_defaults(func=_evaluate)
+
+
+def _evaluate(args) -> None:
+    from irno.config import EvalConfig, load_settings
+    from irno.evaluate import evaluate_checkpoint
+
+    cfg = load_settings(EvalConfig, args.config)
+    # The data layer loads only for the commands that read data (keeps `irno --help` fast).
+    from irno.base.cache import BasePredictionCache, RefinementDataset
+    from irno.data.store import PreparedSplit
+
+    dataset = RefinementDataset(PreparedSplit(args.store), BasePredictionCache.open(args.cache))
+    if len(dataset) == 0:
+        raise IrnoError(f"{args.store}: no samples to evaluate")
+    evaluate_checkpoint(
+        cfg,
+        args.checkpoint,
+        dataset,
+        args.out,
+        dataset_name=args.dataset,
+        base=args.base,
+        experiment=args.experiment,
+        trained_on_base=args.trained_on_base,
+        split=args.split,
+    )
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _add_report_commands(sub) -> None:
+    plan_help = "report plan YAML: datasets, bases, experiments and their groups, sweeps (docs/outputs.md)"
+    eval_help = "evaluation root holding <dataset>/<base>/<experiment>/{metrics.json,per_step.csv,spectra.npz}"
+
+    p = sub.add_parser(
+        "tables",
+        help="paper tables (main, ablations, bands, per_field) from saved evaluation outputs",
+        description="Write OUT/{main,ablations,bands,per_field}.{csv,md,tex} (LaTeX booktabs) from the "
+        "evaluation outputs the plan lists. Loads no model. A run missing on disk shows as 'missing', "
+        "a diverged step as a number marked with a dagger.",
+    )
+    p.add_argument("--plan", required=True, help=plan_help)
+    p.add_argument("--eval-root", required=True, help=eval_help)
+    p.add_argument("--reported", required=True, help="published numbers with their sources (config/reported.yaml)")
+    p.add_argument("--out", required=True, help="output folder (results/<run>/tables)")
+    p.set_defaults(func=_tables)
+
+    p = sub.add_parser(
+        "figures",
+        help="paper figures (spectral error ratio, spectral MSE, convergence, energy spectra, fields)",
+        description="Write OUT/{spectral_error_ratio,spectral_mse_per_step,convergence,energy_spectra,fields}"
+        ".{pdf,png} from the evaluation outputs the plan lists. Loads no model; a style change reruns only this.",
+    )
+    p.add_argument("--plan", required=True, help=plan_help)
+    p.add_argument("--eval-root", required=True, help=eval_help)
+    p.add_argument("--out", required=True, help="output folder (results/<run>/figures)")
+    p.set_defaults(func=_figures)
+
+
+def _tables(args) -> None:
+    from irno.report.results import load_plan
+    from irno.report.tables import write_tables
+
+    write_tables(load_plan(args.plan), args.eval_root, args.reported, args.out)
+
+
+def _figures(args) -> None:
+    from irno.report.figures import write_figures
+    from irno.report.results import load_plan
+
+    write_figures(load_plan(args.plan), args.eval_root, args.out)
+
+
+# ----------------------------------------------------------------------------- simulate
+
+
+def _add_simulate(sub) -> None:
+    p = sub.add_parser(
+        "simulate",
+        help="simulate the active_matter dataset (closure-model re-simulation) in The Well's layout",
+        description=(
+            "Run the embedded active-matter simulator (irno.sim; a closure-model re-simulation, not The Well's "
+            "data) and write <root>/datasets/active_matter/{data/{train,valid,test}/*.hdf5, stats.yaml} plus a "
+            "manifest. Restartable: files already complete for this config are kept."
+        ),
+    )
+    p.add_argument("--config", required=True, type=Path, help="YAML mapping of irno.config.SimulationConfig")
+    p.add_argument("--root", required=True, type=Path, help="Well root (the dataset goes under ROOT/datasets/)")
+    p.add_argument("--manifest", required=True, type=Path, help="where to write the dataset manifest (JSON)")
+    p.add_argument("--workers", type=int, help="parallel processes (overrides the config's workers)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_simulate)
+
+    p = sub.add_parser(
+        "simulate-validate",
+        help="compare simulated statistics with the real dataset's; stability sweep over (zeta, alpha)",
+        description=(
+            "Simulate a dataset over every (zeta, alpha) of the real grid and write statistics.{csv,md} (per-field "
+            "std and frame-to-frame rms beside The Well's), the stability sweep sweep_<grid>.{csv,md} and "
+            "validation.json under --out. Exit status 1 if a check fails."
+        ),
+    )
+    p.add_argument("--out", required=True, type=Path, help="folder for the dataset, the tables and validation.json")
+    p.add_argument("--grid", type=int, default=64, help="grid of the statistics dataset (default 64)")
+    p.add_argument("--sweep-grid", type=int, default=32, help="grid of the stability sweep (default 32)")
+    p.add_argument("--trajectories", type=int, default=1, help="trajectories per (zeta, alpha) (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_run_simulate_validate)
+
+
+def _run_simulate(args) -> int:
+    import dataclasses
+
+    from irno.config import SimulationConfig, from_dict
+    from irno.sim import simulate_dataset
+
+    data = read_yaml(args.config)
+    try:
+        cfg = from_dict(SimulationConfig, data, "simulate")
+    except IrnoError as e:
+        raise IrnoError(f"{args.config}: {e}") from None
+    if args.workers is not None:
+        cfg = dataclasses.replace(cfg, workers=args.workers)
+    manifest = simulate_dataset(cfg, args.root, progress=not args.no_progress)
+    write_json(args.manifest, manifest)
+    return 0
+
+
+def _run_simulate_validate(args) -> int:
+    from irno.sim.validate import run_validation
+
+    summary = run_validation(
+        args.out, grid=args.grid, sweep_grid=args.sweep_grid, trajectories=args.trajectories,
+        seed=args.seed, workers=args.workers, progress=not args.no_progress,
+    )
+    print((args.out / "statistics.md").read_text())
+    sweep = "all passed" if summary["sweep_all_passed"] else f"FAILED for {summary['sweep_failed']}"
+    print(f"stability sweep at {args.sweep_grid}^2: {sweep} ({args.out / f'sweep_{args.sweep_grid}.md'})")
+    print(f"validation {'passed' if summary['passed'] else 'FAILED'}: {args.out / 'validation.json'}")
+    return 0 if summary["passed"] else 1
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for commands that re-launch themselves
     setup_logging(args.verbose)
     try:
         return int(args.func(args) or 0)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 # The dict <-> dataclass machinery lives in irno.utils (the ROMA study shares it); re-exported here.
-from irno.utils import deep_merge, from_dict, to_dict  # noqa: F401
+from irno.utils import deep_merge, from_dict, load_settings, to_dict  # noqa: F401
 from irno.utils import require as _require
 
 
@@ -26,6 +26,11 @@ class PhiConfig:
     padding: Literal["circular", "zeros"] = "circular"  # circular: periodic domains
     norm: Literal["layer", "batch", "group"] = "layer"
     num_groups: int = 8  # GroupNorm groups (halved until they divide the width)
+    # "align_corners": bilinear with align_corners=True, the released reference (default, for
+    # comparability). It is not periodic: Phi then only approximately commutes with shifts.
+    # "periodic": bilinear on a circularly padded grid; Phi commutes exactly with shifts by
+    # multiples of 2^depth pixels.
+    upsample: Literal["align_corners", "periodic"] = "align_corners"
     # backbone "fno": a neuralop FNO with the same 55 -> 11 channels (backbone ablation)
     fno_modes: int = 16
     fno_hidden_channels: int = 32
@@ -124,11 +129,15 @@ class SplitPlan:
             )
 
 
+SIMULATED_DATASETS = ("active_matter",)  # what irno.sim can stand in for
+
+
 @dataclass
 class SimulationConfig:
     """The embedded active-matter re-simulation (SPEC 5), written in The Well's format."""
 
-    grid: int = 64  # grid points per side of the 10 x 10 periodic box
+    dataset: str = "active_matter"  # the Well dataset it stands in for (one of SIMULATED_DATASETS)
+    grid: int = 64  # grid points per side of the 10 x 10 periodic box (even)
     frames: int = 81  # saved frames per trajectory
     frame_dt: float = 0.25  # time between saved frames
     dt: float = 0.025  # integrator step
@@ -139,10 +148,31 @@ class SimulationConfig:
     test: SplitPlan = field(default_factory=lambda: SplitPlan([[3, -4], [13, -1]], 1))
 
     def __post_init__(self):
-        _require(self.grid >= 8, "simulate.grid", self.grid, ">= 8")
+        _require(
+            self.dataset in SIMULATED_DATASETS, "simulate.dataset", self.dataset,
+            f"one the simulator can make: {', '.join(SIMULATED_DATASETS)}",
+        )
+        _require(self.grid >= 16 and self.grid % 2 == 0, "simulate.grid", self.grid, "even and >= 16")
         _require(self.frames >= 6, "simulate.frames", self.frames, ">= 6 (4 input frames and a target)")
         _require(self.frame_dt > 0, "simulate.frame_dt", self.frame_dt, "> 0")
         _require(self.dt > 0, "simulate.dt", self.dt, "> 0")
+        steps = round(self.frame_dt / self.dt)
+        _require(
+            steps >= 1 and abs(steps * self.dt - self.frame_dt) <= 1e-9 * self.frame_dt,
+            "simulate.dt", self.dt, f"a whole fraction of frame_dt = {self.frame_dt}",
+        )
+        _require(self.seed >= 0, "simulate.seed", self.seed, ">= 0")
+        _require(self.workers >= 1, "simulate.workers", self.workers, ">= 1")
+        for split in ("train", "valid", "test"):
+            pairs = [(float(z), float(a)) for z, a in getattr(self, split).pairs]
+            _require(bool(pairs), f"simulate.{split}.pairs", pairs, "at least one [zeta, alpha] pair")
+            repeated = sorted({p for p in pairs if pairs.count(p) > 1})
+            _require(not repeated, f"simulate.{split}.pairs", repeated, "pairs listed once (one file each)")
+            for zeta, _ in pairs:
+                # RK4's stability limit for the alignment term (SPEC 5): dt below about 0.7 / zeta.
+                if self.dt * abs(zeta) >= 0.7:
+                    _require(False, "simulate.dt", self.dt,
+                             f"below 0.7 / zeta = {0.7 / abs(zeta):.4g} for zeta = {zeta} in simulate.{split}.pairs")
 
 
 @dataclass
@@ -174,3 +204,93 @@ class BaseConfig:
         _require(self.lr > 0, "base.lr", self.lr, "> 0")
         if self.source == "pretrained":
             _require(bool(self.pretrained), "base.pretrained", self.pretrained, "a Hub id or a local directory")
+
+
+@dataclass
+class PlanExperiment:
+    """One experiment of a report plan: its directory name, its ablation group, its display label."""
+
+    name: str = ""  # eval/<dataset>/<base>/<name>/
+    group: str = ""  # ablation-table group: "loss terms", "K", "alpha", "lambda schedule", ...
+    label: str = ""  # shown in tables and legends; empty: the name
+
+    def __post_init__(self):
+        _require(bool(self.name), "plan.experiments[].name", self.name, "a non-empty experiment name")
+        _require(bool(self.group), f"plan.experiments[{self.name}].group", self.group, "a non-empty group name")
+        self.label = self.label or self.name
+
+
+SWEEP_KEYS = ("K", "alpha")  # metrics.json keys a sweep may vary
+
+
+@dataclass
+class ReportPlan:
+    """Which evaluated runs the tables and figures show (``irno.report``; docs/outputs.md, "Report plan").
+
+    The workflow writes it from the experiment grid it scheduled; a run listed here but absent
+    under the evaluation root is shown as missing, never skipped.
+    """
+
+    run_name: str = ""
+    datasets: list = field(default_factory=list)  # [active_matter, ...]
+    bases: list = field(default_factory=list)  # base names as in eval/<dataset>/<base>/
+    main_experiment: str = "irno"  # the full method: main table, per-field table, spectral figures
+    experiments: list = field(default_factory=list)  # [{name, group, label}] -> PlanExperiment
+    band_experiments: list = field(default_factory=lambda: ["irno", "no_spectral"])
+    sweeps: dict = field(default_factory=dict)  # K / alpha -> [experiment]; the main experiment joins each
+    figure_dataset: str = ""  # the fields figure's run; empty: the first dataset
+    figure_base: str = ""  # empty: the first base
+    simulated: list = field(default_factory=list)  # datasets that are re-simulations: published numbers not compared
+    reported_names: dict = field(default_factory=dict)  # base -> its model's name in reported.yaml (default: same)
+
+    def __post_init__(self):
+        for key in ("datasets", "bases"):
+            values = getattr(self, key)
+            _require(
+                isinstance(values, list) and bool(values) and all(isinstance(v, str) and v for v in values),
+                f"plan.{key}",
+                values,
+                "a non-empty list of names",
+            )
+            _require(len(set(values)) == len(values), f"plan.{key}", values, "free of duplicates")
+        _require(
+            isinstance(self.experiments, list) and bool(self.experiments),
+            "plan.experiments",
+            self.experiments,
+            "a non-empty list",
+        )
+        self.experiments = [
+            e if isinstance(e, PlanExperiment) else from_dict(PlanExperiment, e, f"plan.experiments[{i}]")
+            for i, e in enumerate(self.experiments)
+        ]
+        names = [e.name for e in self.experiments]
+        _require(len(set(names)) == len(names), "plan.experiments", names, "free of duplicate names")
+        known = f"one of the plan's experiments ({', '.join(names)})"
+        _require(self.main_experiment in names, "plan.main_experiment", self.main_experiment, known)
+        for name in self.band_experiments:
+            _require(name in names, "plan.band_experiments", name, known)
+        _require(isinstance(self.sweeps, dict), "plan.sweeps", self.sweeps, "a mapping K/alpha -> [experiments]")
+        for key, members in self.sweeps.items():
+            _require(key in SWEEP_KEYS, "plan.sweeps", key, f"one of {', '.join(SWEEP_KEYS)}")
+            _require(isinstance(members, list), f"plan.sweeps.{key}", members, "a list of experiment names")
+            for name in members:
+                _require(name in names, f"plan.sweeps.{key}", name, known)
+        self.figure_dataset = self.figure_dataset or self.datasets[0]
+        self.figure_base = self.figure_base or self.bases[0]
+        _require(
+            self.figure_dataset in self.datasets, "plan.figure_dataset", self.figure_dataset, "one of plan.datasets"
+        )
+        _require(self.figure_base in self.bases, "plan.figure_base", self.figure_base, "one of plan.bases")
+        for name in self.simulated:
+            _require(name in self.datasets, "plan.simulated", name, "one of plan.datasets")
+        for name in self.reported_names:
+            _require(name in self.bases, "plan.reported_names", name, "one of plan.bases")
+
+    def experiment(self, name: str) -> PlanExperiment:
+        return next(e for e in self.experiments if e.name == name)
+
+    def sweep(self, key: str) -> list[str]:
+        """The sweep's experiments with the full method included (at its own K / alpha)."""
+        members = list(self.sweeps[key])
+        return members if self.main_experiment in members else [self.main_experiment, *members]
+

@@ -50,18 +50,29 @@ def setup_logging(verbose: bool = False) -> None:
 # ----------------------------------------------------------------------------- atomic writes
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary file path beside `path`; move it onto `path` only if the block succeeds.
 
-    The temporary name keeps the final suffix (numpy's savez would otherwise append ``.npz``).
+    The temporary name is hidden and ends in ``.tmp``, so that a file left by a killed job never
+    matches a data glob such as ``*.hdf5``. Writers that append a suffix to a path they are given
+    (numpy's save/savez) must be handed an open file instead.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
+        # mkstemp creates 0600; give the result the permissions of a normally created file
+        # (results on a shared cluster must stay readable by the group).
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -77,6 +88,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -112,6 +124,12 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         tmp.write_text(json.dumps(_to_plain(obj), indent=2, allow_nan=True) + "\n")
 
 
+def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+    """Compressed ``.npz`` of named arrays, atomically (numpy gets a file: it appends .npz to names)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
+
+
 def read_json(path: str | os.PathLike) -> Any:
     path = Path(path)
     if not path.is_file():
@@ -144,6 +162,15 @@ def require(ok: bool, key: str, value: Any, rule: str) -> None:
     """Validation inside a config dataclass's ``__post_init__``: name the key, the value and the rule."""
     if not ok:
         raise IrnoError(f"config key '{key}': {value!r} is invalid (must be {rule})")
+
+
+def load_settings(cls: type, path) -> Any:
+    """Dataclass `cls` from a settings YAML (a mapping of its keys); errors name the file."""
+    data = read_yaml(path)
+    try:
+        return from_dict(cls, data)
+    except IrnoError as e:
+        raise IrnoError(f"{path}: {e}") from None
 
 
 def to_dict(cfg: Any) -> dict:

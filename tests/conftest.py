@@ -62,3 +62,23 @@ def write_tiny_active_matter(root: Path, grid: int = 32, frames: int = 12, n_tra
 def tiny_well(tmp_path_factory) -> Path:
     """Root of a tiny Well-format dataset: <root>/datasets/active_matter/{stats.yaml,data/...}."""
     return write_tiny_active_matter(tmp_path_factory.mktemp("well"))
+
+
+@pytest.fixture(scope="session")
+def tiny_manifest(tiny_well, tmp_path_factory) -> Path:
+    """manifest.json of the `tiny_well` dataset (what `irno download` / `irno simulate` write)."""
+    from irno.data.well import build_manifest
+    from irno.utils import write_json
+
+    path = tmp_path_factory.mktemp("manifest") / "manifest.json"
+    write_json(path, build_manifest(tiny_well, "active_matter", source="test fixture"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_stores(tiny_manifest, tmp_path_factory) -> dict[str, Path]:
+    """Prepared stores (irno.data.store) of every split of `tiny_well`: split -> store folder."""
+    from irno.data.store import prepare_split
+
+    root = tmp_path_factory.mktemp("prepared")
+    return {split: prepare_split(tiny_manifest, split, root / split) for split in ("train", "valid", "test")}

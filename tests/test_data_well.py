@@ -69,3 +69,19 @@ def test_manifest_describes_and_verifies(tiny_well, tmp_path):
     with pytest.raises(IrnoError, match="extra.hdf5: missing or empty"):
         build_manifest(tiny_well, "active_matter", source="test", expected_files={
             "train": [e["file"] for e in m["splits"]["train"]], "valid": ["extra.hdf5"], "test": [e["file"] for e in m["splits"]["test"]]})
+
+
+def test_atomic_outputs_get_normal_permissions(tmp_path):
+    import os
+
+    from irno.utils import atomic_dir, write_json
+
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+        with atomic_dir(tmp_path / "d") as d:
+            (d / "f").write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755

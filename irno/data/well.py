@@ -83,6 +83,8 @@ def open_well_dataset(
             # Without normalization_type, use_normalization=True silently normalises nothing.
             normalization_type=ZScoreNormalization,
             full_trajectory_mode=full_trajectory,
+            # The default (100) would silently cut full trajectories longer than 100 + T_in frames.
+            max_rollout_steps=1 << 30,
             return_grid=False,
             boundary_return_type=None,
         )
@@ -153,12 +155,18 @@ def build_manifest(
     problems: list[str] = []
     manifest: dict = {"dataset": name, "source": source, "root": str(Path(well_root).resolve()), "splits": {}}
     stats = root / "stats.yaml"
+    stats_fields = None  # field -> statistics present, from stats.yaml
     if not stats.is_file() or stats.stat().st_size == 0:
         problems.append(f"{stats}: missing or empty")
     else:
-        from irno.utils import file_sha256
+        from irno.utils import file_sha256, read_yaml
 
         manifest["stats"] = {"file": "stats.yaml", "sha256": file_sha256(stats)}
+        table = read_yaml(stats)
+        if not isinstance(table, dict) or not all(isinstance(table.get(k), dict) for k in ("mean", "std")):
+            problems.append(f"{stats}: no 'mean' and 'std' statistics per field")
+        else:
+            stats_fields = set(table["mean"]) & set(table["std"])
     reference = None  # fields every file must hold: expected_fields, else the first file's
     for split in splits:
         folder = split_dir(well_root, name, split)
@@ -173,6 +181,10 @@ def build_manifest(
             except IrnoError as e:
                 problems.append(str(e))
                 continue
+            if stats_fields is not None:  # WellDataset would fail later with a bare KeyError
+                unknown = [n for names in entry["fields"].values() for n in names if n not in stats_fields]
+                if unknown:
+                    problems.append(f"{folder / file_name}: field(s) {', '.join(unknown)} have no 'mean'/'std' in {stats}")
             reference = expected_fields or reference or entry["fields"]
             if entry["fields"] != reference:
                 problems.append(f"{folder / file_name}: fields {entry['fields']} differ from {reference}")

@@ -40,7 +40,8 @@ def write_well_file(
         time: (T,) times of the saved frames.
         coords: spatial coordinate arrays in axis order, e.g. ``{"x": (X,), "y": (Y,)}``.
         fields: tensor order -> {name: array}. Order 0: (B, T, X, Y); order 1: (B, T, X, Y, 2);
-            order 2: (B, T, X, Y, 2, 2). Every field is time- and sample-varying.
+            order 2: (B, T, X, Y, 2, 2). Every field is time- and sample-varying; order-2 fields
+            get ``symmetric`` / ``antisymmetric`` attributes from their values, as in the real files.
         scalars: constant scalars (e.g. ``L``, ``zeta``, ``alpha``), also root attributes.
         bc_type: boundary type on every axis (PERIODIC, WALL or OPEN).
         attrs: further root attributes (provenance).
@@ -109,6 +110,10 @@ def write_well_file(
                 d.attrs["dim_varying"] = [True] * len(dims)
                 d.attrs["sample_varying"] = True
                 d.attrs["time_varying"] = True
+                if order == 2:  # the real files say whether each tensor is (anti)symmetric
+                    transposed = np.swapaxes(arr, -1, -2)
+                    d.attrs["symmetric"] = bool(np.array_equal(arr, transposed))
+                    d.attrs["antisymmetric"] = bool(np.array_equal(arr, -transposed))
 
 
 def read_field_names(path: str | os.PathLike) -> dict[int, list[str]]:

@@ -29,7 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
 
-from irno.utils import IrnoError, from_dict, read_yaml, require, stable_hash, to_dict, write_json, write_yaml
+from irno.utils import (
+    IrnoError, from_dict, load_settings, read_yaml, require, stable_hash, to_dict, write_json, write_yaml,
+)
 
 MODEL_KINDS = ("deeponet", "deeponet_mp", "nomad_mp", "roma")
 EXPERIMENTS = ("data_noise", "effective_dynamics", "positional", "parameter_scaling")
@@ -273,11 +275,11 @@ def study_from_dict(section: dict) -> StudyConfig:
 
 
 def load_data_config(path: str | Path) -> DataConfig:
-    return from_dict(DataConfig, read_yaml(path), str(path))
+    return load_settings(DataConfig, path)
 
 
 def load_run_config(path: str | Path) -> RunConfig:
-    return from_dict(RunConfig, read_yaml(path), str(path))
+    return load_settings(RunConfig, path)
 
 
 def run_key(settings: dict) -> str:

@@ -30,7 +30,7 @@ from irno.roma.kuramoto import load
 from irno.roma.train import (
     assemble, coarse_targets, evaluation_ends, lead_times, load_checkpoint, predict, smspe, split_nodes,
 )
-from irno.utils import IrnoError, atomic_path, select_device, write_json
+from irno.utils import IrnoError, select_device, write_json, write_npz
 
 
 def evaluate(
@@ -88,8 +88,8 @@ def evaluate(
         **mean, "pde_residual_rms": None if pde_ms is None else float(np.sqrt(pde_ms)),
     }
     if attention_out is not None:
-        with atomic_path(attention_out) as tmp:
-            np.savez(tmp, run_key=ckpt["run_key"], coarse_nodes=np.asarray(cfg.model.coarse_nodes), **attention)
+        write_npz(attention_out, run_key=np.asarray(ckpt["run_key"]), coarse_nodes=np.asarray(cfg.model.coarse_nodes),
+                  **attention)
     write_json(metrics_out, metrics)
     return metrics
 

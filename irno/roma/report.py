@@ -197,7 +197,7 @@ def write_figures(
         for fmt in FIGURE_FORMATS:
             path = out_dir / f"{name}.{fmt}"
             with atomic_path(path) as tmp:
-                fig.savefig(tmp, dpi=150)
+                fig.savefig(tmp, format=fmt, dpi=150)  # the temporary name ends in .tmp
             written.append(path)
         plt.close(fig)
 

@@ -1,0 +1,422 @@
+"""Evaluation of a trained IRNO: every metric of every refinement step, in one streaming pass.
+
+For each batch of {x, h0, y} the iteration runs once, h_0 (the base) .. h_{K + extra}, under
+inference mode on the device, and each step feeds fixed-size accumulators (`StepMetrics`): the
+memory does not depend on the split's size. Each step costs one FFT2, shared by every spectral
+metric; no Python loop runs over samples, fields or shells.
+
+Per step k (file schema: docs/outputs.md):
+
+- ``vrmse``, ``vrmse_<field>``: The Well's VRMSE (SPEC 2.1), `the_well` ``VRMSE.eval`` on
+  channel-last tensors in *physical* units (denormalised with the dataset's channel_mean and
+  channel_std), as The Well's benchmark computes it. VRMSE is invariant to a per-field affine
+  map only up to its eps = 1e-7 added to the variance; for fields of small physical variance
+  (active_matter's concentration has std 0.003) normalised data would give other numbers.
+- ``vrmse_pooled_cf``: the reference implementation's number (SPEC 2.2): the same function on
+  channel-first *normalised* tensors, where it pools (C, H) and treats W as the field axis; the
+  finite values of the resulting (B, W) array are averaged, as the reference does.
+- band errors: `the_well` ``binned_spectral_mse`` (3 log-spaced bins of |kappa|) per sample and
+  field, averaged over both, and their ratio to step 0.
+- E_k(m), the radial error spectrum (SPEC 2.3), per sample and field, on integer shells
+  m <= |kappa| < m + 1, with the FFT scaled by 1 / (H W) so that sum_m E_k(m) is the field's
+  spatial MSE (Parseval; the normalisation of ``binned_spectral_mse`` too). Its ratio to E_0 is
+  pooled over samples and fields into `LogQuantiles` (median and quartiles, figure (a)).
+- the per-sample spectral MSE: mean over fields and rfft2 frequencies of
+  (|FFT(h_k)| - |FFT(y)|)^2 with orthonormal FFTs (figure (b)).
+- energy spectra of truth, h_0 and h_K: mean over samples of sum over the same integer shells of
+  |FFT(.) / (H W)|^2 per field (the binning of E_k(m), finer than ``power_spectrum``'s default;
+  the tests check both agree on equal bins).
+
+Spectral quantities use the normalised data, so every field weighs the same in the means over
+fields. The example sample is stored in physical units.
+
+Non-finite values (a diverging Phi, SPEC 1.4) never raise. Means over samples are taken over all
+samples, so a step with a non-finite sample gets a non-finite (NaN or inf) mean and is flagged
+diverged, while accumulators are per step and other steps keep their numbers.
+``vrmse_pooled_cf`` averages finite values only (the reference's convention). The ratio quantiles
+count a non-finite E_k(m) / E_0(m) as +inf, so a step where most samples diverged reads inf.
+A step diverges when its ``vrmse`` is non-finite or above ``divergence_factor`` x step 0's.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+from the_well.benchmark.metrics import VRMSE, binned_spectral_mse
+from the_well.data.datasets import WellMetadata
+from tqdm import tqdm
+
+from irno.config import EvalConfig
+from irno.models import load_refiner, refine_steps
+from irno.utils import IrnoError, atomic_path, log, select_device, write_json, write_npz
+
+BANDS = ("low", "mid", "high")  # binned_spectral_mse's 3 default bins, in order
+
+# Histogram of log10(E_k / E_0): 100 bins per decade over [1e-8, 1e8]; quantiles are reported as
+# bin centres, within 0.005 decades (1.2 %) of the exact value.
+RATIO_LOG10_RANGE = (-8, 8)
+RATIO_BINS_PER_DECADE = 100
+
+
+class RadialShells:
+    """Integer shells m <= |kappa| < m + 1 of the integer wavenumbers kappa of an H x W grid."""
+
+    def __init__(self, grid: tuple[int, int], device: torch.device | str = "cpu"):
+        H, W = grid
+        ky = torch.fft.fftfreq(H, d=1.0 / H, dtype=torch.float64)  # 0, 1, .., -1: FFT order
+        kx = torch.fft.fftfreq(W, d=1.0 / W, dtype=torch.float64)
+        kappa = torch.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2)  # (H, W)
+        self.index = kappa.floor().long().flatten().to(device)  # (H*W,) shell of each frequency
+        self.count = int(self.index.max()) + 1  # floor(sqrt(2) N / 2) + 1 shells on an N x N grid
+
+    def sum(self, power: torch.Tensor) -> torch.Tensor:
+        """Sum of `power` (..., H, W), in FFT order, over each shell: (..., M)."""
+        flat = power.flatten(-2)  # (..., H*W)
+        return flat.new_zeros(*flat.shape[:-1], self.count).index_add_(-1, self.index, flat)
+
+
+class LogQuantiles:
+    """Streaming quantiles of positive values in a grid of cells, from fixed log10 histograms.
+
+    Memory is fixed (cells x bins); values may arrive in any number of batches. Bin centres lie
+    at log10 = lo + j / bins_per_decade, and a quantile is reported as the centre of the bin that
+    holds numpy's "inverted_cdf" quantile: within half a bin of it, and exactly 1 for values of
+    exactly 1. Values below the range (and 0) count as 0; values above it, inf and NaN as inf.
+    A quantile that falls there reads 0 or inf; a cell without values reads NaN.
+    """
+
+    def __init__(self, shape: tuple[int, int], device, log10_range=RATIO_LOG10_RANGE, bins_per_decade=RATIO_BINS_PER_DECADE):
+        self.lo, self.bins_per_decade = log10_range[0], bins_per_decade
+        self.n_bins = (log10_range[1] - log10_range[0]) * bins_per_decade + 1
+        # slot 0: below the range; 1 .. n_bins: the bins; n_bins + 1: above the range, inf, NaN
+        self.counts = torch.zeros(*shape, self.n_bins + 2, dtype=torch.int64, device=device)
+
+    @property
+    def resolution_decades(self) -> float:
+        return 0.5 / self.bins_per_decade
+
+    def add(self, row: int, values: torch.Tensor, mask: torch.Tensor) -> None:
+        """Count values (..., cells) where mask is true into row `row` of the grid."""
+        n_cells, n_slots = self.counts.shape[1:]
+        position = (torch.log10(values.double()) - self.lo) * self.bins_per_decade + 0.5
+        position = torch.nan_to_num(position, nan=math.inf)  # NaN counts as inf
+        slot = position.clamp(-1, self.n_bins).floor().long() + 1  # (..., cells) in 0 .. n_bins + 1
+        flat = (torch.arange(n_cells, device=slot.device) * n_slots + slot)[mask]
+        self.counts[row] += torch.bincount(flat, minlength=n_cells * n_slots).view(n_cells, n_slots)
+
+    def quantile(self, q: float) -> np.ndarray:
+        """The q-quantile of every cell: (rows, cells) float64."""
+        cumulative = self.counts.double().cumsum(-1)  # (rows, cells, slots)
+        total = cumulative[..., -1:]
+        slot = torch.searchsorted(cumulative, q * total).squeeze(-1)  # first slot with cum >= q n
+        centre = 10.0 ** (self.lo + (slot - 1).double() / self.bins_per_decade)
+        value = torch.where(slot == 0, 0.0, torch.where(slot == self.n_bins + 1, math.inf, centre))
+        return torch.where(total.squeeze(-1) > 0, value, math.nan).cpu().numpy()
+
+
+def well_metadata(field_names: list[str], grid: tuple[int, int]) -> WellMetadata:
+    """Metadata for The Well's metrics (they read only n_spatial_dims)."""
+    return WellMetadata(
+        dataset_name="",
+        n_spatial_dims=2,
+        spatial_resolution=tuple(grid),
+        scalar_names=[],
+        constant_scalar_names=[],
+        field_names={0: list(field_names)},
+        constant_field_names={},
+        boundary_condition_types=[],
+        n_files=0,
+        n_trajectories_per_file=[],
+        n_steps_per_trajectory=[],
+    )
+
+
+class StepMetrics:
+    """Fixed-size accumulators of every metric at every step, updated one batch at a time.
+
+    Only the per-sample spectral MSE (figure (b) of the paper, S floats per sample, part of the
+    output) grows with the split; everything else has the size of one step's aggregates.
+    """
+
+    def __init__(
+        self, n_samples: int, n_steps: int, K: int, field_names, grid, channel_mean, channel_std, example_index: int, device
+    ):
+        self.n_samples, self.n_steps, self.K = n_samples, n_steps, K
+        self.field_names, self.grid = list(field_names), tuple(grid)
+        self.example_index = example_index
+        self.meta = well_metadata(self.field_names, self.grid)
+        self.shells = RadialShells(self.grid, device)
+        F, S, M = len(self.field_names), n_steps, self.shells.count
+        self.mean = torch.as_tensor(np.asarray(channel_mean), dtype=torch.float32, device=device).view(F, 1, 1)
+        self.std = torch.as_tensor(np.asarray(channel_std), dtype=torch.float32, device=device).view(F, 1, 1)
+        f64 = dict(dtype=torch.float64, device=device)
+        self.vrmse_sum = torch.zeros(S, F, **f64)  # sums over samples
+        self.pooled_sum = torch.zeros(S, **f64)  # sum and number of the finite (B, W) values
+        self.pooled_count = torch.zeros(S, **f64)
+        self.band_mse_sum = torch.zeros(S, len(BANDS), **f64)  # sums over samples and fields
+        self.error_spectrum_sum = torch.zeros(S, M, **f64)
+        self.energy_sum = torch.zeros(3, F, M, **f64)  # truth, base (k = 0), refined (k = K)
+        self.ratios = LogQuantiles((S, M), device)
+        self.spectral_mse = np.full((n_samples, S), np.nan)  # per sample (an output)
+        self.example: dict[str, np.ndarray] = {}
+        self.n_seen = 0
+
+    def physical(self, h: torch.Tensor) -> torch.Tensor:
+        return h * self.std + self.mean
+
+    def add_batch(self, predictions: Iterable[torch.Tensor], y: torch.Tensor, rows: np.ndarray) -> None:
+        """One batch: y (B, F, H, W), dataset rows (B,), and h_0 .. h_{S-1}, consumed one at a time."""
+        B, F, H, W = y.shape
+        target_fft = torch.fft.fft2(y)  # (B, F, H, W) complex; the_well takes unnormalised FFTs
+        target_physical = self.physical(y)
+        self.energy_sum[0] += self.shells.sum((target_fft / (H * W)).abs().square()).sum(0)  # (F, M)
+        example = np.flatnonzero(rows == self.example_index)
+        if example.size:
+            self.example["truth"] = target_physical[example[0]].float().cpu().numpy()
+        spectral_mse = torch.empty(B, self.n_steps, dtype=torch.float64, device=y.device)
+        n_predictions = 0
+        for k, h in enumerate(predictions):
+            n_predictions += 1
+            h_fft = torch.fft.fft2(h)  # (B, F, H, W), the one FFT of this step
+            h_physical = self.physical(h)
+            # The Well's VRMSE: channel-last (B, H, W, F), physical units -> (B, F)
+            vrmse = VRMSE.eval(h_physical.movedim(1, -1), target_physical.movedim(1, -1), self.meta)
+            self.vrmse_sum[k] += vrmse.double().sum(0)
+            # The reference's call: channel-first, so (C, H) is pooled and W is the "field": (B, W)
+            pooled = VRMSE.eval(h, y, self.meta)
+            finite = torch.isfinite(pooled)
+            self.pooled_sum[k] += torch.where(finite, pooled, 0.0).double().sum()
+            self.pooled_count[k] += finite.sum()
+            bands = binned_spectral_mse.eval(h_fft.movedim(1, -1), target_fft.movedim(1, -1), self.meta, fourier_input=True)
+            self.band_mse_sum[k] += torch.stack(
+                [bands[f"spectral_error_mse_per_bin_{i}"].double().sum() for i in range(len(BANDS))]
+            )
+            error = self.shells.sum(((h_fft - target_fft) / (H * W)).abs().square())  # (B, F, M): E_k(m)
+            self.error_spectrum_sum[k] += error.double().sum((0, 1))
+            if k == 0:
+                base_error = error
+            self.ratios.add(k, error / base_error, mask=torch.isfinite(base_error) & (base_error > 0))
+            # rfft2(norm="ortho") is the first W // 2 + 1 columns of fft2, scaled by 1 / sqrt(H W)
+            half = W // 2 + 1
+            amplitude_error = (h_fft[..., :half].abs() - target_fft[..., :half].abs()) / math.sqrt(H * W)
+            spectral_mse[:, k] = amplitude_error.square().mean((1, 2, 3))
+            for which, step in ((1, 0), (2, self.K)):  # energy spectra and example of h_0 and h_K
+                if k == step:
+                    self.energy_sum[which] += self.shells.sum((h_fft / (H * W)).abs().square()).sum(0)
+                    if example.size:
+                        self.example["base" if step == 0 else "refined"] = h_physical[example[0]].float().cpu().numpy()
+        if n_predictions != self.n_steps:
+            raise ValueError(f"expected {self.n_steps} predictions per batch, got {n_predictions}")
+        self.spectral_mse[rows] = spectral_mse.cpu().numpy()
+        self.n_seen += B
+
+    def result(self, divergence_factor: float) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+        """per_step table and spectra arrays (docs/outputs.md)."""
+        if self.n_seen != self.n_samples:
+            raise ValueError(f"saw {self.n_seen} samples, expected {self.n_samples}")
+        n, F = self.n_samples, len(self.field_names)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            vrmse_field = self.vrmse_sum.cpu().numpy() / n  # (S, F)
+            vrmse = vrmse_field.mean(1)
+            band_mse = self.band_mse_sum.cpu().numpy() / (n * F)  # (S, 3)
+            band_ratio = band_mse / band_mse[0]
+            pooled = (self.pooled_sum / self.pooled_count).cpu().numpy()  # NaN where nothing was finite
+            diverged = ~np.isfinite(vrmse) | (vrmse > divergence_factor * vrmse[0])
+        table = {
+            "step": np.arange(self.n_steps),
+            "vrmse": vrmse,
+            "vrmse_pooled_cf": pooled,
+            "spectral_mse": self.spectral_mse.mean(0),
+        }
+        table |= {f"band_mse_{band}": band_mse[:, i] for i, band in enumerate(BANDS)}
+        table |= {f"band_ratio_{band}": band_ratio[:, i] for i, band in enumerate(BANDS)}
+        table["diverged"] = diverged
+        table |= {f"vrmse_{name}": vrmse_field[:, i] for i, name in enumerate(self.field_names)}
+        energy = self.energy_sum.cpu().numpy() / n  # (3, F, M)
+        spectra = {
+            "steps": np.arange(self.n_steps),
+            "K": np.array(self.K),
+            "shells": np.arange(self.shells.count),
+            "nyquist": np.array(min(self.grid) / 2),
+            "ratio_median": self.ratios.quantile(0.5),
+            "ratio_q25": self.ratios.quantile(0.25),
+            "ratio_q75": self.ratios.quantile(0.75),
+            "error_spectrum_mean": self.error_spectrum_sum.cpu().numpy() / (n * F),
+            "spectral_mse": self.spectral_mse,
+            "energy_wavenumber": np.arange(self.shells.count) + 0.5,  # shell centres
+            "energy_truth": energy[0],
+            "energy_base": energy[1],
+            "energy_refined": energy[2],
+            "field_names": np.array(self.field_names, dtype=str),
+            "example_index": np.array(self.example_index),
+            "example_truth": self.example["truth"],
+            "example_base": self.example["base"],
+            "example_refined": self.example["refined"],
+        }
+        return pd.DataFrame(table), spectra
+
+
+@dataclass
+class EvalResult:
+    summary: dict  # the scalars of metrics.json other than the labels (dataset, base, ...)
+    per_step: pd.DataFrame  # per_step.csv
+    spectra: dict[str, np.ndarray]  # spectra.npz
+
+
+def iterate_batches(dataset, batch_size: int) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(rows, x, h0, y) in order; the dataset's vectorised `batch(rows)` when it has one."""
+    n = len(dataset)
+    for start in range(0, n, batch_size):
+        rows = np.arange(start, min(start + batch_size, n))
+        if hasattr(dataset, "batch"):
+            x, h0, y = dataset.batch(rows)
+        else:
+            items = [dataset[int(i)] for i in rows]
+            x, h0, y = (torch.stack([torch.as_tensor(item[key]) for item in items]) for key in ("x", "h0", "y"))
+        yield rows, torch.as_tensor(x), torch.as_tensor(h0), torch.as_tensor(y)
+
+
+def evaluate(
+    phi: nn.Module, dataset, *, K: int, alpha: float, cfg: EvalConfig, device: torch.device | None = None
+) -> EvalResult:
+    """Metrics of h_0 .. h_{K + cfg.extra_steps} on every sample of `dataset` (puts Phi in eval mode).
+
+    `dataset`: items {"x": (T_in*F, H, W), "h0": (F, H, W), "y": (F, H, W)} of normalised data
+    (the contract's RefinementDataset) with attributes field_names, grid, channel_mean,
+    channel_std, and optionally a vectorised batch(rows) -> (x, h0, y).
+    """
+    n = len(dataset)
+    if n == 0:
+        raise IrnoError("the evaluation dataset has no samples")
+    if not 0 <= cfg.example_index < n:
+        raise IrnoError(
+            f"config key 'evaluate.example_index': {cfg.example_index} is not a sample of this split (0 .. {n - 1})"
+        )
+    device = device or select_device(cfg.device)
+    n_steps = K + cfg.extra_steps + 1
+    metrics = StepMetrics(
+        n,
+        n_steps,
+        K,
+        dataset.field_names,
+        dataset.grid,
+        dataset.channel_mean,
+        dataset.channel_std,
+        cfg.example_index,
+        device,
+    )
+    phi = phi.to(device).eval()
+    batches = iterate_batches(dataset, cfg.batch_size)
+    with torch.inference_mode():
+        for rows, x, h0, y in tqdm(
+            batches, total=math.ceil(n / cfg.batch_size), desc="evaluate", unit="batch", mininterval=30
+        ):
+            x, h0, y = (t.to(device, torch.float32, non_blocking=True) for t in (x, h0, y))
+            metrics.add_batch(itertools.chain([h0], refine_steps(phi, x, h0, alpha, n_steps - 1)), y, rows)
+    per_step, spectra = metrics.result(cfg.divergence_factor)
+    return EvalResult(
+        summarise(per_step, K=K, alpha=alpha, extra_steps=cfg.extra_steps, field_names=metrics.field_names, n_samples=n),
+        per_step,
+        spectra,
+    )
+
+
+def summarise(
+    per_step: pd.DataFrame, *, K: int, alpha: float, extra_steps: int, field_names: list[str], n_samples: int
+) -> dict:
+    """The scalars of metrics.json, from the per-step table."""
+    vrmse, pooled = per_step["vrmse"].to_numpy(), per_step["vrmse_pooled_cf"].to_numpy()
+    diverged_steps = per_step["step"][per_step["diverged"]].tolist()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        summary = {
+            "n_samples": n_samples,
+            "K": K,
+            "alpha": alpha,
+            "extra_steps": extra_steps,
+            "field_names": list(field_names),
+            "vrmse_base": vrmse[0],
+            "vrmse_refined": vrmse[K],
+            "vrmse_final": vrmse[-1],
+            "gain_pct": 100 * (vrmse[0] - vrmse[K]) / vrmse[0],
+            "vrmse_pooled_cf_base": pooled[0],
+            "vrmse_pooled_cf_refined": pooled[K],
+            "vrmse_pooled_cf_final": pooled[-1],
+            "gain_pct_pooled_cf": 100 * (pooled[0] - pooled[K]) / pooled[0],
+        }
+    summary |= {f"band_ratio_{band}": per_step[f"band_ratio_{band}"].iloc[K] for band in BANDS}
+    summary |= {"diverged": bool(diverged_steps), "first_diverged_step": diverged_steps[0] if diverged_steps else None}
+    return summary
+
+
+def write_outputs(out_dir: str | os.PathLike, metrics: dict, result: EvalResult) -> None:
+    """per_step.csv, spectra.npz, then metrics.json, each written atomically."""
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir / "per_step.csv") as tmp:
+        result.per_step.to_csv(tmp, index=False)
+    write_npz(out_dir / "spectra.npz", **result.spectra)
+    write_json(out_dir / "metrics.json", metrics)
+
+
+def evaluate_checkpoint(
+    cfg: EvalConfig,
+    checkpoint: str | os.PathLike,
+    dataset,
+    out_dir: str | os.PathLike,
+    *,
+    dataset_name: str,
+    base: str,
+    experiment: str,
+    trained_on_base: str | None = None,
+    split: str = "test",
+) -> dict:
+    """Evaluate a run's `checkpoint.pt` (Phi, K and alpha from it) on `dataset`; write EVAL_DIR.
+
+    Returns the metrics.json mapping. `trained_on_base` defaults to `base`.
+    """
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise IrnoError(f"{path}: checkpoint not found")
+    device = select_device(cfg.device)
+    try:
+        phi, refiner_cfg, ckpt = load_refiner(path, device)
+    except IrnoError as e:
+        raise IrnoError(f"{path}: {e}") from None
+    except (RuntimeError, KeyError, EOFError, ValueError, pickle.UnpicklingError) as e:
+        raise IrnoError(f"{path}: not a readable IRNO checkpoint ({type(e).__name__}: {e})") from None
+    n_fields, x_channels = len(dataset.field_names), dataset[0]["x"].shape[0]
+    if (ckpt["in_channels"], ckpt["out_channels"]) != (x_channels + n_fields, n_fields):
+        raise IrnoError(
+            f"{path}: Phi takes {ckpt['in_channels']} channels and returns {ckpt['out_channels']}, but the data have "
+            f"{x_channels} input channels and {n_fields} fields ({x_channels + n_fields} -> {n_fields} expected)"
+        )
+    K, alpha = refiner_cfg.train.K, refiner_cfg.train.alpha
+    result = evaluate(phi, dataset, K=K, alpha=alpha, cfg=cfg, device=device)
+    metrics = {
+        "dataset": dataset_name,
+        "base": base,
+        "experiment": experiment,
+        "split": split,
+        "trained_on_base": trained_on_base or base,
+        **result.summary,
+        "divergence_factor": cfg.divergence_factor,
+        "checkpoint_epoch": ckpt.get("epoch"),
+        "checkpoint_selected": ckpt.get("selected"),
+    }
+    write_outputs(out_dir, metrics, result)
+    log.info(
+        "%s/%s/%s: VRMSE %.4g -> %.4g at K=%d (%.1f %%), pooled %.4g -> %.4g%s",
+        dataset_name, base, experiment, metrics["vrmse_base"], metrics["vrmse_refined"], K, metrics["gain_pct"],
+        metrics["vrmse_pooled_cf_base"], metrics["vrmse_pooled_cf_refined"],
+        f"; diverged from k={metrics['first_diverged_step']}" if metrics["diverged"] else "",
+    )  # fmt: skip
+    return metrics

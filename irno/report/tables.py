@@ -1,0 +1,357 @@
+"""Paper tables from saved evaluation outputs: ``main``, ``ablations``, ``bands``, ``per_field``.
+
+Each is written as ``<name>.csv``, ``<name>.md`` and ``<name>.tex`` (LaTeX booktabs). Every row
+comes from one evaluated run (``bands``: one per band experiment, side by side). Cells say what
+they are in every format:
+
+- a number: CSV keeps full precision (the value as evaluated), Markdown and LaTeX round it
+  (VRMSE 4 decimals, percentages 2 or 1);
+- a number marked ``†`` (CSV: ``(diverged)``): the evaluation flagged that step as diverged;
+- ``missing``: the plan lists the run but the evaluation root has no complete output for it;
+- ``not reported``: no published number exists for that cell (config/reported.yaml);
+- ``not compared (simulated)``: the dataset is a re-simulation (plan ``simulated``), so the
+  published numbers, measured on The Well's data, are not put beside ours.
+
+VRMSE appears in two conventions (SPEC 2): ``The Well`` (per field, channel-last; comparable
+with The Well's benchmark) and ``pooled (reference)`` (the IRNO reference implementation's
+channel-first pooling; comparable with the paper's table).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from irno.config import ReportPlan
+from irno.report.results import BANDS, EvalRun, Reported, load_reported, load_runs
+from irno.utils import atomic_path
+
+log = logging.getLogger(__name__)
+
+TABLE_NAMES = ("main", "ablations", "bands", "per_field")
+VRMSE, PERCENT, DELTA, BAND_PERCENT = ".4f", ".2f", "+.4f", ".1f"
+MISSING, NOT_REPORTED, SIMULATED = "missing", "not reported", "not compared (simulated)"
+DIVERGED_MARK = {"csv": " (diverged)", "md": " †", "tex": " †"}
+DIVERGED_NOTE = (
+    "† diverged: the evaluation flagged this step (non-finite, or error above divergence_factor × the base's)."
+)
+MISSING_NOTE = "missing: listed in the report plan, but eval/<dataset>/<base>/<experiment>/ has no complete output."
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One table cell: a number (rounded by `fmt` in Markdown/LaTeX) or a text."""
+
+    value: Any
+    fmt: str = ""
+    diverged: bool = False
+
+    def render(self, style: str) -> str:
+        """Text of the cell in `style` ("csv", "md" or "tex"; LaTeX escaping comes later)."""
+        value = self.value
+        if isinstance(value, str):
+            text = value
+        elif isinstance(value, int):
+            text = str(value)
+        elif style == "csv":
+            text = repr(float(value))  # shortest text that reads back as the same float
+        else:
+            text = _round(float(value), self.fmt)
+        return text + (DIVERGED_MARK[style] if self.diverged else "")
+
+
+def _round(value: float, fmt: str) -> str:
+    if not math.isfinite(value):
+        return str(value)  # nan, inf, -inf
+    if abs(value) >= 1e4:  # a blown-up error: its magnitude is what matters
+        return f"{value:.2e}"
+    return format(value, fmt)
+
+
+@dataclass
+class Table:
+    name: str
+    title: str
+    columns: list[str]
+    rows: list[list[Cell]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # footnotes of the Markdown and LaTeX versions
+
+    def frame(self, style: str) -> pd.DataFrame:
+        """The table as text in one style: what the files hold."""
+        return pd.DataFrame([[cell.render(style) for cell in row] for row in self.rows], columns=self.columns)
+
+    def write(self, out_dir: str | os.PathLike) -> list[Path]:
+        out_dir = Path(out_dir)
+        numeric = [any(not isinstance(row[i].value, str) for row in self.rows) for i in range(len(self.columns))]
+        paths = [out_dir / f"{self.name}.{suffix}" for suffix in ("csv", "md", "tex")]
+        with atomic_path(paths[0]) as tmp:
+            self.frame("csv").to_csv(tmp, index=False)
+        with atomic_path(paths[1]) as tmp:
+            align = ["right" if n else "left" for n in numeric]
+            body = self.frame("md").to_markdown(index=False, colalign=align, disable_numparse=True)  # keep our rounding
+            tmp.write_text(f"**{self.title}**\n\n{body}\n" + "".join(f"\n{note}\n" for note in self.notes))
+        with atomic_path(paths[2]) as tmp:
+            tex = self.frame("tex").map(_latex)
+            tex.columns = [_latex(c) for c in self.columns]
+            latex = tex.to_latex(
+                index=False,
+                escape=False,
+                column_format="".join("r" if n else "l" for n in numeric),
+                caption=_latex(self.title),
+                label=f"tab:irno-{self.name.replace('_', '-')}",
+                position="htbp",
+            )
+            notes = "".join(f"\\par{{\\footnotesize {_latex(note)}}}\n" for note in self.notes)
+            tmp.write_text(latex.replace("\\end{tabular}\n", "\\end{tabular}\n" + notes))
+        return paths
+
+
+_TEX = {
+    **{c: "\\" + c for c in "&%$#_{}"},
+    "\\": r"\textbackslash{}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+    "<": r"$<$", ">": r"$>$", "†": r"$^{\dagger}$", "Δ": r"$\Delta$", "α": r"$\alpha$",
+    "λ": r"$\lambda$", "Φ": r"$\Phi$", "κ": r"$\kappa$", "×": r"$\times$", "≤": r"$\leq$", "→": r"$\to$",
+    "·": r"$\cdot$", "−": r"$-$", "–": "--",
+}  # fmt: skip
+
+
+def _latex(text: str) -> str:
+    return "".join(_TEX.get(c, c) for c in text)
+
+
+# ----------------------------------------------------------------------------- cells from runs
+
+
+def _number(run: EvalRun, value: float, fmt: str, step: int | None = None) -> Cell:
+    """A number from `run`, marked diverged when `step` is one the evaluation flagged."""
+    return Cell(value, fmt, diverged=step is not None and run.step_diverged(step))
+
+
+def _text(value: str) -> Cell:
+    return Cell(value)
+
+
+def _published(plan: ReportPlan, dataset: str, value: float | None, fmt: str) -> Cell:
+    if dataset in plan.simulated:
+        return _text(SIMULATED)
+    return _text(NOT_REPORTED) if value is None else Cell(value, fmt)
+
+
+def _difference(ours: Cell, published: Cell, fmt: str) -> Cell:
+    """ours - published, or the reason it cannot be computed (the operand's own text)."""
+    if isinstance(ours.value, str):
+        return ours
+    if isinstance(published.value, str):
+        return published
+    return Cell(float(ours.value) - float(published.value), fmt, ours.diverged)
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def main_table(plan: ReportPlan, runs: dict[tuple, EvalRun], reported: Reported) -> Table:
+    """Single pass vs IRNO at K per dataset x base, in both conventions, published numbers beside."""
+    table = Table(
+        "main",
+        f"Single-pass base vs IRNO at the training horizon K: VRMSE on the test split ({plan.main_experiment})",
+        ["dataset", "base", "K", "convention", "single pass", "IRNO @ K", "gain %",
+         "reported single pass", "reported IRNO", "reported gain %",
+         "Δ single pass", "Δ IRNO", "Δ gain (pp)", "reported source", "status"],
+    )  # fmt: skip
+    conventions = {  # convention -> (metrics keys of ours, published numbers)
+        "The Well": (("vrmse_base", "vrmse_refined", "gain_pct"), _well_published),
+        "pooled (reference)": (
+            ("vrmse_pooled_cf_base", "vrmse_pooled_cf_refined", "gain_pct_pooled_cf"),
+            _readme_published,
+        ),
+    }
+    sources = set()
+    for dataset in plan.datasets:
+        for base in plan.bases:
+            run = runs[(dataset, base, plan.main_experiment)]
+            model = plan.reported_names.get(base, base)
+            for convention, (keys, published_of) in conventions.items():
+                values, source = published_of(reported, dataset, model)
+                theirs = [_published(plan, dataset, v, f) for v, f in zip(values, (VRMSE, VRMSE, PERCENT))]
+                if run.missing:
+                    ours = [_text(MISSING)] * 3
+                else:
+                    single = _number(run, run.metrics[keys[0]], VRMSE)
+                    ours = [
+                        single,
+                        *(_number(run, run.metrics[k], f, run.K) for k, f in zip(keys[1:], (VRMSE, PERCENT))),
+                    ]
+                shown_source = None if dataset in plan.simulated else source
+                sources.add(shown_source)
+                table.rows.append(
+                    [_text(dataset), _text(base), _text(MISSING) if run.missing else Cell(run.K), _text(convention),
+                     *ours, *theirs, *(_difference(o, t, f) for o, t, f in zip(ours, theirs, (DELTA, DELTA, "+.2f"))),
+                     _text(theirs[0].value if shown_source is None else shown_source), _text(run.status)]
+                )  # fmt: skip
+    table.notes = [
+        "Δ = ours − reported, in the same convention. The Well: VRMSE per field on channel-last tensors (SPEC 2.1); "
+        "pooled (reference): the IRNO reference implementation's channel-first pooled VRMSE (SPEC 2.2), the paper's convention.",
+        *(
+            f"{key}: {reported.source_title(key)} ({reported.sources[key].get('where', '')})."
+            for key in sorted(sources - {None})
+        ),
+        DIVERGED_NOTE,
+        MISSING_NOTE,
+    ]
+    return table
+
+
+def _well_published(reported: Reported, dataset: str, model: str) -> tuple[tuple, str | None]:
+    value = reported.well_vrmse(dataset, model, "test")
+    entry = reported.well_entry(dataset, "test")
+    return (value, None, None), (entry["source"] if value is not None else None)
+
+
+def _readme_published(reported: Reported, dataset: str, model: str) -> tuple[tuple, str | None]:
+    entry = reported.main_entry(dataset, model)
+    if entry is None:
+        return (None, None, None), None
+    return (entry["single_pass"], entry["irno"], entry["gain_pct"]), entry["source"]
+
+
+def ablation_table(plan: ReportPlan, runs: dict[tuple, EvalRun], reported: Reported) -> Table:
+    """Every variant per dataset x base, grouped, with the error at K and at the last step."""
+    present = [run for run in runs.values() if not run.missing]
+    extras = {int(run.metrics["extra_steps"]) for run in present}
+    final = f"K+{extras.pop()}" if len(extras) == 1 else "K+extra"
+    table = Table(
+        "ablations",
+        "Ablations: VRMSE (The Well) at the training horizon K and beyond it, per variant",
+        ["dataset", "base", "group", "variant", "K", "α", "VRMSE @ K", f"VRMSE @ {final}", "gain %",
+         "pooled VRMSE @ K", "reported pooled @ K", "status"],
+    )  # fmt: skip
+    main = plan.experiment(plan.main_experiment)
+    groups = list(dict.fromkeys([main.group] + [e.group for e in plan.experiments]))
+    for dataset in plan.datasets:
+        for base in plan.bases:
+            model = plan.reported_names.get(base, base)
+            for group in groups:
+                members = [main] if group == main.group else []
+                members += [e for e in plan.experiments if e.group == group and e is not main]
+                for experiment in members:
+                    run = runs[(dataset, base, experiment.name)]
+                    entry = reported.ablation_entry(dataset, model, experiment.name)
+                    published = _published(plan, dataset, None if entry is None else entry["vrmse_pooled_cf"], VRMSE)
+                    head = [_text(dataset), _text(base), _text(group), _text(_variant_label(run, experiment.label))]
+                    if run.missing:
+                        table.rows.append([*head, *[_text(MISSING)] * 6, published, _text(run.status)])
+                        continue
+                    m = run.metrics
+                    table.rows.append(
+                        [*head, Cell(run.K), Cell(float(m["alpha"]), ".2g"),
+                         _number(run, m["vrmse_refined"], VRMSE, run.K),
+                         _number(run, m["vrmse_final"], VRMSE, run.final_step),
+                         _number(run, m["gain_pct"], PERCENT, run.K),
+                         _number(run, m["vrmse_pooled_cf_refined"], VRMSE, run.K),
+                         published, _text(run.status)]
+                    )  # fmt: skip
+    sources = {e["source"] for e in reported.ablations}
+    table.notes = [
+        f"gain % = single pass → K (The Well). {final}: the last evaluated step, beyond the training horizon; "
+        "status names the first diverged step.",
+        *(f"reported pooled: {reported.source_title(key)}." for key in sorted(sources)),
+        DIVERGED_NOTE,
+        MISSING_NOTE,
+    ]
+    return table
+
+
+def _variant_label(run: EvalRun, label: str) -> str:
+    if not run.missing and run.metrics["trained_on_base"] != run.base:
+        return f"{label} (Φ trained on {run.metrics['trained_on_base']})"
+    return label
+
+
+def band_table(plan: ReportPlan, runs: dict[tuple, EvalRun], reported: Reported) -> Table:
+    """Band error over the base's band error, per step, for each band experiment side by side."""
+    labels = [plan.experiment(name).label for name in plan.band_experiments]
+    table = Table(
+        "bands",
+        "Low / mid / high-frequency band error at step k, in % of the base's (step 0)",
+        ["dataset", "base", "step", *(f"{label}: {band} %" for label in labels for band in BANDS)],
+    )
+    for dataset in plan.datasets:
+        for base in plan.bases:
+            band_runs = [runs[(dataset, base, name)] for name in plan.band_experiments]
+            steps = sorted({int(s) for run in band_runs if not run.missing for s in run.per_step["step"]})
+            for step in steps or [None]:
+                row = [_text(dataset), _text(base), _text(MISSING) if step is None else Cell(step)]
+                for run in band_runs:
+                    if run.missing:
+                        row += [_text(MISSING)] * len(BANDS)
+                    elif step not in run.per_step.index:
+                        row += [_text("not evaluated")] * len(BANDS)
+                    else:
+                        row += [
+                            _number(run, 100 * run.per_step.loc[step, f"band_ratio_{b}"], BAND_PERCENT, step)
+                            for b in BANDS
+                        ]
+                table.rows.append(row)
+    table.notes = [
+        "Band errors: The Well's binned_spectral_mse (3 log-spaced bins of |κ|), averaged over samples and fields; "
+        "100 % at step 0 by construction. Steps beyond K lie outside the training horizon.",
+        *(
+            f"Published for {entry['dataset']} ({reported.source_title(entry['source'])}): "
+            + ", ".join(f"{band} {entry[band][0]}–{entry[band][1]} %" for band in BANDS)
+            + "."
+            for entry in reported.band_ratios
+            if entry["dataset"] in plan.datasets and entry["dataset"] not in plan.simulated
+        ),
+        DIVERGED_NOTE,
+        MISSING_NOTE,
+    ]
+    return table
+
+
+def per_field_table(plan: ReportPlan, runs: dict[tuple, EvalRun]) -> Table:
+    """VRMSE (The Well) per field, base alone vs refined at K, for the main experiment."""
+    table = Table(
+        "per_field",
+        f"VRMSE per field (The Well), single-pass base vs refined at K ({plan.main_experiment})",
+        ["dataset", "base", "field", "single pass", "refined @ K", "gain %", "status"],
+    )
+    for dataset in plan.datasets:
+        for base in plan.bases:
+            run = runs[(dataset, base, plan.main_experiment)]
+            if run.missing:
+                table.rows.append([_text(dataset), _text(base), *[_text(MISSING)] * 4, _text(run.status)])
+                continue
+            for name in run.metrics["field_names"]:
+                single = float(run.per_step.loc[0, f"vrmse_{name}"])
+                refined = float(run.per_step.loc[run.K, f"vrmse_{name}"])
+                table.rows.append(
+                    [_text(dataset), _text(base), _text(name), Cell(single, VRMSE),
+                     _number(run, refined, VRMSE, run.K), _number(run, 100 * (single - refined) / single, PERCENT, run.K),
+                     _text(run.status)]
+                )  # fmt: skip
+    table.notes = ["gain % = 100 × (single pass − refined) / single pass.", DIVERGED_NOTE, MISSING_NOTE]
+    return table
+
+
+def write_tables(
+    plan: ReportPlan, eval_root: str | os.PathLike, reported_path: str | os.PathLike, out_dir: str | os.PathLike
+) -> list[Path]:
+    """Write tables/{main,ablations,bands,per_field}.{csv,md,tex} from the evaluation outputs."""
+    runs = load_runs(plan, eval_root)
+    reported = load_reported(reported_path)
+    for run in runs.values():
+        if run.missing:
+            log.warning("missing run, shown as such: %s", run.missing_reason)
+    tables = [
+        main_table(plan, runs, reported),
+        ablation_table(plan, runs, reported),
+        band_table(plan, runs, reported),
+        per_field_table(plan, runs),
+    ]
+    return [path for table in tables for path in table.write(out_dir)]

@@ -1,0 +1,529 @@
+"""Training Phi: the objective of SPEC 1.3, resumable, with a non-finite policy and optional DDP.
+
+One plain loop (`train_refiner`): per epoch, seeded shuffled batches of the training data, the
+K-step unroll with gradients through the chain (`irno.losses.objective`), Adam with gradient-norm
+clipping, cosine annealing stepped once per epoch, validation, then the epoch's files.
+
+Data. Any torch Dataset of ``{"x", "h0", "y"}`` items (h0 from the base-prediction cache). With
+``base=`` a frozen base module computes h0 = base(x) per batch instead (the reference behaviour;
+items then need only x and y). A dataset with a vectorised ``batch(indices)`` method is read a
+whole batch at a time; others go through a DataLoader that collates items.
+
+Shuffling. The permutation of epoch e is a pure function of (seed, e), so a resumed run sees the
+same batches as an uninterrupted one without any sampler state; each batch's indices are sorted
+(memory-mapped stores read faster in order; the loss does not depend on the order in a batch).
+
+Warm-up (see irno.losses): epochs count from 1; while epoch < warmup a term's weight is scaled by
+epoch / warmup. The weights in effect are logged per epoch (beta_spectral, beta_fixed_point).
+
+Files in the output folder, all written atomically (temporary name, then rename) after every epoch:
+
+- ``last.pt``: the full resume state (Phi, optimiser, scheduler, epoch, every RNG state, best
+  weights and score, the log history, the config and a hash of config and data). It is not a
+  workflow output, so it survives a failed job. Started again on the same folder, training
+  continues after its epoch ("resuming from epoch N") and ends bit-identical (on CPU) to an
+  uninterrupted run; a finished run does nothing; a different config or data starts afresh, and
+  the log says which keys changed.
+- ``checkpoint.pt``: the selected Phi in the format of docs/outputs.md: the best epoch (lowest
+  valid MSE while fewer than ``max_outlier_pct`` % of valid samples are outliers), else the last.
+- ``train_log.csv``: one row per epoch, columns `TRAIN_LOG_COLUMNS`: the loss terms (means over
+  the epoch's samples, unweighted terms beside the weighted total), the weights in effect, valid
+  MSE (mean over non-outlier samples; a non-finite sample MSE counts as an outlier), outlier %,
+  the learning rate used, seconds, skipped batches, and whether the epoch became the best.
+
+Non-finite policy. A batch whose loss or gradient norm is NaN/inf is skipped (no optimiser step)
+and counted; once more than ``max_skipped_fraction`` of an epoch's batches are skipped, training
+stops with an IrnoError before anything of that epoch is written, so the files of the last good
+epoch stay.
+
+Devices. CUDA when available (``train.device: auto``), else CPU. bf16 autocast and channels_last
+apply on CUDA only (CPU trains in fp32); the losses are computed in fp32.
+
+DDP. Under torchrun (``irno train --nproc N``; WORLD_SIZE > 1 in the environment) each of the N
+processes takes an interleaved share of every global batch of ``batch_size`` samples and scales
+its loss by its share's size, so that DDP's gradient average is exactly the gradient of the
+global batch's mean loss even when batch_size is not divisible by N (shares then differ by one
+sample). A global batch smaller than N (possible only for the epoch's last batch) is dropped.
+Validation is sharded the same way and reduced. All processes agree on skipping a batch (the
+flag is all-reduced); only rank 0 writes files. BatchNorm is synchronised across processes on
+CUDA (SyncBatchNorm); on CPU each process normalises with its own share's statistics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from irno.config import LossConfig, RefinerConfig, to_dict
+from irno.losses import objective, term_weights
+from irno.models import build_phi, refine_steps
+from irno.utils import IrnoError, atomic_path, log, rng_state, seed_everything, select_device, set_rng_state, stable_hash
+
+TRAIN_LOG_COLUMNS = [
+    "epoch",
+    "loss",
+    "loss_spatial",
+    "loss_spectral",
+    "loss_fixed_point",
+    "beta_spectral",
+    "beta_fixed_point",
+    "valid_mse",
+    "outlier_pct",
+    "lr",
+    "seconds",
+    "skipped_batches",
+    "best",
+]
+STATE_FORMAT = 1  # version of last.pt's layout
+
+
+class Objective(nn.Module):
+    """Phi and the batch objective as one module, so that DDP sees one forward per step."""
+
+    def __init__(self, phi: nn.Module, loss: LossConfig, K: int, alpha: float):
+        super().__init__()
+        self.phi, self.loss, self.K, self.alpha = phi, loss, K, alpha
+
+    def forward(self, x, h0, y, beta_spectral: float, beta_fixed_point: float):
+        return objective(
+            self.phi, x, h0, y, self.loss, K=self.K, alpha=self.alpha, beta_spectral=beta_spectral, beta_fixed_point=beta_fixed_point
+        )
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def epoch_batches(n_samples: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """The shuffled global batches of `epoch`: a pure function of (seed, epoch), each batch sorted."""
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(n_samples)
+    return [np.sort(order[i : i + batch_size]) for i in range(0, n_samples, batch_size)]
+
+
+def sequential_batches(indices: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    return [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
+
+
+class _WholeBatches(Dataset):
+    """Item i is ``dataset.batch(batches[i])``: a vectorised gather instead of per-item collation."""
+
+    def __init__(self, dataset, batches: list[np.ndarray]):
+        self.dataset, self.batches = dataset, batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int):
+        return self.dataset.batch(self.batches[i])
+
+
+def iterate_batches(dataset, batches: list[np.ndarray], *, num_workers: int = 0, pin_memory: bool = False) -> Iterator[tuple]:
+    """Yield (x, h0 or None, y) CPU tensors for each index batch, in order."""
+    if hasattr(dataset, "batch"):
+        loader = DataLoader(_WholeBatches(dataset, batches), batch_size=None, num_workers=num_workers, pin_memory=pin_memory)
+    else:
+        loader = DataLoader(dataset, batch_sampler=[b.tolist() for b in batches], num_workers=num_workers, pin_memory=pin_memory)
+    for item in loader:
+        if isinstance(item, dict):
+            yield item["x"], item.get("h0"), item["y"]
+        elif len(item) == 3:
+            yield item
+        else:
+            yield item[0], None, item[1]
+
+
+def _describe(dataset, role: str) -> str:
+    return str(getattr(dataset, "path", f"the {role} data"))
+
+
+def _check_data(cfg: RefinerConfig, train_data, valid_data, base: nn.Module | None) -> tuple[int, int]:
+    """(in_channels, out_channels) of Phi for this data; IrnoError naming what does not fit."""
+    shapes = {}
+    for role, ds in (("train", train_data), ("valid", valid_data)):
+        if len(ds) == 0:
+            raise IrnoError(f"{_describe(ds, role)}: no samples in the {role} split")
+        item = ds[0]
+        if base is None and "h0" not in item:
+            raise IrnoError(
+                f"{_describe(ds, role)}: items have no 'h0' (base prediction); give a base-prediction cache or a base model"
+            )
+        shapes[role] = (tuple(item["x"].shape), tuple(item["y"].shape))
+    if shapes["train"] != shapes["valid"]:
+        raise IrnoError(f"train samples (x, y) have shapes {shapes['train']} but valid samples {shapes['valid']}")
+    (c_x, H, W), (c_y, *_) = shapes["train"]
+    if cfg.phi.backbone == "unet" and (H % 2**cfg.phi.depth or W % 2**cfg.phi.depth):
+        raise IrnoError(f"config key 'phi.depth': {cfg.phi.depth} needs a grid divisible by {2**cfg.phi.depth}, the data's is {H}x{W}")
+    return c_x + c_y, c_y
+
+
+def _data_identity(dataset) -> dict:
+    """What distinguishes a dataset for resuming: its size and, where it has one, its identity."""
+    return {"n_samples": len(dataset), "identity": getattr(dataset, "identity", None)}
+
+
+# ----------------------------------------------------------------------------- distributed
+
+
+@contextlib.contextmanager
+def _process_group(device_type: str) -> Iterator[tuple[int, int]]:
+    """(rank, world_size); joins the process group torchrun describes when WORLD_SIZE > 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        yield 0, 1
+        return
+    if dist.is_initialized():
+        yield dist.get_rank(), dist.get_world_size()
+        return
+    dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+    try:
+        yield dist.get_rank(), dist.get_world_size()
+    finally:
+        dist.destroy_process_group()
+
+
+def torchrun_command(nproc: int, argv: list[str]) -> list[str]:
+    """The command that runs ``irno <argv>`` as `nproc` processes under torchrun on this node.
+
+    The ``--nproc N`` option is left out of the processes' command line: torchrun's parser would
+    reject it as an ambiguous abbreviation of its own ``--nproc-per-node``.
+    """
+    args = []
+    drop_next = False
+    for arg in argv:
+        if drop_next or arg.startswith("--nproc="):
+            drop_next = False
+            continue
+        drop_next = arg == "--nproc"
+        if not drop_next:
+            args.append(arg)
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m", "irno.cli", *args]
+
+
+def relaunch_with_torchrun(nproc: int, argv: list[str]) -> int:
+    """Run ``irno <argv>`` as `nproc` DDP processes; the exit status (non-zero if any failed)."""
+    cmd = torchrun_command(nproc, argv)
+    log.info("launching %d training processes: %s", nproc, " ".join(cmd))
+    return subprocess.call(cmd)
+
+
+def _all_reduce(t: torch.Tensor, world: int, op=dist.ReduceOp.SUM) -> torch.Tensor:
+    if world > 1:
+        dist.all_reduce(t, op=op)
+    return t
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+@torch.no_grad()
+def validate(
+    phi: nn.Module,
+    dataset,
+    *,
+    K: int,
+    alpha: float,
+    batch_size: int,
+    outlier_threshold: float,
+    device: torch.device,
+    base: nn.Module | None = None,
+    autocast=contextlib.nullcontext,
+    memory_format=torch.preserve_format,
+    rank: int = 0,
+    world: int = 1,
+) -> tuple[float, float]:
+    """(valid MSE over non-outlier samples, outlier %) after K steps; sharded over `world` ranks."""
+    was_training = phi.training
+    phi.eval()
+    shard = np.arange(len(dataset))[rank::world]
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # sum of inlier MSEs, inliers, outliers
+    for x, h0, y in iterate_batches(dataset, sequential_batches(shard, batch_size)):
+        x, y = x.to(device, memory_format=memory_format), y.to(device, memory_format=memory_format)
+        h = base(x) if base is not None else h0.to(device, memory_format=memory_format)
+        with autocast():
+            for h in refine_steps(phi, x, h, alpha, K):  # keeps only the last step, h_K
+                pass
+        mse = ((h.float() - y) ** 2).mean(dim=(1, 2, 3))  # (B,)
+        outlier = ~torch.isfinite(mse) | (mse > outlier_threshold)
+        sums += torch.stack([torch.where(outlier, 0.0, mse).double().sum(), (~outlier).sum().double(), outlier.sum().double()])
+    inlier_sum, inliers, outliers = _all_reduce(sums, world).tolist()
+    phi.train(was_training)
+    valid_mse = inlier_sum / inliers if inliers else math.nan
+    return valid_mse, 100.0 * outliers / (inliers + outliers)
+
+
+# ----------------------------------------------------------------------------- state and files
+
+
+def _cpu_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def _what_changed(old: dict, new: dict) -> str:
+    old, new = _flatten(old), _flatten(new)
+    changes = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    return ", ".join(changes) or "no visible change (state format)"
+
+
+def _load_state(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated or foreign file: say which, do not guess
+        raise IrnoError(f"{path}: unreadable resume state ({type(e).__name__}: {e}); delete it to start afresh") from None
+
+
+def _write_outputs(out_dir: Path, state: dict, field_names: list[str] | None) -> None:
+    """checkpoint.pt (docs/outputs.md) and train_log.csv from a resume state."""
+    best = state["best"]
+    last = state["history"][-1]
+    chosen = best if best is not None else {"model": state["model"], "epoch": last["epoch"], "valid_mse": last["valid_mse"]}
+    checkpoint = {
+        "model": chosen["model"],
+        "config": state["config"],
+        "in_channels": state["in_channels"],
+        "out_channels": state["out_channels"],
+        "epoch": chosen["epoch"],
+        "valid_mse": chosen["valid_mse"],
+        "selected": "best" if best is not None else "last",
+    }
+    if field_names is not None:
+        checkpoint["field_names"] = list(field_names)
+    with atomic_path(out_dir / "checkpoint.pt") as tmp:
+        torch.save(checkpoint, tmp)
+    with atomic_path(out_dir / "train_log.csv") as tmp:
+        pd.DataFrame(state["history"], columns=TRAIN_LOG_COLUMNS).to_csv(tmp, index=False)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def train_refiner(
+    cfg: RefinerConfig,
+    train_data: Dataset,
+    valid_data: Dataset,
+    out_dir: str | os.PathLike,
+    *,
+    base: nn.Module | None = None,
+) -> list[dict]:
+    """Train Phi on `train_data`, validating on `valid_data`; files in `out_dir` (module docstring).
+
+    `base`: a frozen base operator computing h0 = base(x) per batch (on the training device);
+    without it the items must carry h0. Returns the log history, one dict per epoch (including
+    those of earlier, resumed-from jobs).
+    """
+    tc = cfg.train
+    out_dir = Path(out_dir)
+    device = select_device(tc.device)
+    with _process_group(device.type) as (rank, world):
+        if device.type == "cuda" and world > 1:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        if tc.batch_size < world:
+            raise IrnoError(f"config key 'train.batch_size': {tc.batch_size} is smaller than the {world} training processes")
+        if len(train_data) < world:
+            raise IrnoError(f"{_describe(train_data, 'train')}: {len(train_data)} samples for {world} training processes")
+        return _train(cfg, train_data, valid_data, out_dir, base, device, rank, world)
+
+
+def _train(cfg, train_data, valid_data, out_dir: Path, base, device: torch.device, rank: int, world: int) -> list[dict]:
+    tc = cfg.train
+    in_channels, out_channels = _check_data(cfg, train_data, valid_data, base)
+    cfg_dict = to_dict(cfg)
+    data = {"train": _data_identity(train_data), "valid": _data_identity(valid_data)}
+    run_hash = stable_hash({"config": cfg_dict, "data": data, "format": STATE_FORMAT})
+    field_names = getattr(train_data, "field_names", None)
+
+    on_cuda = device.type == "cuda"
+    if (tc.bf16 or tc.channels_last) and not on_cuda:
+        log.info("bf16 autocast and channels_last apply on CUDA only; training in fp32 on %s", device)
+    memory_format = torch.channels_last if tc.channels_last and on_cuda else torch.preserve_format
+    use_bf16 = tc.bf16 and on_cuda
+
+    def autocast():
+        return torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
+
+    if on_cuda:
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
+
+    seed_everything(tc.seed)
+    phi = build_phi(cfg.phi, in_channels, out_channels).to(device, memory_format=memory_format)
+    if world > 1 and on_cuda:
+        phi = nn.SyncBatchNorm.convert_sync_batchnorm(phi)
+    optimizer = torch.optim.Adam(phi.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, fused=on_cuda or None)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=tc.epochs, eta_min=tc.eta_min)
+    if base is not None:
+        base = base.to(device).eval().requires_grad_(False)
+
+    state_path = out_dir / "last.pt"
+    history: list[dict] = []
+    best = None  # {"model", "epoch", "valid_mse"} of the best epoch so far
+    start = 1
+    if state_path.is_file():
+        state = _load_state(state_path)
+        if state.get("run_hash") != run_hash:
+            log.info(
+                "%s was written for another configuration or data (%s); starting afresh",
+                state_path,
+                _what_changed({"config": state.get("config"), "data": state.get("data")}, {"config": cfg_dict, "data": data}),
+            )
+        else:
+            phi.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            set_rng_state(state["rng"])
+            history, best, start = state["history"], state["best"], state["epoch"] + 1
+            if start > tc.epochs:
+                log.info("%s: training finished (%d epochs); nothing to do", out_dir, state["epoch"])
+                if rank == 0 and not ((out_dir / "checkpoint.pt").is_file() and (out_dir / "train_log.csv").is_file()):
+                    _write_outputs(out_dir, state, field_names)
+                return history
+            log.info("resuming from epoch %d of %d (%s)", state["epoch"], tc.epochs, state_path)
+
+    # Only Phi is compiled: the loss's FFTs have no compiled kernels, and one graph serves all K + 1 calls.
+    model: nn.Module = Objective(torch.compile(phi) if tc.compile else phi, cfg.loss, tc.K, tc.alpha)
+    if world > 1:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if on_cuda else None, gradient_as_bucket_view=True)
+
+    def to_device(t: torch.Tensor) -> torch.Tensor:
+        return t.to(device, non_blocking=True, memory_format=memory_format)
+
+    for epoch in range(start, tc.epochs + 1):
+        started = time.perf_counter()
+        beta_s, beta_fp = term_weights(cfg.loss, epoch)
+        lr = optimizer.param_groups[0]["lr"]
+        # Global batches, each shared among the processes; one smaller than the world is dropped.
+        batches = [b for b in epoch_batches(len(train_data), tc.batch_size, tc.seed, epoch) if len(b) >= world]
+        shares = [b[rank::world] for b in batches]
+        max_skipped = tc.max_skipped_fraction * len(batches)
+        sums = torch.zeros(4, dtype=torch.float64, device=device)  # sample-weighted total, spatial, spectral, fixed-point
+        samples, skipped = 0, 0
+        model.train()
+        bar = tqdm(
+            zip(batches, iterate_batches(train_data, shares, num_workers=tc.num_workers, pin_memory=on_cuda)),
+            total=len(batches),
+            desc=f"epoch {epoch}/{tc.epochs}",
+            unit="batch",
+            leave=False,
+            disable=rank != 0,
+            mininterval=1.0 if sys.stderr.isatty() else 30.0,
+        )
+        for global_batch, (x, h0, y) in bar:
+            x, y = to_device(x), to_device(y)
+            if base is not None:
+                with torch.no_grad():
+                    h0 = base(x)  # (B, F, H, W), the reference behaviour
+            else:
+                h0 = to_device(h0)
+            with autocast():
+                total, terms = model(x, h0, y, beta_s, beta_fp)
+            optimizer.zero_grad(set_to_none=True)
+            # This process's share of the global batch's mean loss (DDP averages over processes).
+            (total * (len(y) * world / len(global_batch))).backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(phi.parameters(), tc.grad_clip if tc.grad_clip > 0 else math.inf)
+            bad = _all_reduce((~torch.isfinite(total.detach()) | ~torch.isfinite(grad_norm)).float(), world, dist.ReduceOp.MAX)
+            if bad.item():
+                skipped += 1
+                if skipped > max_skipped:
+                    raise IrnoError(
+                        f"epoch {epoch}: {skipped} of {len(batches)} batches had a non-finite loss or gradient, more than "
+                        f"train.max_skipped_fraction = {tc.max_skipped_fraction:g} allows; training stopped. The last good "
+                        f"epoch ({epoch - 1}) is kept in {state_path}. Lower train.lr or train.alpha, or check the data."
+                    )
+                continue
+            optimizer.step()
+            sums += torch.stack([total.detach(), terms["spatial"], terms["spectral"], terms["fixed_point"]]).double() * len(y)
+            samples += len(y)
+            if bar.n % 10 == 0:
+                bar.set_postfix(loss=f"{sums[0].item() / samples:.4g}", skipped=skipped, refresh=False)
+        bar.close()
+        scheduler.step()
+
+        if world > 1:  # validate and save the weights of rank 0 (BatchNorm statistics differ per process)
+            for buffer in phi.buffers():
+                dist.broadcast(buffer, 0)
+        valid_mse, outlier_pct = validate(
+            phi,
+            valid_data,
+            K=tc.K,
+            alpha=tc.alpha,
+            batch_size=tc.batch_size,
+            outlier_threshold=tc.outlier_threshold,
+            device=device,
+            base=base,
+            autocast=autocast,
+            memory_format=memory_format,
+            rank=rank,
+            world=world,
+        )
+        totals = _all_reduce(torch.cat([sums, sums.new_tensor([samples])]), world).tolist()
+        loss, spatial, spectral, fixed_point = (v / totals[4] if totals[4] else math.nan for v in totals[:4])
+        improved = (
+            math.isfinite(valid_mse)
+            and outlier_pct < tc.max_outlier_pct
+            and (best is None or valid_mse < best["valid_mse"])
+        )
+        if improved:
+            best = {"model": _cpu_state_dict(phi), "epoch": epoch, "valid_mse": valid_mse}
+        row = {
+            "epoch": epoch,
+            "loss": loss,
+            "loss_spatial": spatial,
+            "loss_spectral": spectral,
+            "loss_fixed_point": fixed_point,
+            "beta_spectral": beta_s,
+            "beta_fixed_point": beta_fp,
+            "valid_mse": valid_mse,
+            "outlier_pct": outlier_pct,
+            "lr": lr,
+            "seconds": time.perf_counter() - started,
+            "skipped_batches": skipped,
+            "best": improved,
+        }
+        history.append(row)
+        log.info(
+            "epoch %d/%d: loss %.4g (spatial %.4g, spectral %.4g, fixed-point %.4g), valid MSE %.4g, "
+            "outliers %.1f %%, lr %.3g, %.1f s, %d skipped%s",
+            epoch, tc.epochs, loss, spatial, spectral, fixed_point, valid_mse, outlier_pct, lr, row["seconds"], skipped,
+            ", best" if improved else "",
+        )  # fmt: skip
+        if rank == 0:
+            state = {
+                "format": STATE_FORMAT,
+                "run_hash": run_hash,
+                "config": cfg_dict,
+                "data": data,
+                "in_channels": in_channels,
+                "out_channels": out_channels,
+                "epoch": epoch,
+                "model": _cpu_state_dict(phi),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": rng_state(),
+                "best": best,
+                "history": history,
+            }
+            with atomic_path(state_path) as tmp:
+                torch.save(state, tmp)
+            _write_outputs(out_dir, state, field_names)
+    return history
+

@@ -1,0 +1,270 @@
+"""Harness for tests marked `slurm`: Snakemake run through the real single-node test cluster.
+
+`SlurmCluster` (the `slurm` fixture of conftest.py) runs Snakemake with the project's
+profiles/slurm plus test overrides, lists a run's jobs from sacct (state, partition, account,
+AllocTRES, time limit), finds the running job of a rule, cancels or requeues it. Workflow tests
+take the `slurm` fixture and import the rest from here (`from slurm_harness import wait_for`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import pytest
+import yaml
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+SLURM_PROFILE = REPO / "profiles" / "slurm"
+WORKFLOW_PROFILE = REPO / "profiles" / "default"
+
+# What up.sh creates; the tests pass them through the profile's environment variables.
+PARTITION = "gpu"
+ACCOUNT = "irno"
+
+# Overrides that make profiles/slurm fit the test node (2 CPUs, ~20 GB, one fake GPU) and poll
+# quickly; everything else (GPU requests, runtimes growing with attempt, retries, status command)
+# is the profile as users get it. Memory keeps its growth with the attempt.
+TEST_NODE_MEM_MB = "1000 * attempt"
+TEST_POLLING = {
+    "slurm-init-seconds-before-status-checks": 2,
+    "seconds-between-status-checks": 2,
+    "latency-wait": 5,
+}
+
+
+def merge(base: dict, overrides: Mapping) -> dict:
+    """Merge `overrides` into `base` in place, mapping by mapping (other values are replaced)."""
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def write_profile(dest: Path, overrides: Mapping | None = None) -> Path:
+    """Write profiles/slurm to `dest`/config.yaml, fitted to the test node, with `overrides` merged.
+
+    Snakemake replaces a whole top-level key given on its command line, so a test that changes one
+    rule's resources writes a profile instead: `{"set-resources": {"train_base": {"runtime":
+    "attempt"}}}` changes that one value and keeps the rest.
+    """
+    config = yaml.load((SLURM_PROFILE / "config.yaml").read_text(), Loader=yaml.FullLoader)
+    for resources in [config["default-resources"], *config["set-resources"].values()]:
+        if "mem_mb" in resources:
+            resources["mem_mb"] = TEST_NODE_MEM_MB
+    merge(config, TEST_POLLING)
+    merge(config, overrides or {})
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return dest
+
+
+@dataclass(frozen=True)
+class SlurmJob:
+    """One sacct record of a job (a requeued job has one record per start)."""
+
+    job_id: str
+    rule: str  # from the job comment Snakemake sets: rule_<rule>[_wildcards_<...>]
+    state: str  # COMPLETED, CANCELLED, TIMEOUT, REQUEUED, ... ("CANCELLED by 0" -> CANCELLED)
+    partition: str
+    account: str
+    alloc_tres: str  # e.g. "billing=1,cpu=1,gres/gpu=1,mem=1000M,node=1"
+    timelimit: str  # e.g. "00:02:00"
+    elapsed: str
+
+    @property
+    def gpus(self) -> int:
+        found = re.search(r"gres/gpu=(\d+)", self.alloc_tres)
+        return int(found.group(1)) if found else 0
+
+
+@dataclass
+class SnakemakeRun:
+    """A finished Snakemake run: its exit status and its whole output (stdout and stderr)."""
+
+    workdir: Path
+    returncode: int
+    output: str
+
+    @property
+    def run_id(self) -> str:
+        """The plugin's run id, which is the SLURM job name of every job of this run."""
+        run_id = _run_id(self.output)
+        assert run_id, f"no SLURM run ID in the Snakemake output:\n{self.output[-3000:]}"
+        return run_id
+
+    def check(self) -> SnakemakeRun:
+        assert self.returncode == 0, f"snakemake failed ({self.returncode}):\n{self.output[-6000:]}"
+        return self
+
+
+class RunningSnakemake:
+    """Snakemake started in the background, so that a test can act on its jobs meanwhile.
+
+    Use it as a context manager: leaving the block interrupts a Snakemake still running (it then
+    cancels its SLURM jobs), so a failing test leaves nothing behind.
+    """
+
+    def __init__(self, workdir: Path, args: list[str], env: Mapping[str, str], timeout: float):
+        self.workdir = workdir
+        self.deadline = time.monotonic() + timeout
+        self._log = open(workdir / "snakemake.out", "w+")
+        # Its own session, so that stopping it reaches the whole process group.
+        self.process = subprocess.Popen(
+            args, cwd=workdir, env=dict(env), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def __enter__(self) -> RunningSnakemake:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.process.poll() is None:
+            self._stop()
+        self._log.close()
+
+    def output(self) -> str:
+        return (self.workdir / "snakemake.out").read_text()
+
+    def running_job(self, rule: str, timeout: float = 120) -> str:
+        """The SLURM id of this run's running job of `rule` (waits for it to start)."""
+
+        def find() -> str | None:
+            if self.process.poll() is not None:
+                pytest.fail(f"snakemake exited ({self.process.returncode}):\n{self.output()[-6000:]}")
+            run_id = _run_id(self.output())
+            if run_id is None:
+                return None
+            for line in _run("squeue", "-h", "-t", "RUNNING", "-n", run_id, "-o", "%i|%k").splitlines():
+                job_id, comment = line.split("|", 1)
+                if _rule(comment) == rule:
+                    return job_id
+            return None
+
+        return wait_for(find, timeout=timeout, what=f"a running job of rule {rule}")
+
+    def wait(self) -> SnakemakeRun:
+        """Wait for Snakemake to exit; when its time is up, stop it and fail."""
+        try:
+            self.process.wait(timeout=max(0.0, self.deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self._stop()
+            pytest.fail(f"snakemake did not finish in time; its output:\n{self.output()[-6000:]}")
+        return SnakemakeRun(self.workdir, self.process.returncode, self.output())
+
+    def _stop(self) -> None:
+        os.killpg(self.process.pid, signal.SIGINT)  # Snakemake cancels its SLURM jobs on SIGINT
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+class SlurmCluster:
+    """The running test cluster, as the tests see it."""
+
+    partition = PARTITION
+    account = ACCOUNT
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """Environment for Snakemake and its jobs: this checkout's `irno`, the profile's variables."""
+        env = dict(os.environ)
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+        env.update(IRNO_SLURM_PARTITION=self.partition, IRNO_SLURM_ACCOUNT=self.account)
+        env.update(extra)
+        return env
+
+    def start_snakemake(
+        self,
+        workdir: Path,
+        *targets: str,
+        overrides: Mapping | None = None,
+        extra_args: tuple[str, ...] = (),
+        env: Mapping[str, str] | None = None,
+        timeout: float = 600,
+    ) -> RunningSnakemake:
+        """Start `snakemake --profile <profiles/slurm fitted to the test node> TARGETS` in workdir.
+
+        The workflow profile is the project's profiles/default, as in a real run; `workdir` holds
+        the Snakefile (or pass --snakefile in extra_args).
+        """
+        profile = write_profile(workdir / ".test-profile", overrides)
+        args = [
+            sys.executable, "-m", "snakemake",
+            "--profile", str(profile),
+            "--workflow-profile", str(WORKFLOW_PROFILE),
+            *targets, *extra_args,
+        ]  # fmt: skip
+        return RunningSnakemake(workdir, args, env or self.env(), timeout)
+
+    def snakemake(self, workdir: Path, *targets: str, **kwargs: Any) -> SnakemakeRun:
+        """Run Snakemake through the cluster and wait for it (see `start_snakemake`)."""
+        with self.start_snakemake(workdir, *targets, **kwargs) as running:
+            return running.wait()
+
+    def jobs(self, run_id: str) -> list[SlurmJob]:
+        """The sacct records of one Snakemake run (every start of every job), in submission order.
+
+        Waits until sacct lists no job as still pending or running: the accounting database
+        learns of a job's end a moment after the job ends.
+        """
+
+        def query() -> list[SlurmJob]:
+            out = _run(
+                "sacct", "-X", "-D", "-n", "-P", "-S", "now-1days", "--name", run_id,
+                "-o", "JobIDRaw,Comment,State,Partition,Account,AllocTRES,Timelimit,Elapsed",
+            )  # fmt: skip
+            jobs = []
+            for line in out.splitlines():
+                job_id, comment, state, partition, account, tres, limit, elapsed = line.split("|")
+                jobs.append(SlurmJob(job_id, _rule(comment), state.split()[0], partition, account, tres, limit, elapsed))
+            return jobs
+
+        return wait_for(
+            lambda: (jobs := query()) and not any(j.state in ("PENDING", "RUNNING") for j in jobs) and jobs,
+            timeout=60,
+            what=f"sacct to record the end of the jobs of run {run_id}",
+        )
+
+    def cancel(self, job_id: str) -> None:
+        """Cancel a job, as a user or an administrator would (sacct: CANCELLED)."""
+        _run("scancel", job_id)
+
+    def requeue(self, job_id: str) -> None:
+        """Put a running job back in the queue, as pre-emption with PreemptMode=REQUEUE does."""
+        _run("scontrol", "requeue", job_id)
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
+    """Poll `condition` until it returns something truthy; return that, or fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+    return result
+
+
+def _run_id(snakemake_output: str) -> str | None:
+    found = re.search(r"SLURM run ID: (\S+)", snakemake_output)
+    return found.group(1) if found else None
+
+
+def _rule(comment: str) -> str:
+    """The rule from the comment the plugin gives each job: rule_<rule>[_wildcards_<values>]."""
+    return comment.removeprefix("rule_").split("_wildcards_")[0]
+
+
+def _run(*args: str) -> str:
+    return subprocess.run(args, check=True, capture_output=True, text=True, timeout=60).stdout
