@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from irno import __version__
+from irno.roma.cli import add_roma_commands
 from irno.utils import IrnoError, read_yaml, setup_logging, write_json
 
 
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_report_commands(sub)
     _add_simulate(sub)
+    add_roma_commands(sub)
     return parser
 
 
