@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from irno import __version__
+from irno.roma.cli import add_roma_commands
 from irno.utils import IrnoError, read_yaml, setup_logging, write_json
 
 
@@ -25,10 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_write_settings(sub)
     _add_data_commands(sub)
+    _add_base_commands(sub)
     _add_train(sub)
     _add_evaluate(sub)
     _add_report_commands(sub)
     _add_simulate(sub)
+    add_roma_commands(sub)
     return parser
 
 
@@ -105,6 +108,100 @@ def _prepare(args) -> None:
     from irno.data.store import prepare_split
 
     prepare_split(args.manifest, args.split, args.out, n_steps_input=args.n_steps_input)
+
+
+# ----------------------------------------------------------------------------- base operators
+
+
+def _add_base_commands(sub) -> None:
+    base = sub.add_parser(
+        "base",
+        help="base operators: fetch, train, check, cache",
+        description="Frozen base operators T_base (The Well's FNO, TFNO, UNetClassic, UNetConvNext). BASE.yaml "
+        "is a mapping of BaseConfig's keys (model_class, source, pretrained, revision, forward, ...).",
+    )
+    verbs = base.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    p = verbs.add_parser(
+        "fetch",
+        help="copy a pretrained base (Hub id at a pinned revision, or a local directory) into a model directory",
+        description="Download config.json and model.safetensors of base.pretrained at base.revision (or read a local "
+        "save_pretrained directory) and save them into MODEL_DIR with irno_base.json (the resolved revision and the "
+        "weights' hash), so that compute nodes need no internet. Offline, the error says how to use a local directory.",
+    )
+    p.add_argument("--config", required=True, help="BASE.yaml")
+    p.add_argument("--out", required=True, help="model directory to write (replaced atomically)")
+    p.set_defaults(func=_base_fetch)
+
+    p = verbs.add_parser(
+        "train",
+        help="train a base locally on a prepared store (Adam, MSE in normalised units)",
+        description="Train base.model_class (constructor extras: base.model_kwargs) for base.epochs on the training "
+        "windows, report the valid MSE per epoch and beside it the persistence baseline, and save a model "
+        "directory that loads like a fetched one. A pre-empted run continues from its last finished epoch.",
+    )
+    p.add_argument("--config", required=True, help="BASE.yaml (base.source: train)")
+    p.add_argument("--train", required=True, help="prepared store of the train split")
+    p.add_argument("--valid", required=True, help="prepared store of the valid split")
+    p.add_argument("--out", required=True, help="model directory to write")
+    p.set_defaults(func=_base_train)
+
+    p = verbs.add_parser(
+        "check",
+        help="valid VRMSE under both forward modes vs The Well's published number -> base_check.json",
+        description="Measure The Well's VRMSE of the base on the valid split under the 'fixed' and 'legacy' forward "
+        "modes (FNO/TFNO) and compare with base.published_valid_vrmse. Fails (exit 1) when the configured mode "
+        "misses it by more than base.check_tolerance while the other mode matches; base.strict: false warns instead.",
+    )
+    p.add_argument("--config", required=True, help="BASE.yaml")
+    p.add_argument("--model", required=True, help="model directory (from `irno base fetch` or `irno base train`)")
+    p.add_argument("--valid", required=True, help="prepared store of the valid split")
+    p.add_argument("--out", required=True, help="base_check.json to write")
+    p.set_defaults(func=_base_check)
+
+    p = verbs.add_parser(
+        "cache",
+        help="h0 = T_base(x) for every sample of a prepared store, memory-mappable",
+        description="Run the base over every sample of STORE in batches (on the GPU when there is one) and store h0 "
+        "in base.cache_dtype with metadata naming the base, its revision and forward mode, and the store. An "
+        "interrupted build resumes when run again.",
+    )
+    p.add_argument("--config", required=True, help="BASE.yaml")
+    p.add_argument("--model", required=True, help="model directory")
+    p.add_argument("--store", required=True, help="prepared store")
+    p.add_argument("--out", required=True, help="cache folder to write")
+    p.set_defaults(func=_base_cache)
+
+
+def _base_fetch(args) -> None:
+    from irno.base import fetch_base
+    from irno.config import BaseConfig, load_settings
+
+    fetch_base(load_settings(BaseConfig, args.config), args.out)
+
+
+def _base_train(args) -> None:
+    from irno.base.train import train_base
+    from irno.config import BaseConfig, load_settings
+    from irno.data.store import PreparedSplit
+
+    train_base(load_settings(BaseConfig, args.config), PreparedSplit(args.train), PreparedSplit(args.valid), args.out)
+
+
+def _base_check(args) -> None:
+    from irno.base.check import check_base
+    from irno.config import BaseConfig, load_settings
+    from irno.data.store import PreparedSplit
+
+    check_base(load_settings(BaseConfig, args.config), args.model, PreparedSplit(args.valid), args.out)
+
+
+def _base_cache(args) -> None:
+    from irno.base.cache import cache_base
+    from irno.config import BaseConfig, load_settings
+    from irno.data.store import PreparedSplit
+
+    cache_base(load_settings(BaseConfig, args.config), args.model, PreparedSplit(args.store), args.out)
 
 
 # ----------------------------------------------------------------------------- train

@@ -8,14 +8,13 @@ of the wrong type by name (``train.K: expected int, got 'six'``).
 
 from __future__ import annotations
 
-import copy
-import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional, get_args, get_origin
+from typing import Literal, Optional
 
-from irno.utils import IrnoError, read_yaml, write_yaml
+# The dict <-> dataclass machinery lives in irno.utils (the ROMA study shares it); re-exported here.
+from irno.utils import deep_merge, from_dict, load_settings, to_dict  # noqa: F401
+from irno.utils import IrnoError, write_yaml
+from irno.utils import require as _require
 
 
 @dataclass
@@ -198,12 +197,20 @@ class BaseConfig:
     published_valid_vrmse: Optional[float] = None  # The Well's valid VRMSE, for the base check
     check_tolerance: float = 0.10  # relative miss of the published number that fails the check
     strict: bool = True  # false: a failed check warns instead of stopping
+    check_max_samples: Optional[int] = None  # base check on this many evenly spaced valid samples (None: all)
     cache_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    cache_batch_size: int = 32
+    cache_batch_size: int = 32  # inference batch of the cache build and the base check
 
     def __post_init__(self):
         _require(self.epochs >= 1, "base.epochs", self.epochs, ">= 1")
         _require(self.lr > 0, "base.lr", self.lr, "> 0")
+        _require(self.batch_size >= 1, "base.batch_size", self.batch_size, ">= 1")
+        _require(self.cache_batch_size >= 1, "base.cache_batch_size", self.cache_batch_size, ">= 1")
+        _require(self.check_tolerance > 0, "base.check_tolerance", self.check_tolerance, "> 0")
+        _require(
+            self.check_max_samples is None or self.check_max_samples >= 1,
+            "base.check_max_samples", self.check_max_samples, ">= 1 or null",
+        )
         if self.source == "pretrained":
             _require(bool(self.pretrained), "base.pretrained", self.pretrained, "a Hub id or a local directory")
 
@@ -297,93 +304,6 @@ class ReportPlan:
         return members if self.main_experiment in members else [self.main_experiment, *members]
 
 
-def _require(ok: bool, key: str, value: Any, rule: str) -> None:
-    if not ok:
-        raise IrnoError(f"config key '{key}': {value!r} is invalid (must be {rule})")
-
-
-# ----------------------------------------------------------------------------- dict <-> dataclass
-
-
-def load_settings(cls: type, path) -> Any:
-    """Dataclass `cls` from a settings YAML (a mapping of its keys); errors name the file."""
-    data = read_yaml(path)
-    try:
-        return from_dict(cls, data)
-    except IrnoError as e:
-        raise IrnoError(f"{path}: {e}") from None
-
-
-def to_dict(cfg: Any) -> dict:
-    return dataclasses.asdict(cfg)
-
-
-def from_dict(cls: type, data: dict | None, where: str = "") -> Any:
-    """Build dataclass `cls` from a plain dict, naming any unknown key or ill-typed value."""
-    data = {} if data is None else data
-    if not isinstance(data, dict):
-        raise IrnoError(f"{where or cls.__name__}: expected a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        key = f"{where}.{unknown[0]}" if where else unknown[0]
-        raise IrnoError(f"unknown config key '{key}' (known keys: {', '.join(fields)})")
-    kwargs = {}
-    for name, value in data.items():
-        key = f"{where}.{name}" if where else name
-        kwargs[name] = _coerce(hints[name], value, key)
-    return cls(**kwargs)
-
-
-def _coerce(tp: Any, value: Any, key: str) -> Any:
-    if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, key)
-    origin = get_origin(tp)
-    if origin is Literal:
-        if value not in get_args(tp):
-            choices = ", ".join(repr(a) for a in get_args(tp))
-            raise IrnoError(f"config key '{key}': {value!r} is not one of {choices}")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in get_args(tp) if a is not type(None)]
-        return None if value is None else _coerce(args[0], value, key)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise IrnoError(f"config key '{key}': expected true/false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise IrnoError(f"config key '{key}': expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        # PyYAML reads "3e-4" (no dot) as a string; accept it as the number it obviously is.
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise IrnoError(f"config key '{key}': expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise IrnoError(f"config key '{key}': expected a string, got {value!r}")
-        return value
-    return value
-
-
-def deep_merge(base: dict, overrides: dict | None) -> dict:
-    """A copy of `base` with `overrides` applied recursively (dicts merge, other values replace)."""
-    out = copy.deepcopy(base)
-    for key, value in (overrides or {}).items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 # ----------------------------------------------------------------------------- settings files
 
 # What `irno write-settings --kind KIND` validates against: the dataclass each step's settings
@@ -397,7 +317,7 @@ SETTINGS_KINDS: dict[str, type] = {
 }
 
 
-def write_settings(kind: str, data: dict, path) -> Any:
+def write_settings(kind: str, data: dict, path) -> object:
     """Validate `data` as settings of `kind` and write them, complete with defaults, as YAML.
 
     The workflow passes each step's resolved settings as a rule parameter and writes them with

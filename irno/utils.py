@@ -1,4 +1,5 @@
-"""Shared utilities: atomic writes, YAML/JSON I/O, seeding and RNG state, devices, hashing.
+"""Shared utilities: atomic writes, YAML/JSON I/O, config dataclasses from dicts, seeding and RNG
+state, devices, hashing.
 
 Everything that writes a result goes through `atomic_path` / `atomic_dir`, so an interrupted job
 never leaves a half-written file under its final name (Snakemake would otherwise take it as
@@ -9,6 +10,8 @@ the package.
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import hashlib
 import json
 import logging
@@ -16,8 +19,10 @@ import os
 import random
 import shutil
 import tempfile
+import types
+import typing
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Literal, get_args, get_origin
 
 import numpy as np
 import yaml
@@ -84,17 +89,23 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def replace_dir(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Move the finished directory `src` onto `dst`, replacing any old `dst` (same file system)."""
+    src, dst = Path(src), Path(dst)
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(dst, old)
+        os.replace(src, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, dst)
 
 
 def _to_plain(obj: Any) -> Any:
@@ -148,6 +159,104 @@ def read_yaml(path: str | os.PathLike) -> Any:
         return yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise IrnoError(f"{path}: not valid YAML ({e})") from None
+
+
+# ----------------------------------------------------------------------------- config dicts <-> dataclasses
+
+
+def require(ok: bool, key: str, value: Any, rule: str) -> None:
+    """Validation inside a config dataclass's ``__post_init__``: name the key, the value and the rule."""
+    if not ok:
+        raise IrnoError(f"config key '{key}': {value!r} is invalid (must be {rule})")
+
+
+def load_settings(cls: type, path) -> Any:
+    """Dataclass `cls` from a settings YAML (a mapping of its keys); errors name the file."""
+    data = read_yaml(path)
+    try:
+        return from_dict(cls, data)
+    except IrnoError as e:
+        raise IrnoError(f"{path}: {e}") from None
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls: type, data: dict | None, where: str = "") -> Any:
+    """Build dataclass `cls` from a plain dict, naming any unknown key or ill-typed value."""
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise IrnoError(f"{where or cls.__name__}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        key = f"{where}.{unknown[0]}" if where else unknown[0]
+        raise IrnoError(f"unknown config key '{key}' (known keys: {', '.join(fields)})")
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{where}.{name}" if where else name
+        kwargs[name] = _coerce(hints[name], value, key)
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, key)
+    origin = get_origin(tp)
+    if origin is Literal:
+        if value not in get_args(tp):
+            choices = ", ".join(repr(a) for a in get_args(tp))
+            raise IrnoError(f"config key '{key}': {value!r} is not one of {choices}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        return None if value is None else _coerce(args[0], value, key)
+    if origin is dict and get_args(tp):  # dict[str, X]: every value an X
+        if not isinstance(value, dict):
+            raise IrnoError(f"config key '{key}': expected a mapping, got {value!r}")
+        item = get_args(tp)[1]
+        return {k: _coerce(item, v, f"{key}.{k}") for k, v in value.items()}
+    if origin is list and get_args(tp):  # list[X]: every item an X
+        if not isinstance(value, list):
+            raise IrnoError(f"config key '{key}': expected a list, got {value!r}")
+        item = get_args(tp)[0]
+        return [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise IrnoError(f"config key '{key}': expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise IrnoError(f"config key '{key}': expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        # PyYAML reads "3e-4" (no dot) as a string; accept it as the number it obviously is.
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise IrnoError(f"config key '{key}': expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise IrnoError(f"config key '{key}': expected a string, got {value!r}")
+        return value
+    return value
+
+
+def deep_merge(base: dict, overrides: dict | None) -> dict:
+    """A copy of `base` with `overrides` applied recursively (dicts merge, other values replace)."""
+    out = copy.deepcopy(base)
+    for key, value in (overrides or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
 
 
 # ----------------------------------------------------------------------------- hashing

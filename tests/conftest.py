@@ -82,3 +82,35 @@ def tiny_stores(tiny_manifest, tmp_path_factory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("prepared")
     return {split: prepare_split(tiny_manifest, split, root / split) for split in ("train", "valid", "test")}
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory):
+    """(BaseConfig, model directory) of an untrained tiny FNO (44 -> 11 channels) for `tiny_well`.
+
+    Its predictions are not good ones; it gives tests a real base-prediction cache to read.
+    """
+    import torch
+
+    from irno.base.operator import build_model, save_base
+    from irno.config import BaseConfig
+
+    cfg = BaseConfig(model_class="FNO", source="train", model_kwargs={"modes1": 4, "modes2": 4, "hidden_channels": 8}, device="cpu")
+    torch.manual_seed(0)
+    model_dir = tmp_path_factory.mktemp("tiny_base") / "model"
+    save_base(build_model(cfg, 44, 11, (32, 32)), model_dir, {"model_class": "FNO", "source": "train"})
+    return cfg, model_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_caches(tiny_base, tiny_stores, tmp_path_factory) -> dict[str, Path]:
+    """Base-prediction caches (irno.base.cache) of `tiny_base` for every split: split -> cache folder.
+
+    `RefinementDataset(PreparedSplit(tiny_stores[s]), BasePredictionCache.open(tiny_caches[s]))`.
+    """
+    from irno.base.cache import cache_base
+    from irno.data.store import PreparedSplit
+
+    cfg, model_dir = tiny_base
+    root = tmp_path_factory.mktemp("caches")
+    return {split: cache_base(cfg, model_dir, PreparedSplit(store), root / split).path for split, store in tiny_stores.items()}

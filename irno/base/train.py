@@ -1,0 +1,102 @@
+"""Train a base operator locally (the demo, and users whose Hub access is blocked).
+
+One-step prediction on a prepared store's windows: MSE in normalised units, Adam, seeded
+shuffles. The weights after the last epoch are saved with `save_pretrained` into a model
+directory that loads through
+the same path as a fetched Hub checkpoint (`irno.base.load_base`). After every epoch the
+training state goes to a hidden file beside the output, so a pre-empted job continues from the
+last finished epoch; a changed config or dataset starts afresh.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from irno.base.operator import BaseOperator, build_model, effective_forward, save_base
+from irno.config import BaseConfig, to_dict
+from irno.data.store import PreparedSplit
+from irno.utils import IrnoError, atomic_path, log, seed_everything, select_device, stable_hash
+
+
+@torch.no_grad()
+def one_step_mse(predict, split: PreparedSplit, batch_size: int, device: torch.device) -> float:
+    """Mean over samples, channels and pixels of (predict(x) - y)^2 on a whole split."""
+    total = 0.0
+    for idx in torch.arange(len(split)).split(batch_size):
+        x, y = split.batch(idx)
+        total += F.mse_loss(predict(x.to(device)), y.to(device), reduction="sum").item()
+    return total / (len(split) * split[0]["y"].numel())
+
+
+def persistence(x: torch.Tensor, n_fields: int) -> torch.Tensor:
+    """The trivial baseline h0 = the last input frame: (B, T_in*F, H, W) -> (B, F, H, W)."""
+    return x[:, -n_fields:]
+
+
+def train_base(cfg: BaseConfig, train: PreparedSplit, valid: PreparedSplit, out_dir: str | os.PathLike) -> Path:
+    """Train `cfg.model_class` on `train`, report valid MSE per epoch, save a model directory."""
+    out_dir = Path(out_dir)
+    if (valid.field_names, valid.grid, valid.n_steps_input) != (train.field_names, train.grid, train.n_steps_input):
+        raise IrnoError(f"{valid.path} and {train.path} hold different fields, grids or input lengths")
+    device = select_device(cfg.device)
+    seed_everything(cfg.seed)
+    n_fields = len(train.field_names)
+    model = build_model(cfg, train.n_steps_input * n_fields, n_fields, train.grid)
+    op = BaseOperator(model, effective_forward(cfg)).to(device)
+    optimiser = torch.optim.Adam(op.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    state_path = out_dir.with_name(f".{out_dir.name}.train_state.pt")
+    key = stable_hash({"config": to_dict(cfg), "train": train.identity, "valid": valid.identity})
+    history: list[dict] = []
+    if state_path.is_file():
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        if state["key"] == key:
+            model.load_state_dict(state["model"])
+            optimiser.load_state_dict(state["optimiser"])
+            history = state["history"]
+            log.info("resuming base training after epoch %d from %s", len(history), state_path)
+        else:
+            log.info("ignoring %s: it belongs to another config or dataset", state_path)
+
+    for epoch in range(len(history), cfg.epochs):
+        op.train()
+        # Seeded per epoch, so a resumed run visits the batches a continuous one would.
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+        total = 0.0
+        for idx in tqdm(order.split(cfg.batch_size), desc=f"base {cfg.model_class} epoch {epoch + 1}/{cfg.epochs}", unit="batch"):
+            x, y = (t.to(device) for t in train.batch(idx))
+            loss = F.mse_loss(op(x), y)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            total += loss.item() * len(idx)
+        op.eval()
+        history.append({"epoch": epoch + 1, "train_mse": total / len(train), "valid_mse": one_step_mse(op, valid, cfg.batch_size, device)})
+        log.info("base epoch %d: train MSE %.4g, valid MSE %.4g", epoch + 1, history[-1]["train_mse"], history[-1]["valid_mse"])
+        with atomic_path(state_path) as tmp:
+            torch.save({"key": key, "model": model.state_dict(), "optimiser": optimiser.state_dict(), "history": history}, tmp)
+
+    baseline = one_step_mse(lambda x: persistence(x, n_fields), valid, cfg.batch_size, device)
+    log.info("valid MSE: base %.4g, persistence (last input frame) %.4g", history[-1]["valid_mse"], baseline)
+    provenance = {
+        "model_class": cfg.model_class,
+        "source": "train",
+        "pretrained": "",
+        "revision": None,
+        "resolved_revision": None,
+        "training": {
+            "config": to_dict(cfg),
+            "train_store": train.identity,
+            "valid_store": valid.identity,
+            "history": history,
+            "valid_mse_persistence": baseline,
+        },
+    }
+    save_base(model.cpu(), out_dir, provenance)
+    state_path.unlink(missing_ok=True)
+    return out_dir

@@ -1,0 +1,148 @@
+"""``irno roma <verb>``: the ROMA study's steps, one command per workflow rule.
+
+    plan      study YAML (roma: section)   -> plan.json, data/<name>/settings.yaml, runs/<key>/settings.yaml
+    simulate  data settings                -> kuramoto.h5
+    train     run settings + kuramoto.h5   -> checkpoint.pt, train_log.csv (+ last.pt to resume)
+    evaluate  run settings + data + ckpt   -> metrics.json (+ attention.npz for roma)
+    tables    study YAML + metrics.json... -> results.csv, smspe.*, scaling.*, ablations.*
+    figures   study YAML + metrics, logs, attention -> training_curves.*, scaling_law.*, attention.*
+
+Heavy imports (torch, matplotlib) happen inside the verbs, so ``--help`` and ``plan`` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+log = logging.getLogger("irno.roma")
+
+
+def add_roma_commands(subparsers) -> None:
+    roma = subparsers.add_parser(
+        "roma",
+        help="the ROMA study (neural operators on Kuramoto oscillator graphs)",
+        description="The ROMA study: Kuramoto data on random hyperbolic graphs, ROMA and its baselines, "
+        "the paper's four experiments, tables and figures. Each verb is one workflow step.",
+    )
+    verbs = roma.add_subparsers(dest="roma_command", metavar="VERB", required=True)
+
+    p = verbs.add_parser("plan", help="expand a study into per-dataset and per-run settings files",
+                         description="Expand the roma: section's experiments into runs and write "
+                         "OUT_DIR/plan.json, OUT_DIR/data/<dataset>/settings.yaml and OUT_DIR/runs/<run>/settings.yaml "
+                         "(files whose content is unchanged are left alone).")
+    p.add_argument("--config", required=True, help="YAML file with a roma: section (e.g. config/roma/demo.yaml)")
+    p.add_argument("--out-dir", required=True, help="study folder, e.g. results/<run>/roma")
+    p.set_defaults(func=_plan)
+
+    p = verbs.add_parser("simulate", help="random hyperbolic graph + Kuramoto dynamics -> HDF5",
+                         description="Generate the graph and integrate the dynamics of one dataset; an interrupted "
+                         "simulation resumes from its last written block.")
+    p.add_argument("--config", required=True, help="data settings YAML (graph, dynamics, seed)")
+    p.add_argument("--out", required=True, help="HDF5 file to write, e.g. .../data/<dataset>/kuramoto.h5")
+    p.set_defaults(func=_simulate)
+
+    p = verbs.add_parser("train", help="train one run (resumes from OUT_DIR/last.pt)",
+                         description="Train one operator on random-walk subgraphs; writes OUT_DIR/checkpoint.pt "
+                         "(best validation sMSPE) and OUT_DIR/train_log.csv.")
+    p.add_argument("--config", required=True, help="run settings YAML (dataset, model, train)")
+    p.add_argument("--data", required=True, help="the dataset's kuramoto.h5")
+    p.add_argument("--out-dir", required=True, help="run folder")
+    _threads_option(p)
+    p.set_defaults(func=_train)
+
+    p = verbs.add_parser("evaluate", help="test metrics of a trained run",
+                         description="Score a checkpoint on the run's held-out test subgraphs (noisy and clean "
+                         "inputs, with the persistence forecast as reference).")
+    p.add_argument("--config", required=True, help="run settings YAML the checkpoint was trained with")
+    p.add_argument("--data", required=True, help="the dataset's kuramoto.h5")
+    p.add_argument("--checkpoint", required=True, help="checkpoint.pt from 'irno roma train'")
+    p.add_argument("--metrics", required=True, help="metrics.json to write")
+    p.add_argument("--attention", help="attention.npz to write (roma models only)")
+    _threads_option(p)
+    p.set_defaults(func=_evaluate)
+
+    p = verbs.add_parser("tables", help="tables from saved metrics",
+                         description="Write results.csv and the smspe / scaling / ablations tables (.csv, .md, .tex).")
+    p.add_argument("--config", required=True, help="the study YAML (roma: section) the runs come from")
+    p.add_argument("--metrics", nargs="+", required=True, help="metrics.json of every run of the study")
+    p.add_argument("--out-dir", required=True, help="folder for the tables")
+    p.set_defaults(func=_tables)
+
+    p = verbs.add_parser("figures", help="figures from saved outputs",
+                         description="Write training_curves, scaling_law and attention figures (.pdf, .png).")
+    p.add_argument("--config", required=True, help="the study YAML (roma: section) the runs come from")
+    p.add_argument("--metrics", nargs="+", required=True, help="metrics.json of every run of the study")
+    p.add_argument("--train-logs", nargs="+", required=True, help="train_log.csv of every run")
+    p.add_argument("--attention", nargs="*", default=[], help="attention.npz of the roma runs to show")
+    p.add_argument("--out-dir", required=True, help="folder for the figures")
+    p.set_defaults(func=_figures)
+
+
+def _threads_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice); "
+                   "give the job's core count when jobs share a node")
+
+
+def _set_threads(args) -> None:
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+def _plan(args) -> int:
+    from irno.roma.config import load_study, plan_study, write_plan
+
+    plan = plan_study(load_study(args.config))
+    write_plan(plan, args.out_dir)
+    log.info("%d datasets, %d runs (%s)", len(plan.datasets), len(plan.runs),
+             ", ".join(f"{k}: {len(v)}" for k, v in plan.experiments.items()))
+    return 0
+
+
+def _simulate(args) -> int:
+    from irno.roma.config import load_data_config
+    from irno.roma.kuramoto import describe, simulate
+
+    path = simulate(load_data_config(args.config), args.out)
+    log.info("%s: %s", path, json.dumps(describe(path)))
+    return 0
+
+
+def _train(args) -> int:
+    from irno.roma.config import load_run_config
+    from irno.roma.train import train
+
+    _set_threads(args)
+    summary = train(load_run_config(args.config), args.data, args.out_dir)
+    log.info("best epoch %d, validation sMSPE %.4g", summary["epoch"], summary["valid_smspe"])
+    return 0
+
+
+def _evaluate(args) -> int:
+    from irno.roma.config import load_run_config
+    from irno.roma.evaluate import evaluate
+
+    _set_threads(args)
+    metrics = evaluate(load_run_config(args.config), args.data, args.checkpoint, args.metrics, args.attention)
+    log.info("test sMSPE %.4g (clean %.4g; persistence %.4g)", metrics["smspe"], metrics["smspe_clean"],
+             metrics["smspe_persistence"])
+    return 0
+
+
+def _tables(args) -> int:
+    from irno.roma.config import load_study
+    from irno.roma.report import write_tables
+
+    write_tables(load_study(args.config), args.metrics, args.out_dir)
+    return 0
+
+
+def _figures(args) -> int:
+    from irno.roma.config import load_study
+    from irno.roma.report import write_figures
+
+    write_figures(load_study(args.config), args.metrics, args.train_logs, args.attention, args.out_dir)
+    return 0

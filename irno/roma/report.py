@@ -1,0 +1,276 @@
+"""Tables and figures of the ROMA study, from saved outputs only (metrics.json, train_log.csv,
+attention.npz); the study plan says which run belongs to which experiment.
+
+Tables (each as .csv, .md and .tex):
+- ``results.csv``: every run's metrics, one row per run (CSV only).
+- ``smspe``: test sMSPE, model x (graph size N, noise eta) (data_noise).
+- ``scaling``: power-law fits log L = a log N + b with exponent -a and its standard error:
+  loss against parameter count (parameter_scaling, per dataset and model) and against graph size
+  (data_noise, per model and eta, where it has at least 3 sizes).
+- ``ablations``: effective dynamics (learned-PDE loss off/on) and positional-encoding variants.
+
+Figures (.pdf and .png; colour-blind-safe palette):
+- ``training_curves``: validation sMSPE per epoch, one panel per experiment.
+- ``scaling_law``: test sMSPE against parameters on log-log axes with the fitted power laws.
+- ``attention``: ROMA's fine-to-coarse attention (fine nodes grouped by their coarse node).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.stats
+
+from irno.roma.config import MODEL_KINDS, StudyConfig, StudyPlan, plan_study
+from irno.utils import IrnoError, atomic_path, read_json
+
+TABLE_FORMATS = ("csv", "md", "tex")
+FIGURE_FORMATS = ("pdf", "png")
+
+
+def report_outputs(study: StudyConfig) -> dict[str, list[str]]:
+    """File names `tables` and `figures` write for this study (for the workflow's outputs)."""
+    plan = plan_study(study)
+    has = plan.experiments.keys()
+    tables = ["results.csv"]
+    if "data_noise" in has:
+        tables += [f"smspe.{f}" for f in TABLE_FORMATS]
+    if "parameter_scaling" in has:
+        tables += [f"scaling.{f}" for f in TABLE_FORMATS]
+    if has & {"effective_dynamics", "positional"}:
+        tables += [f"ablations.{f}" for f in TABLE_FORMATS]
+    figures = ["training_curves"]
+    if "parameter_scaling" in has:
+        figures.append("scaling_law")
+    if any(run["model"]["kind"] == "roma" for run in plan.runs.values()):
+        figures.append("attention")
+    return {"tables": tables, "figures": [f"{name}.{f}" for name in figures for f in FIGURE_FORMATS]}
+
+
+# ----------------------------------------------------------------------------- analysis
+
+
+def fit_power_law(x: np.ndarray, y: np.ndarray) -> dict:
+    """Least squares on log y = a log x + b. Returns the exponent -a, its standard error, b, r^2."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.size < 3 or np.unique(x).size < 2:
+        raise IrnoError(f"a power-law fit needs at least 3 points with distinct x; got x = {x.tolist()}")
+    if (x <= 0).any() or (y <= 0).any():
+        raise IrnoError(f"a power-law fit needs positive values; got x = {x.tolist()}, y = {y.tolist()}")
+    fit = scipy.stats.linregress(np.log(x), np.log(y))
+    return {"exponent": -fit.slope, "exponent_se": fit.stderr, "intercept": fit.intercept,
+            "r2": fit.rvalue**2, "points": int(x.size)}
+
+
+# ----------------------------------------------------------------------------- loading saved outputs
+
+
+def load_metrics(paths: list[str | os.PathLike]) -> pd.DataFrame:
+    rows = [read_json(p) for p in paths]
+    for path, row in zip(paths, rows):
+        if not isinstance(row, dict) or "run_key" not in row:
+            raise IrnoError(f"{path}: not a ROMA metrics.json (no run_key)")
+    return pd.DataFrame(rows).set_index("run_key", drop=False)
+
+
+def load_train_logs(paths: list[str | os.PathLike]) -> pd.DataFrame:
+    frames = []
+    for path in paths:
+        if not Path(path).is_file():
+            raise IrnoError(f"{path}: training log not found")
+        frame = pd.read_csv(path)
+        if "run_key" not in frame or "valid_smspe" not in frame:
+            raise IrnoError(f"{path}: not a ROMA train_log.csv (needs run_key, valid_smspe)")
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _experiment_frame(plan: StudyPlan, metrics: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The experiment's grid entries joined with their runs' metrics."""
+    entries = pd.DataFrame(plan.experiments.get(name, []))
+    if entries.empty:
+        return entries
+    missing = sorted(set(entries["run"]) - set(metrics.index))
+    if missing:
+        raise IrnoError(f"experiment '{name}': no metrics given for run(s) {', '.join(missing)}")
+    joined = entries.join(metrics.drop(columns=["dataset", "model"]), on="run")
+    joined["model"] = pd.Categorical(joined["model"], categories=[m for m in MODEL_KINDS if m in set(joined["model"])])
+    return joined
+
+
+def _vary_label(entry: pd.Series, keys: list[str]) -> str:
+    return ", ".join(f"{k.split('.')[1]}={entry[k]}" for k in keys)
+
+
+def _vary_keys(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c.startswith(("model.", "train."))]
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def build_tables(plan: StudyPlan, metrics: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    tables = {"results": metrics.reset_index(drop=True)}
+    data_noise = _experiment_frame(plan, metrics, "data_noise")
+    if not data_noise.empty:
+        table = data_noise.pivot_table(index="model", columns=["nodes", "noise_eta"], values="smspe", observed=True)
+        table.columns = [f"N={n}, eta={eta:g}" for n, eta in table.columns]
+        tables["smspe"] = table.reset_index()
+    if "parameter_scaling" in plan.experiments:
+        tables["scaling"] = _scaling_table(plan, metrics, data_noise)
+    ablations = []
+    for name in ("effective_dynamics", "positional"):
+        frame = _experiment_frame(plan, metrics, name)
+        if frame.empty:
+            continue
+        frame["setting"] = frame.apply(_vary_label, axis=1, keys=_vary_keys(frame))
+        frame["experiment"] = name
+        ablations.append(frame[["experiment", "dataset", "model", "setting", "parameters", "smspe", "smspe_clean",
+                                "smspe_persistence", "pde_residual_rms"]])
+    if ablations:
+        tables["ablations"] = pd.concat(ablations, ignore_index=True)
+    return tables
+
+
+def _scaling_table(plan: StudyPlan, metrics: pd.DataFrame, data_noise: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    frame = _experiment_frame(plan, metrics, "parameter_scaling")
+    for (dataset, model), group in frame.groupby(["dataset", "model"], observed=True):
+        rows.append({"experiment": "parameter_scaling", "against": "parameters", "dataset": dataset,
+                     "model": model, "noise_eta": group["noise_eta"].iloc[0],
+                     **fit_power_law(group["parameters"], group["smspe"])})
+    if not data_noise.empty:
+        for (model, eta), group in data_noise.groupby(["model", "noise_eta"], observed=True):
+            if group["nodes"].nunique() >= 3:
+                rows.append({"experiment": "data_noise", "against": "nodes", "dataset": "all", "model": model,
+                             "noise_eta": eta, **fit_power_law(group["nodes"], group["smspe"])})
+    return pd.DataFrame(rows)
+
+
+def write_tables(study: StudyConfig, metrics_paths: list, out_dir: str | os.PathLike) -> list[Path]:
+    plan = plan_study(study)
+    tables = build_tables(plan, load_metrics(metrics_paths))
+    out_dir = Path(out_dir)
+    written = []
+    for name, table in tables.items():
+        formats = ("csv",) if name == "results" else TABLE_FORMATS
+        for fmt in formats:
+            path = out_dir / f"{name}.{fmt}"
+            with atomic_path(path) as tmp:
+                if fmt == "csv":
+                    table.to_csv(tmp, index=False)
+                elif fmt == "md":
+                    tmp.write_text(table.to_markdown(index=False, floatfmt=".4g") + "\n")
+                else:
+                    tmp.write_text(table.to_latex(index=False, float_format="%.4g", na_rep="--"))
+            written.append(path)
+    return written
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def write_figures(
+    study: StudyConfig,
+    metrics_paths: list,
+    train_log_paths: list,
+    attention_paths: list,
+    out_dir: str | os.PathLike,
+) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", palette="colorblind", context="paper")
+    plan = plan_study(study)
+    metrics = load_metrics(metrics_paths)
+    out_dir = Path(out_dir)
+    written = []
+
+    def save(fig, name: str) -> None:
+        fig.tight_layout()
+        for fmt in FIGURE_FORMATS:
+            path = out_dir / f"{name}.{fmt}"
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, format=fmt, dpi=150)  # the temporary name ends in .tmp
+            written.append(path)
+        plt.close(fig)
+
+    save(_training_curves(plan, metrics, load_train_logs(train_log_paths), plt, sns), "training_curves")
+    if "parameter_scaling" in plan.experiments:
+        save(_scaling_figure(plan, metrics, plt, sns), "scaling_law")
+    if attention_paths:
+        save(_attention_figure(attention_paths, metrics, plt), "attention")
+    return written
+
+
+def _training_curves(plan, metrics, logs, plt, sns):
+    names = list(plan.experiments)
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        frame = _experiment_frame(plan, metrics, name)
+        keys = _vary_keys(frame)
+        frame["setting"] = frame["dataset"] + " " + frame.apply(_vary_label, axis=1, keys=keys)
+        curves = logs.merge(frame[["run", "model", "setting"]], left_on="run_key", right_on="run")
+        sns.lineplot(data=curves, x="epoch", y="valid_smspe", hue="model", style="setting", ax=ax, marker="o",
+                     markersize=3, hue_order=list(frame["model"].cat.categories))
+        ax.set_yscale("log")
+        ax.set_title(name.replace("_", " "))
+        ax.set_ylabel("validation sMSPE")
+        ax.legend(fontsize=5, title=None)
+    return fig
+
+
+def _scaling_figure(plan, metrics, plt, sns):
+    frame = _experiment_frame(plan, metrics, "parameter_scaling")
+    fig, ax = plt.subplots(figsize=(4.8, 3.6))
+    palette = sns.color_palette("colorblind")
+    for i, ((dataset, model), group) in enumerate(frame.groupby(["dataset", "model"], observed=True)):
+        fit = fit_power_law(group["parameters"], group["smspe"])
+        x = np.geomspace(group["parameters"].min(), group["parameters"].max(), 50)
+        label = f"{dataset} {model}: exponent {fit['exponent']:.3f} ± {fit['exponent_se']:.3f}"
+        ax.plot(group["parameters"], group["smspe"], "o", color=palette[i % len(palette)])
+        ax.plot(x, np.exp(fit["intercept"]) * x ** (-fit["exponent"]), "-", color=palette[i % len(palette)],
+                label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
+    ax.yaxis.set_minor_formatter(plt.NullFormatter())
+    ax.set_xlabel("parameters")
+    ax.set_ylabel("test sMSPE")
+    ax.legend(fontsize=6)
+    return fig
+
+
+def _attention_figure(paths, metrics, plt):
+    maps = []
+    for path in paths:
+        if not Path(path).is_file():
+            raise IrnoError(f"{path}: attention file not found")
+        with np.load(path) as f:
+            maps.append({k: f[k] for k in f.files})
+    cols = min(3, len(maps))
+    rows = -(-len(maps) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False)
+    for ax in axes.ravel()[len(maps):]:
+        ax.set_visible(False)
+    for ax, item in zip(axes.ravel(), maps):
+        key = str(item["run_key"])
+        # fine nodes grouped by their coarse node, hubs first inside a group
+        order = np.lexsort((-item["degree"], item["assignment"].argmax(axis=1)))
+        image = ax.imshow(item["fine_to_coarse"][order], aspect="auto", cmap="viridis", interpolation="nearest")
+        ax.grid(False)
+        for boundary in np.cumsum(item["coarse_nodes"])[:-1]:
+            ax.axvline(boundary - 0.5, color="white", linewidth=1)
+        row = metrics.loc[key] if key in metrics.index else None
+        ax.set_title(key if row is None else f"{row['dataset']} (N={row['nodes']}), eta={row['noise_eta']:g}",
+                     fontsize=8)
+        ax.set_xlabel("coarse token (level 1 | level 2 ...)")
+        ax.set_ylabel("fine node (by coarse assignment)")
+        fig.colorbar(image, ax=ax, label="attention")
+    return fig
