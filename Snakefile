@@ -21,6 +21,8 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/base.smk"
 include: "workflow/rules/refiner.smk"
 include: "workflow/rules/report.smk"
+# The ROMA study (its own issue) joins here: include workflow/rules/roma.smk, add its `roma:`
+# section to workflow/schemas/config.schema.yaml and its report to the inputs of rule all.
 
 
 rule all:
