@@ -1,7 +1,7 @@
 """IRNO reproduction workflow: data -> base operators -> refinement (Phi) -> evaluation -> report.
 
-    snakemake --cores 2                                        the demo (config/demo.yaml)
-    snakemake --profile profiles/slurm --configfile config/config.yaml all    the paper run
+    snakemake --cores 2                                                      the demo
+    snakemake all --profile profiles/slurm --configfile config/config.yaml   the paper
 
 Every output lands under results/<run_name>/ (docs/outputs.md); README.md has the rest.
 """
@@ -21,6 +21,8 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/base.smk"
 include: "workflow/rules/refiner.smk"
 include: "workflow/rules/report.smk"
+
+
 # The ROMA study (its own issue) joins here: include workflow/rules/roma.smk, add its `roma:`
 # section to workflow/schemas/config.schema.yaml and its report to the inputs of rule all.
 
