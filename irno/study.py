@@ -29,13 +29,12 @@ from pathlib import Path
 
 import yaml
 
-from irno.config import BaseConfig, EvalConfig, RefinerConfig, SimulationConfig, deep_merge, from_dict
-from irno.utils import IrnoError
+from irno.config import BaseConfig, EvalConfig, RefinerConfig, SimulationConfig
+from irno.utils import IrnoError, deep_merge, from_dict
 
 RESULTS = Path("results")
 SPLITS = ("train", "valid", "test")
 SIMULATED_DATASETS = ("active_matter",)  # what the embedded simulator (irno.sim) can produce
-REFINER_SECTIONS = ("phi", "loss", "train")
 TRANSFER_KEYS = ("transfer_from", "transfer_experiment")
 EXPERIMENT_META = ("group", "label")  # how the report shows an experiment
 SWEEP_KEYS = ("K", "alpha")  # train keys whose one-key experiments form a convergence sweep
