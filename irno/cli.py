@@ -24,14 +24,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"irno {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    _add_write_settings(sub)
+    # In pipeline order, as `irno --help` lists them.
+    _add_simulate(sub)
     _add_data_commands(sub)
     _add_base_commands(sub)
     _add_train(sub)
     _add_evaluate(sub)
     _add_report_commands(sub)
-    _add_simulate(sub)
     add_roma_commands(sub)
+    _add_write_settings(sub)  # plumbing for the workflow's settings rules
     return parser
 
 
