@@ -295,6 +295,9 @@ def test_test_config_runs_end_to_end(test_run):
 def test_html_report_builds(test_run):
     snakemake(test_run, "all", "--configfile", "config/test.yaml", "--report", "results/test/report.html")
     assert (test_run / "results/test/report.html").stat().st_size > 0
+    # the rule's report has the ROMA study too: its section of the description, its captions
+    html = (test_run / "results/test/report.html").read_text(errors="replace")
+    assert "The ROMA study" in html and "ROMA, data scaling and noise" in html and "ROMA, parameter scaling" in html
 
 
 @pytest.mark.slow
