@@ -210,8 +210,6 @@ BAD_CONFIGS = {
                                 "config key 'roma.experiments': Additional properties are not allowed ('ablation'"),
     "roma_bad_value": (lambda c: c["roma"]["datasets"]["tiny"]["graph"].update(nodes=5),
                        "config key 'graph.nodes': 5 is invalid"),
-    "roma_unknown_dataset": (lambda c: c["roma"]["experiments"]["positional"].update(datasets=["huge"]),
-                             "roma.experiments.positional.datasets': unknown dataset 'huge'"),
 }
 
 
@@ -227,6 +225,7 @@ def test_bad_config_stops_before_any_job(workflow_copy, case):
     assert not (workflow_copy / "results").exists()  # no job ran
 
 
+@pytest.mark.slow
 def test_roma_is_optional(workflow_copy):
     config = yaml.safe_load((workflow_copy / "config" / "test.yaml").read_text())
     del config["roma"]

@@ -24,6 +24,7 @@ localrules:
 
 
 rule roma_study:
+    """The roma: section, complete with defaults, for roma_report; rewritten on any edit of it."""
     output:
         f"{ROMA}/study.yaml",
     log:
