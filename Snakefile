@@ -1,4 +1,5 @@
-"""IRNO reproduction workflow: data -> base operators -> refinement (Phi) -> evaluation -> report.
+"""IRNO reproduction workflow: data -> base operators -> refinement (Phi) -> evaluation -> report,
+and, where the config has a `roma:` section, the ROMA study beside it (workflow/rules/roma.smk).
 
     snakemake --cores 2                                                      the demo
     snakemake all --profile profiles/slurm --configfile config/config.yaml   the paper
@@ -20,20 +21,19 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/base.smk"
 include: "workflow/rules/refiner.smk"
+include: "workflow/rules/roma.smk"
 include: "workflow/rules/report.smk"
 
 
-# The ROMA study (its own issue) joins here: include workflow/rules/roma.smk, add its `roma:`
-# section to workflow/schemas/config.schema.yaml and its report to the inputs of rule all.
-
-
 rule all:
-    """Everything: base checks, every run's evaluation, tables, figures and the HTML report."""
+    """Everything: base checks, every run's evaluation, tables, figures, the ROMA study (if the
+    config has one) and the HTML report."""
     input:
         base_checks(),
         evaluations(STUDY.runs),
         rules.tables.output,
         rules.figures.output,
+        rules.roma_report.output,
         rules.report.output,
 
 
@@ -42,3 +42,9 @@ rule ablation:
     snakemake ablation --config ablation=K_4 (plus the run's --configfile)."""
     input:
         ablation_evaluations,
+
+
+rule roma:
+    """The ROMA study alone, its tables and figures (needs the config's roma: section)."""
+    input:
+        roma_outputs,

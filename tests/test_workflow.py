@@ -1,5 +1,6 @@
 """The Snakemake workflow as users meet it: lint and format, the paper's full DAG, bad configs
-stopped before any job, the test config end to end, the HTML report and the one-variant rerun.
+stopped before any job, the test config end to end, the HTML report and the one-variant rerun;
+the same for the ROMA study (the roma: section) beside IRNO.
 
 Each test runs Snakemake in a temporary copy of the workflow (Snakefile, workflow/, config/,
 envs/, profiles/: the workflow profile applies as for users), importing this checkout's `irno`,
@@ -18,8 +19,12 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
+
+from irno.roma.config import EXPERIMENTS as ROMA_EXPERIMENTS
+from irno.roma.config import plan_study, report_outputs, study_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW_FILES = ("Snakefile", "workflow", "config", "envs", "profiles")
@@ -81,6 +86,11 @@ def needs(*paths: str):
     """Skip (naming what is missing) until the other parts this test needs have landed."""
     missing = [p for p in paths if not (ROOT / p).exists()]
     return pytest.mark.skipif(bool(missing), reason=f"not landed yet: {', '.join(missing)}")
+
+
+def roma_plan(config_name: str):
+    config = yaml.safe_load((ROOT / "config" / config_name).read_text())
+    return plan_study(study_from_dict(config["roma"]))
 
 
 def missing_modules() -> list[str]:
@@ -157,6 +167,16 @@ def test_paper_dry_run_builds_the_full_dag(workflow_copy):
             for experiment in config["experiments"]:
                 if (experiment, base) != ("transfer", "TFNO"):
                     assert f"results/paper/eval/{dataset}/{base}/{experiment}/metrics.json" in out.stdout
+    # the ROMA study: every dataset simulated, every run trained and evaluated, one report
+    plan = roma_plan("config.yaml")
+    assert counts["roma_simulate"] == len(plan.datasets) == 3
+    assert counts["roma_train"] == counts["roma_evaluate"] == len(plan.runs)
+    assert counts["roma_settings"] == len(plan.datasets) + len(plan.runs)
+    assert counts["roma_study"] == counts["roma_report"] == 1
+    for key in plan.runs:
+        assert f"results/paper/roma/eval/{key}" in out.stdout
+    for name in report_outputs(plan)["figures"]:
+        assert f"results/paper/roma/figures/{name}" in out.stdout
     # parse time, contended machines included; benchmarks/workflow_parse.py measures it properly
     assert seconds < 60
 
@@ -185,6 +205,11 @@ BAD_CONFIGS = {
     "missing_data_root": (lambda c: c.pop("data_root"), "'data_root' is a required property"),
     "empty_data_root": (lambda c: c.update(data_root=""), "config key 'data_root': '' should be non-empty"),
     "bad_source": (lambda c: c["datasets"]["active_matter"].update(source="simulated"), "datasets.active_matter.source"),
+    "roma_unknown_key": (lambda c: c["roma"]["train"].update(epochz=3), "roma.train.epochz"),
+    "roma_unknown_experiment": (lambda c: c["roma"]["experiments"].update(ablation={"datasets": ["tiny"]}),
+                                "config key 'roma.experiments': Additional properties are not allowed ('ablation'"),
+    "roma_bad_value": (lambda c: c["roma"]["datasets"]["tiny"]["graph"].update(nodes=5),
+                       "config key 'graph.nodes': 5 is invalid"),
 }
 
 
@@ -198,6 +223,23 @@ def test_bad_config_stops_before_any_job(workflow_copy, case):
     assert out.returncode != 0
     assert "invalid config (" in out.stderr and named in out.stderr, out.stderr[-3000:]
     assert not (workflow_copy / "results").exists()  # no job ran
+
+
+@pytest.mark.slow
+def test_roma_is_optional(workflow_copy):
+    config = yaml.safe_load((workflow_copy / "config" / "test.yaml").read_text())
+    del config["roma"]
+    (workflow_copy / "irno_only.yaml").write_text(yaml.safe_dump(config))
+    out = snakemake(workflow_copy, "-n", "all", "--configfile", "irno_only.yaml")
+    assert "evaluate" in job_counts(out.stdout)
+    assert not [rule for rule in job_counts(out.stdout) if rule.startswith("roma")]
+    out = snakemake(workflow_copy, "-n", "roma", "--configfile", "irno_only.yaml", check=False)
+    assert out.returncode != 0 and "the target 'roma' needs a roma: section" in out.stdout + out.stderr
+
+
+def test_roma_schema_knows_every_experiment():
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    assert tuple(schema["properties"]["roma"]["properties"]["experiments"]["properties"]) == ROMA_EXPERIMENTS
 
 
 # ----------------------------------------------------------------------------- end to end
@@ -252,6 +294,9 @@ def test_test_config_runs_end_to_end(test_run):
 def test_html_report_builds(test_run):
     snakemake(test_run, "all", "--configfile", "config/test.yaml", "--report", "results/test/report.html")
     assert (test_run / "results/test/report.html").stat().st_size > 0
+    # the rule's report has the ROMA study too: its section of the description, its captions
+    html = (test_run / "results/test/report.html").read_text(errors="replace")
+    assert "The ROMA study" in html and "ROMA, data scaling and noise" in html and "ROMA, parameter scaling" in html
 
 
 @pytest.mark.slow
@@ -267,3 +312,54 @@ def test_editing_one_variant_reruns_that_variant_only(test_run):
     assert per_run == sorted((rule, base, "no_spectral") for rule in variants for base in ("FNO", "TFNO"))
     aggregates = {rule for rule, w in jobs if "experiment" not in w}
     assert {"tables", "figures", "report"} <= aggregates <= {"plan_settings", "tables", "figures", "report", "all"}
+
+
+@pytest.mark.slow
+@requires_all_parts
+def test_roma_study_runs_end_to_end(test_run):
+    roma = test_run / "results" / "test" / "roma"
+    plan = roma_plan("test.yaml")
+    expected = report_outputs(plan)
+    assert sorted(p.name for p in (roma / "tables").iterdir()) == sorted(expected["tables"])
+    assert sorted(p.name for p in (roma / "figures").iterdir()) == sorted(expected["figures"])
+    assert all(p.stat().st_size > 1000 for p in (roma / "figures").iterdir())
+    results = pd.read_csv(roma / "tables" / "results.csv")
+    assert sorted(results["run_key"]) == sorted(plan.runs)
+    assert results["smspe"].between(0, 1).all() and (results["epoch"] >= 0).all()
+    for key, run in plan.runs.items():
+        evaluation = sorted(p.name for p in (roma / "eval" / key).iterdir() if not p.name.startswith("."))
+        assert evaluation == (["attention.npz", "metrics.json"] if run["model"]["kind"] == "roma" else ["metrics.json"])
+    scaling = pd.read_csv(roma / "tables" / "scaling.csv")
+    assert (scaling["against"] == "parameters").all() and scaling["exponent_se"].notna().all()
+    # every job has its log and benchmark; ROMA's threads setting reached the jobs
+    for rule in ("roma_simulate", "roma_train", "roma_evaluate"):
+        assert len(list((test_run / "results/test/logs" / rule).glob("*.log"))) == (
+            len(plan.datasets) if rule == "roma_simulate" else len(plan.runs)
+        )
+        assert list((test_run / "results/test/benchmarks" / rule).glob("*.tsv"))
+
+
+@pytest.mark.slow
+@requires_all_parts
+def test_editing_one_roma_experiment_reruns_its_runs_only(test_run):
+    plan = roma_plan("test.yaml")
+    config = yaml.safe_load((test_run / "config" / "test.yaml").read_text())
+    config["roma"]["experiments"]["positional"]["vary"]["model.positional"] = ["laplacian", "none"]
+    (test_run / "edited_roma.yaml").write_text(yaml.safe_dump(config))
+    out = snakemake(test_run, "-n", "all", "--configfile", "edited_roma.yaml")
+    jobs = scheduled_jobs(out.stdout)
+    new_runs = sorted(set(plan_study(study_from_dict(config["roma"])).runs) - set(plan.runs))
+    assert len(new_runs) == 1  # positional=none; the laplacian run is the default, shared and kept
+    per_run = sorted((rule, w.get("roma_run") or w["roma_folder"]) for rule, w in jobs if w)
+    assert per_run == [("roma_evaluate", new_runs[0]), ("roma_settings", f"runs/{new_runs[0]}"),
+                       ("roma_train", new_runs[0])]
+    aggregates = {rule for rule, w in jobs if not w}
+    assert aggregates == {"roma_study", "roma_report", "report", "all"}
+
+    # a dataset's settings reach its simulation and every run on it, and nothing of IRNO
+    config = yaml.safe_load((test_run / "config" / "test.yaml").read_text())
+    config["roma"]["datasets"]["tiny"]["dynamics"]["frames"] = 45
+    (test_run / "edited_data.yaml").write_text(yaml.safe_dump(config))
+    counts = job_counts(snakemake(test_run, "-n", "all", "--configfile", "edited_data.yaml").stdout)
+    assert counts == {"roma_settings": 1, "roma_simulate": 1, "roma_train": len(plan.runs),
+                      "roma_evaluate": len(plan.runs), "roma_study": 1, "roma_report": 1, "report": 1, "all": 1}

@@ -1,6 +1,7 @@
 """``irno roma <verb>``: the ROMA study's steps, one command per workflow rule.
 
     plan      study YAML (roma: section)   -> plan.json, data/<name>/settings.yaml, runs/<key>/settings.yaml
+    write-settings  one settings mapping (JSON) -> its YAML file (how the workflow writes them, one per job)
     simulate  data settings                -> kuramoto.h5
     train     run settings + kuramoto.h5   -> checkpoint.pt, train_log.csv (+ last.pt to resume)
     evaluate  run settings + data + ckpt   -> metrics.json (+ attention.npz for roma)
@@ -20,6 +21,8 @@ log = logging.getLogger("irno.roma")
 
 
 def add_roma_commands(subparsers) -> None:
+    from irno.roma.config import SETTINGS_KINDS
+
     roma = subparsers.add_parser(
         "roma",
         help="the ROMA study (neural operators on Kuramoto oscillator graphs)",
@@ -32,9 +35,19 @@ def add_roma_commands(subparsers) -> None:
                          description="Expand the roma: section's experiments into runs and write "
                          "OUT_DIR/plan.json, OUT_DIR/data/<dataset>/settings.yaml and OUT_DIR/runs/<run>/settings.yaml "
                          "(files whose content is unchanged are left alone).")
-    p.add_argument("--config", required=True, help="YAML file with a roma: section (e.g. config/roma/demo.yaml)")
+    p.add_argument("--config", required=True, help="YAML file with a roma: section (e.g. config/demo.yaml)")
     p.add_argument("--out-dir", required=True, help="study folder, e.g. results/<run>/roma")
     p.set_defaults(func=_plan)
+
+    p = verbs.add_parser("write-settings", help="validate one dataset's, run's or study's settings and write them",
+                         description="Validate a JSON mapping as the settings of KIND (data: DataConfig, run: "
+                         "RunConfig, study: a whole roma: section, checked by planning it) and write it, complete "
+                         "with defaults, as YAML (a study under roma:). The workflow writes each settings file "
+                         "this way, from a parameter of its own job.")
+    p.add_argument("--kind", required=True, choices=list(SETTINGS_KINDS), help="which settings")
+    p.add_argument("--json", required=True, help='the settings as a JSON mapping, e.g. \'{"graph": {"nodes": 3000}}\'')
+    p.add_argument("--out", required=True, help="YAML file to write (atomically)")
+    p.set_defaults(func=_write_settings)
 
     p = verbs.add_parser("simulate", help="random hyperbolic graph + Kuramoto dynamics -> HDF5",
                          description="Generate the graph and integrate the dynamics of one dataset; an interrupted "
@@ -99,6 +112,18 @@ def _plan(args) -> int:
     write_plan(plan, args.out_dir)
     log.info("%d datasets, %d runs (%s)", len(plan.datasets), len(plan.runs),
              ", ".join(f"{k}: {len(v)}" for k, v in plan.experiments.items()))
+    return 0
+
+
+def _write_settings(args) -> int:
+    from irno.roma.config import write_settings
+    from irno.utils import IrnoError
+
+    try:
+        data = json.loads(args.json)
+    except json.JSONDecodeError as e:
+        raise IrnoError(f"--json: not valid JSON ({e})") from None
+    write_settings(args.kind, data, args.out)
     return 0
 
 

@@ -1,6 +1,6 @@
 """Configuration of the ROMA study: data, model and training dataclasses, and the study plan.
 
-A study (the ``roma:`` section of a pipeline config, e.g. ``config/roma/demo.yaml``) names its
+A study (the ``roma:`` section of a pipeline config, e.g. ``config/demo.yaml``) names its
 datasets, the default model and training settings, and the four experiments of the paper, each
 a grid ``datasets x models x vary``:
 
@@ -18,7 +18,8 @@ a grid ``datasets x models x vary``:
 (``<dataset>-<model>-<hash>``), so the same settings reached from two experiments (the default
 ROMA run is in all four) train once. Every step of the pipeline then reads one resolved
 settings file: a `DataConfig` for ``irno roma simulate``, a `RunConfig` for ``train`` and
-``evaluate``.
+``evaluate``; `write_settings` writes them. `report_outputs` names the tables and figures a plan
+produces. Light on purpose (no torch, no pandas): the workflow imports it at parse time.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from irno.utils import (
 
 MODEL_KINDS = ("deeponet", "deeponet_mp", "nomad_mp", "roma")
 EXPERIMENTS = ("data_noise", "effective_dynamics", "positional", "parameter_scaling")
+TABLE_FORMATS = ("csv", "md", "tex")
+FIGURE_FORMATS = ("pdf", "png")
 
 
 # ----------------------------------------------------------------------------- data
@@ -260,7 +263,8 @@ class StudyPlan:
 
 
 def load_study(path: str | Path) -> StudyConfig:
-    """The ``roma:`` section of a YAML file (config/roma/*.yaml or the pipeline's config.yaml)."""
+    """The ``roma:`` section of a YAML file (a pipeline config such as config/demo.yaml, or the
+    study.yaml the workflow writes)."""
     raw = read_yaml(path)
     if not isinstance(raw, dict) or "roma" not in raw:
         raise IrnoError(f"{path}: no 'roma:' section")
@@ -319,6 +323,45 @@ def plan_study(study: StudyConfig) -> StudyPlan:
         raise IrnoError("config key 'roma.experiments': no experiment is configured")
     datasets = {name: to_dict(study.datasets[name]) for name in sorted({r["dataset"] for r in runs.values()})}
     return StudyPlan(datasets=datasets, runs=runs, experiments=experiments)
+
+
+SETTINGS_KINDS = {"data": DataConfig, "run": RunConfig, "study": StudyConfig}
+
+
+def write_settings(kind: str, data: dict, path: str | Path) -> None:
+    """Validate `data` as the settings of `kind` and write them, complete with defaults, as YAML.
+
+    The workflow writes every dataset's and run's settings.yaml, and the study.yaml its report
+    reads, this way, each from a parameter of its own job: a file changes (and the steps that
+    read it rerun) exactly when its settings do. A study is checked as a whole (`plan_study`)
+    and written as a ``roma:`` section, the form `load_study` reads.
+    """
+    if kind not in SETTINGS_KINDS:
+        raise IrnoError(f"unknown settings kind {kind!r} (known: {', '.join(SETTINGS_KINDS)})")
+    if kind == "study":
+        study = study_from_dict(data)
+        plan_study(study)
+        write_yaml(path, {"roma": to_dict(study)})
+    else:
+        write_yaml(path, to_dict(from_dict(SETTINGS_KINDS[kind], data)))
+
+
+def report_outputs(plan: StudyPlan) -> dict[str, list[str]]:
+    """File names ``irno roma tables`` and ``figures`` write for this plan (the workflow's outputs)."""
+    has = plan.experiments.keys()
+    tables = ["results.csv"]
+    if "data_noise" in has:
+        tables += [f"smspe.{f}" for f in TABLE_FORMATS]
+    if "parameter_scaling" in has:
+        tables += [f"scaling.{f}" for f in TABLE_FORMATS]
+    if has & {"effective_dynamics", "positional"}:
+        tables += [f"ablations.{f}" for f in TABLE_FORMATS]
+    figures = ["training_curves"]
+    if "parameter_scaling" in has:
+        figures.append("scaling_law")
+    if any(run["model"]["kind"] == "roma" for run in plan.runs.values()):
+        figures.append("attention")
+    return {"tables": tables, "figures": [f"{name}.{f}" for name in figures for f in FIGURE_FORMATS]}
 
 
 def write_plan(plan: StudyPlan, out_dir: str | Path) -> None:

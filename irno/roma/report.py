@@ -24,30 +24,8 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from irno.roma.config import MODEL_KINDS, StudyConfig, StudyPlan, plan_study
+from irno.roma.config import FIGURE_FORMATS, MODEL_KINDS, TABLE_FORMATS, StudyConfig, StudyPlan, plan_study
 from irno.utils import IrnoError, atomic_path, read_json
-
-TABLE_FORMATS = ("csv", "md", "tex")
-FIGURE_FORMATS = ("pdf", "png")
-
-
-def report_outputs(study: StudyConfig) -> dict[str, list[str]]:
-    """File names `tables` and `figures` write for this study (for the workflow's outputs)."""
-    plan = plan_study(study)
-    has = plan.experiments.keys()
-    tables = ["results.csv"]
-    if "data_noise" in has:
-        tables += [f"smspe.{f}" for f in TABLE_FORMATS]
-    if "parameter_scaling" in has:
-        tables += [f"scaling.{f}" for f in TABLE_FORMATS]
-    if has & {"effective_dynamics", "positional"}:
-        tables += [f"ablations.{f}" for f in TABLE_FORMATS]
-    figures = ["training_curves"]
-    if "parameter_scaling" in has:
-        figures.append("scaling_law")
-    if any(run["model"]["kind"] == "roma" for run in plan.runs.values()):
-        figures.append("attention")
-    return {"tables": tables, "figures": [f"{name}.{f}" for name in figures for f in FIGURE_FORMATS]}
 
 
 # ----------------------------------------------------------------------------- analysis

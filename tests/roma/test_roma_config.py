@@ -69,8 +69,8 @@ def test_model_and_train_validation():
 
 
 def test_shipped_configs_plan(tmp_path):
-    for name in ("test", "demo", "paper"):
-        plan = plan_study(load_study(f"config/roma/{name}.yaml"))
+    for name in ("test", "demo", "config"):
+        plan = plan_study(load_study(f"config/{name}.yaml"))
         assert set(plan.experiments) == {"data_noise", "effective_dynamics", "positional", "parameter_scaling"}
     with pytest.raises(IrnoError, match="no 'roma:' section"):
         (tmp_path / "x.yaml").write_text("run_name: demo\n")

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from irno.roma.config import plan_study, study_from_dict
-from irno.roma.report import build_tables, fit_power_law, report_outputs
+from irno.roma.config import plan_study, report_outputs, study_from_dict
+from irno.roma.report import build_tables, fit_power_law
 from irno.utils import IrnoError
 
 
@@ -79,6 +79,6 @@ def test_missing_metrics_and_outputs():
     metrics = synthetic_metrics(plan)
     with pytest.raises(IrnoError, match="no metrics given for run"):
         build_tables(plan, metrics.iloc[1:])
-    outputs = report_outputs(synthetic_study())
+    outputs = report_outputs(plan)
     assert "smspe.tex" in outputs["tables"] and "ablations.md" in outputs["tables"]
     assert "scaling_law.pdf" in outputs["figures"] and "attention.png" in outputs["figures"]

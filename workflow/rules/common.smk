@@ -1,7 +1,8 @@
-"""Config validation, path templates, resources and input functions shared by every rule.
+"""Config validation, path templates, resources and input functions shared by every rule; those
+of the ROMA study (workflow/rules/roma.smk) at the end.
 
-Parse time stays small (the paper's full DAG dry-runs in seconds): only irno.study and
-irno.config are imported here, never torch or the_well.
+Parse time stays small (the paper's full DAG dry-runs in seconds): only irno.study, irno.config
+and irno.roma.config are imported here, never torch, pandas or the_well.
 """
 
 import json
@@ -15,6 +16,7 @@ import jsonschema
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
+from irno.roma.config import plan_study, report_outputs, study_from_dict
 from irno.study import SPLITS, load_study
 from irno.utils import IrnoError
 
@@ -137,3 +139,87 @@ def ablation_evaluations(wildcards):
             "the target 'ablation' needs the experiment to build: --config ablation=<name>"
         )
     return evaluations(STUDY.runs_of(STUDY.ablation))
+
+
+# ----------------------------------------------------------------------------- the ROMA study
+# Optional: without a roma: section the plan is None, the ROMA rules match nothing and `all`
+# gets no ROMA output.
+
+
+def roma_plan(section):
+    """The study's plan, None without a roma: section; a bad key stops the run here, named."""
+    if section is None:
+        return None
+    try:
+        return plan_study(study_from_dict(section))
+    except IrnoError as e:
+        raise invalid_config(e) from None
+
+
+ROMA_PLAN = roma_plan(config.get("roma"))
+ROMA_DATASETS = ROMA_PLAN.datasets if ROMA_PLAN else {}
+ROMA_RUNS = ROMA_PLAN.runs if ROMA_PLAN else {}
+# the settings files by their folder under ROMA: kind (irno roma write-settings) and settings
+ROMA_SETTINGS = {
+    **{f"data/{name}": ("data", s) for name, s in ROMA_DATASETS.items()},
+    **{f"runs/{key}": ("run", s) for key, s in ROMA_RUNS.items()},
+}
+ROMA = f"{RUN}/roma"
+ROMA_DATA = f"{ROMA}/data/{{roma_dataset}}"
+ROMA_RUNDIR = f"{ROMA}/runs/{{roma_run}}"
+ROMA_EVAL = f"{ROMA}/eval/{{roma_run}}"
+
+
+wildcard_constraints:
+    roma_folder=one_of(ROMA_SETTINGS),
+    roma_dataset=one_of(ROMA_DATASETS),
+    roma_run=one_of(ROMA_RUNS),
+
+
+def roma_dataset(wildcards):
+    """The simulated dataset a run trains and is evaluated on."""
+    return f"{ROMA}/data/{ROMA_RUNS[wildcards.roma_run]['dataset']}/kuramoto.h5"
+
+
+def roma_evaluations():
+    return [ROMA_EVAL.format(roma_run=key) for key in ROMA_RUNS]
+
+
+def roma_attention_maps():
+    """The attention maps the figure shows: ROMA's data_noise runs (one per graph size and noise),
+    or, without that experiment, every ROMA run."""
+    roma = [key for key, run in ROMA_RUNS.items() if run["model"]["kind"] == "roma"]
+    shown = (
+        {e["run"] for e in ROMA_PLAN.experiments.get("data_noise", [])}
+        if ROMA_PLAN
+        else set()
+    )
+    keys = [key for key in roma if key in shown] or roma
+    return [f"{ROMA_EVAL}/attention.npz".format(roma_run=key) for key in keys]
+
+
+def roma_report_outputs(folder):
+    """What roma_report writes into `folder` (tables or figures; irno.roma.config.report_outputs).
+    Tables (.csv) and figures (.png) go into the HTML report, each with its caption."""
+    outputs = []
+    for name in report_outputs(ROMA_PLAN)[folder] if ROMA_PLAN else ():
+        path = f"{ROMA}/{folder}/{name}"
+        stem, ext = os.path.splitext(name)
+        if ext in (".csv", ".png"):
+            path = report(
+                path,
+                caption=f"../report/roma_{stem}.rst",
+                category="ROMA",
+                subcategory=folder.capitalize(),
+            )
+        outputs.append(path)
+    return outputs
+
+
+def roma_outputs(wildcards):
+    """The target `roma`: the study's tables and figures (which of them: the experiments')."""
+    if ROMA_PLAN is None:
+        raise invalid_config(
+            "the target 'roma' needs a roma: section (the ROMA study, docs/roma.md)"
+        )
+    return rules.roma_report.output

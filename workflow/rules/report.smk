@@ -97,14 +97,16 @@ rule figures:
 
 
 rule report:
-    """The HTML report of everything above (the same as `snakemake --report`), made by a nested
-    Snakemake that reads this run's job records; the config it used is kept beside its log.
+    """The HTML report of everything above and of the ROMA study, if any (the same as
+    `snakemake --report`), made by a nested Snakemake that reads this run's job records; the
+    config it used is kept beside its log.
     """
     input:
         base_checks(),
         evaluations(STUDY.runs),
         rules.tables.output,
         rules.figures.output,
+        rules.roma_report.output,
     output:
         f"{RUN}/report.html",
     log:

@@ -1,0 +1,174 @@
+"""The ROMA study (irno.roma, docs/roma.md): Kuramoto oscillators on random hyperbolic graphs,
+ROMA and its baselines, the paper's four experiments. Optional: without a `roma:` section in the
+config these rules match nothing and `all` leaves the study out.
+
+The section expands into datasets and runs (irno.roma.config.plan_study), each with its own
+settings job whose parameter is the resolved settings. Editing a dataset therefore reruns its
+simulation and every run on it; editing an experiment reruns the runs it changes only: a run's
+key is a hash of its settings, so new values make new runs while unchanged runs keep their key
+and outputs (runs with equal settings are shared between experiments). study.yaml, which the
+report reads, follows every edit of the section, so the tables and figures always rerun.
+
+    results/<run>/roma/study.yaml
+                       data/<dataset>/{settings.yaml, kuramoto.h5}
+                       runs/<run key>/{settings.yaml, checkpoint.pt, train_log.csv, last.pt}
+                       eval/<run key>/{metrics.json, attention.npz (roma runs)}
+                       tables/   figures/
+"""
+
+
+localrules:
+    roma_study,
+    roma_settings,
+    roma_report,
+
+
+rule roma_study:
+    """The roma: section, complete with defaults, for roma_report; rewritten on any edit of it."""
+    output:
+        f"{ROMA}/study.yaml",
+    log:
+        f"{LOGS}/roma_study.log",
+    benchmark:
+        f"{BENCHMARKS}/roma_study.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        runtime=scaled(5),
+        mem_mb=scaled(1000),
+    params:
+        settings_json=lambda wc: settings_json(config["roma"]),
+    shell:
+        "irno roma write-settings --kind study --json {params.settings_json:q} --out {output} 2> {log}"
+
+
+rule roma_settings:
+    """One dataset's (data/<dataset>) or run's (runs/<run key>) settings.yaml."""
+    output:
+        f"{ROMA}/{{roma_folder}}/settings.yaml",
+    log:
+        f"{LOGS}/roma_settings/{{roma_folder}}.log",
+    benchmark:
+        f"{BENCHMARKS}/roma_settings/{{roma_folder}}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        runtime=scaled(5),
+        mem_mb=scaled(1000),
+    params:
+        kind=lambda wc: ROMA_SETTINGS[wc.roma_folder][0],
+        settings_json=lambda wc: settings_json(ROMA_SETTINGS[wc.roma_folder][1]),
+    shell:
+        "irno roma write-settings --kind {params.kind} --json {params.settings_json:q} --out {output} 2> {log}"
+
+
+rule roma_simulate:
+    input:
+        settings=f"{ROMA_DATA}/settings.yaml",
+    output:
+        # an interrupted simulation resumes from .kuramoto.h5.partial beside it
+        data=f"{ROMA_DATA}/kuramoto.h5",
+    log:
+        f"{LOGS}/roma_simulate/{{roma_dataset}}.log",
+    benchmark:
+        f"{BENCHMARKS}/roma_simulate/{{roma_dataset}}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        runtime=scaled(240),
+        mem_mb=scaled(16000),
+    shell:
+        # scipy's Runge-Kutta stages use BLAS, whose idle threads spin on a busy node
+        "OPENBLAS_NUM_THREADS={threads} irno roma simulate --config {input.settings} --out {output.data}"
+        " > {log} 2>&1"
+
+
+rule roma_train:
+    input:
+        settings=f"{ROMA_RUNDIR}/settings.yaml",
+        data=roma_dataset,
+    output:
+        # last.pt beside them is the resume state: a killed job started again continues from
+        # its last complete epoch
+        checkpoint=f"{ROMA_RUNDIR}/checkpoint.pt",
+        train_log=f"{ROMA_RUNDIR}/train_log.csv",
+    log:
+        f"{LOGS}/roma_train/{{roma_run}}.log",
+    benchmark:
+        f"{BENCHMARKS}/roma_train/{{roma_run}}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        runtime=scaled(720),
+        mem_mb=scaled(64000),
+    params:
+        run_dir=lambda wc, output: os.path.dirname(output.checkpoint),
+    shell:
+        "irno roma train --config {input.settings} --data {input.data} --out-dir {params.run_dir}"
+        " --threads {threads} > {log} 2>&1"
+
+
+rule roma_evaluate:
+    input:
+        settings=f"{ROMA_RUNDIR}/settings.yaml",
+        data=roma_dataset,
+        checkpoint=rules.roma_train.output.checkpoint,
+    output:
+        # metrics.json, and for ROMA runs attention.npz: a folder, as the files differ by model
+        evaluation=directory(ROMA_EVAL),
+    log:
+        f"{LOGS}/roma_evaluate/{{roma_run}}.log",
+    benchmark:
+        f"{BENCHMARKS}/roma_evaluate/{{roma_run}}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        runtime=scaled(60),
+        mem_mb=scaled(32000),
+    params:
+        attention=lambda wc, output: (
+            f"--attention {output.evaluation}/attention.npz"
+            if ROMA_RUNS[wc.roma_run]["model"]["kind"] == "roma"
+            else ""
+        ),
+    shell:
+        "irno roma evaluate --config {input.settings} --data {input.data} --checkpoint {input.checkpoint}"
+        " --metrics {output.evaluation}/metrics.json {params.attention} --threads {threads} > {log} 2>&1"
+
+
+rule roma_report:
+    """The study's tables and figures, from saved outputs only: after a change of the report code,
+    snakemake roma --forcerun roma_report redraws them without retraining."""
+    input:
+        study=rules.roma_study.output,
+        evaluations=roma_evaluations(),
+        train_logs=expand(f"{ROMA_RUNDIR}/train_log.csv", roma_run=ROMA_RUNS),
+    output:
+        tables=roma_report_outputs("tables"),
+        figures=roma_report_outputs("figures"),
+    log:
+        f"{LOGS}/roma_report.log",
+    benchmark:
+        f"{BENCHMARKS}/roma_report.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        runtime=scaled(30),
+        mem_mb=scaled(8000),
+    params:
+        metrics=lambda wc, input: [f"{e}/metrics.json" for e in input.evaluations],
+        attention=roma_attention_maps(),
+        tables=lambda wc, output: os.path.dirname(output.tables[0]),
+        figures=lambda wc, output: os.path.dirname(output.figures[0]),
+    shell:
+        "irno roma tables --config {input.study} --metrics {params.metrics} --out-dir {params.tables}"
+        " > {log} 2>&1"
+        " && irno roma figures --config {input.study} --metrics {params.metrics}"
+        " --train-logs {input.train_logs} --attention {params.attention} --out-dir {params.figures}"
+        " >> {log} 2>&1"
