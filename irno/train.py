@@ -453,7 +453,7 @@ def _train(cfg, train_data, valid_data, out_dir: Path, base, device: torch.devic
             # torch.amp.GradScaler): a bad batch is skipped without the host waiting for the device.
             optimizer.found_inf = bad
             optimizer.step()
-            batch_sums = torch.stack([total.detach(), terms["spatial"], terms["spectral"], terms["fixed_point"], torch.ones_like(bad)])
+            batch_sums = torch.stack([total, terms["spatial"], terms["spectral"], terms["fixed_point"], torch.ones_like(bad)]).detach()
             sums += torch.where(bad > 0, 0.0, batch_sums.double() * len(y))
             skipped_batches += bad
             if step % LOG_EVERY == 0 or step == len(batches):
