@@ -24,14 +24,44 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"irno {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # In pipeline order, as `irno --help` lists them.
+    _add_simulate(sub)
     _add_data_commands(sub)
     _add_base_commands(sub)
     _add_train(sub)
     _add_evaluate(sub)
     _add_report_commands(sub)
-    _add_simulate(sub)
     add_roma_commands(sub)
+    _add_write_settings(sub)  # plumbing for the workflow's settings rules
     return parser
+
+
+def _add_write_settings(sub) -> None:
+    from irno.config import SETTINGS_KINDS
+
+    p = sub.add_parser(
+        "write-settings",
+        help="validate a JSON mapping as a step's settings and write it as YAML",
+        description="Validate a JSON mapping against the settings dataclass of KIND (unknown keys, wrong "
+        "types and invalid values are named) and write it, complete with defaults, as YAML. The workflow "
+        "writes every base's and run's settings.yaml this way.",
+    )
+    p.add_argument("--kind", required=True, choices=sorted(SETTINGS_KINDS), help="which settings dataclass")
+    p.add_argument("--json", required=True, help='the settings as a JSON mapping, e.g. \'{"train": {"K": 4}}\'')
+    p.add_argument("--out", required=True, help="YAML file to write (atomically)")
+    p.set_defaults(func=_write_settings)
+
+
+def _write_settings(args) -> None:
+    import json
+
+    from irno.config import write_settings
+
+    try:
+        data = json.loads(args.json)
+    except json.JSONDecodeError as e:
+        raise IrnoError(f"--json: not valid JSON ({e})") from None
+    write_settings(args.kind, data, args.out)
 
 
 # ----------------------------------------------------------------------------- data

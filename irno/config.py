@@ -13,6 +13,7 @@ from typing import Literal, Optional
 
 # The dict <-> dataclass machinery lives in irno.utils (the ROMA study shares it); re-exported here.
 from irno.utils import deep_merge, from_dict, load_settings, to_dict  # noqa: F401
+from irno.utils import IrnoError, write_yaml
 from irno.utils import require as _require
 
 
@@ -302,3 +303,28 @@ class ReportPlan:
         members = list(self.sweeps[key])
         return members if self.main_experiment in members else [self.main_experiment, *members]
 
+
+# ----------------------------------------------------------------------------- settings files
+
+# What `irno write-settings --kind KIND` validates against: the dataclass each step's settings
+# YAML holds. Extend additively as steps land.
+SETTINGS_KINDS: dict[str, type] = {
+    "refiner": RefinerConfig,
+    "eval": EvalConfig,
+    "base": BaseConfig,
+    "simulate": SimulationConfig,
+    "plan": ReportPlan,
+}
+
+
+def write_settings(kind: str, data: dict, path) -> object:
+    """Validate `data` as settings of `kind` and write them, complete with defaults, as YAML.
+
+    The workflow passes each step's resolved settings as a rule parameter and writes them with
+    this, so that the file changes (and the step reruns) exactly when its settings do.
+    """
+    if kind not in SETTINGS_KINDS:
+        raise IrnoError(f"unknown settings kind {kind!r} (known: {', '.join(SETTINGS_KINDS)})")
+    cfg = from_dict(SETTINGS_KINDS[kind], data)
+    write_yaml(path, to_dict(cfg))
+    return cfg

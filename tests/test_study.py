@@ -1,0 +1,212 @@
+"""The study a workflow config describes (irno.study) and the settings files the rules write."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from irno.cli import main
+from irno.config import RefinerConfig, from_dict
+from irno.study import load_study
+from irno.utils import IrnoError, read_yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER_EXPERIMENTS = 19  # irno, 2 ablated terms, 4 K, 4 alpha, 4 fixed lambda, 2 norms, phi_fno, transfer
+
+
+def config(name: str) -> dict:
+    return yaml.safe_load((ROOT / "config" / f"{name}.yaml").read_text())
+
+
+@pytest.fixture
+def paper() -> dict:
+    return config("config")
+
+
+def test_paper_runs_are_the_full_product(paper):
+    study = load_study(paper)
+    assert len(study.experiments) == PAPER_EXPERIMENTS
+    trained = [r for r in study.runs if not r.is_transfer]
+    assert len(trained) == 2 * 2 * (PAPER_EXPERIMENTS - 1)
+    transfers = [r for r in study.runs if r.is_transfer]
+    # the TFNO-trained Phi on FNO's predictions, on both datasets
+    assert {(r.dataset, r.base, r.trained_on_base, r.trained_experiment) for r in transfers} == {
+        ("active_matter", "FNO", "TFNO", "irno"),
+        ("turbulent_radiative_layer_2D", "FNO", "TFNO", "irno"),
+    }
+    assert study.well_root("active_matter") == Path("data/the_well")
+
+
+def test_restricted_product(paper):
+    paper["runs"] = {"datasets": ["active_matter"], "bases": None, "experiments": ["irno", "K_4"]}
+    study = load_study(paper)
+    assert sorted((r.base, r.experiment) for r in study.runs) == [("FNO", "K_4"), ("FNO", "irno"), ("TFNO", "K_4"), ("TFNO", "irno")]
+    assert all(r.dataset == "active_matter" for r in study.runs)
+
+
+def test_experiment_settings_are_defaults_deep_merged_with_overrides(paper):
+    study = load_study(paper)
+    settings = from_dict(RefinerConfig, study.refiner_settings("alpha_0.5"))
+    assert settings.train.alpha == 0.5 and settings.train.K == 6 and settings.train.epochs == 150
+    assert study.refiner_settings("norm_batch")["phi"] == {"backbone": "unet", "base_channels": 16, "depth": 4, "norm": "batch"}
+    assert "group" not in study.refiner_settings("K_4")
+    # the defaults themselves are untouched by the merge
+    assert study.refiner_settings("irno")["phi"]["norm"] == "layer"
+
+
+def test_base_settings_per_dataset(paper):
+    study = load_study(paper)
+    am = study.base_settings("active_matter", "TFNO")
+    assert am["pretrained"] == "polymathic-ai/TFNO-active_matter"
+    assert am["published_valid_vrmse"] == 0.3342 and am["forward"] == "legacy"
+    assert "by_dataset" not in am
+    trl = study.base_settings("turbulent_radiative_layer_2D", "TFNO")
+    assert trl["pretrained"] == "polymathic-ai/TFNO-turbulent_radiative_layer_2D"
+    assert "published_valid_vrmse" not in trl
+    assert study.bases_from("pretrained") == ["FNO", "TFNO"] and study.bases_from("train") == []
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c["experiments"].update(K_0={"train": {"K": 0}}), r"experiments\.K_0: config key 'train\.K': 0 is invalid \(must be >= 1\)"),
+        (lambda c: c["experiments"].update(a0={"train": {"alpha": 0}}), r"experiments\.a0: config key 'train\.alpha'.*> 0"),
+        (lambda c: c["experiments"].update(bad={"train": {"K": "six"}}), r"'experiments\.bad\.train\.K': expected an integer, got 'six'"),
+        (lambda c: c["experiments"].update(bad={"phi": {"norm": "instance"}}), r"'experiments\.bad\.phi\.norm': 'instance' is not one of"),
+        (lambda c: c["refiner"]["train"].update(Kx=1), r"unknown config key 'refiner\.train\.Kx'"),
+        (lambda c: c["evaluate"].update(extra_steps=-1), r"config key 'evaluate\.extra_steps': -1 is invalid"),
+        (lambda c: c["bases"]["FNO"].update(lr=-1.0), r"bases\.FNO: config key 'base\.lr'"),
+        (lambda c: c["bases"]["FNO"].update(pretrained=""), r"bases\.FNO: config key 'base\.pretrained'"),
+        (lambda c: c["bases"]["FNO"]["by_dataset"].update(active_matter={"source": "train"}), r"'bases\.FNO\.by_dataset\.active_matter\.source'"),
+        (lambda c: c["bases"]["FNO"]["by_dataset"].update(burgers={}), r"'bases\.FNO\.by_dataset\.burgers'"),
+        (lambda c: c["datasets"].update(turbulent_radiative_layer_2D={"source": "simulate"}), r"'datasets\.turbulent_radiative_layer_2D\.source'.*only produces active_matter"),
+        (lambda c: c["datasets"].update(active_mater={"source": "download"}), r"'active_mater' is not a dataset of The Well"),
+        (lambda c: c["datasets"]["active_matter"].update(simulate={"grid": 32}), r"'datasets\.active_matter\.simulate'.*source: simulate"),
+        (lambda c: c.update(runs={"bases": ["FNO", "XFNO"]}), r"'runs\.bases\[1\]': 'XFNO' is not defined"),
+        (lambda c: c.update(runs={"bases": ["FNO", "TFNO"], "experiments": ["irno", "K_9"]}), r"'runs\.experiments\[1\]': 'K_9'"),
+        (lambda c: c.update(ablation="K_9"), r"'ablation': 'K_9' is not an experiment"),
+        (lambda c: c["experiments"].update(transfer={"transfer_from": "UNet"}), r"'experiments\.transfer\.transfer_from': 'UNet' is not one of the bases"),
+        (lambda c: c["experiments"].update(transfer={"transfer_from": "TFNO", "transfer_experiment": "transfer"}), r"'experiments\.transfer\.transfer_experiment'"),
+        (lambda c: c["experiments"].update(transfer={"transfer_from": "TFNO", "train": {"K": 2}}), r"'experiments\.transfer\.train': a transfer experiment"),
+        (lambda c: c["experiments"].update(K_2={"train": {"K": 2}, "transfer_experiment": "irno"}), r"'experiments\.K_2\.transfer_experiment'"),
+        (lambda c: c.update(runs={"bases": ["FNO"]}), r"'experiments\.transfer\.transfer_from': base 'TFNO' is not among the selected bases"),
+        (lambda c: c.update(runs={"bases": ["TFNO"]}), r"'experiments\.transfer': a transfer needs at least two bases"),
+    ],
+)
+def test_bad_configs_are_rejected_naming_the_key(paper, edit, message):
+    edit(paper)
+    with pytest.raises(IrnoError, match=message):
+        load_study(paper)
+
+
+def test_transfer_can_be_left_out_when_one_base_is_selected(paper):
+    paper["runs"] = {"bases": ["FNO"], "experiments": ["irno", "K_4"]}
+    study = load_study(paper)
+    assert {r.base for r in study.runs} == {"FNO"}
+    assert study.plan()["figure_base"] == ""  # TFNO is not selected: the report takes the first base
+
+
+@pytest.mark.parametrize("name", ["demo", "test"])
+def test_shipped_configs_resolve(name):
+    study = load_study(config(name))
+    assert study.run_dir == Path("results") / name
+    assert study.datasets_from("simulate") == ["active_matter"]
+    assert study.well_root("active_matter") == Path("results") / name / "data" / "well"
+    assert study.runs and all(study.base_settings("active_matter", b)["source"] == "train" for b in study.bases)
+
+
+def test_report_plan(paper):
+    plan = load_study(paper).plan()
+    assert plan["datasets"] == ["active_matter", "turbulent_radiative_layer_2D"] and plan["bases"] == ["FNO", "TFNO"]
+    assert len(plan["experiments"]) == PAPER_EXPERIMENTS
+    groups = {e["name"]: e["group"] for e in plan["experiments"]}
+    assert groups["irno"] == "full method" and groups["K_4"] == "K" and groups["transfer"] == "transfer"
+    # sweeps: the experiments that change train.K (alpha) and nothing else
+    assert plan["sweeps"] == {"K": ["K_1", "K_2", "K_4", "K_8"], "alpha": ["alpha_0.1", "alpha_0.3", "alpha_0.4", "alpha_0.5"]}
+    assert plan["main_experiment"] == "irno" and plan["band_experiments"] == ["irno", "no_spectral"]
+    assert plan["simulated"] == [] and plan["reported_names"] == {"FNO": "FNO", "TFNO": "TFNO"}
+
+
+@pytest.mark.parametrize("name", ["config", "demo", "test"])
+def test_report_plan_is_a_valid_report_plan(name):
+    from irno.config import ReportPlan
+
+    study = load_study(config(name))
+    plan = from_dict(ReportPlan, study.plan())
+    assert plan.main_experiment in [e.name for e in plan.experiments]
+    assert plan.simulated == study.datasets_from("simulate")
+
+
+def test_report_plan_follows_the_selection(paper):
+    paper["runs"] = {"experiments": ["irno", "K_4", "alpha_0.5"]}
+    paper["experiments"]["K_4"]["label"] = "K = 4"
+    plan = load_study(paper).plan()
+    assert [e["name"] for e in plan["experiments"]] == ["irno", "K_4", "alpha_0.5"]
+    assert plan["experiments"][1] == {"name": "K_4", "group": "K", "label": "K = 4"}
+    assert plan["band_experiments"] == ["irno"] and plan["sweeps"] == {"K": ["K_4"], "alpha": ["alpha_0.5"]}
+
+
+def test_group_and_label_do_not_change_what_is_trained(paper):
+    before = load_study(paper).refiner_settings("K_4")
+    paper["experiments"]["K_4"].update(group="horizon", label="K = 4")
+    assert load_study(paper).refiner_settings("K_4") == before
+
+
+@pytest.mark.parametrize(
+    "report, message",
+    [
+        ({"main_experiment": "K_9"}, r"'report\.main_experiment': 'K_9' is not a selected, trained experiment"),
+        ({"main_experiment": "transfer"}, r"'report\.main_experiment': 'transfer'"),
+        ({"figure_base": "UNet"}, r"'report\.figure_base': 'UNet' is not one of them"),
+        ({"band_experiments": ["irno", "no_spectrum"]}, r"'report\.band_experiments\[1\]': 'no_spectrum'"),
+    ],
+)
+def test_bad_report_settings(paper, report, message):
+    paper["report"] = report
+    with pytest.raises(IrnoError, match=message):
+        load_study(paper)
+
+
+# ----------------------------------------------------------------------------- irno write-settings
+
+
+def test_write_settings_writes_complete_validated_yaml(tmp_path):
+    out = tmp_path / "run" / "settings.yaml"
+    assert main(["write-settings", "--kind", "refiner", "--json", '{"train": {"K": 4, "lr": "3e-4"}}', "--out", str(out)]) == 0
+    written = read_yaml(out)
+    cfg = from_dict(RefinerConfig, written)
+    assert cfg.train.K == 4 and cfg.train.lr == 3e-4 and cfg.train.alpha == 0.2  # defaults filled in
+    assert written["phi"]["norm"] == "layer"
+    assert [p.name for p in out.parent.iterdir()] == ["settings.yaml"]  # no temporary left behind
+
+
+@pytest.mark.parametrize(
+    "kind, payload, message",
+    [
+        ("refiner", '{"train": {"K": 0}}', "config key 'train.K': 0 is invalid"),
+        ("refiner", '{"trian": {}}', "unknown config key 'trian'"),
+        ("eval", '{"extra_steps": "six"}', "config key 'extra_steps': expected an integer"),
+        ("base", '{"source": "pretrained"}', "config key 'base.pretrained'"),
+        ("simulate", '{"grid": 4}', "config key 'simulate.grid'"),
+        ("refiner", "{train: }", "--json: not valid JSON"),
+    ],
+)
+def test_write_settings_rejects_bad_settings(tmp_path, capsys, kind, payload, message):
+    out = tmp_path / "settings.yaml"
+    out.write_text("previous: kept\n")
+    assert main(["write-settings", "--kind", kind, "--json", payload, "--out", str(out)]) == 1
+    assert message in capsys.readouterr().err
+    assert out.read_text() == "previous: kept\n"  # nothing half-written
+
+
+def test_every_settings_kind_round_trips(tmp_path, paper):
+    from irno.config import SETTINGS_KINDS, to_dict, write_settings
+
+    payloads = {"base": {"pretrained": "polymathic-ai/FNO-active_matter"}, "plan": load_study(paper).plan()}
+    for kind, cls in SETTINGS_KINDS.items():
+        payload = payloads.get(kind, {})
+        out = tmp_path / f"{kind}.yaml"
+        cfg = write_settings(kind, copy.deepcopy(payload), out)
+        assert from_dict(cls, read_yaml(out)) == cfg
+        assert read_yaml(out) == to_dict(cfg)

@@ -1,0 +1,114 @@
+"""The refinement operator Phi: one settings file, one training and one evaluation per run.
+
+A run's settings (refiner defaults deep-merged with the experiment's overrides) enter
+refiner_settings as a parameter, so editing one experiment reruns that experiment only (and the
+tables and figures that aggregate it). A transfer experiment trains nothing: its evaluation
+takes Phi from the source base's run.
+"""
+
+
+localrules:
+    refiner_settings,
+    eval_settings,
+
+
+rule refiner_settings:
+    output:
+        f"{RUNDIR}/settings.yaml",
+    log:
+        f"{LOGS}/refiner_settings/{{dataset}}_{{base}}_{{experiment}}.log",
+    benchmark:
+        f"{BENCHMARKS}/refiner_settings/{{dataset}}_{{base}}_{{experiment}}.tsv"
+    wildcard_constraints:
+        experiment=one_of(STUDY.trained_experiments),
+    conda:
+        ENV
+    threads: 1
+    resources:
+        runtime=scaled(5),
+        mem_mb=scaled(1000),
+    params:
+        settings_json=lambda wc: settings_json(STUDY.refiner_settings(wc.experiment)),
+    shell:
+        "irno write-settings --kind refiner --json {params.settings_json:q} --out {output} 2> {log}"
+
+
+rule train_refiner:
+    input:
+        settings=rules.refiner_settings.output,
+        train=STORE.replace("{split}", "train"),
+        train_cache=CACHE.replace("{split}", "train"),
+        valid=STORE.replace("{split}", "valid"),
+        valid_cache=CACHE.replace("{split}", "valid"),
+    output:
+        # RUNDIR also holds last.pt, the resume state: a job killed by the cluster and started
+        # again (retries) continues from its last complete epoch.
+        checkpoint=f"{RUNDIR}/checkpoint.pt",
+        train_log=f"{RUNDIR}/train_log.csv",
+    log:
+        f"{LOGS}/train_refiner/{{dataset}}_{{base}}_{{experiment}}.log",
+    benchmark:
+        f"{BENCHMARKS}/train_refiner/{{dataset}}_{{base}}_{{experiment}}.tsv"
+    wildcard_constraints:
+        experiment=one_of(STUDY.trained_experiments),
+    conda:
+        ENV
+    threads: 1
+    resources:
+        runtime=scaled(1440),
+        mem_mb=scaled(64000),
+    params:
+        run_dir=lambda wc, output: os.path.dirname(output.checkpoint),
+    shell:
+        "irno train --config {input.settings} --train {input.train} --train-cache {input.train_cache}"
+        " --valid {input.valid} --valid-cache {input.valid_cache} --out {params.run_dir} > {log} 2>&1"
+
+
+rule eval_settings:
+    output:
+        f"{RUN}/eval/settings.yaml",
+    log:
+        f"{LOGS}/eval_settings.log",
+    benchmark:
+        f"{BENCHMARKS}/eval_settings.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        runtime=scaled(5),
+        mem_mb=scaled(1000),
+    params:
+        settings_json=lambda wc: settings_json(STUDY.eval_settings()),
+    shell:
+        "irno write-settings --kind eval --json {params.settings_json:q} --out {output} 2> {log}"
+
+
+rule evaluate:
+    input:
+        settings=rules.eval_settings.output,
+        checkpoint=trained_checkpoint,
+        store=STORE.replace("{split}", "test"),
+        cache=CACHE.replace("{split}", "test"),
+    output:
+        metrics=f"{EVAL}/metrics.json",
+        per_step=f"{EVAL}/per_step.csv",
+        spectra=f"{EVAL}/spectra.npz",
+    log:
+        f"{LOGS}/evaluate/{{dataset}}_{{base}}_{{experiment}}.log",
+    benchmark:
+        f"{BENCHMARKS}/evaluate/{{dataset}}_{{base}}_{{experiment}}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        runtime=scaled(120),
+        mem_mb=scaled(32000),
+    params:
+        eval_dir=lambda wc, output: os.path.dirname(output.metrics),
+        trained_on_base=lambda wc: STUDY.run(
+            wc.dataset, wc.base, wc.experiment
+        ).trained_on_base,
+    shell:
+        "irno evaluate --config {input.settings} --checkpoint {input.checkpoint} --store {input.store}"
+        " --cache {input.cache} --out {params.eval_dir} --dataset {wildcards.dataset} --base {wildcards.base}"
+        " --experiment {wildcards.experiment} --trained-on-base {params.trained_on_base} > {log} 2>&1"

@@ -1,0 +1,127 @@
+"""Tables, figures and the HTML report, from saved evaluation outputs only.
+
+The plan (which runs exist, their groups and sweeps) is written from the config like every
+other settings file, so the tables and figures rerun when the set of runs changes and never
+need a retraining: `snakemake figures --forcerun figures` redraws them from results/<run>/eval.
+"""
+
+
+localrules:
+    plan_settings,
+    tables,
+    figures,
+    report,
+
+
+rule plan_settings:
+    output:
+        f"{RUN}/plan.yaml",
+    log:
+        f"{LOGS}/plan_settings.log",
+    benchmark:
+        f"{BENCHMARKS}/plan_settings.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        runtime=scaled(5),
+        mem_mb=scaled(1000),
+    params:
+        settings_json=lambda wc: settings_json(STUDY.plan()),
+    shell:
+        "irno write-settings --kind plan --json {params.settings_json:q} --out {output} 2> {log}"
+
+
+rule tables:
+    input:
+        plan=rules.plan_settings.output,
+        evaluations=evaluations(STUDY.runs),
+        reported="config/reported.yaml",
+    output:
+        [
+            report(
+                f"{RUN}/tables/{name}.csv",
+                caption=f"../report/{name}.rst",
+                category="Tables",
+            )
+            for name in TABLES
+        ],
+        expand(f"{RUN}/tables/{{name}}.{{ext}}", name=TABLES, ext=("md", "tex")),
+    log:
+        f"{LOGS}/tables.log",
+    benchmark:
+        f"{BENCHMARKS}/tables.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        runtime=scaled(30),
+        mem_mb=scaled(4000),
+    params:
+        eval_root=lambda wc, input: eval_root(input.evaluations),
+        out_dir=lambda wc, output: os.path.dirname(output[0]),
+    shell:
+        "irno tables --plan {input.plan} --eval-root {params.eval_root} --reported {input.reported}"
+        " --out {params.out_dir} > {log} 2>&1"
+
+
+rule figures:
+    input:
+        plan=rules.plan_settings.output,
+        evaluations=evaluations(STUDY.runs),
+    output:
+        [
+            report(
+                f"{RUN}/figures/{name}.png",
+                caption=f"../report/{name}.rst",
+                category="Figures",
+            )
+            for name in FIGURES
+        ],
+        expand(f"{RUN}/figures/{{name}}.pdf", name=FIGURES),
+    log:
+        f"{LOGS}/figures.log",
+    benchmark:
+        f"{BENCHMARKS}/figures.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        runtime=scaled(30),
+        mem_mb=scaled(8000),
+    params:
+        eval_root=lambda wc, input: eval_root(input.evaluations),
+        out_dir=lambda wc, output: os.path.dirname(output[0]),
+    shell:
+        "irno figures --plan {input.plan} --eval-root {params.eval_root} --out {params.out_dir} > {log} 2>&1"
+
+
+rule report:
+    """The HTML report of everything above (the same as `snakemake --report`), made by a nested
+    Snakemake that reads this run's job records; the config it used is kept beside its log.
+    """
+    input:
+        base_checks(),
+        evaluations(STUDY.runs),
+        rules.tables.output,
+        rules.figures.output,
+    output:
+        f"{RUN}/report.html",
+    log:
+        config=f"{LOGS}/report/config.json",
+        messages=f"{LOGS}/report/report.log",
+    benchmark:
+        f"{BENCHMARKS}/report.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        runtime=scaled(10),
+        mem_mb=scaled(4000),
+    params:
+        snakefile=os.path.relpath(workflow.main_snakefile),
+        config_json=lambda wc: json.dumps(config, sort_keys=True),
+    shell:
+        "printf '%s\\n' {params.config_json:q} > {log.config}"
+        " && snakemake --nolock --snakefile {params.snakefile} --configfile {log.config}"
+        " --report {output} {input} > {log.messages} 2>&1"
