@@ -27,6 +27,7 @@ under each combination of the operators that changed (what each change bought), 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import tempfile
 from pathlib import Path
@@ -251,6 +252,19 @@ def our_parts(cfg: RefinerConfig, data, batches, device, part: common.Parts) -> 
 # ----------------------------------------------------------------------------- measurements
 
 
+@contextlib.contextmanager
+def exact_fp32():
+    """CUDA convolutions and matrix products in full fp32 (cuDNN's default for convolutions is
+    TF32, ~1e-3 relative): for the h0 cache and the loss check, which compare exact arithmetic."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+@exact_fp32()
 def loss_check(cfg: RefinerConfig, data, reference: ReferenceLoop, first: np.ndarray, device) -> tuple[float, float]:
     """(ours, reference) loss of the first batch of epoch 1 from the same initial Phi, in fp32."""
     tc = cfg.train
@@ -358,7 +372,8 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             manifest = common.synthetic_dataset(root, grid=args.grid, frames=args.frames, trajectories=args.trajectories)
         base_cfg, model_dir = common.published_size_base(grid, root / "base")
-        data = common.stores_and_caches(manifest, root, base_cfg, model_dir)
+        with exact_fp32():  # h0 as the reference's fp32 base computes it
+            data = common.stores_and_caches(manifest, root, base_cfg, model_dir)
         from irno.base import load_base
 
         base = load_base(base_cfg, model_dir, device)
