@@ -1,28 +1,26 @@
-"""Benchmark of the ROMA data generation: hyperbolic graphs and Kuramoto integration.
+"""The ROMA study's data generation: hyperbolic graphs and Kuramoto integration.
 
-    PYTHONPATH=. python benchmarks/roma_graphs.py                       # 10k, 100k nodes
-    PYTHONPATH=. python benchmarks/roma_graphs.py --graph-sizes 10000 100000 1000000 3850000 \\
-        --kuramoto-sizes 10000 100000
+    python -m benchmarks.roma_graphs [--quick]
+    python -m benchmarks.roma_graphs --graph-sizes 10000 100000 1000000 3850000 --kuramoto-sizes 10000 100000
 
-Prints a table and writes JSON. Graph generation is timed end to end (points, edges by the
-radial-band sweep, largest component; best of --repeat). The Kuramoto integration runs the
-dataset's dynamics (DOP853, rtol = atol = 1e-8) over --t-end time units and extrapolates to the
-paper's setting (t_end = 20) per node. Timings on a shared, busy machine are pessimistic.
+Graph generation is timed end to end (points, edges by the radial-band sweep, largest
+component; best of --repeat). The Kuramoto integration runs the dataset's dynamics (DOP853,
+rtol = atol = 1e-8) over --t-end time units and extrapolates to the paper's setting (3M nodes,
+t_end = 20) per node. Timings on a shared, busy machine are pessimistic.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import time
 
 import numpy as np
-import pandas as pd
 
+from benchmarks import common
 from irno.roma.config import DynamicsConfig, GraphConfig
 from irno.roma.graphs import disk_radius, hyperbolic_edges, random_hyperbolic_graph, sample_points
 from irno.roma.kuramoto import coupling_weights, integrate, natural_frequencies
-from irno.utils import write_json
+
+NAME = "roma_graphs"
 
 
 def time_graph(nodes: int, repeat: int) -> dict:
@@ -39,7 +37,7 @@ def time_graph(nodes: int, repeat: int) -> dict:
         hyperbolic_edges(radius, angle, R)
         best_edges = min(best_edges, time.perf_counter() - start)
     return {"task": "graph", "nodes_drawn": nodes, "nodes": graph.num_nodes, "edges": int(graph.edges.shape[0]),
-            "mean_degree": 2 * graph.edges.shape[0] / graph.num_nodes, "seconds": best, "edge_sweep_seconds": best_edges}
+            "mean_degree": 2 * graph.edges.shape[0] / graph.num_nodes, "seconds": best, "edge_sweep_seconds": best_edges}  # fmt: skip
 
 
 def time_kuramoto(nodes: int, t_end: float) -> dict:
@@ -60,25 +58,27 @@ def time_kuramoto(nodes: int, t_end: float) -> dict:
     return {"task": "kuramoto", "nodes": n, "edges": int(graph.edges.shape[0]), "t_end": t_end,
             "seconds": seconds, "nfev": counters["nfev"], "solver_steps": counters["steps"],
             "ms_per_rhs": 1e3 * seconds / counters["nfev"],
-            "paper_3M_t20_hours_estimate": per_node_time * 3.0e6 * 20.0 / 3600}
+            "paper_3M_t20_hours_estimate": per_node_time * 3.0e6 * 20.0 / 3600}  # fmt: skip
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--graph-sizes", type=int, nargs="+", default=[10_000, 100_000])
-    parser.add_argument("--kuramoto-sizes", type=int, nargs="+", default=[10_000, 100_000])
-    parser.add_argument("--t-end", type=float, default=2.0, help="simulated time of the Kuramoto runs")
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--out", default="results/benchmarks/roma_graphs.json")
-    args = parser.parse_args()
-
+def main(argv: list[str] | None = None) -> dict:
+    p = common.parser(NAME, __doc__)
+    p.add_argument("--graph-sizes", type=int, nargs="+", help="nodes per graph (default: 10^4 quick, 10^4 10^5 full)")
+    p.add_argument("--kuramoto-sizes", type=int, nargs="+", help="nodes per integration (default: as --graph-sizes)")
+    p.add_argument("--t-end", type=float, help="simulated time of the Kuramoto runs (default: 1 quick, 2 full)")
+    p.add_argument("--repeat", type=int, default=3)
+    args = p.parse_args(argv)
+    args.graph_sizes = args.graph_sizes or ([10_000] if args.quick else [10_000, 100_000])
+    args.kuramoto_sizes = args.kuramoto_sizes or args.graph_sizes
+    args.t_end = args.t_end or (1.0 if args.quick else 2.0)
     rows = [time_graph(n, args.repeat) for n in args.graph_sizes]
     rows += [time_kuramoto(n, args.t_end) for n in args.kuramoto_sizes]
-    table = pd.DataFrame(rows)
-    print(table.to_markdown(index=False, floatfmt=".4g"))
-    load = os.getloadavg()[0]
-    print(f"\nload average {load:.1f} on {os.cpu_count()} cores (timings on a busy machine are pessimistic)")
-    write_json(args.out, {"load_average": load, "cpu_count": os.cpu_count(), "results": rows})
+    largest = rows[-1]
+    heads = [
+        common.headline(f"Kuramoto, {largest['nodes']} nodes, per right-hand side", largest["ms_per_rhs"], "ms"),
+        common.headline("paper's simulation (3M nodes, t_end 20), extrapolated", largest["paper_3M_t20_hours_estimate"], "h"),
+    ]
+    return common.report(NAME, args, rows, heads)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
-"""Benchmark of the embedded simulator: single trajectories on one core, the demo dataset on 2 workers.
+"""The embedded simulator: single trajectories on one core, the demo dataset on 2 workers (issue 3).
 
-    PYTHONPATH=. python benchmarks/simulate.py [--out results/benchmarks/simulate.json] [--repeats 2]
+    python -m benchmarks.simulate [--quick] [--repeats 2] [--workers 2]
 
 Targets (issue 3): one 81-frame trajectory at 64^2 in <= 6 s on one core; the demo-sized dataset
-(the `SimulationConfig` defaults: 64^2, 81 frames, 12 trajectories) in <= 2 min on 2 workers.
-Wall time on a shared, busy machine is pessimistic, so CPU time and the load average are recorded
-beside it (CPU time of one single-threaded process is close to its wall time on an idle core).
+(the `SimulationConfig` defaults: 64^2, 81 frames, 12 trajectories) in <= 2 min on 2 workers
+(--quick leaves the dataset out). Wall time on a shared, busy machine is pessimistic, so CPU time
+and the load average are recorded beside it (the CPU time of one single-threaded process is
+close to its wall time on an idle core).
 """
 
 from __future__ import annotations
@@ -15,17 +16,15 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"  # before numpy loads: one core per process
 
-import argparse
-import resource
-import tempfile
-import time
-from pathlib import Path
+import resource  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
 
-import pandas as pd
+from benchmarks import common  # noqa: E402
+from irno.config import SimulationConfig  # noqa: E402
+from irno.sim import simulate_dataset, simulate_trajectory  # noqa: E402
 
-from irno.config import SimulationConfig
-from irno.sim import simulate_dataset, simulate_trajectory
-from irno.utils import write_json
+NAME = "simulate"
 
 
 def _children_cpu() -> float:
@@ -41,7 +40,7 @@ def time_trajectory(grid: int, repeats: int) -> dict:
         walls.append(time.perf_counter() - wall)
         cpus.append(time.process_time() - cpu)
     return {"case": f"1 trajectory, {grid}^2, 81 frames", "workers": 1, "wall_s": min(walls), "cpu_s": min(cpus),
-            "target_s": 6.0 if grid == 64 else None, "load_avg_1min": os.getloadavg()[0]}
+            "target_s": 6.0 if grid == 64 else None, "load_avg_1min": os.getloadavg()[0]}  # fmt: skip
 
 
 def time_demo_dataset(workers: int) -> dict:
@@ -53,21 +52,24 @@ def time_demo_dataset(workers: int) -> dict:
         wall = time.perf_counter() - wall
         cpu = time.process_time() + _children_cpu() - cpu
     return {"case": f"demo dataset ({n} trajectories, {cfg.grid}^2)", "workers": workers, "wall_s": wall,
-            "cpu_s": cpu, "target_s": 120.0, "load_avg_1min": os.getloadavg()[0]}
+            "cpu_s": cpu, "target_s": 120.0, "load_avg_1min": os.getloadavg()[0]}  # fmt: skip
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("results/benchmarks/simulate.json"), help="JSON output")
-    parser.add_argument("--repeats", type=int, default=2, help="runs per single-trajectory case (the fastest counts)")
-    parser.add_argument("--workers", type=int, default=2, help="workers for the demo dataset")
-    args = parser.parse_args()
-    rows = [time_trajectory(32, args.repeats), time_trajectory(64, args.repeats), time_demo_dataset(args.workers)]
-    table = pd.DataFrame(rows)
-    table["met"] = [None if t is None or pd.isna(t) else w <= t for w, t in zip(table["wall_s"], table["target_s"])]
-    print(table.to_markdown(index=False, floatfmt=".2f"))
-    write_json(args.out, {"cpu_count": os.cpu_count(), "rows": rows})
-    print(f"written: {args.out}")
+def main(argv: list[str] | None = None) -> dict:
+    p = common.parser(NAME, __doc__)
+    p.add_argument("--repeats", type=int, help="runs per single-trajectory case, the fastest counts (default: 1 quick, 2 full)")
+    p.add_argument("--workers", type=int, default=2, help="workers for the demo dataset")
+    args = p.parse_args(argv)
+    args.repeats = args.repeats or (1 if args.quick else 2)
+    rows = [time_trajectory(32, args.repeats), time_trajectory(64, args.repeats)]
+    if not args.quick:
+        rows.append(time_demo_dataset(args.workers))
+    heads = [
+        common.headline(r["case"] + f", {r['workers']} worker(s), wall", r["wall_s"], "s", f"<= {r['target_s']:g} s", r["wall_s"] <= r["target_s"])
+        for r in rows
+        if r["target_s"]
+    ]
+    return common.report(NAME, args, rows, heads)
 
 
 if __name__ == "__main__":

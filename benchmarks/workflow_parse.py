@@ -1,56 +1,69 @@
-"""How long Snakemake takes to parse the workflow and build the paper's full DAG (target: < 5 s).
+"""Workflow overhead: Snakemake parsing the workflow and building the paper's full DAG (issue 8, item 3).
 
-    PYTHONPATH=$PWD .venv/bin/python benchmarks/workflow_parse.py [--repeats 5]
+    python -m benchmarks.workflow_parse [--quick] [--config config/config.yaml]
 
-Runs `snakemake -n all --configfile config/config.yaml` (no data needed) in a temporary copy
-and reports the job count, the wall time of each repeat and the CPU time it used (user + sys,
-which contention inflates far less). On a shared, busy machine the wall times are pessimistic.
+Runs `snakemake -n --quiet all --configfile config/config.yaml` (a dry run: no data needed) in a
+temporary copy of the workflow, `--repeats` times, and reports the job count, the wall time of
+each repeat and the CPU time it used (user + sys of the Snakemake process, which contention
+inflates far less than wall time). Target: < 5 s.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import re
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks import common
+
+NAME = "workflow_parse"
+TARGET_S = 5.0
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--config", default="config/config.yaml")
-    args = parser.parse_args()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+def workflow_copy(tmp: Path) -> Path:
+    """The workflow's files (Snakefile, rules, configs, profiles) copied into `tmp`, to run from there."""
+    import shutil
+
+    for name in ("Snakefile", "workflow", "config", "envs", "profiles"):
+        (shutil.copytree if (common.ROOT / name).is_dir() else shutil.copy2)(common.ROOT / name, tmp / name)
+    return tmp
+
+
+def snakemake(args: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, float, float]:
+    """(process, wall seconds, CPU seconds) of `snakemake ARGS` in `cwd`; exits when it fails."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, env=common.child_env(), capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        sys.exit(f"snakemake {' '.join(args)} failed after {wall:.0f} s:\n{proc.stderr[-4000:]}")
+    return proc, wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = common.parser(NAME, __doc__)
+    p.add_argument("--config", default="config/config.yaml")
+    p.add_argument("--repeats", type=int, help="dry runs (default: 2 quick, 5 full)")
+    args = p.parse_args(argv)
+    args.repeats = args.repeats or (2 if args.quick else 5)
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in ("Snakefile", "workflow", "config", "envs", "profiles"):
-            (shutil.copytree if (ROOT / name).is_dir() else shutil.copy2)(ROOT / name, Path(tmp) / name)
-        times, cpu_times = [], []
-        for _ in range(args.repeats):
-            before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            start = time.perf_counter()
-            proc = subprocess.run(
-                [sys.executable, "-m", "snakemake", "-n", "--quiet", "all", "--configfile", args.config],
-                cwd=tmp, env=env, capture_output=True, text=True,
-            )
-            times.append(time.perf_counter() - start)
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            cpu_times.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
-            if proc.returncode != 0:
-                sys.exit(f"snakemake failed:\n{proc.stderr[-3000:]}")
-        jobs = re.search(r"^total\s+(\d+)$", proc.stdout + proc.stderr, re.M)
-    print(
-        f"{args.config}: {jobs.group(1) if jobs else '?'} jobs; dry run (parse + DAG) over {len(times)} repeats: "
-        f"wall min {min(times):.2f} s, median {sorted(times)[len(times) // 2]:.2f} s; "
-        f"CPU min {min(cpu_times):.2f} s"
-    )
+        cwd = workflow_copy(Path(tmp))
+        for repeat in range(args.repeats):
+            proc, wall, cpu = snakemake(["-n", "--quiet", "all", "--configfile", args.config], cwd)
+            jobs = re.search(r"^total\s+(\d+)$", proc.stdout + proc.stderr, re.M)
+            rows.append({"repeat": repeat + 1, "jobs": int(jobs.group(1)) if jobs else None, "wall_s": wall, "cpu_s": cpu})
+    wall = min(r["wall_s"] for r in rows)
+    heads = [
+        common.headline(f"snakemake -n of {args.config}'s full DAG ({rows[0]['jobs']} jobs), wall", wall, "s", f"< {TARGET_S:g} s", wall < TARGET_S),
+        common.headline("the same, CPU", min(r["cpu_s"] for r in rows), "s"),
+    ]
+    return common.report(NAME, args, rows, heads, [f"best of {args.repeats} dry runs in a fresh copy of the workflow"])
 
 
 if __name__ == "__main__":

@@ -1,64 +1,61 @@
-"""Time a whole workflow run: `all` (or another target) for one config, in a temporary copy, from
-nothing.
+"""Workflow end to end: `all` for one config, in a temporary copy, from nothing (issue 8, item 3).
 
-    PYTHONPATH=$PWD .venv/bin/python benchmarks/workflow_run.py config/demo.yaml --cores 2
-    PYTHONPATH=$PWD .venv/bin/python benchmarks/workflow_run.py config/demo.yaml --target roma
+    python -m benchmarks.workflow_run [--quick] [--config config/demo.yaml] [--cores 2] [--target all]
 
-Prints the wall time of the run and, from the per-job benchmark files Snakemake wrote, the
-wall and CPU seconds per rule. Budgets on 2 cores: config/test.yaml <= 3 min; the demo's `all`
-<= 15 min, of which its IRNO part <= 10 and its ROMA part (target `roma`) <= 5. CPU seconds
-are the steadier figure on a shared machine: there the wall times are pessimistic.
+Runs `snakemake --cores N TARGET --configfile CONFIG` (TARGET: `all`, or e.g. `roma` alone;
+CONFIG: the demo, config/demo.yaml, or with --quick config/test.yaml) and reports the wall time of the whole run and, from the per-job
+benchmark files Snakemake wrote, the wall and CPU seconds per rule. Targets on 2 cores: the demo
+<= 15 min (issue 8), config/test.yaml <= 3 min. CPU seconds are the steadier figure on a shared
+machine, where wall times are pessimistic.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks import common
+from benchmarks.workflow_parse import snakemake, workflow_copy
+
+NAME = "workflow_run"
+TARGETS_S = {"config/demo.yaml": 15 * 60, "config/test.yaml": 3 * 60}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("config", help="e.g. config/demo.yaml")
-    parser.add_argument("--cores", type=int, default=2)
-    parser.add_argument("--target", default="all", help="the rule or file to build (default: all)")
-    parser.add_argument("--keep", help="copy the run's results/ here afterwards")
-    args = parser.parse_args()
-    run_name = yaml.safe_load((ROOT / args.config).read_text())["run_name"]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+def main(argv: list[str] | None = None) -> dict:
+    p = common.parser(NAME, __doc__)
+    p.add_argument("--config", help="the config to run (default: config/demo.yaml; --quick: config/test.yaml)")
+    p.add_argument("--cores", type=int, default=2)
+    p.add_argument("--target", default="all", help="the rule or file to build (default: %(default)s)")
+    p.add_argument("--keep", type=Path, help="copy the run's results/ here afterwards")
+    args = p.parse_args(argv)
+    args.config = args.config or ("config/test.yaml" if args.quick else "config/demo.yaml")
+    run_name = yaml.safe_load((common.ROOT / args.config).read_text())["run_name"]
     with tempfile.TemporaryDirectory() as tmp:
-        for name in ("Snakefile", "workflow", "config", "envs", "profiles"):
-            (shutil.copytree if (ROOT / name).is_dir() else shutil.copy2)(ROOT / name, Path(tmp) / name)
-        start = time.perf_counter()
-        proc = subprocess.run(
-            [sys.executable, "-m", "snakemake", "--cores", str(args.cores), args.target, "--configfile", args.config],
-            cwd=tmp, env=env, capture_output=True, text=True,
-        )
-        wall = time.perf_counter() - start
-        if proc.returncode != 0:
-            sys.exit(f"snakemake failed after {wall:.0f} s:\n{proc.stderr[-4000:]}")
+        cwd = workflow_copy(Path(tmp))
+        _, wall, _ = snakemake(["--cores", str(args.cores), args.target, "--configfile", args.config], cwd)
         rows = []
-        bench_dir = Path(tmp) / "results" / run_name / "benchmarks"  # <rule>/<job>.tsv or <rule>.tsv
+        bench_dir = cwd / "results" / run_name / "benchmarks"  # <rule>/<job>.tsv or <rule>.tsv
         for path in bench_dir.rglob("*.tsv"):
             rel = path.relative_to(bench_dir)
-            row = pd.read_csv(path, sep="\t").iloc[-1]
-            rows.append({"rule": rel.parts[0] if len(rel.parts) > 1 else rel.stem, "wall_s": row["s"], "cpu_s": row["cpu_time"]})
+            last = pd.read_csv(path, sep="\t").iloc[-1]
+            rows.append({"rule": rel.parts[0] if len(rel.parts) > 1 else rel.stem, "wall_s": last["s"], "cpu_s": last["cpu_time"]})
         if args.keep:
-            shutil.copytree(Path(tmp) / "results", args.keep, dirs_exist_ok=True)
+            shutil.copytree(cwd / "results", args.keep, dirs_exist_ok=True)
     per_rule = pd.DataFrame(rows).groupby("rule").agg(jobs=("wall_s", "size"), wall_s=("wall_s", "sum"), cpu_s=("cpu_s", "sum"))
-    print(per_rule.sort_values("cpu_s", ascending=False).round(1).to_string())
-    print(f"\n{args.config}, {args.target}, on {args.cores} cores: {wall:.0f} s wall for the whole run; "
-          f"{per_rule.cpu_s.sum():.0f} CPU s in jobs with a benchmark file")
+    per_rule = per_rule.sort_values("cpu_s", ascending=False).reset_index()
+    target = TARGETS_S.get(args.config) if args.target == "all" else None
+    heads = [
+        common.headline(
+            f"{args.config} {args.target} on {args.cores} cores, wall", wall, "s",
+            f"<= {target / 60:g} min" if target else "", wall <= target if target else None,
+        ),
+        common.headline("CPU seconds in jobs with a benchmark file", float(per_rule.cpu_s.sum()), "s"),
+    ]  # fmt: skip
+    return common.report(NAME, args, per_rule.to_dict("records"), heads, ["per rule: sums over its jobs' Snakemake benchmark files"])
 
 
 if __name__ == "__main__":

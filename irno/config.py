@@ -76,8 +76,8 @@ class TrainConfig:
     max_skipped_fraction: float = 0.1  # non-finite batches tolerated per epoch
     device: str = "auto"
     bf16: bool = False  # bf16 autocast (GPU only)
-    channels_last: bool = False  # channels_last memory format (GPU only)
-    compile: bool = False  # torch.compile Phi
+    channels_last: bool = True  # U-Net Phi in the channels_last memory format (faster on CPU and GPU)
+    compile: bool = False  # torch.compile Phi (GPU only)
     num_workers: int = 0
 
     def __post_init__(self):

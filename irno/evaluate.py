@@ -15,8 +15,8 @@ Per step k (file schema: docs/outputs.md):
 - ``vrmse_pooled_cf``: the reference implementation's number (SPEC 2.2): the same function on
   channel-first *normalised* tensors, where it pools (C, H) and treats W as the field axis; the
   finite values of the resulting (B, W) array are averaged, as the reference does.
-- band errors: `the_well` ``binned_spectral_mse`` (3 log-spaced bins of |kappa|) per sample and
-  field, averaged over both, and their ratio to step 0.
+- band errors: `the_well` ``binned_spectral_mse`` (3 log-spaced bins of |kappa|), averaged over
+  samples and fields (binned once, on the error power summed over both), and their ratio to step 0.
 - E_k(m), the radial error spectrum (SPEC 2.3), per sample and field, on integer shells
   m <= |kappa| < m + 1, with the FFT scaled by 1 / (H W) so that sum_m E_k(m) is the field's
   spatial MSE (Parseval; the normalisation of ``binned_spectral_mse`` too). Its ratio to E_0 is
@@ -57,7 +57,7 @@ from the_well.data.datasets import WellMetadata
 from tqdm import tqdm
 
 from irno.config import EvalConfig
-from irno.models import load_refiner, refine_steps
+from irno.models import load_refiner, phi_memory_format, refine_steps
 from irno.utils import IrnoError, atomic_path, log, select_device, write_json, write_npz
 
 BANDS = ("low", "mid", "high")  # binned_spectral_mse's 3 default bins, in order
@@ -177,7 +177,9 @@ class StepMetrics:
     def add_batch(self, predictions: Iterable[torch.Tensor], y: torch.Tensor, rows: np.ndarray) -> None:
         """One batch: y (B, F, H, W), dataset rows (B,), and h_0 .. h_{S-1}, consumed one at a time."""
         B, F, H, W = y.shape
+        half = W // 2 + 1  # rfft2 columns
         target_fft = torch.fft.fft2(y)  # (B, F, H, W) complex; the_well takes unnormalised FFTs
+        target_amplitude = target_fft[..., :half].abs()  # (B, F, H, W//2+1), once for all steps
         target_physical = self.physical(y)
         self.energy_sum[0] += self.shells.sum((target_fft / (H * W)).abs().square()).sum(0)  # (F, M)
         example = np.flatnonzero(rows == self.example_index)
@@ -197,18 +199,20 @@ class StepMetrics:
             finite = torch.isfinite(pooled)
             self.pooled_sum[k] += torch.where(finite, pooled, 0.0).double().sum()
             self.pooled_count[k] += finite.sum()
-            bands = binned_spectral_mse.eval(h_fft.movedim(1, -1), target_fft.movedim(1, -1), self.meta, fourier_input=True)
-            self.band_mse_sum[k] += torch.stack(
-                [bands[f"spectral_error_mse_per_bin_{i}"].double().sum() for i in range(len(BANDS))]
-            )
-            error = self.shells.sum(((h_fft - target_fft) / (H * W)).abs().square())  # (B, F, M): E_k(m)
+            error_power = (h_fft - target_fft).abs().square()  # (B, F, H, W): |FFT(h_k - y)|^2
+            # Band errors are linear in the error power, and only their sum over samples and fields
+            # is kept: The Well's binned_spectral_mse bins that one summed spectrum (passed as the
+            # amplitude of a difference to zero), B*F times less work than binning every field.
+            summed = error_power.sum((0, 1)).sqrt()[None, :, :, None]  # (1, H, W, 1)
+            bands = binned_spectral_mse.eval(summed, torch.zeros_like(summed), self.meta, fourier_input=True)
+            self.band_mse_sum[k] += torch.stack([bands[f"spectral_error_mse_per_bin_{i}"].double().sum() for i in range(len(BANDS))])
+            error = self.shells.sum(error_power / (H * W) ** 2)  # (B, F, M): E_k(m)
             self.error_spectrum_sum[k] += error.double().sum((0, 1))
             if k == 0:
                 base_error = error
             self.ratios.add(k, error / base_error, mask=torch.isfinite(base_error) & (base_error > 0))
             # rfft2(norm="ortho") is the first W // 2 + 1 columns of fft2, scaled by 1 / sqrt(H W)
-            half = W // 2 + 1
-            amplitude_error = (h_fft[..., :half].abs() - target_fft[..., :half].abs()) / math.sqrt(H * W)
+            amplitude_error = (h_fft[..., :half].abs() - target_amplitude) / math.sqrt(H * W)
             spectral_mse[:, k] = amplitude_error.square().mean((1, 2, 3))
             for which, step in ((1, 0), (2, self.K)):  # energy spectra and example of h_0 and h_K
                 if k == step:
@@ -287,13 +291,21 @@ def iterate_batches(dataset, batch_size: int) -> Iterator[tuple[np.ndarray, torc
 
 
 def evaluate(
-    phi: nn.Module, dataset, *, K: int, alpha: float, cfg: EvalConfig, device: torch.device | None = None
+    phi: nn.Module,
+    dataset,
+    *,
+    K: int,
+    alpha: float,
+    cfg: EvalConfig,
+    device: torch.device | None = None,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> EvalResult:
     """Metrics of h_0 .. h_{K + cfg.extra_steps} on every sample of `dataset` (puts Phi in eval mode).
 
     `dataset`: items {"x": (T_in*F, H, W), "h0": (F, H, W), "y": (F, H, W)} of normalised data
     (the contract's RefinementDataset) with attributes field_names, grid, channel_mean,
-    channel_std, and optionally a vectorised batch(rows) -> (x, h0, y).
+    channel_std, and optionally a vectorised batch(rows) -> (x, h0, y). `memory_format`: the
+    layout Phi runs in (`irno.models.phi_memory_format`).
     """
     n = len(dataset)
     if n == 0:
@@ -321,7 +333,7 @@ def evaluate(
         for rows, x, h0, y in tqdm(
             batches, total=math.ceil(n / cfg.batch_size), desc="evaluate", unit="batch", mininterval=30
         ):
-            x, h0, y = (t.to(device, torch.float32, non_blocking=True) for t in (x, h0, y))
+            x, h0, y = (t.to(device, torch.float32, non_blocking=True, memory_format=memory_format) for t in (x, h0, y))
             metrics.add_batch(itertools.chain([h0], refine_steps(phi, x, h0, alpha, n_steps - 1)), y, rows)
     per_step, spectra = metrics.result(cfg.divergence_factor)
     return EvalResult(
@@ -400,7 +412,8 @@ def evaluate_checkpoint(
             f"{x_channels} input channels and {n_fields} fields ({x_channels + n_fields} -> {n_fields} expected)"
         )
     K, alpha = refiner_cfg.train.K, refiner_cfg.train.alpha
-    result = evaluate(phi, dataset, K=K, alpha=alpha, cfg=cfg, device=device)
+    memory_format = phi_memory_format(refiner_cfg.phi, refiner_cfg.train.channels_last)
+    result = evaluate(phi, dataset, K=K, alpha=alpha, cfg=cfg, device=device, memory_format=memory_format)
     metrics = {
         "dataset": dataset_name,
         "base": base,

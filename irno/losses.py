@@ -28,7 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from irno.config import LossConfig
-from irno.models import refine_steps
+from irno.models import conditioned, refine_steps
 
 
 def lambda_schedule(k: int, K: int, start: float, end: float) -> float:
@@ -113,6 +113,6 @@ def objective(
         spectral = (rho * (amp_steps - amp_target) ** 2).mean()  # mean over k of L_spec(h_{k+1}; lambda_k)
     fixed_point = zero
     if beta_fixed_point > 0:
-        fixed_point = phi(torch.cat([x, y], dim=1)).float().pow(2).mean()  # Phi(cat[x, y]) -> 0 at the solution
+        fixed_point = conditioned(phi, x)(y).float().pow(2).mean()  # Phi(cat[x, y]) -> 0 at the solution
     total = spatial + beta_spectral * spectral + beta_fixed_point * fixed_point
     return total, {"spatial": spatial, "spectral": spectral, "fixed_point": fixed_point}

@@ -32,12 +32,16 @@ Files in the output folder, all written atomically (temporary name, then rename)
   the learning rate used, seconds, skipped batches, and whether the epoch became the best.
 
 Non-finite policy. A batch whose loss or gradient norm is NaN/inf is skipped (no optimiser step)
-and counted; once more than ``max_skipped_fraction`` of an epoch's batches are skipped, training
-stops with an IrnoError before anything of that epoch is written, so the files of the last good
-epoch stay.
+and counted. The skip happens on the device (the fused Adam's ``found_inf``), and the count is read
+every ``LOG_EVERY`` batches and at the epoch's end, so that a batch costs no host-device sync;
+once more than ``max_skipped_fraction`` of an epoch's batches are skipped, training stops with an
+IrnoError before anything of that epoch is written, so the files of the last good epoch stay.
 
-Devices. CUDA when available (``train.device: auto``), else CPU. bf16 autocast and channels_last
-apply on CUDA only (CPU trains in fp32); the losses are computed in fp32.
+Devices and speed. CUDA when available (``train.device: auto``), else CPU. The U-Net Phi runs in
+the channels_last memory format (``train.channels_last``, on by default): its LayerNorm and the
+mkldnn / cuDNN convolutions work natively in it (benchmarks/README.md). bf16 autocast and
+torch.compile apply on CUDA only: CPU trains in fp32, and the losses are computed in fp32
+everywhere. On CUDA batches are pinned and copied without blocking.
 
 DDP. Under torchrun (``irno train --nproc N``; WORLD_SIZE > 1 in the environment) each of the N
 processes takes an interleaved share of every global batch of ``batch_size`` samples and scales
@@ -70,7 +74,7 @@ from tqdm import tqdm
 
 from irno.config import LossConfig, RefinerConfig, to_dict
 from irno.losses import objective, term_weights
-from irno.models import build_phi, refine_steps
+from irno.models import build_phi, phi_memory_format, refine_steps
 from irno.utils import IrnoError, atomic_path, log, rng_state, seed_everything, select_device, set_rng_state, stable_hash
 
 TRAIN_LOG_COLUMNS = [
@@ -89,6 +93,7 @@ TRAIN_LOG_COLUMNS = [
     "best",
 ]
 STATE_FORMAT = 1  # version of last.pt's layout
+LOG_EVERY = 10  # training batches between host syncs (progress bar, non-finite check)
 
 
 class Objective(nn.Module):
@@ -252,7 +257,7 @@ def validate(
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # sum of inlier MSEs, inliers, outliers
     for x, h0, y in iterate_batches(dataset, sequential_batches(shard, batch_size)):
         x, y = x.to(device, memory_format=memory_format), y.to(device, memory_format=memory_format)
-        h = base(x) if base is not None else h0.to(device, memory_format=memory_format)
+        h = base(x.contiguous()).to(memory_format=memory_format) if base is not None else h0.to(device, memory_format=memory_format)
         with autocast():
             for h in refine_steps(phi, x, h, alpha, K):  # keeps only the last step, h_K
                 pass
@@ -354,9 +359,9 @@ def _train(cfg, train_data, valid_data, out_dir: Path, base, device: torch.devic
     field_names = getattr(train_data, "field_names", None)
 
     on_cuda = device.type == "cuda"
-    if (tc.bf16 or tc.channels_last) and not on_cuda:
-        log.info("bf16 autocast and channels_last apply on CUDA only; training in fp32 on %s", device)
-    memory_format = torch.channels_last if tc.channels_last and on_cuda else torch.preserve_format
+    if (tc.bf16 or tc.compile) and not on_cuda:
+        log.info("bf16 autocast and torch.compile apply on CUDA only; training in fp32, uncompiled, on %s", device)
+    memory_format = phi_memory_format(cfg.phi, tc.channels_last)
     use_bf16 = tc.bf16 and on_cuda
 
     def autocast():
@@ -369,7 +374,7 @@ def _train(cfg, train_data, valid_data, out_dir: Path, base, device: torch.devic
     phi = build_phi(cfg.phi, in_channels, out_channels).to(device, memory_format=memory_format)
     if world > 1 and on_cuda:
         phi = nn.SyncBatchNorm.convert_sync_batchnorm(phi)
-    optimizer = torch.optim.Adam(phi.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, fused=on_cuda or None)
+    optimizer = torch.optim.Adam(phi.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, fused=True)  # found_inf: below
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=tc.epochs, eta_min=tc.eta_min)
     if base is not None:
         base = base.to(device).eval().requires_grad_(False)
@@ -400,7 +405,7 @@ def _train(cfg, train_data, valid_data, out_dir: Path, base, device: torch.devic
             log.info("resuming from epoch %d of %d (%s)", state["epoch"], tc.epochs, state_path)
 
     # Only Phi is compiled: the loss's FFTs have no compiled kernels, and one graph serves all K + 1 calls.
-    model: nn.Module = Objective(torch.compile(phi) if tc.compile else phi, cfg.loss, tc.K, tc.alpha)
+    model: nn.Module = Objective(torch.compile(phi) if tc.compile and on_cuda else phi, cfg.loss, tc.K, tc.alpha)
     if world > 1:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if on_cuda else None, gradient_as_bucket_view=True)
 
@@ -415,8 +420,11 @@ def _train(cfg, train_data, valid_data, out_dir: Path, base, device: torch.devic
         batches = [b for b in epoch_batches(len(train_data), tc.batch_size, tc.seed, epoch) if len(b) >= world]
         shares = [b[rank::world] for b in batches]
         max_skipped = tc.max_skipped_fraction * len(batches)
-        sums = torch.zeros(4, dtype=torch.float64, device=device)  # sample-weighted total, spatial, spectral, fixed-point
-        samples, skipped = 0, 0
+        # On the device, so that a batch costs no host sync: sample-weighted total, spatial, spectral,
+        # fixed-point, samples; and the skipped batches. They are read once per LOG_EVERY batches.
+        sums = torch.zeros(5, dtype=torch.float64, device=device)
+        skipped_batches = torch.zeros((), device=device)
+        skipped = 0  # skipped_batches as last read
         model.train()
         bar = tqdm(
             zip(batches, iterate_batches(train_data, shares, num_workers=tc.num_workers, pin_memory=on_cuda)),
@@ -427,11 +435,11 @@ def _train(cfg, train_data, valid_data, out_dir: Path, base, device: torch.devic
             disable=rank != 0,
             mininterval=1.0 if sys.stderr.isatty() else 30.0,
         )
-        for global_batch, (x, h0, y) in bar:
+        for step, (global_batch, (x, h0, y)) in enumerate(bar, 1):
             x, y = to_device(x), to_device(y)
             if base is not None:
                 with torch.no_grad():
-                    h0 = base(x)  # (B, F, H, W), the reference behaviour
+                    h0 = to_device(base(x.contiguous()))  # (B, F, H, W), the reference behaviour; the base runs channels-first
             else:
                 h0 = to_device(h0)
             with autocast():
@@ -441,20 +449,22 @@ def _train(cfg, train_data, valid_data, out_dir: Path, base, device: torch.devic
             (total * (len(y) * world / len(global_batch))).backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(phi.parameters(), tc.grad_clip if tc.grad_clip > 0 else math.inf)
             bad = _all_reduce((~torch.isfinite(total.detach()) | ~torch.isfinite(grad_norm)).float(), world, dist.ReduceOp.MAX)
-            if bad.item():
-                skipped += 1
+            # The fused Adam skips its update where found_inf is non-zero (the mechanism of
+            # torch.amp.GradScaler): a bad batch is skipped without the host waiting for the device.
+            optimizer.found_inf = bad
+            optimizer.step()
+            batch_sums = torch.stack([total, terms["spatial"], terms["spectral"], terms["fixed_point"], torch.ones_like(bad)]).detach()
+            sums += torch.where(bad > 0, 0.0, batch_sums.double() * len(y))
+            skipped_batches += bad
+            if step % LOG_EVERY == 0 or step == len(batches):
+                skipped = int(skipped_batches.item())  # the host syncs with the device here only
                 if skipped > max_skipped:
                     raise IrnoError(
                         f"epoch {epoch}: {skipped} of {len(batches)} batches had a non-finite loss or gradient, more than "
                         f"train.max_skipped_fraction = {tc.max_skipped_fraction:g} allows; training stopped. The last good "
                         f"epoch ({epoch - 1}) is kept in {state_path}. Lower train.lr or train.alpha, or check the data."
                     )
-                continue
-            optimizer.step()
-            sums += torch.stack([total.detach(), terms["spatial"], terms["spectral"], terms["fixed_point"]]).double() * len(y)
-            samples += len(y)
-            if bar.n % 10 == 0:
-                bar.set_postfix(loss=f"{sums[0].item() / samples:.4g}", skipped=skipped, refresh=False)
+                bar.set_postfix(loss=f"{sums[0].item() / max(sums[4].item(), 1):.4g}", skipped=skipped, refresh=False)
         bar.close()
         scheduler.step()
 
@@ -475,7 +485,7 @@ def _train(cfg, train_data, valid_data, out_dir: Path, base, device: torch.devic
             rank=rank,
             world=world,
         )
-        totals = _all_reduce(torch.cat([sums, sums.new_tensor([samples])]), world).tolist()
+        totals = _all_reduce(sums, world).tolist()
         loss, spatial, spectral, fixed_point = (v / totals[4] if totals[4] else math.nan for v in totals[:4])
         improved = (
             math.isfinite(valid_mse)

@@ -9,12 +9,15 @@ evaluation outputs (tables, figures, the workflow) can compare against the sourc
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from irno.utils import atomic_path, write_json, write_npz
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "outputs.md"
 
 ACTIVE_MATTER_FIELDS = [
     "concentration", "velocity_x", "velocity_y",
@@ -140,3 +143,13 @@ def write_eval_outputs(
         per_step.to_csv(tmp, index=False)
     write_npz(directory / "spectra.npz", **spectra)
     return {"metrics": metrics, "per_step": per_step, "spectra": spectra}
+
+
+def documented(section: str) -> list[str]:
+    """The names docs/outputs.md lists for an evaluation file: first-column names of its table,
+    or the comma-separated columns of its first backticked span (per_step.csv)."""
+    text = DOCS.read_text().split(f"### `{section}`")[1].split("###")[0]
+    rows = [line.split("|")[1] for line in text.splitlines() if line.startswith("| `")]
+    if rows:
+        return [name for row in rows for name in re.findall(r"`([^`]+)`", row)]
+    return re.split(r",\s*", re.search(r"`([^`]+)`", text).group(1))

@@ -7,8 +7,6 @@ streaming evaluator's outputs.
 
 import json
 import math
-import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,6 +16,7 @@ import torch.nn as nn
 from the_well.benchmark.metrics import VRMSE, binned_spectral_mse
 from the_well.benchmark.metrics.spectral import power_spectrum
 
+from eval_fixtures import documented
 from irno.cli import main
 from irno.data.store import PreparedSplit
 from irno.config import EvalConfig, PhiConfig, RefinerConfig, TrainConfig, to_dict
@@ -38,7 +37,6 @@ GRID = (16, 16)
 T_IN = 2
 K, EXTRA, ALPHA = 3, 2, 0.3
 META = well_metadata(FIELDS, GRID)
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "outputs.md"
 
 
 class SyntheticRefinementData(torch.utils.data.Dataset):
@@ -451,16 +449,6 @@ def _checkpoint(path, phi, K=K, alpha=ALPHA):
     return path
 
 
-def _documented(section: str) -> list[str]:
-    """The names docs/outputs.md lists for a file: first-column names of its table, or the
-    comma-separated columns of its first backticked span (per_step.csv)."""
-    text = DOCS.read_text().split(f"### `{section}`")[1].split("###")[0]
-    rows = [line.split("|")[1] for line in text.splitlines() if line.startswith("| `")]
-    if rows:
-        return [name for row in rows for name in re.findall(r"`([^`]+)`", row)]
-    return re.split(r",\s*", re.search(r"`([^`]+)`", text).group(1))
-
-
 def test_written_files_follow_docs_outputs(tmp_path, data):
     phi = small_phi()
     out = tmp_path / "eval" / "active_matter" / "FNO" / "irno"
@@ -470,12 +458,12 @@ def test_written_files_follow_docs_outputs(tmp_path, data):
     assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "per_step.csv", "spectra.npz"]  # no temporaries
     written = json.loads((out / "metrics.json").read_text())
     assert written.keys() == metrics.keys()
-    assert set(_documented("metrics.json")) <= set(written)
+    assert set(documented("metrics.json")) <= set(written)
     assert written["trained_on_base"] == "FNO" and written["split"] == "test"
     assert (written["K"], written["alpha"], written["extra_steps"], written["n_samples"]) == (K, ALPHA, EXTRA, len(data))
     assert written["checkpoint_epoch"] == 7 and written["checkpoint_selected"] == "best"
     table = pd.read_csv(out / "per_step.csv")
-    columns = _documented("per_step.csv")
+    columns = documented("per_step.csv")
     assert "vrmse" in columns and "diverged" in columns
     assert list(table.columns) == columns + [f"vrmse_{f}" for f in FIELDS]
     assert table["step"].tolist() == list(range(K + EXTRA + 1))
@@ -484,7 +472,7 @@ def test_written_files_follow_docs_outputs(tmp_path, data):
     M = math.floor(math.sqrt(2) * H / 2) + 1
     with np.load(out / "spectra.npz", allow_pickle=False) as npz:
         arrays = {name: npz[name] for name in npz.files}
-    assert set(arrays) == set(_documented("spectra.npz"))
+    assert set(arrays) == set(documented("spectra.npz"))
     shapes = {"steps": (S,), "K": (), "shells": (M,), "nyquist": (), "ratio_median": (S, M), "ratio_q25": (S, M),
               "ratio_q75": (S, M), "error_spectrum_mean": (S, M), "spectral_mse": (len(data), S), "energy_wavenumber": (M,),
               "energy_truth": (F, M), "energy_base": (F, M), "energy_refined": (F, M), "field_names": (F,),

@@ -3,9 +3,10 @@
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from irno.config import PhiConfig
-from irno.models import ChannelLayerNorm, RefinementOperator, build_phi, refine_step, refine_steps
+from irno.models import ChannelLayerNorm, PaddedConv2d, RefinementOperator, build_phi, circular_pad, conditioned, refine_steps
 
 
 @pytest.fixture(autouse=True)
@@ -65,6 +66,7 @@ def test_channel_layernorm_equals_permuted_layernorm():
     ours.load_state_dict(ref.state_dict())
     expected = ref(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
     assert torch.allclose(ours(x), expected, atol=1e-5)
+    assert torch.allclose(ours(x.contiguous(memory_format=torch.channels_last)), expected, atol=1e-5)
 
 
 def test_fno_backbone_same_interface():
@@ -81,8 +83,47 @@ def test_refine_steps_is_the_iteration():
     h = h0
     for got in steps:
         h = h + 0.3 * phi(torch.cat([x, h], dim=1))
-        assert torch.equal(got, h)
-    assert torch.equal(refine_step(phi, x, h0, 0.3), steps[0])
+        # x's share of the first convolution is computed once: the same sums, in another order
+        torch.testing.assert_close(got, h, rtol=1e-5, atol=1e-6)
     # gradients flow through the whole chain
     steps[-1].sum().backward()
     assert phi.encoders[0][0].weight.grad is not None
+
+
+@pytest.mark.parametrize("padding", ["circular", "zeros"])
+def test_phi_given_x_is_phi_of_the_concatenation_with_its_gradients(padding):
+    phi = RefinementOperator(6, 2, base_channels=4, depth=2, padding=padding)
+    x, h = torch.randn(2, 4, 16, 16), torch.randn(2, 2, 16, 16, requires_grad=True)
+    given, whole = conditioned(phi, x)(h), phi(torch.cat([x, h], dim=1))
+    torch.testing.assert_close(given, whole, rtol=1e-5, atol=1e-6)
+    grads = torch.autograd.grad(given.square().sum(), [h, *phi.parameters()])
+    expected = torch.autograd.grad(whole.square().sum(), [h, *phi.parameters()])
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("padding", [(1, 1), (2, 1), (0, 3)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_circular_pad_equals_torch_circular_padding_with_its_gradient(padding, channels_last):
+    x = torch.randn(2, 3, 5, 6, dtype=torch.float64)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    x.requires_grad_()
+    ph, pw = padding
+    padded = circular_pad(x, padding)
+    assert torch.equal(padded, F.pad(x, (pw, pw, ph, ph), mode="circular"))
+    assert padded.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    assert torch.autograd.gradcheck(lambda t: circular_pad(t, padding), (x,))
+
+
+def test_padded_conv_is_torchs_conv_with_the_same_state_dict():
+    for mode in ("circular", "zeros"):
+        ours = PaddedConv2d(4, 5, kernel_size=3, padding=1, padding_mode=mode)
+        ref = nn.Conv2d(4, 5, kernel_size=3, padding=1, padding_mode=mode)
+        ref.load_state_dict(ours.state_dict())
+        x = torch.randn(2, 4, 8, 8, requires_grad=True)
+        out, expected = ours(x), ref(x)
+        torch.testing.assert_close(out, expected)
+        (grad,) = torch.autograd.grad(out.square().sum(), x)
+        (expected_grad,) = torch.autograd.grad(expected.square().sum(), x)
+        torch.testing.assert_close(grad, expected_grad)

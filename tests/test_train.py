@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
+import weakref
 
 import numpy as np
 import pandas as pd
@@ -216,6 +218,30 @@ def test_too_many_non_finite_batches_stop_training_and_keep_the_last_good_epoch(
     assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 1
     assert len(pd.read_csv(tmp_path / "train_log.csv")) == 1
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 1
+
+
+def test_an_epoch_keeps_no_batch_graph_alive(tmp_path, monkeypatch):
+    # The epoch's running sums must hold numbers, not autograd graphs: a graph kept alive per
+    # batch makes an epoch's memory grow with the dataset (benchmarks/memory.py caught one).
+    # Every batch's loss terms get a fresh leaf; it lives exactly as long as their graph.
+    markers, alive = [], []
+    real_forward, real_validate = irno.train.Objective.forward, irno.train.validate
+
+    def forward(self, *args):
+        total, terms = real_forward(self, *args)
+        marker = torch.zeros((), requires_grad=True)
+        markers.append(weakref.ref(marker))
+        return total + 0 * marker, {name: term + 0 * marker for name, term in terms.items()}
+
+    def validate(*args, **kwargs):  # at the end of the epoch's batches
+        gc.collect()
+        alive.append(sum(ref() is not None for ref in markers[:-1]))  # the last batch's are still in scope
+        return real_validate(*args, **kwargs)
+
+    monkeypatch.setattr(irno.train.Objective, "forward", forward)
+    monkeypatch.setattr(irno.train, "validate", validate)
+    train_refiner(_cfg(epochs=1), *_data(), tmp_path)
+    assert len(markers) == 6 and alive == [0]
 
 
 def test_item_and_batch_paths_and_on_the_fly_base_train_identically(tmp_path):

@@ -1,0 +1,1 @@
+"""Benchmarks of the pipeline's speed and memory: `python -m benchmarks` runs them all (README.md)."""
