@@ -12,7 +12,6 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -21,37 +20,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = ("Snakefile", "workflow", "config", "envs", "profiles")
+from workflow_copy import ROOT, copy_workflow, snakemake
+
 PAPER_EXPERIMENTS = 19
 # What the end-to-end run needs from the other parts of the pipeline.
 E2E_MODULES = ("irno.sim", "irno.data.store", "irno.base", "irno.train", "irno.evaluate", "irno.report")
-
-
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", *args],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if check and proc.returncode != 0:
-        pytest.fail(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
-    return proc
-
-
-def copy_workflow(dest: Path) -> Path:
-    for name in WORKFLOW_FILES:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, dest / name)
-    return dest
 
 
 @pytest.fixture
@@ -208,13 +181,7 @@ requires_all_parts = pytest.mark.skipif(
     f"{', '.join(missing_modules() + ([] if (ROOT / 'config' / 'reported.yaml').exists() else ['config/reported.yaml']))}",
 )
 
-
-@pytest.fixture(scope="module")
-def test_run(tmp_path_factory) -> Path:
-    """config/test.yaml run to completion in a temporary copy (shared by the tests below)."""
-    workdir = copy_workflow(tmp_path_factory.mktemp("e2e"))
-    snakemake(workdir, "--cores", "2", "all", "--configfile", "config/test.yaml")
-    return workdir
+# `test_run` (tests/conftest.py): config/test.yaml run locally, once per session.
 
 
 @pytest.mark.slow
