@@ -143,6 +143,27 @@ def test_ablation_target_builds_one_experiment_only(workflow_copy):
     assert "tables" not in job_counts(out.stdout)
 
 
+@pytest.mark.parametrize(
+    ("args", "train_gpus", "nproc"),
+    [
+        (["--cores", "1"], None, None),  # no GPU resource: a bare run
+        (["--profile", "profiles/local"], None, None),  # one GPU per job
+        (["--cores", "1", "--set-resources", "train_refiner:gpu=2"], None, 2),  # a job with two GPUs
+        (["--profile", "profiles/slurm"], None, None),
+        (["--profile", "profiles/slurm"], "4", 4),  # the SLURM profile's IRNO_SLURM_TRAIN_GPUS
+    ],
+)
+def test_training_runs_one_ddp_process_per_gpu_of_its_job(workflow_copy, monkeypatch, args, train_gpus, nproc):
+    monkeypatch.delenv("IRNO_SLURM_TRAIN_GPUS", raising=False)
+    if train_gpus:
+        monkeypatch.setenv("IRNO_SLURM_TRAIN_GPUS", train_gpus)
+    training = "results/test/runs/active_matter/FNO/irno/checkpoint.pt"
+    out = snakemake(workflow_copy, "-n", "-p", training, "--configfile", "config/test.yaml", *args)
+    commands = re.findall(r"irno train .*", out.stdout)
+    option = f" --nproc {nproc}" if nproc else ""
+    assert len(commands) == 1 and f" --out results/test/runs/active_matter/FNO/irno{option} > " in commands[0], commands
+
+
 def test_without_configfile_the_demo_runs(workflow_copy):
     out = snakemake(workflow_copy, "-n", "ablation", "--config", "ablation=irno")
     assert "results/demo/eval/active_matter/FNO/irno/metrics.json" in out.stdout
