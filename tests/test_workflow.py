@@ -107,6 +107,29 @@ def test_ci_installs_and_tests_as_the_readme_says():
     assert os.access(ROOT / ".ci" / "run", os.X_OK)
 
 
+@pytest.mark.slow
+def test_the_slurm_docs_commands_run_as_written(workflow_copy, tmp_path):
+    """Every `snakemake` command of docs/slurm.md, pasted after its set-up (the profile installed
+    as `slurm`), as a dry run: the paper's jobs through the SLURM profile."""
+    docs = (ROOT / "docs" / "slurm.md").read_text()
+    commands = re.findall(r"^ {4,}((?:IRNO_\w+=\S+ )?snakemake [^#\n]*?)\s*(?:#.*)?$", docs, re.M)
+    commands += re.findall(r"`((?:IRNO_\w+=\S+ )?snakemake [^`]*)`", docs)
+    assert len(commands) >= 7, commands
+    home = tmp_path / "home"
+    (home / ".config" / "snakemake").mkdir(parents=True)
+    (home / ".config" / "snakemake" / "slurm").symlink_to(workflow_copy / "profiles" / "slurm")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IRNO_SLURM_", "XDG_"))}
+    env.update(HOME=str(home), USER="researcher", PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    for command in commands:
+        run = subprocess.run(["bash", "-c", f"{command} -n"], cwd=workflow_copy, env=env, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, f"{command}:\n{run.stdout[-2000:]}\n{run.stderr[-3000:]}"
+        if "--unlock" not in command:  # the paper's trainings, with the SLURM profile's resources
+            assert re.search(r"runtime=720, gpu=\d", run.stdout) and "results/paper/runs/" in run.stdout, command
+        if command.startswith("IRNO_SLURM_TRAIN_GPUS=4 "):
+            assert "--nproc 4 > " in run.stdout, command
+
+
 # ----------------------------------------------------------------------------- the DAG
 
 

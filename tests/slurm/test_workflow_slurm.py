@@ -15,6 +15,7 @@ starts right after the full run and runs beside the tests before it; its test ch
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 from pathlib import Path
@@ -42,11 +43,13 @@ LOCAL_RULES = {
 RUN = "results/test/runs/active_matter/FNO/irno"
 TRAINING = f"{RUN}/checkpoint.pt"
 TRAINING_LOG = "results/test/logs/train_refiner/active_matter_FNO_irno.log"
-# Epochs of the interrupted trainings (config/test.yaml's take about 0.2 to 0.5 s each on 2 cores):
-# enough to be caught after the first epoch and before the last, and, for the time-out, clearly
-# more than the minute the first attempt gets.
-EPOCHS = 30
-EPOCHS_TIMING_OUT = 250
+# How long the interrupted trainings train, in epochs of the speed this machine showed: long
+# enough to be caught after the first epoch and well before the last; for the time-out, more than
+# the first attempt can do even if the estimate is twice too long (SLURM ends a job 60 to 90 s
+# after its start, and start-up takes 10 to 20 s of that). A slower machine than estimated makes
+# the training time out more than once, which the time-out test allows.
+INTERRUPTED_SECONDS = 15
+TIMING_OUT_SECONDS = 150
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +57,18 @@ def slurm_test_run(slurm: SlurmCluster, tmp_path_factory: pytest.TempPathFactory
     """`all` of config/test.yaml through the test cluster, in a temporary copy of the workflow."""
     workdir = copy_workflow(tmp_path_factory.mktemp("slurm_run"))
     return slurm.snakemake(workdir, "all", extra_args=("--configfile", CONFIG), timeout=1500).check()
+
+
+def epochs_lasting(run: SnakemakeRun, seconds: float) -> int:
+    """Epochs of config/test.yaml's training that take about `seconds` here, as its run measured."""
+    logs = pd.concat(pd.read_csv(p) for p in (run.workdir / "results/test/runs").glob("*/*/*/train_log.csv"))
+    return max(10, math.ceil(seconds / logs["seconds"].median()))
+
+
+@pytest.fixture(scope="module")
+def epochs(slurm_test_run: SnakemakeRun) -> int:
+    """Epochs of the trainings cancelled or requeued below."""
+    return epochs_lasting(slurm_test_run, INTERRUPTED_SECONDS)
 
 
 def copy_run(run: SnakemakeRun, dest: Path) -> Path:
@@ -93,10 +108,10 @@ def assert_same_training(run_dir: Path, reference_dir: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(slurm_test_run: SnakemakeRun, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The training under test with EPOCHS epochs, run locally without interruption: its run folder."""
+def uninterrupted(slurm_test_run: SnakemakeRun, epochs: int, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The training under test, run locally without interruption: its run folder."""
     workdir = copy_run(slurm_test_run, tmp_path_factory.mktemp("uninterrupted") / "run")
-    snakemake(workdir, "--cores", "1", TRAINING, *longer_training(workdir, EPOCHS))
+    snakemake(workdir, "--cores", "1", TRAINING, *longer_training(workdir, epochs))
     return workdir / RUN
 
 
@@ -104,13 +119,13 @@ def uninterrupted(slurm_test_run: SnakemakeRun, tmp_path_factory: pytest.TempPat
 def timing_out(
     slurm: SlurmCluster, slurm_test_run: SnakemakeRun, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningSnakemake]:
-    """A training of EPOCHS_TIMING_OUT epochs whose job gets 1 minute at attempt 1, 2 at attempt 2, ..."""
+    """A training of about TIMING_OUT_SECONDS whose job gets 1 minute at attempt 1, 2 at attempt 2, ..."""
     workdir = copy_run(slurm_test_run, tmp_path_factory.mktemp("timeout") / "run")
     with slurm.start_snakemake(
         workdir,
         TRAINING,
         overrides={"set-resources": {"train_refiner": {"runtime": "attempt"}}},
-        extra_args=longer_training(workdir, EPOCHS_TIMING_OUT),
+        extra_args=longer_training(workdir, epochs_lasting(slurm_test_run, TIMING_OUT_SECONDS)),
         timeout=1200,
     ) as running:
         yield running
@@ -156,10 +171,10 @@ def test_results_equal_the_local_run(slurm_test_run: SnakemakeRun, test_run: Pat
 
 
 def test_cancelled_training_is_submitted_again_and_resumes(
-    slurm: SlurmCluster, slurm_test_run: SnakemakeRun, uninterrupted: Path, tmp_path: Path
+    slurm: SlurmCluster, slurm_test_run: SnakemakeRun, epochs: int, uninterrupted: Path, tmp_path: Path
 ):
     workdir = copy_run(slurm_test_run, tmp_path / "run")
-    with slurm.start_snakemake(workdir, TRAINING, extra_args=longer_training(workdir, EPOCHS)) as running:
+    with slurm.start_snakemake(workdir, TRAINING, extra_args=longer_training(workdir, epochs)) as running:
         first = running.running_job("train_refiner")
         wait_for(lambda: (workdir / RUN / "last.pt").exists(), timeout=180, what="the first epoch's resume state")
         slurm.cancel(first)
@@ -168,15 +183,15 @@ def test_cancelled_training_is_submitted_again_and_resumes(
     jobs = [(j.job_id, j.state) for j in slurm.jobs(run.run_id) if j.rule == "train_refiner"]
     assert len(jobs) == 2 and jobs[0] == (first, "CANCELLED") and jobs[1][1] == "COMPLETED", jobs
     assert "Trying to restart job" in run.output  # Snakemake's retry, a new job
-    assert 1 <= resumed_from(workdir) < EPOCHS
+    assert 1 <= resumed_from(workdir) < epochs
     assert_same_training(workdir / RUN, uninterrupted)
 
 
 def test_requeued_training_resumes_under_the_same_job_id(
-    slurm: SlurmCluster, slurm_test_run: SnakemakeRun, uninterrupted: Path, tmp_path: Path
+    slurm: SlurmCluster, slurm_test_run: SnakemakeRun, epochs: int, uninterrupted: Path, tmp_path: Path
 ):
     workdir = copy_run(slurm_test_run, tmp_path / "run")
-    with slurm.start_snakemake(workdir, TRAINING, extra_args=longer_training(workdir, EPOCHS)) as running:
+    with slurm.start_snakemake(workdir, TRAINING, extra_args=longer_training(workdir, epochs)) as running:
         job = running.running_job("train_refiner")
         wait_for(lambda: (workdir / RUN / "last.pt").exists(), timeout=180, what="the first epoch's resume state")
         slurm.requeue(job)
@@ -185,7 +200,7 @@ def test_requeued_training_resumes_under_the_same_job_id(
     jobs = [(j.job_id, j.state) for j in slurm.jobs(run.run_id) if j.rule == "train_refiner"]
     assert jobs == [(job, "REQUEUED"), (job, "COMPLETED")], jobs
     assert "Trying to restart job" not in run.output  # SLURM restarted it; Snakemake just waited
-    assert 1 <= resumed_from(workdir) < EPOCHS
+    assert 1 <= resumed_from(workdir) < epochs
     assert_same_training(workdir / RUN, uninterrupted)
 
 
@@ -196,9 +211,10 @@ def test_timed_out_training_gets_more_time_and_resumes(slurm: SlurmCluster, timi
     # killed at each limit until one sufficed (how many depends on the machine's speed)
     assert len(jobs) >= 2 and [j.state for j in jobs] == ["TIMEOUT"] * (len(jobs) - 1) + ["COMPLETED"], jobs
     assert [j.timelimit for j in jobs] == [f"00:{attempt:02d}:00" for attempt in range(1, len(jobs) + 1)], jobs
-    assert resumed_from(run.workdir) >= 1
-    log = pd.read_csv(run.workdir / RUN / "train_log.csv")
-    assert log["epoch"].tolist() == list(range(1, EPOCHS_TIMING_OUT + 1))
+    resumed = resumed_from(run.workdir)
+    settings = yaml.safe_load((run.workdir / RUN / "settings.yaml").read_text())
+    epochs = pd.read_csv(run.workdir / RUN / "train_log.csv")["epoch"].tolist()
+    assert 1 <= resumed < len(epochs) and epochs == list(range(1, settings["train"]["epochs"] + 1))
 
 
 def test_training_with_two_gpus_runs_two_ddp_processes(
