@@ -219,10 +219,18 @@ def torchrun_command(nproc: int, argv: list[str]) -> list[str]:
 
 
 def relaunch_with_torchrun(nproc: int, argv: list[str]) -> int:
-    """Run ``irno <argv>`` as `nproc` DDP processes; the exit status (non-zero if any failed)."""
+    """Run ``irno <argv>`` as `nproc` DDP processes; the exit status (non-zero if any failed).
+
+    Each process gets its share of the job's CPU threads: OMP_NUM_THREADS (which Snakemake sets to
+    a job's threads) divided by `nproc`, as torchrun would otherwise hand all of them to each.
+    """
     cmd = torchrun_command(nproc, argv)
-    log.info("launching %d training processes: %s", nproc, " ".join(cmd))
-    return subprocess.call(cmd)
+    env = dict(os.environ)
+    if env.get("OMP_NUM_THREADS", "").isdigit():
+        env["OMP_NUM_THREADS"] = str(max(1, int(env["OMP_NUM_THREADS"]) // nproc))
+    threads = env.get("OMP_NUM_THREADS", "torchrun's default")
+    log.info("launching %d training processes (threads each: %s): %s", nproc, threads, " ".join(cmd))
+    return subprocess.call(cmd, env=env)
 
 
 def _all_reduce(t: torch.Tensor, world: int, op=dist.ReduceOp.SUM) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny dataset in The Well's exact format, built in a temporary folder.
+"""Shared fixtures: a tiny dataset in The Well's exact format, built in a temporary folder, and
+the local workflow run of config/test.yaml (`test_run`).
 
 The fields are smooth travelling waves (a few Fourier modes per channel with their own
 velocities), so the next frame is predictable from the last ones: models can learn it, and
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 from irno.data.wellfile import write_stats, write_well_file
+from workflow_copy import copy_workflow, snakemake
 
 TINY_SPLITS = {"train": [(1.0, -1.0), (3.0, -2.0)], "valid": [(5.0, -3.0)], "test": [(7.0, -4.0)]}
 
@@ -114,3 +116,14 @@ def tiny_caches(tiny_base, tiny_stores, tmp_path_factory) -> dict[str, Path]:
     cfg, model_dir = tiny_base
     root = tmp_path_factory.mktemp("caches")
     return {split: cache_base(cfg, model_dir, PreparedSplit(store), root / split).path for split, store in tiny_stores.items()}
+
+
+@pytest.fixture(scope="session")
+def test_run(tmp_path_factory) -> Path:
+    """config/test.yaml run to completion locally (`--cores 2`) in a temporary copy of the workflow.
+
+    One run for the session: tests/test_workflow.py checks it, the SLURM tests compare theirs with it.
+    """
+    workdir = copy_workflow(tmp_path_factory.mktemp("e2e"))
+    snakemake(workdir, "--cores", "2", "all", "--configfile", "config/test.yaml")
+    return workdir

@@ -1,8 +1,9 @@
 """The Snakemake profiles as Snakemake 9 reads them (no cluster needed; tests/slurm runs them on one).
 
-profiles/slurm takes partition, account and GPU model from environment variables (through YTE, the
-template engine Snakemake applies to profiles), gives every GPU rule one GPU, and lets runtime and
-memory grow with the attempt; profiles/default holds only keys that suit every executor.
+profiles/slurm takes partition, account, GPU model and GPUs per training from environment
+variables (through YTE, the template engine Snakemake applies to profiles), gives every other GPU
+rule one GPU and every GPU rule 8 CPU cores per GPU, and lets runtime and memory grow with the
+attempt; profiles/default holds only keys that suit every executor.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ LOCAL_RULES = {"download_dataset", "fetch_base", "tables", "figures", "roma_repo
 
 def parse_profile(name: str, monkeypatch: pytest.MonkeyPatch, **env: str) -> dict:
     """The profile's settings as Snakemake's own parser turns them into command-line values."""
-    for var in ("IRNO_SLURM_PARTITION", "IRNO_SLURM_ACCOUNT", "IRNO_SLURM_GPU_MODEL"):
+    for var in ("IRNO_SLURM_PARTITION", "IRNO_SLURM_ACCOUNT", "IRNO_SLURM_GPU_MODEL", "IRNO_SLURM_TRAIN_GPUS"):
         monkeypatch.delenv(var, raising=False)
     for var, value in env.items():
         monkeypatch.setenv(var, value)
@@ -68,6 +69,19 @@ def test_slurm_profile_gives_gpus_and_more_time_and_memory_per_attempt(monkeypat
         for name in ("runtime", "mem_mb"):
             first, second = (eval(r[name], {"attempt": attempt}) for attempt in (1, 2))
             assert 0 < first < second, (rule, name, r[name])
+
+
+def test_slurm_profile_gives_gpu_jobs_cpu_cores_and_trainings_the_gpus_asked_for(monkeypatch):
+    one = parse_profile("slurm", monkeypatch)
+    threads = resources(one["set-threads"])  # {"": {rule: threads}}: RULE=THREADS has no resource name
+    assert set(threads[""]) == GPU_RULES and set(threads[""].values()) == {"8"}
+    assert resources(one["set-resources"])["train_refiner"]["gpu"] == "1"
+
+    four = parse_profile("slurm", monkeypatch, IRNO_SLURM_TRAIN_GPUS="4", IRNO_SLURM_GPU_MODEL="h100")
+    per_rule = resources(four["set-resources"])
+    assert (per_rule["train_refiner"]["gpu"], per_rule["train_refiner"]["gpu_model"]) == ("4", "'h100'")
+    assert {rule for rule, r in per_rule.items() if r.get("gpu") == "1"} == GPU_RULES - {"train_refiner"}
+    assert resources(four["set-threads"])[""]["train_refiner"] == "32"  # 8 per GPU
 
 
 def test_local_profile_runs_gpu_jobs_one_at_a_time(monkeypatch):

@@ -19,7 +19,7 @@ import irno.train
 from irno.cli import main as irno_main
 from irno.config import LossConfig, PhiConfig, RefinerConfig, TrainConfig
 from irno.models import load_refiner
-from irno.train import TRAIN_LOG_COLUMNS, epoch_batches, torchrun_command, train_refiner
+from irno.train import TRAIN_LOG_COLUMNS, epoch_batches, relaunch_with_torchrun, torchrun_command, train_refiner
 from irno.utils import IrnoError, write_yaml
 
 FIELDS, T_IN, GRID = 2, 2, 16
@@ -316,6 +316,18 @@ def test_torchrun_command_passes_the_irno_arguments_through(nproc_args):
     parsed = parse_args(cmd[3:])  # torchrun's own parser, as the launched command meets it
     assert (parsed.nproc_per_node, parsed.module, parsed.training_script) == ("2", True, "irno.cli")
     assert parsed.training_script_args == ["train", "--config", "s.yaml", "--train", "t", "--out", "o"]
+
+
+@pytest.mark.parametrize(("job_threads", "each"), [("16", "8"), ("3", "1"), ("1", "1"), (None, None)])
+def test_torchrun_processes_share_the_jobs_threads(monkeypatch, job_threads, each):
+    launched = []
+    monkeypatch.setattr(irno.train.subprocess, "call", lambda cmd, env: launched.append(env) or 0)
+    if job_threads is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", job_threads)
+    assert relaunch_with_torchrun(2, ["train", "--nproc", "2"]) == 0
+    assert launched[0].get("OMP_NUM_THREADS") == each  # unset: torchrun's default (1 per process)
 
 
 class PersistenceOnStore(torch.utils.data.Dataset):

@@ -13,7 +13,6 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -25,38 +24,11 @@ import yaml
 
 from irno.roma.config import EXPERIMENTS as ROMA_EXPERIMENTS
 from irno.roma.config import plan_study, report_outputs, study_from_dict
+from workflow_copy import ROOT, copy_workflow, snakemake
 
-ROOT = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = ("Snakefile", "workflow", "config", "envs", "profiles")
 PAPER_EXPERIMENTS = 19
 # What the end-to-end run needs from the other parts of the pipeline.
 E2E_MODULES = ("irno.sim", "irno.data.store", "irno.base", "irno.train", "irno.evaluate", "irno.report")
-
-
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", *args],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if check and proc.returncode != 0:
-        pytest.fail(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
-    return proc
-
-
-def copy_workflow(dest: Path) -> Path:
-    for name in WORKFLOW_FILES:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, dest / name)
-    return dest
 
 
 @pytest.fixture
@@ -144,6 +116,29 @@ def test_ci_installs_and_tests_as_the_readme_says():
     assert os.access(ROOT / ".ci" / "run", os.X_OK)
 
 
+@pytest.mark.slow
+def test_the_slurm_docs_commands_run_as_written(workflow_copy, tmp_path):
+    """Every `snakemake` command of docs/slurm.md, pasted after its set-up (the profile installed
+    as `slurm`), as a dry run: the paper's jobs through the SLURM profile."""
+    docs = (ROOT / "docs" / "slurm.md").read_text()
+    commands = re.findall(r"^ {4,}((?:IRNO_\w+=\S+ )?snakemake [^#\n]*?)\s*(?:#.*)?$", docs, re.M)
+    commands += re.findall(r"`((?:IRNO_\w+=\S+ )?snakemake [^`]*)`", docs)
+    assert len(commands) >= 7, commands
+    home = tmp_path / "home"
+    (home / ".config" / "snakemake").mkdir(parents=True)
+    (home / ".config" / "snakemake" / "slurm").symlink_to(workflow_copy / "profiles" / "slurm")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IRNO_SLURM_", "XDG_"))}
+    env.update(HOME=str(home), USER="researcher", PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    for command in commands:
+        run = subprocess.run(["bash", "-c", f"{command} -n"], cwd=workflow_copy, env=env, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, f"{command}:\n{run.stdout[-2000:]}\n{run.stderr[-3000:]}"
+        if "--unlock" not in command:  # the paper's trainings, with the SLURM profile's resources
+            assert re.search(r"runtime=720, gpu=\d", run.stdout) and "results/paper/runs/" in run.stdout, command
+        if command.startswith("IRNO_SLURM_TRAIN_GPUS=4 "):
+            assert "--nproc 4 > " in run.stdout, command
+
+
 # ----------------------------------------------------------------------------- the DAG
 
 
@@ -188,6 +183,27 @@ def test_ablation_target_builds_one_experiment_only(workflow_copy):
     assert sorted(set(per_run)) == [("evaluate", "K_4"), ("refiner_settings", "K_4"), ("train_refiner", "K_4")]
     assert job_counts(out.stdout)["evaluate"] == 4
     assert "tables" not in job_counts(out.stdout)
+
+
+@pytest.mark.parametrize(
+    ("args", "train_gpus", "nproc"),
+    [
+        (["--cores", "1"], None, None),  # no GPU resource: a bare run
+        (["--profile", "profiles/local"], None, None),  # one GPU per job
+        (["--cores", "1", "--set-resources", "train_refiner:gpu=2"], None, 2),  # a job with two GPUs
+        (["--profile", "profiles/slurm"], None, None),
+        (["--profile", "profiles/slurm"], "4", 4),  # the SLURM profile's IRNO_SLURM_TRAIN_GPUS
+    ],
+)
+def test_training_runs_one_ddp_process_per_gpu_of_its_job(workflow_copy, monkeypatch, args, train_gpus, nproc):
+    monkeypatch.delenv("IRNO_SLURM_TRAIN_GPUS", raising=False)
+    if train_gpus:
+        monkeypatch.setenv("IRNO_SLURM_TRAIN_GPUS", train_gpus)
+    training = "results/test/runs/active_matter/FNO/irno/checkpoint.pt"
+    out = snakemake(workflow_copy, "-n", "-p", training, "--configfile", "config/test.yaml", *args)
+    commands = re.findall(r"irno train .*", out.stdout)
+    option = f" --nproc {nproc}" if nproc else ""
+    assert len(commands) == 1 and f" --out results/test/runs/active_matter/FNO/irno{option} > " in commands[0], commands
 
 
 def test_without_configfile_the_demo_runs(workflow_copy):
@@ -250,13 +266,7 @@ requires_all_parts = pytest.mark.skipif(
     f"{', '.join(missing_modules() + ([] if (ROOT / 'config' / 'reported.yaml').exists() else ['config/reported.yaml']))}",
 )
 
-
-@pytest.fixture(scope="module")
-def test_run(tmp_path_factory) -> Path:
-    """config/test.yaml run to completion in a temporary copy (shared by the tests below)."""
-    workdir = copy_workflow(tmp_path_factory.mktemp("e2e"))
-    snakemake(workdir, "--cores", "2", "all", "--configfile", "config/test.yaml")
-    return workdir
+# `test_run` (tests/conftest.py): config/test.yaml run locally, once per session.
 
 
 @pytest.mark.slow

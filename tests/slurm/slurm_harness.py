@@ -30,10 +30,13 @@ WORKFLOW_PROFILE = REPO / "profiles" / "default"
 PARTITION = "gpu"
 ACCOUNT = "irno"
 
-# Overrides that make profiles/slurm fit the test node (2 CPUs, ~20 GB, one fake GPU) and poll
+# Overrides that make profiles/slurm fit the test node (2 CPUs, ~20 GB, two fake GPUs) and poll
 # quickly; everything else (GPU requests, runtimes growing with attempt, retries, status command)
-# is the profile as users get it. Memory keeps its growth with the attempt.
+# is the profile as users get it. Memory keeps its growth with the attempt. One thread per job, as
+# in the local run (`--cores 2`, one thread per rule), so that two jobs run side by side and
+# their results can be compared with the local run's.
 TEST_NODE_MEM_MB = "1000 * attempt"
+TEST_NODE_THREADS = 1
 TEST_POLLING = {
     "slurm-init-seconds-before-status-checks": 2,
     "seconds-between-status-checks": 2,
@@ -62,6 +65,8 @@ def write_profile(dest: Path, overrides: Mapping | None = None) -> Path:
     for resources in [config["default-resources"], *config["set-resources"].values()]:
         if "mem_mb" in resources:
             resources["mem_mb"] = TEST_NODE_MEM_MB
+    if "set-threads" in config:
+        config["set-threads"] = dict.fromkeys(config["set-threads"], TEST_NODE_THREADS)
     merge(config, TEST_POLLING)
     merge(config, overrides or {})
     dest.mkdir(parents=True, exist_ok=True)

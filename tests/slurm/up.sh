@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start a single-node SLURM test cluster on this machine: munged, MariaDB + slurmdbd (so `sacct`
-# answers, as on real clusters), slurmctld and `slurmd -N localhost`, one partition and one fake
-# GPU (Gres=gpu:1 on /dev/null, so `--gpus=1` jobs schedule and see CUDA_VISIBLE_DEVICES=0).
+# answers, as on real clusters), slurmctld and `slurmd -N localhost`, one partition and two fake
+# GPUs (Gres=gpu:2 on /dev/null and /dev/zero: `--gpus=N` jobs schedule and see
+# CUDA_VISIBLE_DEVICES, so two GPU jobs run side by side and a 2-GPU job can start DDP).
 #
 # For Debian 12, as root, without systemd or cgroups (containers, CI). Installs the Debian packages
 # when missing. Idempotent: when everything is up already it only says so (so a change to the
@@ -152,14 +153,16 @@ KillWait=5
 MinJobAge=300
 # Schedule every 5 s (defaults 60 s and 30 s), so a requeued job starts soon after it may.
 SchedulerParameters=sched_interval=5,bf_interval=5
-NodeName=localhost NodeAddr=127.0.0.1 CPUs=$CPUS Boards=$BOARDS SocketsPerBoard=$SOCKETS CoresPerSocket=$CORES ThreadsPerCore=$THREADS RealMemory=$MEMORY Gres=gpu:1 State=UNKNOWN
+NodeName=localhost NodeAddr=127.0.0.1 CPUs=$CPUS Boards=$BOARDS SocketsPerBoard=$SOCKETS CoresPerSocket=$CORES ThreadsPerCore=$THREADS RealMemory=$MEMORY Gres=gpu:2 State=UNKNOWN
 PartitionName=$PARTITION Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 EOF
 
 write_if_changed /etc/slurm/gres.conf 644 <<EOF
 $MARK
-# A fake GPU: jobs asking for --gpus=1 schedule and see CUDA_VISIBLE_DEVICES=0.
+# Two fake GPUs: SLURM wants a character device per GPU; jobs asking for --gpus=N schedule and
+# see CUDA_VISIBLE_DEVICES (0, 1 or 0,1; nothing is there: the code under test falls back to CPU).
 NodeName=localhost Name=gpu File=/dev/null
+NodeName=localhost Name=gpu File=/dev/zero
 EOF
 
 if [[ ! -s $STATE/db.password ]]; then
@@ -254,4 +257,4 @@ fi
 wait_for slurmd 60 node_idle
 
 say "up in $(awk -v a="$START" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.1f", b - a}') s: partition $PARTITION, account $ACCOUNT, \
-node localhost (${CPUS} CPUs, ${MEMORY} MB, gpu:1); logs in $LOG"
+node localhost (${CPUS} CPUs, ${MEMORY} MB, gpu:2); logs in $LOG"

@@ -59,9 +59,14 @@ rule train_refiner:
         mem_mb=scaled(64000),
     params:
         run_dir=lambda wc, output: os.path.dirname(output.checkpoint),
+        # One DDP process per GPU when the job has several (`gpu` resource, e.g. from the SLURM
+        # profile). Derived from resources, so a different GPU count is no reason to retrain.
+        nproc=lambda wc, resources: (
+            f" --nproc {resources.gpu}" if resources.get("gpu", 0) > 1 else ""
+        ),
     shell:
         "irno train --config {input.settings} --train {input.train} --train-cache {input.train_cache}"
-        " --valid {input.valid} --valid-cache {input.valid_cache} --out {params.run_dir} > {log} 2>&1"
+        " --valid {input.valid} --valid-cache {input.valid_cache} --out {params.run_dir}{params.nproc} > {log} 2>&1"
 
 
 rule eval_settings:
