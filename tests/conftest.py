@@ -35,6 +35,18 @@ def _waves(rng: np.random.Generator, n_traj: int, frames: int, grid: int, shape:
     return out.reshape(n_traj, frames, grid, grid, *shape).astype(np.float32)
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread for the test: tiny convolutions gain nothing from a second one, and on
+    a shared 2-core machine OpenMP threads waiting for each other make them up to 50x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def write_tiny_active_matter(root: Path, grid: int = 32, frames: int = 12, n_traj: int = 2, seed: int = 0) -> Path:
     """Write train/valid/test splits of an 11-channel active_matter-shaped dataset under root."""
     rng = np.random.default_rng(seed)

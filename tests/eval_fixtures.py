@@ -4,6 +4,8 @@
 made-up but self-consistent numbers (errors that fall with the refinement step, optionally
 blowing up from a given step) and returns what it wrote, so tests of anything that reads
 evaluation outputs (tables, figures, the workflow) can compare against the source numbers.
+`PersistenceOnStore` serves a prepared store with the last input frame as h0, the way the
+trainer and the evaluation read a base-prediction cache.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from irno.utils import atomic_path, write_json, write_npz
 
@@ -153,3 +156,22 @@ def documented(section: str) -> list[str]:
     if rows:
         return [name for row in rows for name in re.findall(r"`([^`]+)`", row)]
     return re.split(r",\s*", re.search(r"`([^`]+)`", text).group(1))
+
+
+class PersistenceOnStore(torch.utils.data.Dataset):
+    """A prepared store served with h0 = the last input frame, as RefinementDataset serves a cache."""
+
+    def __init__(self, split):
+        self.split, self.field_names, self.grid = split, split.field_names, split.grid
+        self.channel_mean, self.channel_std, self.identity = split.channel_mean, split.channel_std, split.identity
+
+    def __len__(self):
+        return len(self.split)
+
+    def __getitem__(self, i):
+        item = self.split[i]
+        return {**item, "h0": item["x"][-len(self.field_names) :]}
+
+    def batch(self, rows):
+        x, y = self.split.batch(rows)  # (B, T*F, H, W), (B, F, H, W)
+        return x, x[:, -len(self.field_names) :], y

@@ -25,12 +25,7 @@ SETTINGS = {"phi": {"base_channels": 4, "depth": 2}, "train": {"K": 2, "epochs":
 EXTRA = 1
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()  # tiny convolutions: a second thread only waits (see test_train.py)
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import torch.nn as nn
 from the_well.benchmark.metrics import VRMSE, binned_spectral_mse
 from the_well.benchmark.metrics.spectral import power_spectrum
 
-from eval_fixtures import documented
+from eval_fixtures import PersistenceOnStore, documented
 from irno.cli import main
 from irno.data.store import PreparedSplit
 from irno.config import EvalConfig, PhiConfig, RefinerConfig, TrainConfig, to_dict
@@ -187,24 +187,6 @@ def test_vrmse_invariant_to_per_field_affine_maps(phi, data):
     assert abs(normalised - in_physical_units) > 0.01 * normalised
     assert per_field == pytest.approx(in_physical_units, rel=1e-5)
 
-
-class PersistenceOnStore(torch.utils.data.Dataset):
-    """A prepared store served with h0 = the last input frame, as RefinementDataset serves a cache."""
-
-    def __init__(self, split):
-        self.split, self.field_names, self.grid = split, split.field_names, split.grid
-        self.channel_mean, self.channel_std = split.channel_mean, split.channel_std
-
-    def __len__(self):
-        return len(self.split)
-
-    def __getitem__(self, i):
-        item = self.split[i]
-        return {**item, "h0": item["x"][-len(self.field_names) :]}
-
-    def batch(self, rows):
-        x, y = self.split.batch(rows)
-        return x, x[:, -len(self.field_names) :], y
 
 
 def test_vrmse_equals_the_wells_on_raw_well_data(tiny_well, tiny_stores):

@@ -11,13 +11,7 @@ from irno.losses import lambda_schedule, objective, spectral_loss, spectral_weig
 from irno.models import build_phi
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: a second OpenMP thread only waits (badly, on a shared 2-core machine).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _mode(H: int, W: int, ky: int, kx: int, amplitude: float = 1.0) -> torch.Tensor:

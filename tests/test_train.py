@@ -16,6 +16,7 @@ import torch.multiprocessing as mp
 import torch.nn as nn
 
 import irno.train
+from eval_fixtures import PersistenceOnStore
 from irno.cli import main as irno_main
 from irno.config import LossConfig, PhiConfig, RefinerConfig, TrainConfig
 from irno.models import load_refiner
@@ -25,14 +26,7 @@ from irno.utils import IrnoError, write_yaml
 FIELDS, T_IN, GRID = 2, 2, 16
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny convolutions gain nothing from a second thread, and on a shared 2-core machine
-    # OpenMP threads waiting for each other make them up to 50x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class Synthetic(torch.utils.data.Dataset):
@@ -329,24 +323,6 @@ def test_torchrun_processes_share_the_jobs_threads(monkeypatch, job_threads, eac
     assert relaunch_with_torchrun(2, ["train", "--nproc", "2"]) == 0
     assert launched[0].get("OMP_NUM_THREADS") == each  # unset: torchrun's default (1 per process)
 
-
-class PersistenceOnStore(torch.utils.data.Dataset):
-    """A prepared store served with h0 = the last input frame (as RefinementDataset serves a cache)."""
-
-    def __init__(self, split):
-        self.split, self.field_names, self.grid = split, split.field_names, split.grid
-        self.channel_mean, self.channel_std, self.identity = split.channel_mean, split.channel_std, split.identity
-
-    def __len__(self):
-        return len(self.split)
-
-    def __getitem__(self, i):
-        item = self.split[i]
-        return {**item, "h0": item["x"][-len(self.field_names) :]}
-
-    def batch(self, rows):
-        x, y = self.split.batch(rows)  # (B, T*F, H, W), (B, F, H, W)
-        return x, x[:, -len(self.field_names) :], y
 
 
 def test_train_on_prepared_stores_then_evaluate(tiny_stores, tmp_path):

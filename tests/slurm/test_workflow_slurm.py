@@ -170,16 +170,21 @@ def test_results_equal_the_local_run(slurm_test_run: SnakemakeRun, test_run: Pat
     assert compared >= 5 + 2 + 4 + 5 + 4
 
 
+def interrupt_training(slurm: SlurmCluster, workdir: Path, epochs: int, interrupt) -> tuple[str, SnakemakeRun]:
+    """Train for `epochs` through the cluster and `interrupt(job_id)` the job once its first epoch
+    is saved: (the interrupted job's id, the finished Snakemake run)."""
+    with slurm.start_snakemake(workdir, TRAINING, extra_args=longer_training(workdir, epochs)) as running:
+        job = running.running_job("train_refiner")
+        wait_for(lambda: (workdir / RUN / "last.pt").exists(), timeout=180, what="the first epoch's resume state")
+        interrupt(job)
+        return job, running.wait().check()
+
+
 def test_cancelled_training_is_submitted_again_and_resumes(
     slurm: SlurmCluster, slurm_test_run: SnakemakeRun, epochs: int, uninterrupted: Path, tmp_path: Path
 ):
     workdir = copy_run(slurm_test_run, tmp_path / "run")
-    with slurm.start_snakemake(workdir, TRAINING, extra_args=longer_training(workdir, epochs)) as running:
-        first = running.running_job("train_refiner")
-        wait_for(lambda: (workdir / RUN / "last.pt").exists(), timeout=180, what="the first epoch's resume state")
-        slurm.cancel(first)
-        run = running.wait().check()
-
+    first, run = interrupt_training(slurm, workdir, epochs, slurm.cancel)
     jobs = [(j.job_id, j.state) for j in slurm.jobs(run.run_id) if j.rule == "train_refiner"]
     assert len(jobs) == 2 and jobs[0] == (first, "CANCELLED") and jobs[1][1] == "COMPLETED", jobs
     assert "Trying to restart job" in run.output  # Snakemake's retry, a new job
@@ -191,12 +196,7 @@ def test_requeued_training_resumes_under_the_same_job_id(
     slurm: SlurmCluster, slurm_test_run: SnakemakeRun, epochs: int, uninterrupted: Path, tmp_path: Path
 ):
     workdir = copy_run(slurm_test_run, tmp_path / "run")
-    with slurm.start_snakemake(workdir, TRAINING, extra_args=longer_training(workdir, epochs)) as running:
-        job = running.running_job("train_refiner")
-        wait_for(lambda: (workdir / RUN / "last.pt").exists(), timeout=180, what="the first epoch's resume state")
-        slurm.requeue(job)
-        run = running.wait().check()
-
+    job, run = interrupt_training(slurm, workdir, epochs, slurm.requeue)
     jobs = [(j.job_id, j.state) for j in slurm.jobs(run.run_id) if j.rule == "train_refiner"]
     assert jobs == [(job, "REQUEUED"), (job, "COMPLETED")], jobs
     assert "Trying to restart job" not in run.output  # SLURM restarted it; Snakemake just waited
