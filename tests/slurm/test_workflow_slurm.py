@@ -9,8 +9,8 @@ researcher runs it (`snakemake --profile slurm all --configfile ...`), fitted to
 - A training job with two GPUs runs as two DDP processes and learns what one process learns.
 
 The full run comes first (`slurm_test_run`); every other test works in a copy of its folder, so
-that only the jobs under test run. The time-out run (a minute of SLURM time at its first attempt)
-starts right after the full run and runs beside the tests before it; its test checks the result.
+that only the jobs under test run. The interrupted trainings are sized in seconds of this
+machine's epochs, so that they are caught mid-run whatever its speed.
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ from workflow_copy import copy_workflow, snakemake
 pytestmark = pytest.mark.slurm
 
 CONFIG = "config/test.yaml"
-GPU_RULES = {"train_base", "check_base", "cache_base_predictions", "train_refiner", "evaluate"}
+GPU_RULES = {"train_base", "check_base", "cache_base_predictions", "train_refiner", "evaluate", "roma_train", "roma_evaluate"}
 # The jobs of config/test.yaml that run beside Snakemake: the workflow's localrules and `all`.
 LOCAL_RULES = {
     "simulate_settings", "base_settings", "refiner_settings", "eval_settings", "plan_settings",
-    "tables", "figures", "report", "all",
+    "tables", "figures", "report", "roma_study", "roma_settings", "roma_report", "all",
 }  # fmt: skip
 # The training the tests below interrupt, and its log.
 RUN = "results/test/runs/active_matter/FNO/irno"
@@ -59,16 +59,17 @@ def slurm_test_run(slurm: SlurmCluster, tmp_path_factory: pytest.TempPathFactory
     return slurm.snakemake(workdir, "all", extra_args=("--configfile", CONFIG), timeout=1500).check()
 
 
-def epochs_lasting(run: SnakemakeRun, seconds: float) -> int:
-    """Epochs of config/test.yaml's training that take about `seconds` here, as its run measured."""
-    logs = pd.concat(pd.read_csv(p) for p in (run.workdir / "results/test/runs").glob("*/*/*/train_log.csv"))
+def epochs_lasting(train_logs: list[Path], seconds: float) -> int:
+    """Epochs of config/test.yaml's training that take about `seconds` here, as these logs measured."""
+    logs = pd.concat(pd.read_csv(p) for p in train_logs)
     return max(10, math.ceil(seconds / logs["seconds"].median()))
 
 
 @pytest.fixture(scope="module")
 def epochs(slurm_test_run: SnakemakeRun) -> int:
-    """Epochs of the trainings cancelled or requeued below."""
-    return epochs_lasting(slurm_test_run, INTERRUPTED_SECONDS)
+    """Epochs of the trainings cancelled or requeued below, from the full run's trainings (which ran
+    side by side with other jobs, so slower than one alone: a safe over-estimate here)."""
+    return epochs_lasting(list((slurm_test_run.workdir / "results/test/runs").glob("*/*/*/train_log.csv")), INTERRUPTED_SECONDS)
 
 
 def copy_run(run: SnakemakeRun, dest: Path) -> Path:
@@ -117,15 +118,20 @@ def uninterrupted(slurm_test_run: SnakemakeRun, epochs: int, tmp_path_factory: p
 
 @pytest.fixture(scope="module", autouse=True)
 def timing_out(
-    slurm: SlurmCluster, slurm_test_run: SnakemakeRun, tmp_path_factory: pytest.TempPathFactory
+    slurm: SlurmCluster, slurm_test_run: SnakemakeRun, uninterrupted: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningSnakemake]:
-    """A training of about TIMING_OUT_SECONDS whose job gets 1 minute at attempt 1, 2 at attempt 2, ..."""
+    """A training of about TIMING_OUT_SECONDS whose job gets 1 minute at attempt 1, 2 at attempt 2, ...
+
+    Its length comes from the epochs of the uninterrupted training, which ran alone, as this one
+    does: the full run's epochs, run side by side with other jobs, can be several times slower, and
+    a training that finishes within the first minute has nothing to resume.
+    """
     workdir = copy_run(slurm_test_run, tmp_path_factory.mktemp("timeout") / "run")
     with slurm.start_snakemake(
         workdir,
         TRAINING,
         overrides={"set-resources": {"train_refiner": {"runtime": "attempt"}}},
-        extra_args=longer_training(workdir, epochs_lasting(slurm_test_run, TIMING_OUT_SECONDS)),
+        extra_args=longer_training(workdir, epochs_lasting([uninterrupted / "train_log.csv"], TIMING_OUT_SECONDS)),
         timeout=1200,
     ) as running:
         yield running
@@ -140,7 +146,7 @@ def test_every_rule_but_the_local_ones_runs_through_sbatch_gpu_rules_with_a_gpu(
     submitted = re.findall(r"^rule (\w+):", run.output, re.M)
     assert set(re.findall(r"^localrule (\w+):", run.output, re.M)) == LOCAL_RULES
     assert sorted(j.rule for j in jobs) == sorted(submitted) and not set(submitted) & LOCAL_RULES, jobs
-    assert set(submitted) == GPU_RULES | {"simulate_dataset", "prepare_split"}
+    assert set(submitted) == GPU_RULES | {"simulate_dataset", "prepare_split", "roma_simulate"}
     assert all(j.state == "COMPLETED" for j in jobs), jobs
     assert {(j.partition, j.account) for j in jobs} == {(slurm.partition, slurm.account)}
     assert all(j.gpus == (1 if j.rule in GPU_RULES else 0) for j in jobs), [(j.rule, j.alloc_tres) for j in jobs]
