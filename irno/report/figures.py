@@ -84,7 +84,8 @@ def _save(fig: Figure, out_dir: str | os.PathLike | None, name: str) -> Figure:
     fig.set_layout_engine("none")
     for suffix in ("pdf", "png"):
         with atomic_path(Path(out_dir) / f"{name}.{suffix}") as tmp:
-            fig.savefig(tmp, format=suffix)
+            # tight: a legend or label that overhangs the canvas widens the file instead of being clipped
+            fig.savefig(tmp, format=suffix, bbox_inches="tight", pad_inches=0.05)
     log.info("wrote %s/%s.{pdf,png}", out_dir, name)
     return fig
 
@@ -222,7 +223,7 @@ def spectral_error_ratio(runs: list[EvalRun], out_dir: str | os.PathLike | None)
             Patch(color="0.3", alpha=0.25, label="inter-quartile range over samples and fields"),
             Line2D([], [], color="0.25", linestyle=":", label="Nyquist N/2"),
         ] + ([BEYOND_HANDLE] if any_beyond else [])
-        fig.legend(handles=handles, loc="outside lower center", ncols=3)
+        fig.legend(handles=handles, loc="outside lower center", ncols=3 if len(bases) > 1 else 2)
         return _save(fig, out_dir, "spectral_error_ratio")
 
 

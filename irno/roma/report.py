@@ -175,7 +175,8 @@ def write_figures(
         for fmt in FIGURE_FORMATS:
             path = out_dir / f"{name}.{fmt}"
             with atomic_path(path) as tmp:
-                fig.savefig(tmp, format=fmt, dpi=150)  # the temporary name ends in .tmp
+                # the temporary name ends in .tmp; tight: legends below the panels stay in the file
+                fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight", pad_inches=0.05)
             written.append(path)
         plt.close(fig)
 
@@ -200,11 +201,14 @@ def _training_curves(plan, metrics, logs, plt, sns):
         ax.set_yscale("log")
         ax.set_title(name.replace("_", " "))
         ax.set_ylabel("validation sMSPE")
-        ax.legend(fontsize=5, title=None)
+        # below the panel: a dozen model x setting entries would hide the curves inside it
+        ax.legend(fontsize=7, title=None, loc="upper center", bbox_to_anchor=(0.5, -0.27), ncols=2, frameon=False)
     return fig
 
 
 def _scaling_figure(plan, metrics, plt, sns):
+    from matplotlib.ticker import LogLocator
+
     frame = _experiment_frame(plan, metrics, "parameter_scaling")
     fig, ax = plt.subplots(figsize=(4.8, 3.6))
     palette = sns.color_palette("colorblind")
@@ -217,8 +221,10 @@ def _scaling_figure(plan, metrics, plt, sns):
                 label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.xaxis.set_minor_formatter(plt.NullFormatter())
-    ax.yaxis.set_minor_formatter(plt.NullFormatter())
+    # An axis spanning less than a decade has no major tick: label the minor ones at 2 and 5 x 10^n
+    # (matplotlib's default minor labels) and have no others, which would overlap.
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
     ax.set_xlabel("parameters")
     ax.set_ylabel("test sMSPE")
     ax.legend(fontsize=6)
