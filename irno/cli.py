@@ -53,15 +53,10 @@ def _add_write_settings(sub) -> None:
 
 
 def _write_settings(args) -> None:
-    import json
-
     from irno.config import write_settings
+    from irno.utils import parse_json_option
 
-    try:
-        data = json.loads(args.json)
-    except json.JSONDecodeError as e:
-        raise IrnoError(f"--json: not valid JSON ({e})") from None
-    write_settings(args.kind, data, args.out)
+    write_settings(args.kind, parse_json_option(args.json), args.out)
 
 
 # ----------------------------------------------------------------------------- data

@@ -146,6 +146,14 @@ def read_json(path: str | os.PathLike) -> Any:
         raise IrnoError(f"{path}: not valid JSON ({e})") from None
 
 
+def parse_json_option(text: str, option: str = "--json") -> Any:
+    """A command-line option's JSON value; an error naming the option when it is not JSON."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise IrnoError(f"{option}: not valid JSON ({e})") from None
+
+
 def write_yaml(path: str | os.PathLike, obj: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(yaml.safe_dump(_to_plain(obj), sort_keys=False))

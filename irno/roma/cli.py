@@ -117,13 +117,9 @@ def _plan(args) -> int:
 
 def _write_settings(args) -> int:
     from irno.roma.config import write_settings
-    from irno.utils import IrnoError
+    from irno.utils import parse_json_option
 
-    try:
-        data = json.loads(args.json)
-    except json.JSONDecodeError as e:
-        raise IrnoError(f"--json: not valid JSON ({e})") from None
-    write_settings(args.kind, data, args.out)
+    write_settings(args.kind, parse_json_option(args.json), args.out)
     return 0
 
 
