@@ -218,6 +218,26 @@ class SlurmCluster:
         with self.start_snakemake(workdir, *targets, **kwargs) as running:
             return running.wait()
 
+    def run_interrupted(
+        self,
+        workdir: Path,
+        target: str,
+        *,
+        rule: str,
+        ready: Callable[[], Any],
+        what: str,
+        interrupt: Callable[[str], None],
+        extra_args: tuple[str, ...] = (),
+    ) -> tuple[str, SnakemakeRun]:
+        """Build `target` through the cluster and, once `rule`'s job runs and `ready()` holds (`what`
+        it waits for), `interrupt` that job (e.g. `self.cancel`, `self.requeue`); returns the
+        interrupted job's id and the finished, successful run."""
+        with self.start_snakemake(workdir, target, extra_args=extra_args) as running:
+            job = running.running_job(rule)
+            wait_for(ready, timeout=180, what=what)
+            interrupt(job)
+            return job, running.wait().check()
+
     def jobs(self, run_id: str) -> list[SlurmJob]:
         """The sacct records of one Snakemake run (every start of every job), in submission order.
 

@@ -14,7 +14,7 @@ from typing import Iterator
 
 import pytest
 
-from slurm_harness import RunningSnakemake, SlurmCluster, wait_for
+from slurm_harness import RunningSnakemake, SlurmCluster, SnakemakeRun
 
 pytestmark = pytest.mark.slurm
 
@@ -122,14 +122,17 @@ def test_rules_run_through_sbatch_and_gpu_rules_get_a_gpu(slurm: SlurmCluster, t
     assert (toy / f"logs/slurm/rule_evaluate/{by_rule['evaluate'].job_id}.log").exists()  # kept after success
 
 
+def interrupt_training(slurm: SlurmCluster, toy: Path, interrupt) -> tuple[str, SnakemakeRun]:
+    """The toy training of 20 one-second steps, interrupted after its third step."""
+    return slurm.run_interrupted(
+        toy, "runs/refiner.txt", rule="train_refiner", ready=lambda: progress(toy / "runs/refiner.txt") >= 3,
+        what="3 steps of the first attempt", interrupt=interrupt, extra_args=("--config", "steps=20", "step_seconds=1"),
+    )  # fmt: skip
+
+
 def test_cancelled_job_is_resubmitted_and_resumes(slurm: SlurmCluster, toy: Path):
     out = toy / "runs/refiner.txt"
-    config = ("--config", "steps=20", "step_seconds=1")
-    with slurm.start_snakemake(toy, "runs/refiner.txt", extra_args=config) as running:
-        first = running.running_job("train_refiner")
-        wait_for(lambda: progress(out) >= 3, timeout=120, what="3 steps of the first attempt")
-        slurm.cancel(first)
-        run = running.wait().check()
+    first, run = interrupt_training(slurm, toy, slurm.cancel)
 
     starts = history(out)
     assert len(starts) == 2 and starts[0] == (first, 0), starts
@@ -143,12 +146,7 @@ def test_cancelled_job_is_resubmitted_and_resumes(slurm: SlurmCluster, toy: Path
 
 def test_requeued_job_resumes_under_the_same_id(slurm: SlurmCluster, toy: Path):
     out = toy / "runs/refiner.txt"
-    config = ("--config", "steps=20", "step_seconds=1")
-    with slurm.start_snakemake(toy, "runs/refiner.txt", extra_args=config) as running:
-        job = running.running_job("train_refiner")
-        wait_for(lambda: progress(out) >= 3, timeout=120, what="3 steps before the requeue")
-        slurm.requeue(job)
-        run = running.wait().check()
+    job, run = interrupt_training(slurm, toy, slurm.requeue)
 
     starts = history(out)
     assert len(starts) == 2 and starts[0] == (job, 0) and starts[1][0] == job and starts[1][1] >= 3, starts

@@ -27,7 +27,7 @@ import pytest
 import torch
 import yaml
 
-from slurm_harness import RunningSnakemake, SlurmCluster, SnakemakeRun, wait_for
+from slurm_harness import RunningSnakemake, SlurmCluster, SnakemakeRun
 from workflow_copy import copy_workflow, snakemake
 
 pytestmark = pytest.mark.slurm
@@ -179,11 +179,10 @@ def test_results_equal_the_local_run(slurm_test_run: SnakemakeRun, test_run: Pat
 def interrupt_training(slurm: SlurmCluster, workdir: Path, epochs: int, interrupt) -> tuple[str, SnakemakeRun]:
     """Train for `epochs` through the cluster and `interrupt(job_id)` the job once its first epoch
     is saved: (the interrupted job's id, the finished Snakemake run)."""
-    with slurm.start_snakemake(workdir, TRAINING, extra_args=longer_training(workdir, epochs)) as running:
-        job = running.running_job("train_refiner")
-        wait_for(lambda: (workdir / RUN / "last.pt").exists(), timeout=180, what="the first epoch's resume state")
-        interrupt(job)
-        return job, running.wait().check()
+    return slurm.run_interrupted(
+        workdir, TRAINING, rule="train_refiner", ready=(workdir / RUN / "last.pt").exists,
+        what="the first epoch's resume state", interrupt=interrupt, extra_args=longer_training(workdir, epochs),
+    )  # fmt: skip
 
 
 def test_cancelled_training_is_submitted_again_and_resumes(
