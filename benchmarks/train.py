@@ -115,13 +115,19 @@ def reference_spectral_loss(pred: torch.Tensor, target: torch.Tensor, lam: float
     return (rho * (amp_pred - amp_target) ** 2).mean() / (H * W)
 
 
+def reference_steps(phi, x, h0, alpha: float, K: int):
+    """h_1 .. h_K as the reference unrolls them: Phi sees the concatenation at every step."""
+    h = h0
+    for _ in range(K):
+        h = h + alpha * phi(torch.cat([x, h], dim=1))
+        yield h
+
+
 def reference_loss(phi, x, h0, y, loss: LossConfig, K: int, alpha: float, beta_s: float, beta_fp: float) -> torch.Tensor:
     """(1/K) sum_k [MSE + beta_s L_spec(lambda_k)] + beta_fp mean(Phi(cat[x, y])^2), step by step,
     each step's terms read back to the host for logging as the reference does."""
     total = 0.0
-    h = h0
-    for k in range(K):
-        h = h + alpha * phi(torch.cat([x, h], dim=1))
+    for k, h in enumerate(reference_steps(phi, x, h0, alpha, K)):
         lam = lambda_schedule(k, K, loss.lambda_start, loss.lambda_end)
         spatial, spectral = F.mse_loss(h, y), reference_spectral_loss(h, y, lam)
         _ = spatial.item(), spectral.item()  # a host sync per term: the reference logs them
@@ -202,9 +208,7 @@ class ReferenceLoop:
         sse, n = 0.0, 0
         for x, y in DataLoader(self.valid, batch_size=tc.batch_size):
             x, y = x.to(self.device), y.to(self.device)
-            h = self.base(x)
-            for _ in range(tc.K):
-                h = h + tc.alpha * phi(torch.cat([x, h], dim=1))
+            *_, h = reference_steps(phi, x, self.base(x), tc.alpha, tc.K)  # h_K
             sse += F.mse_loss(h, y, reduction="sum").item() / h[0].numel()
             n += len(y)
         phi.train()

@@ -114,6 +114,8 @@ def test_circular_pad_equals_torch_circular_padding_with_its_gradient(padding, c
     assert torch.equal(padded, F.pad(x, (pw, pw, ph, ph), mode="circular"))
     assert padded.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     assert torch.autograd.gradcheck(lambda t: circular_pad(t, padding), (x,))
+    (grad,) = torch.autograd.grad(padded, x, torch.randn_like(padded))  # the backward keeps the layout too
+    assert grad.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
 def test_padded_conv_is_torchs_conv_with_the_same_state_dict():
