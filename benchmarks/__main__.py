@@ -22,13 +22,27 @@ from pathlib import Path
 
 from benchmarks import common
 
-BENCHMARKS = ["train", "evaluate", "base_cache", "memory", "workflow_parse", "workflow_run", "simulate", "report_speed", "roma_graphs"]
+BENCHMARKS = [
+    "train",
+    "evaluate",
+    "base_cache",
+    "memory",
+    "workflow_parse",
+    "workflow_run",
+    "simulate",
+    "report_speed",
+    "roma_graphs",
+]
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--quick", action="store_true", help="smaller problems: a few minutes in all")
-    p.add_argument("--only", nargs="+", choices=BENCHMARKS, metavar="NAME", help=f"run these only ({', '.join(BENCHMARKS)})")
+    p.add_argument(
+        "--only", nargs="+", choices=BENCHMARKS, metavar="NAME", help=f"run these only ({', '.join(BENCHMARKS)})"
+    )
     p.add_argument("--out", type=Path, default=common.RESULTS, help="folder for the JSON files (default: %(default)s)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads of every benchmark (default: %(default)s)")
     args = p.parse_args(argv)
@@ -39,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for name in names:
         out = args.out / f"{name}.json"
-        cmd = [sys.executable, "-m", f"benchmarks.{name}", "--out", str(out), "--threads", str(args.threads)] + ["--quick"] * args.quick
+        cmd = [sys.executable, "-m", f"benchmarks.{name}", "--out", str(out), "--threads", str(args.threads)] + [
+            "--quick"
+        ] * args.quick
         print(f"\n=== {' '.join(cmd[1:])}", flush=True)
         start = time.perf_counter()
         code = subprocess.run(cmd, cwd=common.ROOT, env=env).returncode
@@ -50,7 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         if not run["exit_status"]:
             headlines += json.loads(Path(run["json"]).read_text())["headlines"]
     machine = {**common.machine(), "load_average_before": load_before}
-    summary = {"command": " ".join(["python -m benchmarks", *(argv if argv is not None else sys.argv[1:])]), "machine": machine, "runs": runs, "headlines": headlines}
+    summary = {
+        "command": " ".join(["python -m benchmarks", *(argv if argv is not None else sys.argv[1:])]),
+        "machine": machine,
+        "runs": runs,
+        "headlines": headlines,
+    }
     m = machine
     text = "\n".join(
         [

@@ -25,8 +25,8 @@ import torch
 from benchmarks import common
 from irno.base.cache import BasePredictionCache, RefinementDataset
 from irno.base.operator import load_base
-from irno.data.store import PreparedSplit, prepare_split
 from irno.config import RefinerConfig, TrainConfig
+from irno.data.store import PreparedSplit, prepare_split
 from irno.train import train_refiner
 from irno.utils import select_device
 
@@ -79,21 +79,45 @@ def main(argv: list[str] | None = None) -> dict:
 
             return run
 
-        epochs = common.interleaved({"h0 from the cache": epoch(cached), "h0 = base(x) every batch": epoch(store, base)}, args.repeats)
+        epochs = common.interleaved(
+            {"h0 from the cache": epoch(cached), "h0 = base(x) every batch": epoch(store, base)}, args.repeats
+        )
 
     n = len(store)
-    rows = [{"step": "prepare the store (WellDataset pass)", "dtype": "float32", "samples_per_s": n / prepare.wall, "seconds": prepare.wall}]
-    rows += [{"step": "build the h0 cache", "dtype": dtype, "samples_per_s": n / min(s["wall"]), "seconds": min(s["wall"])} for dtype, s in seconds.items()]
+    rows = [
+        {
+            "step": "prepare the store (WellDataset pass)",
+            "dtype": "float32",
+            "samples_per_s": n / prepare.wall,
+            "seconds": prepare.wall,
+        }
+    ]
+    rows += [
+        {"step": "build the h0 cache", "dtype": dtype, "samples_per_s": n / min(s["wall"]), "seconds": min(s["wall"])}
+        for dtype, s in seconds.items()
+    ]
     setting = f"{args.grid}^2, FNO width 128 / 16 modes, batch {args.cache_batch}, {common.describe_device()}"
-    rows += [{"step": f"training epoch, {source}", "dtype": "float32", "samples_per_s": n / min(s["wall"]), "seconds": min(s["wall"])} for source, s in epochs.items()]
+    rows += [
+        {
+            "step": f"training epoch, {source}",
+            "dtype": "float32",
+            "samples_per_s": n / min(s["wall"]),
+            "seconds": min(s["wall"]),
+        }
+        for source, s in epochs.items()
+    ]
     cache_s, recompute_s = (min(s["wall"]) for s in epochs.values())
     heads = [
-        common.headline(f"base cache build throughput, float32 ({setting})", n / min(seconds["float32"]["wall"]), "samples/s"),
+        common.headline(
+            f"base cache build throughput, float32 ({setting})", n / min(seconds["float32"]["wall"]), "samples/s"
+        ),
         common.headline(f"training epoch from the cache ({args.grid}^2, batch {args.batch})", cache_s, "s"),
         common.headline("the same epoch with the base recomputed every batch", recompute_s, "s"),
         common.headline("epoch speed-up from the cache", recompute_s / cache_s, "x"),
     ]
-    notes = [f"{n} samples ({args.trajectories} trajectories of {args.frames} frames); {args.repeats} build(s) per dtype, best kept"]
+    notes = [
+        f"{n} samples ({args.trajectories} trajectories of {args.frames} frames); {args.repeats} build(s) per dtype, best kept"
+    ]
     return common.report(NAME, args, rows, heads, notes)
 
 

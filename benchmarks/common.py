@@ -20,8 +20,8 @@ import os
 import platform
 import resource
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -32,7 +32,9 @@ RESULTS = Path("results/benchmarks")
 
 def parser(name: str, doc: str) -> argparse.ArgumentParser:
     """The options every benchmark takes; add its own to the returned parser."""
-    p = argparse.ArgumentParser(prog=f"python -m benchmarks.{name}", description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog=f"python -m benchmarks.{name}", description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--quick", action="store_true", help="a smaller problem (a minute or two)")
     p.add_argument("--out", type=Path, default=RESULTS / f"{name}.json", help="JSON to write (default: %(default)s)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
@@ -79,7 +81,7 @@ def describe_device() -> str:
 class Clock:
     """Wall and CPU seconds of a block (CPU: all threads of this process)."""
 
-    def __enter__(self) -> "Clock":
+    def __enter__(self) -> Clock:
         self.wall, self.cpu = time.perf_counter(), time.process_time()
         return self
 
@@ -171,7 +173,13 @@ def headline_table(headlines: list[dict]) -> str:
         if isinstance(v, float) and math.isfinite(v):
             v = f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
         met = {True: "yes", False: "**no**", None: ""}[h["met"]]
-        return {"benchmark": h["benchmark"], "figure": h["metric"], "value": f"{v} {h['unit']}".strip(), "target": h["target"], "met": met}
+        return {
+            "benchmark": h["benchmark"],
+            "figure": h["metric"],
+            "value": f"{v} {h['unit']}".strip(),
+            "target": h["target"],
+            "met": met,
+        }
 
     return pd.DataFrame([cell(h) for h in headlines]).to_markdown(index=False)
 
@@ -185,7 +193,20 @@ def simulated_dataset(root: Path, *, grid: int, frames: int, train: int, valid: 
     from irno.sim import simulate_dataset
     from irno.utils import write_json
 
-    pairs = [[1, -1], [3, -2], [5, -3], [9, -4], [7, -2], [11, -3], [13, -1], [3, -4], [5, -5], [9, -2], [1, -3], [7, -4]]
+    pairs = [
+        [1, -1],
+        [3, -2],
+        [5, -3],
+        [9, -4],
+        [7, -2],
+        [11, -3],
+        [13, -1],
+        [3, -4],
+        [5, -5],
+        [9, -2],
+        [1, -3],
+        [7, -4],
+    ]
     cfg = SimulationConfig(
         grid=grid,
         frames=frames,
@@ -228,7 +249,11 @@ def synthetic_dataset(root: Path, *, grid: int, frames: int, trajectories: int, 
             dataset_name="active_matter",
             time=np.arange(frames, dtype=np.float32) * 0.25,
             coords={"x": x.astype(np.float32), "y": x.astype(np.float32)},
-            fields={0: {"concentration": 1 + 0.01 * waves()}, 1: {"velocity": waves(2)}, 2: {"D": waves(2, 2), "E": waves(2, 2)}},
+            fields={
+                0: {"concentration": 1 + 0.01 * waves()},
+                1: {"velocity": waves(2)},
+                2: {"D": waves(2, 2), "E": waves(2, 2)},
+            },
         )
     write_stats(folder)
     write_json(root / "manifest.json", build_manifest(root / "well", "active_matter", source="benchmark"))

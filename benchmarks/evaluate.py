@@ -32,7 +32,10 @@ def iterate_only(phi, data, batch: int, n_steps: int, device, memory_format) -> 
     """The iteration evaluate runs, without metrics."""
     with torch.inference_mode():
         for start in range(0, len(data), batch):
-            x, h0, _ = (t.to(device, memory_format=memory_format) for t in data.batch(np.arange(start, min(start + batch, len(data)))))
+            x, h0, _ = (
+                t.to(device, memory_format=memory_format)
+                for t in data.batch(np.arange(start, min(start + batch, len(data))))
+            )
             for _ in itertools.chain([h0], refine_steps(phi, x, h0, 0.2, n_steps - 1)):
                 pass
 
@@ -57,9 +60,13 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         if args.grid <= 128:
-            manifest = common.simulated_dataset(root, grid=args.grid, frames=args.frames, train=1, test=args.trajectories)
+            manifest = common.simulated_dataset(
+                root, grid=args.grid, frames=args.frames, train=1, test=args.trajectories
+            )
         else:  # the simulator is slow at large grids; timing does not depend on the fields
-            manifest = common.synthetic_dataset(root, grid=args.grid, frames=args.frames, trajectories=args.trajectories)
+            manifest = common.synthetic_dataset(
+                root, grid=args.grid, frames=args.frames, trajectories=args.trajectories
+            )
         base_cfg, model_dir = common.published_size_base((args.grid, args.grid), root / "base")
         data = common.stores_and_caches(manifest, root, base_cfg, model_dir, splits=("test",))["test"]
         torch.manual_seed(0)
@@ -73,7 +80,9 @@ def main(argv: list[str] | None = None) -> dict:
         cases = {
             "evaluate, every metric (Phi channels_last, as irno evaluate runs it)": run_evaluate(cl),
             "evaluate, every metric, Phi channels-first": run_evaluate(cf),
-            "iteration only, no metrics (channels_last)": lambda: iterate_only(phi, data, args.batch, n_steps, device, cl),
+            "iteration only, no metrics (channels_last)": lambda: iterate_only(
+                phi, data, args.batch, n_steps, device, cl
+            ),
         }
         for run in cases.values():  # warm-up: kernels, FFT plans
             run()
@@ -83,7 +92,10 @@ def main(argv: list[str] | None = None) -> dict:
     n = len(data)
     best = {name: min(s["wall"]) for name, s in seconds.items()}
     full, bare = best[next(iter(cases))], best["iteration only, no metrics (channels_last)"]
-    rows = [{"case": name, "samples_per_s": n / b, "seconds": b, "all_runs_s": np.round(seconds[name]["wall"], 2).tolist()} for name, b in best.items()]
+    rows = [
+        {"case": name, "samples_per_s": n / b, "seconds": b, "all_runs_s": np.round(seconds[name]["wall"], 2).tolist()}
+        for name, b in best.items()
+    ]
     overhead = 100 * (full - bare) / bare
     setting = f"{args.grid}^2, {n_steps} steps, batch {args.batch}, {common.describe_device()}"
     heads = [

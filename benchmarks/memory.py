@@ -68,7 +68,12 @@ def child(task: str, data_root: Path, result: Path, threads: int) -> None:
     from irno.data.store import PreparedSplit
 
     torch.set_num_threads(threads)
-    data = {s: RefinementDataset(PreparedSplit(data_root / "prepared" / s), BasePredictionCache.open(data_root / "cache" / s)) for s in ("train", "valid", "test")}
+    data = {
+        s: RefinementDataset(
+            PreparedSplit(data_root / "prepared" / s), BasePredictionCache.open(data_root / "cache" / s)
+        )
+        for s in ("train", "valid", "test")
+    }
     phi_cfg = PhiConfig(base_channels=8, depth=2)
     sampler = AnonymousPeak()
     sampler.start()
@@ -85,16 +90,27 @@ def child(task: str, data_root: Path, result: Path, threads: int) -> None:
             from irno.models import build_phi, phi_memory_format
 
             phi = build_phi(phi_cfg, 55, 11)
-            evaluate(phi, data["test"], K=6, alpha=0.2, cfg=EvalConfig(batch_size=BATCH, device="cpu"), memory_format=phi_memory_format(phi_cfg))
+            evaluate(
+                phi,
+                data["test"],
+                K=6,
+                alpha=0.2,
+                cfg=EvalConfig(batch_size=BATCH, device="cpu"),
+                memory_format=phi_memory_format(phi_cfg),
+            )
             n = len(data["test"])
     seconds = time.perf_counter() - start
     anon = sampler.stop()
-    result.write_text(json.dumps({"samples": n, "seconds": seconds, "peak_rss_mb": common.peak_rss_mb(), "peak_anon_mb": anon}))
+    result.write_text(
+        json.dumps({"samples": n, "seconds": seconds, "peak_rss_mb": common.peak_rss_mb(), "peak_anon_mb": anon})
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
     p = common.parser(NAME, __doc__)
-    p.add_argument("--trajectories", type=int, help="trajectories per split of the 1x dataset (default: 2 quick, 12 full)")
+    p.add_argument(
+        "--trajectories", type=int, help="trajectories per split of the 1x dataset (default: 2 quick, 12 full)"
+    )
     # the measured child processes' options
     p.add_argument("--child", choices=["train", "evaluate"], help=argparse.SUPPRESS)
     p.add_argument("--data", type=Path, help=argparse.SUPPRESS)
@@ -116,10 +132,29 @@ def main(argv: list[str] | None = None) -> dict:
         for task in ("train", "evaluate"):
             for scale, root in roots.items():
                 result = Path(tmp) / f"{task}_{scale}x.json"
-                cmd = [sys.executable, "-m", "benchmarks.memory", "--child", task, "--data", str(root), "--result", str(result), "--threads", str(args.threads)]
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.memory",
+                    "--child",
+                    task,
+                    "--data",
+                    str(root),
+                    "--result",
+                    str(result),
+                    "--threads",
+                    str(args.threads),
+                ]
                 subprocess.run(cmd, check=True, cwd=common.ROOT, env=dict(common.child_env(), PYTHONWARNINGS="ignore"))
                 split = "train" if task == "train" else "test"
-                size = sum(f.stat().st_size for d in (root / "prepared" / split, root / "cache" / split) for f in d.iterdir()) / 2**20
+                size = (
+                    sum(
+                        f.stat().st_size
+                        for d in (root / "prepared" / split, root / "cache" / split)
+                        for f in d.iterdir()
+                    )
+                    / 2**20
+                )
                 rows.append({"task": task, "dataset": f"{scale}x", "data_mb": size, **json.loads(result.read_text())})
 
     def ratio(task: str, key: str) -> float:
@@ -129,8 +164,12 @@ def main(argv: list[str] | None = None) -> dict:
     heads = []
     for task, what in (("train", "training"), ("evaluate", "evaluation")):
         anon = ratio(task, "peak_anon_mb")
-        heads.append(common.headline(f"{what} peak anonymous memory, 2x / 1x dataset", anon, "x", "<= 1.2x", anon <= 1.2))
-        heads.append(common.headline(f"{what} peak RSS incl. mapped store pages, 2x / 1x", ratio(task, "peak_rss_mb"), "x"))
+        heads.append(
+            common.headline(f"{what} peak anonymous memory, 2x / 1x dataset", anon, "x", "<= 1.2x", anon <= 1.2)
+        )
+        heads.append(
+            common.headline(f"{what} peak RSS incl. mapped store pages, 2x / 1x", ratio(task, "peak_rss_mb"), "x")
+        )
     notes = [
         f"1x: {args.trajectories} trajectories per split of {FRAMES} frames at {GRID}^2; each run in a fresh process, "
         f"{args.threads} threads; Phi of width 8, depth 2, batch {BATCH}",

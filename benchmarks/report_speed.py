@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from benchmarks import common
@@ -38,7 +37,9 @@ def group_of(name: str) -> str:
 def main(argv: list[str] | None = None) -> dict:
     p = common.parser(NAME, __doc__)
     p.add_argument("--grid", type=int, help="grid of the evaluated fields (default: 64 quick, 256 full)")
-    p.add_argument("--samples", type=int, help="test samples (default: 200 quick; 1596, active_matter's 21 files x 76 windows)")
+    p.add_argument(
+        "--samples", type=int, help="test samples (default: 200 quick; 1596, active_matter's 21 files x 76 windows)"
+    )
     p.add_argument("--keep", type=Path, help="write the tree and outputs here instead of a temporary folder")
     args = p.parse_args(argv)
     args.grid = args.grid or (64 if args.quick else 256)
@@ -57,12 +58,21 @@ def main(argv: list[str] | None = None) -> dict:
                 "datasets": ["active_matter"],
                 "bases": ["FNO", "TFNO"],
                 "experiments": [{"name": name, "group": group_of(name)} for name in GRID],
-                "sweeps": {"alpha": [n for n in GRID if n.startswith("alpha_")], "K": [n for n in GRID if n.startswith("K_")]},
+                "sweeps": {
+                    "alpha": [n for n in GRID if n.startswith("alpha_")],
+                    "K": [n for n in GRID if n.startswith("K_")],
+                },
             },
         )
         with common.Clock() as write:
             for seed, (base, name) in enumerate((b, n) for b in plan.bases for n in GRID):
-                settings = {"K": int(name[2:])} if name.startswith("K_") else {"alpha": float(name[6:])} if name.startswith("alpha_") else {}
+                settings = (
+                    {"K": int(name[2:])}
+                    if name.startswith("K_")
+                    else {"alpha": float(name[6:])}
+                    if name.startswith("alpha_")
+                    else {}
+                )
                 write_eval_outputs(
                     root / "eval" / "active_matter" / base / name, base=base, experiment=name, grid=args.grid,
                     n_samples=args.samples, diverge_from=9 if name == "alpha_0.5" else None, seed=seed, **settings,

@@ -76,9 +76,17 @@ def main(argv: list[str] | None = None) -> dict:
     largest, graph = rows[-1], max((r for r in rows if r["task"] == "graph"), key=lambda r: r["nodes_drawn"])
     target = "< 60 s" if graph["nodes_drawn"] == 100_000 else ""  # issue 9: 100k nodes under a minute on CPU
     heads = [
-        common.headline(f"hyperbolic graph, {graph['nodes_drawn']} nodes drawn", graph["seconds"], "s", target, graph["seconds"] < 60 if target else None),
+        common.headline(
+            f"hyperbolic graph, {graph['nodes_drawn']} nodes drawn",
+            graph["seconds"],
+            "s",
+            target,
+            graph["seconds"] < 60 if target else None,
+        ),
         common.headline(f"Kuramoto, {largest['nodes']} nodes, per right-hand side", largest["ms_per_rhs"], "ms"),
-        common.headline("paper's simulation (3M nodes, t_end 20), extrapolated", largest["paper_3M_t20_hours_estimate"], "h"),
+        common.headline(
+            "paper's simulation (3M nodes, t_end 20), extrapolated", largest["paper_3M_t20_hours_estimate"], "h"
+        ),
     ]
     return common.report(NAME, args, rows, heads)
 

@@ -57,7 +57,9 @@ def time_demo_dataset(workers: int) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     p = common.parser(NAME, __doc__)
-    p.add_argument("--repeats", type=int, help="runs per single-trajectory case, the fastest counts (default: 1 quick, 2 full)")
+    p.add_argument(
+        "--repeats", type=int, help="runs per single-trajectory case, the fastest counts (default: 1 quick, 2 full)"
+    )
     p.add_argument("--workers", type=int, default=2, help="workers for the demo dataset")
     args = p.parse_args(argv)
     args.repeats = args.repeats or (1 if args.quick else 2)
@@ -65,7 +67,13 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.quick:
         rows.append(time_demo_dataset(args.workers))
     heads = [
-        common.headline(r["case"] + f", {r['workers']} worker(s), wall", r["wall_s"], "s", f"<= {r['target_s']:g} s", r["wall_s"] <= r["target_s"])
+        common.headline(
+            r["case"] + f", {r['workers']} worker(s), wall",
+            r["wall_s"],
+            "s",
+            f"<= {r['target_s']:g} s",
+            r["wall_s"] <= r["target_s"],
+        )
         for r in rows
         if r["target_s"]
     ]

@@ -96,7 +96,9 @@ def reference_phi(phi: nn.Module) -> nn.Module:
     ChannelLayerNorm is the reference's LayerNorm through permutes (it copies on channels-first
     tensors); the convolutions get torch's circular padding back, and every call the concatenation.
     """
-    return with_operators(phi, torch_pad=True, var_mean_norm=False, concatenated=True).to(memory_format=torch.contiguous_format)
+    return with_operators(phi, torch_pad=True, var_mean_norm=False, concatenated=True).to(
+        memory_format=torch.contiguous_format
+    )
 
 
 def reference_spectral_loss(pred: torch.Tensor, target: torch.Tensor, lam: float) -> torch.Tensor:
@@ -123,7 +125,9 @@ def reference_steps(phi, x, h0, alpha: float, K: int):
         yield h
 
 
-def reference_loss(phi, x, h0, y, loss: LossConfig, K: int, alpha: float, beta_s: float, beta_fp: float) -> torch.Tensor:
+def reference_loss(
+    phi, x, h0, y, loss: LossConfig, K: int, alpha: float, beta_s: float, beta_fp: float
+) -> torch.Tensor:
     """(1/K) sum_k [MSE + beta_s L_spec(lambda_k)] + beta_fp mean(Phi(cat[x, y])^2), step by step,
     each step's terms read back to the host for logging as the reference does."""
     total = 0.0
@@ -159,7 +163,13 @@ class ReferenceLoop:
     """
 
     def __init__(
-        self, phi: nn.Module, base: nn.Module, windows: Dataset, cfg: RefinerConfig, device, valid: Dataset | None = None
+        self,
+        phi: nn.Module,
+        base: nn.Module,
+        windows: Dataset,
+        cfg: RefinerConfig,
+        device,
+        valid: Dataset | None = None,
     ):
         self.initial = reference_phi(phi)
         self.base, self.windows, self.cfg, self.device, self.valid = base, windows, cfg, device, valid
@@ -317,8 +327,16 @@ def phi_variants(cfg: RefinerConfig, data, rows, device, repeats: int, quick: bo
     tc = cfg.train
     phi = initial_phi(cfg, device).train()
     variants = [  # name, (torch's circular padding, var_mean norm, concatenated input), channels_last
-        ("irno before issue 8: torch padding, var_mean norm, concatenated input, channels-first", (True, True, True), False),
-        ("reference operators: torch padding, LayerNorm via permutes, concatenated input, channels-first", (True, False, True), False),
+        (
+            "irno before issue 8: torch padding, var_mean norm, concatenated input, channels-first",
+            (True, True, True),
+            False,
+        ),
+        (
+            "reference operators: torch padding, LayerNorm via permutes, concatenated input, channels-first",
+            (True, False, True),
+            False,
+        ),
         ("+ one-copy circular padding", (False, False, True), False),
         ("+ channels_last", (False, False, True), True),
         ("+ x's share of the first conv once per batch (ours)", (False, False, False), True),
@@ -332,12 +350,16 @@ def phi_variants(cfg: RefinerConfig, data, rows, device, repeats: int, quick: bo
     cases = {}
     for name, (torch_pad, var_mean_norm, concatenated), channels_last in variants:
         fmt = torch.channels_last if channels_last else torch.contiguous_format
-        module = with_operators(phi, torch_pad=torch_pad, var_mean_norm=var_mean_norm, concatenated=concatenated).to(memory_format=fmt)
+        module = with_operators(phi, torch_pad=torch_pad, var_mean_norm=var_mean_norm, concatenated=concatenated).to(
+            memory_format=fmt
+        )
         x, h0, y = (t.to(device, memory_format=fmt) for t in batch)
 
         def run(module=module, x=x, h0=h0, y=y):
             module.zero_grad(set_to_none=True)
-            total, _ = objective(module, x, h0, y, cfg.loss, K=tc.K, alpha=tc.alpha, beta_spectral=beta_s, beta_fixed_point=beta_fp)
+            total, _ = objective(
+                module, x, h0, y, cfg.loss, K=tc.K, alpha=tc.alpha, beta_spectral=beta_s, beta_fixed_point=beta_fp
+            )
             total.backward()
 
         run()  # warm-up: kernels and primitives for these shapes
@@ -345,7 +367,12 @@ def phi_variants(cfg: RefinerConfig, data, rows, device, repeats: int, quick: bo
     best = {name: min(s["wall"]) for name, s in common.interleaved(cases, repeats).items()}
     reference = best[variants[1][0]]
     return [
-        {"part": "Phi objective fwd+bwd, one batch", "variant": name, "seconds": b, "speedup_vs_reference_operators": reference / b}
+        {
+            "part": "Phi objective fwd+bwd, one batch",
+            "variant": name,
+            "seconds": b,
+            "speedup_vs_reference_operators": reference / b,
+        }
         for name, b in best.items()
     ]
 
@@ -364,13 +391,28 @@ def vrmse_check(args, data, device) -> tuple[list[dict], list[dict]]:
             out = Path(tmp) / name.replace(" ", "_").replace(",", "")
             train_refiner(cfg, data["train"], data["valid"], out)
             phi, _, _ = load_refiner(out / "checkpoint.pt", device)
-            result = evaluate(phi, data["valid"], K=cfg.train.K, alpha=cfg.train.alpha, cfg=EvalConfig(extra_steps=0, device=str(device)))
+            result = evaluate(
+                phi,
+                data["valid"],
+                K=cfg.train.K,
+                alpha=cfg.train.alpha,
+                cfg=EvalConfig(extra_steps=0, device=str(device)),
+            )
             vrmse[name] = float(result.summary["vrmse_refined"])
     change = abs(vrmse["fast path, seed 42"] - vrmse["plain path, seed 42"])
     noise = abs(vrmse["plain path, seed 43"] - vrmse["plain path, seed 42"])
-    rows = [{"part": f"valid VRMSE at K after {args.vrmse_epochs} epochs", "variant": name, "vrmse": v} for name, v in vrmse.items()]
+    rows = [
+        {"part": f"valid VRMSE at K after {args.vrmse_epochs} epochs", "variant": name, "vrmse": v}
+        for name, v in vrmse.items()
+    ]
     heads = [
-        common.headline("VRMSE change, fast vs plain path", change, "", f"<= 2 x seed-to-seed change ({noise:.3g})", change <= 2 * noise)
+        common.headline(
+            "VRMSE change, fast vs plain path",
+            change,
+            "",
+            f"<= 2 x seed-to-seed change ({noise:.3g})",
+            change <= 2 * noise,
+        )
     ]
     return rows, heads
 
@@ -401,7 +443,9 @@ def main(argv: list[str] | None = None) -> dict:
         if args.data == "simulated":
             manifest = common.simulated_dataset(root, grid=args.grid, frames=args.frames, train=args.trajectories)
         else:
-            manifest = common.synthetic_dataset(root, grid=args.grid, frames=args.frames, trajectories=args.trajectories)
+            manifest = common.synthetic_dataset(
+                root, grid=args.grid, frames=args.frames, trajectories=args.trajectories
+            )
         base_cfg, model_dir = common.published_size_base(grid, root / "base")
         with exact_fp32():  # h0 as the reference's fp32 base computes it
             data = common.stores_and_caches(manifest, root, base_cfg, model_dir)
@@ -413,7 +457,9 @@ def main(argv: list[str] | None = None) -> dict:
         batches = epoch_batches(n, args.batch, cfg.train.seed, 1)
         valid_batch = FirstSamples(data["valid"], args.batch)
         valid_windows = Subset(WellWindows(manifest, "valid"), range(len(valid_batch)))  # the same samples
-        reference = ReferenceLoop(initial_phi(cfg, device), base, WellWindows(manifest, "train"), cfg, device, valid_windows)
+        reference = ReferenceLoop(
+            initial_phi(cfg, device), base, WellWindows(manifest, "train"), cfg, device, valid_windows
+        )
 
         def ours():
             with tempfile.TemporaryDirectory(dir=root) as out:
@@ -454,13 +500,25 @@ def main(argv: list[str] | None = None) -> dict:
     heads = [
         common.headline(f"training throughput, reference-style loop ({setting})", rate["reference"], "samples/s"),
         common.headline(f"training throughput, ours ({setting})", rate["ours"], "samples/s"),
-        common.headline("training speed-up, ours / reference (best epochs)", speedup, "x", f">= {target:g}x", speedup >= target),
+        common.headline(
+            "training speed-up, ours / reference (best epochs)", speedup, "x", f">= {target:g}x", speedup >= target
+        ),
         common.headline("the same from median epochs", median_rate["ours"] / median_rate["reference"], "x"),
-        common.headline("the same in CPU time (less sensitive to other jobs)", cpu_rate["ours"] / cpu_rate["reference"], "x"),
+        common.headline(
+            "the same in CPU time (less sensitive to other jobs)", cpu_rate["ours"] / cpu_rate["reference"], "x"
+        ),
         common.headline("first-step loss, relative difference", rel, "", "<= 1e-5", rel <= 1e-5),
     ]
     if device.type == "cuda":
-        heads.append(common.headline("training throughput, ours (SPEC 8)", rate["ours"], "samples/s", ">= 1000 at 256^2", rate["ours"] >= 1000))
+        heads.append(
+            common.headline(
+                "training throughput, ours (SPEC 8)",
+                rate["ours"],
+                "samples/s",
+                ">= 1000 at 256^2",
+                rate["ours"] >= 1000,
+            )
+        )
     heads += vrmse_heads
     notes = [
         f"{n} training samples ({args.data} data, {args.trajectories} trajectories of {args.frames} frames), "

@@ -44,7 +44,9 @@ def snakemake(args: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, 
     """(process, wall seconds, CPU seconds) of `snakemake ARGS` in `cwd`; exits when it fails."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, env=common.child_env(), capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", *args], cwd=cwd, env=common.child_env(), capture_output=True, text=True
+    )
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
@@ -76,19 +78,33 @@ def main(argv: list[str] | None = None) -> dict:
         for repeat in range(args.repeats):
             proc, wall, cpu = snakemake(["-n", "--quiet", "all", "--configfile", args.config], cwd)
             jobs = re.search(r"^total\s+(\d+)$", proc.stdout + proc.stderr, re.M)
-            rows.append({"repeat": repeat + 1, "jobs": int(jobs.group(1)) if jobs else None, "wall_s": wall, "cpu_s": cpu})
+            rows.append(
+                {"repeat": repeat + 1, "jobs": int(jobs.group(1)) if jobs else None, "wall_s": wall, "cpu_s": cpu}
+            )
     wall = min(r["wall_s"] for r in rows)
     probe = slurm_probe_seconds()
     heads = [
-        common.headline(f"snakemake -n of {args.config}'s full DAG ({rows[0]['jobs']} jobs), wall", wall, "s", f"< {TARGET_S:g} s", wall < TARGET_S),
+        common.headline(
+            f"snakemake -n of {args.config}'s full DAG ({rows[0]['jobs']} jobs), wall",
+            wall,
+            "s",
+            f"< {TARGET_S:g} s",
+            wall < TARGET_S,
+        ),
         common.headline("the same, CPU", min(r["cpu_s"] for r in rows), "s"),
     ]
     notes = [f"best of {args.repeats} dry runs in a fresh copy of the workflow"]
     if probe is not None:
         heads.append(common.headline("of the wall time: the SLURM plugin's `scontrol show config`", probe, "s"))
         if probe > 1:
-            notes.append("SLURM's tools are installed but no controller answers: the plugin's start-up call waited for its time-out")
-            heads.append(common.headline("wall without that wait", wall - probe, "s", f"< {TARGET_S:g} s", wall - probe < TARGET_S))
+            notes.append(
+                "SLURM's tools are installed but no controller answers: the plugin's start-up call waited for its time-out"
+            )
+            heads.append(
+                common.headline(
+                    "wall without that wait", wall - probe, "s", f"< {TARGET_S:g} s", wall - probe < TARGET_S
+                )
+            )
     return common.report(NAME, args, rows, heads, notes)
 
 

@@ -42,10 +42,20 @@ def main(argv: list[str] | None = None) -> dict:
         for path in bench_dir.rglob("*.tsv"):
             rel = path.relative_to(bench_dir)
             last = pd.read_csv(path, sep="\t").iloc[-1]
-            rows.append({"rule": rel.parts[0] if len(rel.parts) > 1 else rel.stem, "wall_s": last["s"], "cpu_s": last["cpu_time"]})
+            rows.append(
+                {
+                    "rule": rel.parts[0] if len(rel.parts) > 1 else rel.stem,
+                    "wall_s": last["s"],
+                    "cpu_s": last["cpu_time"],
+                }
+            )
         if args.keep:
             shutil.copytree(cwd / "results", args.keep, dirs_exist_ok=True)
-    per_rule = pd.DataFrame(rows).groupby("rule").agg(jobs=("wall_s", "size"), wall_s=("wall_s", "sum"), cpu_s=("cpu_s", "sum"))
+    per_rule = (
+        pd.DataFrame(rows)
+        .groupby("rule")
+        .agg(jobs=("wall_s", "size"), wall_s=("wall_s", "sum"), cpu_s=("cpu_s", "sum"))
+    )
     per_rule = per_rule.sort_values("cpu_s", ascending=False).reset_index()
     target = TARGETS_S.get(args.config) if args.target == "all" else None
     heads = [
@@ -55,7 +65,9 @@ def main(argv: list[str] | None = None) -> dict:
         ),
         common.headline("CPU seconds in jobs with a benchmark file", float(per_rule.cpu_s.sum()), "s"),
     ]  # fmt: skip
-    return common.report(NAME, args, per_rule.to_dict("records"), heads, ["per rule: sums over its jobs' Snakemake benchmark files"])
+    return common.report(
+        NAME, args, per_rule.to_dict("records"), heads, ["per rule: sums over its jobs' Snakemake benchmark files"]
+    )
 
 
 if __name__ == "__main__":

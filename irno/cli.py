@@ -227,16 +227,24 @@ example:
       --valid data/am/prepared/valid --valid-cache base/am/fno/cache/valid \\
       --out runs/am/fno/irno --nproc 2""",
     )
-    p.add_argument("--config", required=True, type=Path, metavar="SETTINGS.yaml", help="the run's settings (phi, loss, train)")
+    p.add_argument(
+        "--config", required=True, type=Path, metavar="SETTINGS.yaml", help="the run's settings (phi, loss, train)"
+    )
     p.add_argument("--train", required=True, type=Path, metavar="STORE", help="prepared store of the training split")
     p.add_argument("--train-cache", type=Path, metavar="CACHE", help="base-prediction cache of the training split")
     p.add_argument("--valid", required=True, type=Path, metavar="STORE", help="prepared store of the validation split")
     p.add_argument("--valid-cache", type=Path, metavar="CACHE", help="base-prediction cache of the validation split")
     p.add_argument("--base-model", type=Path, metavar="MODEL_DIR", help="base model directory: h0 recomputed per batch")
-    p.add_argument("--base-config", type=Path, metavar="BASE.yaml", help="the base model's settings (with --base-model)")
+    p.add_argument(
+        "--base-config", type=Path, metavar="BASE.yaml", help="the base model's settings (with --base-model)"
+    )
     p.add_argument("--out", required=True, type=Path, metavar="RUN_DIR", help="output folder of the run")
     p.add_argument(
-        "--nproc", type=int, default=1, metavar="N", help="processes for DDP on this node (torchrun; nccl on GPUs, gloo on CPU)"
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes for DDP on this node (torchrun; nccl on GPUs, gloo on CPU)",
     )
     p.set_defaults(func=_train)
 
@@ -296,7 +304,11 @@ def _add_evaluate(sub) -> None:
     )
     p.add_argument("--checkpoint", required=True, type=Path, metavar="RUN_DIR/checkpoint.pt", help="the trained Phi")
     p.add_argument(
-        "--store", required=True, type=Path, metavar="STORE_DIR", help="prepared store of the evaluated split (irno prepare)"
+        "--store",
+        required=True,
+        type=Path,
+        metavar="STORE_DIR",
+        help="prepared store of the evaluated split (irno prepare)",
     )
     p.add_argument(
         "--cache",
@@ -455,8 +467,13 @@ def _run_simulate_validate(args) -> int:
     from irno.sim.validate import run_validation
 
     summary = run_validation(
-        args.out, grid=args.grid, sweep_grid=args.sweep_grid, trajectories=args.trajectories,
-        seed=args.seed, workers=args.workers, progress=not args.no_progress,
+        args.out,
+        grid=args.grid,
+        sweep_grid=args.sweep_grid,
+        trajectories=args.trajectories,
+        seed=args.seed,
+        workers=args.workers,
+        progress=not args.no_progress,
     )
     print((args.out / "statistics.md").read_text())
     sweep = "all passed" if summary["sweep_all_passed"] else f"FAILED for {summary['sweep_failed']}"

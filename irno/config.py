@@ -9,11 +9,10 @@ of the wrong type by name (``train.K: expected int, got 'six'``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal
 
 # The dict <-> dataclass machinery lives in irno.utils (the ROMA study shares it); re-exported here.
-from irno.utils import deep_merge, from_dict, load_settings, to_dict  # noqa: F401
-from irno.utils import IrnoError, write_yaml
+from irno.utils import IrnoError, deep_merge, from_dict, load_settings, to_dict, write_yaml  # noqa: F401
 from irno.utils import require as _require
 
 
@@ -150,7 +149,9 @@ class SimulationConfig:
 
     def __post_init__(self):
         _require(
-            self.dataset in SIMULATED_DATASETS, "simulate.dataset", self.dataset,
+            self.dataset in SIMULATED_DATASETS,
+            "simulate.dataset",
+            self.dataset,
             f"one the simulator can make: {', '.join(SIMULATED_DATASETS)}",
         )
         _require(self.grid >= 16 and self.grid % 2 == 0, "simulate.grid", self.grid, "even and >= 16")
@@ -160,7 +161,9 @@ class SimulationConfig:
         steps = round(self.frame_dt / self.dt)
         _require(
             steps >= 1 and abs(steps * self.dt - self.frame_dt) <= 1e-9 * self.frame_dt,
-            "simulate.dt", self.dt, f"a whole fraction of frame_dt = {self.frame_dt}",
+            "simulate.dt",
+            self.dt,
+            f"a whole fraction of frame_dt = {self.frame_dt}",
         )
         _require(self.seed >= 0, "simulate.seed", self.seed, ">= 0")
         _require(self.workers >= 1, "simulate.workers", self.workers, ">= 1")
@@ -172,8 +175,12 @@ class SimulationConfig:
             for zeta, _ in pairs:
                 # RK4's stability limit for the alignment term (SPEC 5): dt below about 0.7 / zeta.
                 if self.dt * abs(zeta) >= 0.7:
-                    _require(False, "simulate.dt", self.dt,
-                             f"below 0.7 / zeta = {0.7 / abs(zeta):.4g} for zeta = {zeta} in simulate.{split}.pairs")
+                    _require(
+                        False,
+                        "simulate.dt",
+                        self.dt,
+                        f"below 0.7 / zeta = {0.7 / abs(zeta):.4g} for zeta = {zeta} in simulate.{split}.pairs",
+                    )
 
 
 @dataclass
@@ -183,7 +190,7 @@ class BaseConfig:
     model_class: Literal["FNO", "TFNO", "UNetClassic", "UNetConvNext"] = "FNO"
     source: Literal["pretrained", "train"] = "pretrained"
     pretrained: str = ""  # Hub id (polymathic-ai/FNO-active_matter) or a local save_pretrained directory
-    revision: Optional[str] = None  # Hub revision (commit hash or tag) to pin
+    revision: str | None = None  # Hub revision (commit hash or tag) to pin
     # FNO/TFNO only. "legacy": projection(lifting(x)), what the published checkpoints were trained
     # with (the_well <= 1.1.0 dropped the Fourier blocks' output); "fixed": the installed forward.
     forward: Literal["fixed", "legacy"] = "fixed"
@@ -194,10 +201,10 @@ class BaseConfig:
     batch_size: int = 16
     seed: int = 0
     device: str = "auto"
-    published_valid_vrmse: Optional[float] = None  # The Well's valid VRMSE, for the base check
+    published_valid_vrmse: float | None = None  # The Well's valid VRMSE, for the base check
     check_tolerance: float = 0.10  # relative miss of the published number that fails the check
     strict: bool = True  # false: a failed check warns instead of stopping
-    check_max_samples: Optional[int] = None  # base check on this many evenly spaced valid samples (None: all)
+    check_max_samples: int | None = None  # base check on this many evenly spaced valid samples (None: all)
     cache_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     cache_batch_size: int = 32  # inference batch of the cache build and the base check
 
@@ -209,7 +216,9 @@ class BaseConfig:
         _require(self.check_tolerance > 0, "base.check_tolerance", self.check_tolerance, "> 0")
         _require(
             self.check_max_samples is None or self.check_max_samples >= 1,
-            "base.check_max_samples", self.check_max_samples, ">= 1 or null",
+            "base.check_max_samples",
+            self.check_max_samples,
+            ">= 1 or null",
         )
         if self.source == "pretrained":
             _require(bool(self.pretrained), "base.pretrained", self.pretrained, "a Hub id or a local directory")

@@ -44,9 +44,9 @@ import itertools
 import math
 import os
 import pickle
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -95,7 +95,9 @@ class LogQuantiles:
     A quantile that falls there reads 0 or inf; a cell without values reads NaN.
     """
 
-    def __init__(self, shape: tuple[int, int], device, log10_range=RATIO_LOG10_RANGE, bins_per_decade=RATIO_BINS_PER_DECADE):
+    def __init__(
+        self, shape: tuple[int, int], device, log10_range=RATIO_LOG10_RANGE, bins_per_decade=RATIO_BINS_PER_DECADE
+    ):
         self.lo, self.bins_per_decade = log10_range[0], bins_per_decade
         self.n_bins = (log10_range[1] - log10_range[0]) * bins_per_decade + 1
         # slot 0: below the range; 1 .. n_bins: the bins; n_bins + 1: above the range, inf, NaN
@@ -149,7 +151,16 @@ class StepMetrics:
     """
 
     def __init__(
-        self, n_samples: int, n_steps: int, K: int, field_names, grid, channel_mean, channel_std, example_index: int, device
+        self,
+        n_samples: int,
+        n_steps: int,
+        K: int,
+        field_names,
+        grid,
+        channel_mean,
+        channel_std,
+        example_index: int,
+        device,
     ):
         self.n_samples, self.n_steps, self.K = n_samples, n_steps, K
         self.field_names, self.grid = list(field_names), tuple(grid)
@@ -205,7 +216,9 @@ class StepMetrics:
             # amplitude of a difference to zero), B*F times less work than binning every field.
             summed = error_power.sum((0, 1)).sqrt()[None, :, :, None]  # (1, H, W, 1)
             bands = binned_spectral_mse.eval(summed, torch.zeros_like(summed), self.meta, fourier_input=True)
-            self.band_mse_sum[k] += torch.stack([bands[f"spectral_error_mse_per_bin_{i}"].double().sum() for i in range(len(BANDS))])
+            self.band_mse_sum[k] += torch.stack(
+                [bands[f"spectral_error_mse_per_bin_{i}"].double().sum() for i in range(len(BANDS))]
+            )
             error = self.shells.sum(error_power / (H * W) ** 2)  # (B, F, M): E_k(m)
             self.error_spectrum_sum[k] += error.double().sum((0, 1))
             if k == 0:
@@ -337,7 +350,9 @@ def evaluate(
             metrics.add_batch(itertools.chain([h0], refine_steps(phi, x, h0, alpha, n_steps - 1)), y, rows)
     per_step, spectra = metrics.result(cfg.divergence_factor)
     return EvalResult(
-        summarise(per_step, K=K, alpha=alpha, extra_steps=cfg.extra_steps, field_names=metrics.field_names, n_samples=n),
+        summarise(
+            per_step, K=K, alpha=alpha, extra_steps=cfg.extra_steps, field_names=metrics.field_names, n_samples=n
+        ),
         per_step,
         spectra,
     )

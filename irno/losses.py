@@ -25,7 +25,6 @@ import functools
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from irno.config import LossConfig
 from irno.models import conditioned, refine_steps
@@ -62,7 +61,9 @@ def spectral_weights(H: int, W: int, lam: float, device: torch.device, dtype: to
 
 
 @functools.lru_cache(maxsize=64)
-def _spectral_weight_stack(H: int, W: int, lams: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+def _spectral_weight_stack(
+    H: int, W: int, lams: tuple[float, ...], device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
     """(len(lams), 1, 1, H, W//2+1): one weight grid per unrolled step, broadcast over (B, C)."""
     return torch.stack([spectral_weights(H, W, lam, device, dtype) for lam in lams])[:, None, None]
 

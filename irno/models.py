@@ -10,7 +10,7 @@ Both start near zero (small output layer), so early iterations stay close to the
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn as nn
@@ -209,7 +209,9 @@ class RefinementOperator(nn.Module):
 class FNORefinementOperator(nn.Module):
     """Phi as a neuralop FNO with the same channels (the paper's backbone ablation)."""
 
-    def __init__(self, in_channels: int, out_channels: int, modes: int = 16, hidden_channels: int = 32, n_layers: int = 4):
+    def __init__(
+        self, in_channels: int, out_channels: int, modes: int = 16, hidden_channels: int = 32, n_layers: int = 4
+    ):
         super().__init__()
         from neuralop.models import FNO
 
@@ -259,7 +261,9 @@ def conditioned(phi: nn.Module, x: torch.Tensor) -> Callable[[torch.Tensor], tor
     return lambda h: phi(torch.cat([x, h], dim=1))
 
 
-def refine_steps(phi: nn.Module, x: torch.Tensor, h0: torch.Tensor, alpha: float, n_steps: int) -> Iterator[torch.Tensor]:
+def refine_steps(
+    phi: nn.Module, x: torch.Tensor, h0: torch.Tensor, alpha: float, n_steps: int
+) -> Iterator[torch.Tensor]:
     """Yield h_1 .. h_n from h_0, h_{k+1} = h_k + alpha * Phi(cat[x, h_k]); h (B, F, H, W).
 
     Gradients flow through the chain unless called under no_grad.

@@ -69,7 +69,9 @@ class Study:
         self.bases: dict[str, dict] = config["bases"]
         # label and group only shape the report; the rest defines what is trained and evaluated
         specs = {name: dict(spec or {}) for name, spec in config["experiments"].items()}
-        self.experiment_meta = {name: {k: spec.pop(k) for k in EXPERIMENT_META if k in spec} for name, spec in specs.items()}
+        self.experiment_meta = {
+            name: {k: spec.pop(k) for k in EXPERIMENT_META if k in spec} for name, spec in specs.items()
+        }
         self.experiments: dict[str, dict] = specs
         self.refiner_defaults: dict = config.get("refiner") or {}
         self.evaluate: dict = config.get("evaluate") or {}
@@ -90,7 +92,9 @@ class Study:
         _validated(EvalConfig, self.evaluate, "evaluate")
         self.runs: list[Run] = [r for e in self.selected_experiments for r in self.runs_of(e)]
         if self.ablation and self.ablation not in self.experiments:
-            raise IrnoError(f"config key 'ablation': {self.ablation!r} is not an experiment ({', '.join(self.experiments)})")
+            raise IrnoError(
+                f"config key 'ablation': {self.ablation!r} is not an experiment ({', '.join(self.experiments)})"
+            )
         self._check_report()
 
     # ------------------------------------------------------------------ where things live
@@ -164,7 +168,9 @@ class Study:
         for name in self.selected_experiments:
             default_group = "transfer" if self.is_transfer(name) else "full method" if name == main else name
             meta = self.experiment_meta[name]
-            experiments.append({"name": name, "group": meta.get("group", default_group), "label": meta.get("label", "")})
+            experiments.append(
+                {"name": name, "group": meta.get("group", default_group), "label": meta.get("label", "")}
+            )
         sweeps = {}
         for key in SWEEP_KEYS:
             members = [e for e in self.selected_experiments if list(_leaves(self.experiments[e])) == [("train", key)]]
@@ -201,7 +207,9 @@ class Study:
             _validated(SimulationConfig, settings, f"{where}.simulate")
             return settings
         if spec.get("simulate"):
-            raise IrnoError(f"config key '{where}.simulate': only a dataset with source: simulate takes simulation settings")
+            raise IrnoError(
+                f"config key '{where}.simulate': only a dataset with source: simulate takes simulation settings"
+            )
         known = well_dataset_names()
         if dataset not in known:
             raise IrnoError(f"config key 'datasets': {dataset!r} is not a dataset of The Well ({', '.join(known)})")
@@ -232,7 +240,9 @@ class Study:
         overrides = self.experiments[experiment]
         stray = [k for k in TRANSFER_KEYS if k in overrides]
         if stray:
-            raise IrnoError(f"config key 'experiments.{experiment}.{stray[0]}': only a transfer experiment (with transfer_from) takes it")
+            raise IrnoError(
+                f"config key 'experiments.{experiment}.{stray[0]}': only a transfer experiment (with transfer_from) takes it"
+            )
         settings = deep_merge(self.refiner_defaults, overrides)
         _validated(RefinerConfig, settings, f"experiments.{experiment}")
         return settings
@@ -263,7 +273,9 @@ class Study:
             )
         source_base = spec["transfer_from"]
         if source_base not in self.bases:
-            raise IrnoError(f"config key '{where}.transfer_from': {source_base!r} is not one of the bases ({', '.join(self.bases)})")
+            raise IrnoError(
+                f"config key '{where}.transfer_from': {source_base!r} is not one of the bases ({', '.join(self.bases)})"
+            )
         source_experiment = spec.get("transfer_experiment", "irno")
         if source_experiment not in self.experiments or self.is_transfer(source_experiment):
             raise IrnoError(
@@ -294,7 +306,9 @@ def _selection(selected: dict, key: str, defined: dict) -> list[str]:
         return list(defined)
     for i, name in enumerate(names):
         if name not in defined:
-            raise IrnoError(f"config key 'runs.{key}[{i}]': {name!r} is not defined under '{key}' ({', '.join(defined)})")
+            raise IrnoError(
+                f"config key 'runs.{key}[{i}]': {name!r} is not defined under '{key}' ({', '.join(defined)})"
+            )
     return list(names)
 
 

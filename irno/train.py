@@ -61,8 +61,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -75,7 +75,16 @@ from tqdm import tqdm
 from irno.config import LossConfig, RefinerConfig, to_dict
 from irno.losses import objective, term_weights
 from irno.models import build_phi, phi_memory_format, refine_steps
-from irno.utils import IrnoError, atomic_path, log, rng_state, seed_everything, select_device, set_rng_state, stable_hash
+from irno.utils import (
+    IrnoError,
+    atomic_path,
+    log,
+    rng_state,
+    seed_everything,
+    select_device,
+    set_rng_state,
+    stable_hash,
+)
 
 TRAIN_LOG_COLUMNS = [
     "epoch",
@@ -105,7 +114,15 @@ class Objective(nn.Module):
 
     def forward(self, x, h0, y, beta_spectral: float, beta_fixed_point: float):
         return objective(
-            self.phi, x, h0, y, self.loss, K=self.K, alpha=self.alpha, beta_spectral=beta_spectral, beta_fixed_point=beta_fixed_point
+            self.phi,
+            x,
+            h0,
+            y,
+            self.loss,
+            K=self.K,
+            alpha=self.alpha,
+            beta_spectral=beta_spectral,
+            beta_fixed_point=beta_fixed_point,
         )
 
 
@@ -136,12 +153,18 @@ class _WholeBatches(Dataset):
         return self.dataset.batch(self.batches[i])
 
 
-def iterate_batches(dataset, batches: list[np.ndarray], *, num_workers: int = 0, pin_memory: bool = False) -> Iterator[tuple]:
+def iterate_batches(
+    dataset, batches: list[np.ndarray], *, num_workers: int = 0, pin_memory: bool = False
+) -> Iterator[tuple]:
     """Yield (x, h0 or None, y) CPU tensors for each index batch, in order."""
     if hasattr(dataset, "batch"):
-        loader = DataLoader(_WholeBatches(dataset, batches), batch_size=None, num_workers=num_workers, pin_memory=pin_memory)
+        loader = DataLoader(
+            _WholeBatches(dataset, batches), batch_size=None, num_workers=num_workers, pin_memory=pin_memory
+        )
     else:
-        loader = DataLoader(dataset, batch_sampler=[b.tolist() for b in batches], num_workers=num_workers, pin_memory=pin_memory)
+        loader = DataLoader(
+            dataset, batch_sampler=[b.tolist() for b in batches], num_workers=num_workers, pin_memory=pin_memory
+        )
     for item in loader:
         if isinstance(item, dict):
             yield item["x"], item.get("h0"), item["y"]
@@ -171,7 +194,9 @@ def _check_data(cfg: RefinerConfig, train_data, valid_data, base: nn.Module | No
         raise IrnoError(f"train samples (x, y) have shapes {shapes['train']} but valid samples {shapes['valid']}")
     (c_x, H, W), (c_y, *_) = shapes["train"]
     if cfg.phi.backbone == "unet" and (H % 2**cfg.phi.depth or W % 2**cfg.phi.depth):
-        raise IrnoError(f"config key 'phi.depth': {cfg.phi.depth} needs a grid divisible by {2**cfg.phi.depth}, the data's is {H}x{W}")
+        raise IrnoError(
+            f"config key 'phi.depth': {cfg.phi.depth} needs a grid divisible by {2**cfg.phi.depth}, the data's is {H}x{W}"
+        )
     return c_x + c_y, c_y
 
 
@@ -215,7 +240,16 @@ def torchrun_command(nproc: int, argv: list[str]) -> list[str]:
         drop_next = arg == "--nproc"
         if not drop_next:
             args.append(arg)
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m", "irno.cli", *args]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "irno.cli",
+        *args,
+    ]
 
 
 def relaunch_with_torchrun(nproc: int, argv: list[str]) -> int:
@@ -265,13 +299,19 @@ def validate(
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # sum of inlier MSEs, inliers, outliers
     for x, h0, y in iterate_batches(dataset, sequential_batches(shard, batch_size)):
         x, y = x.to(device, memory_format=memory_format), y.to(device, memory_format=memory_format)
-        h = base(x.contiguous()).to(memory_format=memory_format) if base is not None else h0.to(device, memory_format=memory_format)
+        h = (
+            base(x.contiguous()).to(memory_format=memory_format)
+            if base is not None
+            else h0.to(device, memory_format=memory_format)
+        )
         with autocast():
             for h in refine_steps(phi, x, h, alpha, K):  # keeps only the last step, h_K
                 pass
         mse = ((h.float() - y) ** 2).mean(dim=(1, 2, 3))  # (B,)
         outlier = ~torch.isfinite(mse) | (mse > outlier_threshold)
-        sums += torch.stack([torch.where(outlier, 0.0, mse).double().sum(), (~outlier).sum().double(), outlier.sum().double()])
+        sums += torch.stack(
+            [torch.where(outlier, 0.0, mse).double().sum(), (~outlier).sum().double(), outlier.sum().double()]
+        )
     inlier_sum, inliers, outliers = _all_reduce(sums, world).tolist()
     phi.train(was_training)
     valid_mse = inlier_sum / inliers if inliers else math.nan
@@ -294,7 +334,9 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 def _what_changed(old: dict, new: dict) -> str:
     old, new = _flatten(old), _flatten(new)
-    changes = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    changes = [
+        f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)
+    ]
     return ", ".join(changes) or "no visible change (state format)"
 
 
@@ -302,14 +344,18 @@ def _load_state(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated or foreign file: say which, do not guess
-        raise IrnoError(f"{path}: unreadable resume state ({type(e).__name__}: {e}); delete it to start afresh") from None
+        raise IrnoError(
+            f"{path}: unreadable resume state ({type(e).__name__}: {e}); delete it to start afresh"
+        ) from None
 
 
 def _write_outputs(out_dir: Path, state: dict, field_names: list[str] | None) -> None:
     """checkpoint.pt (docs/outputs.md) and train_log.csv from a resume state."""
     best = state["best"]
     last = state["history"][-1]
-    chosen = best if best is not None else {"model": state["model"], "epoch": last["epoch"], "valid_mse": last["valid_mse"]}
+    chosen = (
+        best if best is not None else {"model": state["model"], "epoch": last["epoch"], "valid_mse": last["valid_mse"]}
+    )
     checkpoint = {
         "model": chosen["model"],
         "config": state["config"],
@@ -352,9 +398,13 @@ def train_refiner(
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             torch.cuda.set_device(device)
         if tc.batch_size < world:
-            raise IrnoError(f"config key 'train.batch_size': {tc.batch_size} is smaller than the {world} training processes")
+            raise IrnoError(
+                f"config key 'train.batch_size': {tc.batch_size} is smaller than the {world} training processes"
+            )
         if len(train_data) < world:
-            raise IrnoError(f"{_describe(train_data, 'train')}: {len(train_data)} samples for {world} training processes")
+            raise IrnoError(
+                f"{_describe(train_data, 'train')}: {len(train_data)} samples for {world} training processes"
+            )
         return _train(cfg, train_data, valid_data, out_dir, base, device, rank, world)
 
 
@@ -382,7 +432,9 @@ def _train(cfg, train_data, valid_data, out_dir: Path, base, device: torch.devic
     phi = build_phi(cfg.phi, in_channels, out_channels).to(device, memory_format=memory_format)
     if world > 1 and on_cuda:
         phi = nn.SyncBatchNorm.convert_sync_batchnorm(phi)
-    optimizer = torch.optim.Adam(phi.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, fused=True)  # found_inf: below
+    optimizer = torch.optim.Adam(
+        phi.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, fused=True
+    )  # found_inf: below
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=tc.epochs, eta_min=tc.eta_min)
     if base is not None:
         base = base.to(device).eval().requires_grad_(False)
@@ -397,7 +449,9 @@ def _train(cfg, train_data, valid_data, out_dir: Path, base, device: torch.devic
             log.info(
                 "%s was written for another configuration or data (%s); starting afresh",
                 state_path,
-                _what_changed({"config": state.get("config"), "data": state.get("data")}, {"config": cfg_dict, "data": data}),
+                _what_changed(
+                    {"config": state.get("config"), "data": state.get("data")}, {"config": cfg_dict, "data": data}
+                ),
             )
         else:
             phi.load_state_dict(state["model"])
@@ -415,7 +469,9 @@ def _train(cfg, train_data, valid_data, out_dir: Path, base, device: torch.devic
     # Only Phi is compiled: the loss's FFTs have no compiled kernels, and one graph serves all K + 1 calls.
     model: nn.Module = Objective(torch.compile(phi) if tc.compile and on_cuda else phi, cfg.loss, tc.K, tc.alpha)
     if world > 1:
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if on_cuda else None, gradient_as_bucket_view=True)
+        model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if on_cuda else None, gradient_as_bucket_view=True
+        )
 
     def to_device(t: torch.Tensor) -> torch.Tensor:
         return t.to(device, non_blocking=True, memory_format=memory_format)
@@ -447,7 +503,9 @@ def _train(cfg, train_data, valid_data, out_dir: Path, base, device: torch.devic
             x, y = to_device(x), to_device(y)
             if base is not None:
                 with torch.no_grad():
-                    h0 = to_device(base(x.contiguous()))  # (B, F, H, W), the reference behaviour; the base runs channels-first
+                    h0 = to_device(
+                        base(x.contiguous())
+                    )  # (B, F, H, W), the reference behaviour; the base runs channels-first
             else:
                 h0 = to_device(h0)
             with autocast():
@@ -456,12 +514,16 @@ def _train(cfg, train_data, valid_data, out_dir: Path, base, device: torch.devic
             # This process's share of the global batch's mean loss (DDP averages over processes).
             (total * (len(y) * world / len(global_batch))).backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(phi.parameters(), tc.grad_clip if tc.grad_clip > 0 else math.inf)
-            bad = _all_reduce((~torch.isfinite(total.detach()) | ~torch.isfinite(grad_norm)).float(), world, dist.ReduceOp.MAX)
+            bad = _all_reduce(
+                (~torch.isfinite(total.detach()) | ~torch.isfinite(grad_norm)).float(), world, dist.ReduceOp.MAX
+            )
             # The fused Adam skips its update where found_inf is non-zero (the mechanism of
             # torch.amp.GradScaler): a bad batch is skipped without the host waiting for the device.
             optimizer.found_inf = bad
             optimizer.step()
-            batch_sums = torch.stack([total, terms["spatial"], terms["spectral"], terms["fixed_point"], torch.ones_like(bad)]).detach()
+            batch_sums = torch.stack(
+                [total, terms["spatial"], terms["spectral"], terms["fixed_point"], torch.ones_like(bad)]
+            ).detach()
             sums += torch.where(bad > 0, 0.0, batch_sums.double() * len(y))
             skipped_batches += bad
             if step % LOG_EVERY == 0 or step == len(batches):
@@ -544,4 +606,3 @@ def _train(cfg, train_data, valid_data, out_dir: Path, base, device: torch.devic
                 torch.save(state, tmp)
             _write_outputs(out_dir, state, field_names)
     return history
-

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from workflow_copy import copy_workflow, snakemake
 
 from irno.data.wellfile import write_stats, write_well_file
-from workflow_copy import copy_workflow, snakemake
 
 TINY_SPLITS = {"train": [(1.0, -1.0), (3.0, -2.0)], "valid": [(5.0, -3.0)], "test": [(7.0, -4.0)]}
 
@@ -57,7 +57,10 @@ def write_tiny_active_matter(root: Path, grid: int = 32, frames: int = 12, n_tra
             fields = {
                 0: {"concentration": 1.0 + 0.01 * _waves(rng, n_traj, frames, grid, ())},
                 1: {"velocity": _waves(rng, n_traj, frames, grid, (2,))},
-                2: {"D": 0.3 * _waves(rng, n_traj, frames, grid, (2, 2)), "E": _waves(rng, n_traj, frames, grid, (2, 2))},
+                2: {
+                    "D": 0.3 * _waves(rng, n_traj, frames, grid, (2, 2)),
+                    "E": _waves(rng, n_traj, frames, grid, (2, 2)),
+                },
             }
             write_well_file(
                 dataset / "data" / split / f"active_matter_L_10.0_zeta_{zeta}_alpha_{alpha}.hdf5",
@@ -109,7 +112,9 @@ def tiny_base(tmp_path_factory):
     from irno.base.operator import build_model, save_base
     from irno.config import BaseConfig
 
-    cfg = BaseConfig(model_class="FNO", source="train", model_kwargs={"modes1": 4, "modes2": 4, "hidden_channels": 8}, device="cpu")
+    cfg = BaseConfig(
+        model_class="FNO", source="train", model_kwargs={"modes1": 4, "modes2": 4, "hidden_channels": 8}, device="cpu"
+    )
     torch.manual_seed(0)
     model_dir = tmp_path_factory.mktemp("tiny_base") / "model"
     save_base(build_model(cfg, 44, 11, (32, 32)), model_dir, {"model_class": "FNO", "source": "train"})
@@ -127,7 +132,10 @@ def tiny_caches(tiny_base, tiny_stores, tmp_path_factory) -> dict[str, Path]:
 
     cfg, model_dir = tiny_base
     root = tmp_path_factory.mktemp("caches")
-    return {split: cache_base(cfg, model_dir, PreparedSplit(store), root / split).path for split, store in tiny_stores.items()}
+    return {
+        split: cache_base(cfg, model_dir, PreparedSplit(store), root / split).path
+        for split, store in tiny_stores.items()
+    }
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,15 @@ TINY_FNO = {"modes1": 4, "modes2": 4, "hidden_channels": 8}
 
 
 def tiny_cfg(**overrides) -> BaseConfig:
-    values = {"model_class": "FNO", "source": "train", "model_kwargs": TINY_FNO, "epochs": 3, "lr": 1e-2, "batch_size": 16, "device": "cpu"}
+    values = {
+        "model_class": "FNO",
+        "source": "train",
+        "model_kwargs": TINY_FNO,
+        "epochs": 3,
+        "lr": 1e-2,
+        "batch_size": 16,
+        "device": "cpu",
+    }
     return BaseConfig(**{**values, **overrides})
 
 
@@ -61,7 +69,9 @@ def waves(tmp_path_factory) -> dict[str, Path]:
     """Prepared train and valid stores of the standing waves (2 fields, 16 x 16): split -> store."""
     root = tmp_path_factory.mktemp("waves")
     write_standing_waves(root / "well")
-    write_json(root / "manifest.json", build_manifest(root / "well", "active_matter", source="test", splits=("train", "valid")))
+    write_json(
+        root / "manifest.json", build_manifest(root / "well", "active_matter", source="test", splits=("train", "valid"))
+    )
     return {split: prepare_split(root / "manifest.json", split, root / split) for split in ("train", "valid")}
 
 
@@ -104,14 +114,18 @@ def test_model_directory_problems_are_named(tmp_path):
     save_base(model, tmp_path / "m", {"model_class": "FNO", "source": "local", "pretrained": "x/y", "revision": "abc"})
     with pytest.raises(IrnoError, match="model class 'FNO', the config says base.model_class='TFNO'"):
         load_base(BaseConfig(model_class="TFNO", pretrained="x/y", revision="abc"), tmp_path / "m")
-    with pytest.raises(IrnoError, match="fetched from 'x/y' at revision 'abc', the config says .*base.revision='v2'.*irno base fetch"):
+    with pytest.raises(
+        IrnoError, match="fetched from 'x/y' at revision 'abc', the config says .*base.revision='v2'.*irno base fetch"
+    ):
         load_base(BaseConfig(pretrained="x/y", revision="v2"), tmp_path / "m")
     (tmp_path / "m" / "model.safetensors").unlink()
     with pytest.raises(IrnoError, match="model.safetensors: missing"):
         load_model_dir("FNO", tmp_path / "m")
     # weights of another shape never load silently (the Hub mixin's default is strict=False)
     save_base(random_model(modes1=4, modes2=4, hidden_channels=16), tmp_path / "wide", {"model_class": "FNO"})
-    (tmp_path / "wide" / "config.json").write_text(json.dumps({**json.loads((tmp_path / "wide" / "config.json").read_text()), "hidden_channels": 8}))
+    (tmp_path / "wide" / "config.json").write_text(
+        json.dumps({**json.loads((tmp_path / "wide" / "config.json").read_text()), "hidden_channels": 8})
+    )
     with pytest.raises(IrnoError, match="wide: does not load as a FNO"):
         load_model_dir("FNO", tmp_path / "wide")
     with pytest.raises(IrnoError, match="base.model_kwargs"):
@@ -212,7 +226,13 @@ def test_verdict_names_the_mode_to_use():
     cfg = BaseConfig(pretrained="polymathic-ai/FNO-active_matter", forward="fixed", published_valid_vrmse=0.3157)
     status, message = verdict(cfg, {"fixed": 0.52, "legacy": 0.318})
     assert status == "fail" and "set `base.forward: legacy`" in message
-    assert verdict(BaseConfig(pretrained="a/b", forward="legacy", published_valid_vrmse=0.3157), {"fixed": 0.52, "legacy": 0.318})[0] == "pass"
+    assert (
+        verdict(
+            BaseConfig(pretrained="a/b", forward="legacy", published_valid_vrmse=0.3157),
+            {"fixed": 0.52, "legacy": 0.318},
+        )[0]
+        == "pass"
+    )
     assert verdict(cfg, {"fixed": 0.9, "legacy": 0.8})[0] == "warn"
     assert verdict(BaseConfig(pretrained="a/b"), {"fixed": 0.9, "legacy": 0.8})[0] == "unchecked"
     unet = BaseConfig(model_class="UNetClassic", pretrained="a/b", forward="legacy", published_valid_vrmse=0.2609)
@@ -222,7 +242,9 @@ def test_verdict_names_the_mode_to_use():
 def test_check_vrmse_is_the_wells_in_physical_units(tiny_stores):
     split = PreparedSplit(tiny_stores["valid"])
     idx = np.arange(len(split))
-    got = per_field_vrmse({"persistence": lambda x: persistence(x, 11)}, split, idx, 5, torch.device("cpu"))["persistence"]
+    got = per_field_vrmse({"persistence": lambda x: persistence(x, 11)}, split, idx, 5, torch.device("cpu"))[
+        "persistence"
+    ]
     x, y = split.batch(idx)
     std, mean = split.channel_std[None, :, None, None], split.channel_mean[None, :, None, None]
     y_hat, y = x[:, -11:].double().numpy() * std + mean, y.double().numpy() * std + mean  # (N, F, H, W)
@@ -266,7 +288,9 @@ def test_cache_equals_the_base_sample_by_sample(trained, waves, tmp_path):
             torch.testing.assert_close(cache[i], base(split[i]["x"][None])[0], rtol=1e-5, atol=1e-6, msg=f"sample {i}")
         x, _ = split.batch(range(3, 6))  # the build's own batch: the same bits
         assert torch.equal(cache.batch(range(3, 6)), base(x))
-    data = RefinementDataset(split, BasePredictionCache.open(tmp_path / "cache", expect=expected_meta(cfg, model_dir, split)))
+    data = RefinementDataset(
+        split, BasePredictionCache.open(tmp_path / "cache", expect=expected_meta(cfg, model_dir, split))
+    )
     x, h0, y = data.batch([4, 1])
     assert torch.equal(h0[0], cache[4]) and torch.equal(x[1], split[1]["x"]) and torch.equal(y[0], data[4]["y"])
     assert data.field_names == split.field_names == ["a", "b"] and data.grid == (16, 16)
@@ -359,15 +383,69 @@ def test_shared_fixtures_give_refinement_datasets(tiny_stores, tiny_caches):
 
 
 def test_base_cli_train_check_cache(waves, tmp_path, capsys):
-    settings = {"model_class": "FNO", "source": "train", "model_kwargs": {"modes1": 2, "modes2": 2, "hidden_channels": 4}, "epochs": 1, "device": "cpu"}
+    settings = {
+        "model_class": "FNO",
+        "source": "train",
+        "model_kwargs": {"modes1": 2, "modes2": 2, "hidden_channels": 4},
+        "epochs": 1,
+        "device": "cpu",
+    }
     write_yaml(tmp_path / "base.yaml", settings)
     assert from_dict(BaseConfig, settings).epochs == 1
     stores = {k: str(v) for k, v in waves.items()}
     model = str(tmp_path / "model")
-    assert irno_main(["base", "train", "--config", str(tmp_path / "base.yaml"), "--train", stores["train"], "--valid", stores["valid"], "--out", model]) == 0
-    assert irno_main(["base", "check", "--config", str(tmp_path / "base.yaml"), "--model", model, "--valid", stores["valid"], "--out", str(tmp_path / "check.json")]) == 0
+    assert (
+        irno_main(
+            [
+                "base",
+                "train",
+                "--config",
+                str(tmp_path / "base.yaml"),
+                "--train",
+                stores["train"],
+                "--valid",
+                stores["valid"],
+                "--out",
+                model,
+            ]
+        )
+        == 0
+    )
+    assert (
+        irno_main(
+            [
+                "base",
+                "check",
+                "--config",
+                str(tmp_path / "base.yaml"),
+                "--model",
+                model,
+                "--valid",
+                stores["valid"],
+                "--out",
+                str(tmp_path / "check.json"),
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "check.json").read_text())["verdict"] == "unchecked"
-    assert irno_main(["base", "cache", "--config", str(tmp_path / "base.yaml"), "--model", model, "--store", stores["valid"], "--out", str(tmp_path / "cache")]) == 0
+    assert (
+        irno_main(
+            [
+                "base",
+                "cache",
+                "--config",
+                str(tmp_path / "base.yaml"),
+                "--model",
+                model,
+                "--store",
+                stores["valid"],
+                "--out",
+                str(tmp_path / "cache"),
+            ]
+        )
+        == 0
+    )
     assert len(BasePredictionCache.open(tmp_path / "cache")) == len(PreparedSplit(waves["valid"]))
     write_yaml(tmp_path / "bad.yaml", {**settings, "epochs": "many"})
     assert irno_main(["base", "fetch", "--config", str(tmp_path / "bad.yaml"), "--out", model]) == 1

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from eval_fixtures import DOCS, documented
+
 from irno.cli import main
 from irno.data.store import PreparedSplit
 from irno.train import TRAIN_LOG_COLUMNS
@@ -48,7 +48,16 @@ def test_train_writes_the_documented_run(trained, tiny_stores):
     run = root / "run"
     assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "last.pt", "train_log.csv"]  # no temporaries
     ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
-    assert set(ckpt) == {"model", "config", "in_channels", "out_channels", "epoch", "valid_mse", "selected", "field_names"}
+    assert set(ckpt) == {
+        "model",
+        "config",
+        "in_channels",
+        "out_channels",
+        "epoch",
+        "valid_mse",
+        "selected",
+        "field_names",
+    }
     assert (ckpt["in_channels"], ckpt["out_channels"]) == (55, 11) and ckpt["selected"] in ("best", "last")
     assert ckpt["config"]["phi"]["base_channels"] == 4 and ckpt["config"]["train"]["K"] == 2
     assert ckpt["field_names"] == PreparedSplit(tiny_stores["train"]).field_names

@@ -8,8 +8,17 @@ from irno.data.well import field_names, open_well_dataset, window_to_xy
 from irno.utils import IrnoError
 
 ACTIVE_MATTER_FIELDS = [
-    "concentration", "velocity_x", "velocity_y",
-    "D_xx", "D_xy", "D_yx", "D_yy", "E_xx", "E_xy", "E_yx", "E_yy",
+    "concentration",
+    "velocity_x",
+    "velocity_y",
+    "D_xx",
+    "D_xy",
+    "D_yx",
+    "D_yy",
+    "E_xx",
+    "E_xy",
+    "E_yx",
+    "E_yy",
 ]
 
 
@@ -67,8 +76,16 @@ def test_manifest_describes_and_verifies(tiny_well, tmp_path):
     with pytest.raises(IrnoError, match="zeta_7.0_alpha_-4.0.hdf5: not a readable Well HDF5"):
         build_manifest(broken, "active_matter", source="test")
     with pytest.raises(IrnoError, match="extra.hdf5: missing or empty"):
-        build_manifest(tiny_well, "active_matter", source="test", expected_files={
-            "train": [e["file"] for e in m["splits"]["train"]], "valid": ["extra.hdf5"], "test": [e["file"] for e in m["splits"]["test"]]})
+        build_manifest(
+            tiny_well,
+            "active_matter",
+            source="test",
+            expected_files={
+                "train": [e["file"] for e in m["splits"]["train"]],
+                "valid": ["extra.hdf5"],
+                "test": [e["file"] for e in m["splits"]["test"]],
+            },
+        )
 
 
 def test_atomic_outputs_get_normal_permissions(tmp_path):

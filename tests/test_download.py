@@ -29,7 +29,9 @@ def _registry(path: Path, stats: str, files: dict[str, list[str]]) -> Path:
 def registry(tiny_well, tmp_path) -> Path:
     """A registry whose URLs point at the tiny_well fixture's files."""
     stats = (tiny_well / "datasets" / DATASET / "stats.yaml").as_uri()
-    return _registry(tmp_path / "registry.yaml", stats, {s: [p.as_uri() for p in f] for s, f in _sources(tiny_well).items()})
+    return _registry(
+        tmp_path / "registry.yaml", stats, {s: [p.as_uri() for p in f] for s, f in _sources(tiny_well).items()}
+    )
 
 
 def test_download_copies_verifies_and_describes(tiny_well, registry, tmp_path):
@@ -94,15 +96,23 @@ def test_stats_without_a_field_is_named(tiny_well, tmp_path):
     for stat in table.values():
         del stat["velocity"]
     (tmp_path / "stats.yaml").write_text(yaml.safe_dump(table))
-    registry = _registry(tmp_path / "r.yaml", (tmp_path / "stats.yaml").as_uri(), {"valid": [p.as_uri() for p in _sources(tiny_well)["valid"]]})
-    with pytest.raises(IrnoError, match=r"zeta_5.0_alpha_-3.0.hdf5: field\(s\) velocity have no 'mean'/'std' in .*stats.yaml"):
+    registry = _registry(
+        tmp_path / "r.yaml",
+        (tmp_path / "stats.yaml").as_uri(),
+        {"valid": [p.as_uri() for p in _sources(tiny_well)["valid"]]},
+    )
+    with pytest.raises(
+        IrnoError, match=r"zeta_5.0_alpha_-3.0.hdf5: field\(s\) velocity have no 'mean'/'std' in .*stats.yaml"
+    ):
         download_dataset(DATASET, tmp_path / "root", splits=("valid",), registry_path=registry)
 
 
 def test_bad_names_and_unwritable_folder(registry, tmp_path):
     with pytest.raises(IrnoError, match="unknown dataset 'active_mater'.*turbulent_radiative_layer_2D"):
         download_dataset("active_mater", tmp_path, registry_path=registry)
-    with pytest.raises(IrnoError, match="unknown dataset 'MHD_64' in the registry .*registry.yaml; it lists: active_matter"):
+    with pytest.raises(
+        IrnoError, match="unknown dataset 'MHD_64' in the registry .*registry.yaml; it lists: active_matter"
+    ):
         download_dataset("MHD_64", tmp_path, registry_path=registry)
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
@@ -112,7 +122,17 @@ def test_bad_names_and_unwritable_folder(registry, tmp_path):
 
 def test_download_cli_writes_the_manifest(registry, tmp_path, capsys):
     out = tmp_path / "manifest.json"
-    args = ["download", "--dataset", DATASET, "--root", str(tmp_path / "w"), "--manifest", str(out), "--registry", str(registry)]
+    args = [
+        "download",
+        "--dataset",
+        DATASET,
+        "--root",
+        str(tmp_path / "w"),
+        "--manifest",
+        str(out),
+        "--registry",
+        str(registry),
+    ]
     assert irno_main([*args, "--splits", "valid", "test"]) == 0
     assert set(read_json(out)["splits"]) == {"valid", "test"}
     shutil.rmtree(tmp_path / "w" / "datasets" / DATASET / "data" / "test")

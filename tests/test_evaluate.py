@@ -13,13 +13,13 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn as nn
+from eval_fixtures import PersistenceOnStore, documented
 from the_well.benchmark.metrics import VRMSE, binned_spectral_mse
 from the_well.benchmark.metrics.spectral import power_spectrum
 
-from eval_fixtures import PersistenceOnStore, documented
 from irno.cli import main
-from irno.data.store import PreparedSplit
 from irno.config import EvalConfig, PhiConfig, RefinerConfig, TrainConfig, to_dict
+from irno.data.store import PreparedSplit
 from irno.evaluate import (
     LogQuantiles,
     RadialShells,
@@ -162,7 +162,9 @@ def test_pooled_vrmse_is_the_wells_function_on_channel_first_data(result, phi, d
     for k, h in enumerate(all_steps(phi, data)):
         pooled = VRMSE.eval(h, data.y, META)  # (N, W): (C, H) pooled, as the reference calls it
         assert pooled.shape == (len(data), GRID[1])
-        assert result.per_step["vrmse_pooled_cf"][k] == pytest.approx(pooled[torch.isfinite(pooled)].mean().item(), rel=1e-5)
+        assert result.per_step["vrmse_pooled_cf"][k] == pytest.approx(
+            pooled[torch.isfinite(pooled)].mean().item(), rel=1e-5
+        )
     # it is a different number from The Well's
     assert abs(result.per_step["vrmse_pooled_cf"][0] - result.per_step["vrmse"][0]) > 1e-3
 
@@ -182,11 +184,12 @@ def test_vrmse_invariant_to_per_field_affine_maps(phi, data):
     per_field = run(phi, tiny).per_step["vrmse_concentration"][0]
     normalised = VRMSE.eval(h, y, META)[:, 0].mean().item()
     in_physical_units = (
-        VRMSE.eval(physical(tiny, tiny.h0).movedim(1, -1), physical(tiny, tiny.y).movedim(1, -1), META)[:, 0].mean().item()
+        VRMSE.eval(physical(tiny, tiny.h0).movedim(1, -1), physical(tiny, tiny.y).movedim(1, -1), META)[:, 0]
+        .mean()
+        .item()
     )
     assert abs(normalised - in_physical_units) > 0.01 * normalised
     assert per_field == pytest.approx(in_physical_units, rel=1e-5)
-
 
 
 def test_vrmse_equals_the_wells_on_raw_well_data(tiny_well, tiny_stores):
@@ -257,7 +260,9 @@ def test_band_mse_is_binned_spectral_mse(result, phi, data):
 def test_spectral_mse_is_the_unit_weight_spectral_loss(result, phi, data):
     expected = torch.stack(
         [
-            ((torch.fft.rfft2(h, norm="ortho").abs() - torch.fft.rfft2(data.y, norm="ortho").abs()) ** 2).mean((1, 2, 3))
+            ((torch.fft.rfft2(h, norm="ortho").abs() - torch.fft.rfft2(data.y, norm="ortho").abs()) ** 2).mean(
+                (1, 2, 3)
+            )
             for h in all_steps(phi, data)
         ],
         dim=1,
@@ -274,7 +279,9 @@ def test_energy_spectra_match_the_wells_power_spectrum_on_integer_shells(result,
     edges = 2 * torch.pi / H * (torch.arange(len(shells) + 1, dtype=torch.float32) - 1e-3)
     steps = all_steps(phi, data)
     for name, field in (("energy_truth", data.y), ("energy_base", steps[0]), ("energy_refined", steps[K])):
-        _, mean_power, _, counts = power_spectrum(field.movedim(1, -1), META, bins=edges, return_counts=True)  # (N, M, F)
+        _, mean_power, _, counts = power_spectrum(
+            field.movedim(1, -1), META, bins=edges, return_counts=True
+        )  # (N, M, F)
         expected = (mean_power * counts[:-1, None] / (H * W) ** 2).mean(0).T  # (F, M): sums per shell
         np.testing.assert_allclose(result.spectra[name], expected.numpy(), rtol=1e-4, atol=1e-9)
     assert result.spectra["energy_wavenumber"].shape == shells.shape
@@ -298,7 +305,9 @@ def test_log_quantiles_within_resolution_of_exact_quantiles():
         # a coarser histogram is coarser: the test can see resolution
     coarse = LogQuantiles((1, 4), "cpu", bins_per_decade=2)
     coarse.add(0, torch.as_tensor(pooled), torch.ones(pooled.shape, dtype=torch.bool))
-    error = np.abs(np.log10(coarse.quantile(0.5)[0]) - np.log10(np.quantile(pooled, 0.5, axis=0, method="inverted_cdf")))
+    error = np.abs(
+        np.log10(coarse.quantile(0.5)[0]) - np.log10(np.quantile(pooled, 0.5, axis=0, method="inverted_cdf"))
+    )
     assert error.max() > hist.resolution_decades and error.max() <= 0.25 + 1e-9
 
 
@@ -442,7 +451,12 @@ def test_written_files_follow_docs_outputs(tmp_path, data):
     assert written.keys() == metrics.keys()
     assert set(documented("metrics.json")) <= set(written)
     assert written["trained_on_base"] == "FNO" and written["split"] == "test"
-    assert (written["K"], written["alpha"], written["extra_steps"], written["n_samples"]) == (K, ALPHA, EXTRA, len(data))
+    assert (written["K"], written["alpha"], written["extra_steps"], written["n_samples"]) == (
+        K,
+        ALPHA,
+        EXTRA,
+        len(data),
+    )
     assert written["checkpoint_epoch"] == 7 and written["checkpoint_selected"] == "best"
     table = pd.read_csv(out / "per_step.csv")
     columns = documented("per_step.csv")

@@ -10,7 +10,6 @@ from irno.config import LossConfig, PhiConfig
 from irno.losses import lambda_schedule, objective, spectral_loss, spectral_weights, term_weights, warmup_weight
 from irno.models import build_phi
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

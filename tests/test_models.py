@@ -6,7 +6,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from irno.config import PhiConfig
-from irno.models import ChannelLayerNorm, PaddedConv2d, RefinementOperator, build_phi, circular_pad, conditioned, refine_steps
+from irno.models import (
+    ChannelLayerNorm,
+    PaddedConv2d,
+    RefinementOperator,
+    build_phi,
+    circular_pad,
+    conditioned,
+    refine_steps,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -92,14 +100,16 @@ def test_refine_steps_is_the_iteration():
 
 @pytest.mark.parametrize("padding", ["circular", "zeros"])
 def test_phi_given_x_is_phi_of_the_concatenation_with_its_gradients(padding):
+    torch.manual_seed(0)
     phi = RefinementOperator(6, 2, base_channels=4, depth=2, padding=padding)
     x, h = torch.randn(2, 4, 16, 16), torch.randn(2, 2, 16, 16, requires_grad=True)
     given, whole = conditioned(phi, x)(h), phi(torch.cat([x, h], dim=1))
     torch.testing.assert_close(given, whole, rtol=1e-5, atol=1e-6)
     grads = torch.autograd.grad(given.square().sum(), [h, *phi.parameters()])
     expected = torch.autograd.grad(whole.square().sum(), [h, *phi.parameters()])
-    for got, want in zip(grads, expected):
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    for got, want in zip(grads, expected, strict=True):
+        # the same sums in another order: float32 rounding relative to the gradient's scale
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5 * max(1.0, want.abs().max().item()))
 
 
 @pytest.mark.parametrize("padding", [(1, 1), (2, 1), (0, 3)])

@@ -17,7 +17,15 @@ import yaml
 from snakemake.profiles import ProfileConfigFileParser
 
 REPO = Path(__file__).resolve().parents[1]
-GPU_RULES = {"train_base", "check_base", "cache_base_predictions", "train_refiner", "evaluate", "roma_train", "roma_evaluate"}
+GPU_RULES = {
+    "train_base",
+    "check_base",
+    "cache_base_predictions",
+    "train_refiner",
+    "evaluate",
+    "roma_train",
+    "roma_evaluate",
+}
 CPU_RULES = {"simulate_dataset", "prepare_split", "roma_simulate"}
 LOCAL_RULES = {"download_dataset", "fetch_base", "tables", "figures", "roma_report"}  # the workflow's localrules
 

@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from eval_fixtures import write_eval_outputs
 from matplotlib.collections import PolyCollection
 from matplotlib.image import AxesImage, imread
 
-from eval_fixtures import write_eval_outputs
 from irno.cli import main as cli_main
 from irno.config import ReportPlan, from_dict
 from irno.report.figures import (

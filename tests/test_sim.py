@@ -14,9 +14,8 @@ import h5py
 import numpy as np
 import pytest
 import yaml
-from scipy import special
 
-from irno.config import SimulationConfig, SplitPlan, from_dict
+from irno.config import SimulationConfig, from_dict
 from irno.sim import simulate_dataset, simulate_trajectory
 from irno.sim.active_matter import (
     BETA,
@@ -138,7 +137,10 @@ def test_velocity_is_the_stokes_flow_of_the_stress(developed):
     sh = np.fft.fft2(sigma, axes=(0, 1))  # (N, N, 2, 2)
     force = np.stack([1j * (kx * sh[..., 0, 0] + ky * sh[..., 0, 1]), 1j * (kx * sh[..., 1, 0] + ky * sh[..., 1, 1])])
     along_k = (kx * force[0] + ky * force[1]) * inv_k2
-    u = np.stack([np.fft.ifft2((force[0] - kx * along_k) * inv_k2).real, np.fft.ifft2((force[1] - ky * along_k) * inv_k2).real], -1)
+    u = np.stack(
+        [np.fft.ifft2((force[0] - kx * along_k) * inv_k2).real, np.fft.ifft2((force[1] - ky * along_k) * inv_k2).real],
+        -1,
+    )
     saved = developed["velocity"][frame]
     assert np.abs(saved - u).max() < 1e-7 * np.abs(u).max()
 
@@ -201,9 +203,13 @@ def test_initial_state_is_the_moments_of_the_generators_psi():
     for i in range(8):
         k1, k2 = rng.integers(1, 9, size=2)
         r = rng.uniform(0, 1, size=4)
-        psi += (0.1 * (r[0] - 0.5) * np.cos(2 * np.pi * k1 * x / BOX_LENGTH + r[1])[:, None, None]
-                * np.cos(2 * np.pi * k2 * x / BOX_LENGTH + r[2])[None, :, None]
-                * np.cos(2 * theta + r[3]) ** (i + 1))
+        psi += (
+            0.1
+            * (r[0] - 0.5)
+            * np.cos(2 * np.pi * k1 * x / BOX_LENGTH + r[1])[:, None, None]
+            * np.cos(2 * np.pi * k2 * x / BOX_LENGTH + r[2])[None, :, None]
+            * np.cos(2 * theta + r[3]) ** (i + 1)
+        )
     dtheta = 2 * np.pi / len(theta)
     c = psi.sum(-1) * dtheta
     q = (psi * np.exp(2j * theta)).sum(-1) * dtheta
@@ -299,7 +305,9 @@ def test_well_dataset_reads_the_simulation(simulated_well):
     assert x.shape == (44, 16, 16) and y.shape == (11, 16, 16)
     assert len(ds) == 2 * 2 * (8 - 5 + 1)
     full = open_well_dataset(root, "active_matter", "train", full_trajectory=True)
-    frames = torch.cat([torch.cat([s["input_fields"], s["output_fields"]]) for s in (full[i] for i in range(len(full)))])
+    frames = torch.cat(
+        [torch.cat([s["input_fields"], s["output_fields"]]) for s in (full[i] for i in range(len(full)))]
+    )
     flat = frames.reshape(-1, frames.shape[-1]).double()  # (samples, 11) normalised
     assert torch.allclose(flat.mean(0), torch.zeros(11, dtype=torch.float64), atol=1e-3)
     assert torch.allclose(flat.std(0), torch.ones(11, dtype=torch.float64), atol=1e-3)
@@ -349,10 +357,14 @@ def test_never_overwrites_or_mixes_in_files_it_did_not_write(tmp_path):
 
 def test_trajectory_seeds_do_not_depend_on_other_pairs(tmp_path):
     a = simulate_dataset(_tiny_config(frames=6), tmp_path / "a", progress=False)
-    b = simulate_dataset(_tiny_config(frames=6, train={"pairs": [[3, -2]], "trajectories": 2}), tmp_path / "b", progress=False)
+    b = simulate_dataset(
+        _tiny_config(frames=6, train={"pairs": [[3, -2]], "trajectories": 2}), tmp_path / "b", progress=False
+    )
     name = "active_matter_L_10.0_zeta_3.0_alpha_-2.0.hdf5"
-    with h5py.File(tmp_path / "a/datasets/active_matter/data/train" / name) as fa, \
-            h5py.File(tmp_path / "b/datasets/active_matter/data/train" / name) as fb:
+    with (
+        h5py.File(tmp_path / "a/datasets/active_matter/data/train" / name) as fa,
+        h5py.File(tmp_path / "b/datasets/active_matter/data/train" / name) as fb,
+    ):
         assert np.array_equal(fa["t2_fields"]["D"][:], fb["t2_fields"]["D"][:])
     assert a["config_hashes"]["train"][name] == b["config_hashes"]["train"][name]
 
@@ -407,13 +419,38 @@ def test_cli_simulate(tmp_path, capsys):
 
     config = tmp_path / "sim.yaml"
     config.write_text(yaml.safe_dump({**TINY, "frames": 6}))
-    assert main(["simulate", "--config", str(config), "--root", str(tmp_path / "well"),
-                 "--manifest", str(tmp_path / "manifest.json"), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--config",
+                str(config),
+                "--root",
+                str(tmp_path / "well"),
+                "--manifest",
+                str(tmp_path / "manifest.json"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     manifest = read_json(tmp_path / "manifest.json")
     assert manifest["dataset"] == "active_matter" and manifest["simulation"]["frames"] == 6
 
     config.write_text(yaml.safe_dump({**TINY, "frames": 6, "alpha": -2}))
-    assert main(["simulate", "--config", str(config), "--root", str(tmp_path / "well"),
-                 "--manifest", str(tmp_path / "m2.json")]) == 1
+    assert (
+        main(
+            [
+                "simulate",
+                "--config",
+                str(config),
+                "--root",
+                str(tmp_path / "well"),
+                "--manifest",
+                str(tmp_path / "m2.json"),
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert "sim.yaml" in err and "simulate.alpha" in err

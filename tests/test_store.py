@@ -98,11 +98,18 @@ def test_prepare_cli_and_n_steps_input(tiny_well, tmp_path, capsys):
     manifest = tmp_path / "manifest.json"
     write_json(manifest, build_manifest(tiny_well, "active_matter", source="test"))
     out = tmp_path / "prepared" / "test"
-    assert irno_main(["prepare", "--manifest", str(manifest), "--split", "test", "--out", str(out), "--n-steps-input", "2"]) == 0
+    assert (
+        irno_main(
+            ["prepare", "--manifest", str(manifest), "--split", "test", "--out", str(out), "--n-steps-input", "2"]
+        )
+        == 0
+    )
     store = PreparedSplit(out)
     ds = open_well_dataset(tiny_well, "active_matter", "test", n_steps_input=2)
     assert len(store) == len(ds) == 2 * (12 - 2)
     x, y = window_to_xy(ds[13])
     assert torch.equal(store[13]["x"], x) and torch.equal(store[13]["y"], y)
-    assert irno_main(["prepare", "--manifest", str(tmp_path / "missing.json"), "--split", "test", "--out", str(out)]) == 1
+    assert (
+        irno_main(["prepare", "--manifest", str(tmp_path / "missing.json"), "--split", "test", "--out", str(out)]) == 1
+    )
     assert "missing.json: file not found" in capsys.readouterr().err

@@ -41,7 +41,12 @@ def test_paper_runs_are_the_full_product(paper):
 def test_restricted_product(paper):
     paper["runs"] = {"datasets": ["active_matter"], "bases": None, "experiments": ["irno", "K_4"]}
     study = load_study(paper)
-    assert sorted((r.base, r.experiment) for r in study.runs) == [("FNO", "K_4"), ("FNO", "irno"), ("TFNO", "K_4"), ("TFNO", "irno")]
+    assert sorted((r.base, r.experiment) for r in study.runs) == [
+        ("FNO", "K_4"),
+        ("FNO", "irno"),
+        ("TFNO", "K_4"),
+        ("TFNO", "irno"),
+    ]
     assert all(r.dataset == "active_matter" for r in study.runs)
 
 
@@ -49,7 +54,12 @@ def test_experiment_settings_are_defaults_deep_merged_with_overrides(paper):
     study = load_study(paper)
     settings = from_dict(RefinerConfig, study.refiner_settings("alpha_0.5"))
     assert settings.train.alpha == 0.5 and settings.train.K == 6 and settings.train.epochs == 150
-    assert study.refiner_settings("norm_batch")["phi"] == {"backbone": "unet", "base_channels": 16, "depth": 4, "norm": "batch"}
+    assert study.refiner_settings("norm_batch")["phi"] == {
+        "backbone": "unet",
+        "base_channels": 16,
+        "depth": 4,
+        "norm": "batch",
+    }
     assert "group" not in study.refiner_settings("K_4")
     # the defaults themselves are untouched by the merge
     assert study.refiner_settings("irno")["phi"]["norm"] == "layer"
@@ -70,27 +80,69 @@ def test_base_settings_per_dataset(paper):
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda c: c["experiments"].update(K_0={"train": {"K": 0}}), r"experiments\.K_0: config key 'train\.K': 0 is invalid \(must be >= 1\)"),
-        (lambda c: c["experiments"].update(a0={"train": {"alpha": 0}}), r"experiments\.a0: config key 'train\.alpha'.*> 0"),
-        (lambda c: c["experiments"].update(bad={"train": {"K": "six"}}), r"'experiments\.bad\.train\.K': expected an integer, got 'six'"),
-        (lambda c: c["experiments"].update(bad={"phi": {"norm": "instance"}}), r"'experiments\.bad\.phi\.norm': 'instance' is not one of"),
+        (
+            lambda c: c["experiments"].update(K_0={"train": {"K": 0}}),
+            r"experiments\.K_0: config key 'train\.K': 0 is invalid \(must be >= 1\)",
+        ),
+        (
+            lambda c: c["experiments"].update(a0={"train": {"alpha": 0}}),
+            r"experiments\.a0: config key 'train\.alpha'.*> 0",
+        ),
+        (
+            lambda c: c["experiments"].update(bad={"train": {"K": "six"}}),
+            r"'experiments\.bad\.train\.K': expected an integer, got 'six'",
+        ),
+        (
+            lambda c: c["experiments"].update(bad={"phi": {"norm": "instance"}}),
+            r"'experiments\.bad\.phi\.norm': 'instance' is not one of",
+        ),
         (lambda c: c["refiner"]["train"].update(Kx=1), r"unknown config key 'refiner\.train\.Kx'"),
         (lambda c: c["evaluate"].update(extra_steps=-1), r"config key 'evaluate\.extra_steps': -1 is invalid"),
         (lambda c: c["bases"]["FNO"].update(lr=-1.0), r"bases\.FNO: config key 'base\.lr'"),
         (lambda c: c["bases"]["FNO"].update(pretrained=""), r"bases\.FNO: config key 'base\.pretrained'"),
-        (lambda c: c["bases"]["FNO"]["by_dataset"].update(active_matter={"source": "train"}), r"'bases\.FNO\.by_dataset\.active_matter\.source'"),
+        (
+            lambda c: c["bases"]["FNO"]["by_dataset"].update(active_matter={"source": "train"}),
+            r"'bases\.FNO\.by_dataset\.active_matter\.source'",
+        ),
         (lambda c: c["bases"]["FNO"]["by_dataset"].update(burgers={}), r"'bases\.FNO\.by_dataset\.burgers'"),
-        (lambda c: c["datasets"].update(turbulent_radiative_layer_2D={"source": "simulate"}), r"'datasets\.turbulent_radiative_layer_2D\.source'.*only produces active_matter"),
-        (lambda c: c["datasets"].update(active_mater={"source": "download"}), r"'active_mater' is not a dataset of The Well"),
-        (lambda c: c["datasets"]["active_matter"].update(simulate={"grid": 32}), r"'datasets\.active_matter\.simulate'.*source: simulate"),
+        (
+            lambda c: c["datasets"].update(turbulent_radiative_layer_2D={"source": "simulate"}),
+            r"'datasets\.turbulent_radiative_layer_2D\.source'.*only produces active_matter",
+        ),
+        (
+            lambda c: c["datasets"].update(active_mater={"source": "download"}),
+            r"'active_mater' is not a dataset of The Well",
+        ),
+        (
+            lambda c: c["datasets"]["active_matter"].update(simulate={"grid": 32}),
+            r"'datasets\.active_matter\.simulate'.*source: simulate",
+        ),
         (lambda c: c.update(runs={"bases": ["FNO", "XFNO"]}), r"'runs\.bases\[1\]': 'XFNO' is not defined"),
-        (lambda c: c.update(runs={"bases": ["FNO", "TFNO"], "experiments": ["irno", "K_9"]}), r"'runs\.experiments\[1\]': 'K_9'"),
+        (
+            lambda c: c.update(runs={"bases": ["FNO", "TFNO"], "experiments": ["irno", "K_9"]}),
+            r"'runs\.experiments\[1\]': 'K_9'",
+        ),
         (lambda c: c.update(ablation="K_9"), r"'ablation': 'K_9' is not an experiment"),
-        (lambda c: c["experiments"].update(transfer={"transfer_from": "UNet"}), r"'experiments\.transfer\.transfer_from': 'UNet' is not one of the bases"),
-        (lambda c: c["experiments"].update(transfer={"transfer_from": "TFNO", "transfer_experiment": "transfer"}), r"'experiments\.transfer\.transfer_experiment'"),
-        (lambda c: c["experiments"].update(transfer={"transfer_from": "TFNO", "train": {"K": 2}}), r"'experiments\.transfer\.train': a transfer experiment"),
-        (lambda c: c["experiments"].update(K_2={"train": {"K": 2}, "transfer_experiment": "irno"}), r"'experiments\.K_2\.transfer_experiment'"),
-        (lambda c: c.update(runs={"bases": ["FNO"]}), r"'experiments\.transfer\.transfer_from': base 'TFNO' is not among the selected bases"),
+        (
+            lambda c: c["experiments"].update(transfer={"transfer_from": "UNet"}),
+            r"'experiments\.transfer\.transfer_from': 'UNet' is not one of the bases",
+        ),
+        (
+            lambda c: c["experiments"].update(transfer={"transfer_from": "TFNO", "transfer_experiment": "transfer"}),
+            r"'experiments\.transfer\.transfer_experiment'",
+        ),
+        (
+            lambda c: c["experiments"].update(transfer={"transfer_from": "TFNO", "train": {"K": 2}}),
+            r"'experiments\.transfer\.train': a transfer experiment",
+        ),
+        (
+            lambda c: c["experiments"].update(K_2={"train": {"K": 2}, "transfer_experiment": "irno"}),
+            r"'experiments\.K_2\.transfer_experiment'",
+        ),
+        (
+            lambda c: c.update(runs={"bases": ["FNO"]}),
+            r"'experiments\.transfer\.transfer_from': base 'TFNO' is not among the selected bases",
+        ),
         (lambda c: c.update(runs={"bases": ["TFNO"]}), r"'experiments\.transfer': a transfer needs at least two bases"),
     ],
 )
@@ -123,7 +175,10 @@ def test_report_plan(paper):
     groups = {e["name"]: e["group"] for e in plan["experiments"]}
     assert groups["irno"] == "full method" and groups["K_4"] == "K" and groups["transfer"] == "transfer"
     # sweeps: the experiments that change train.K (alpha) and nothing else
-    assert plan["sweeps"] == {"K": ["K_1", "K_2", "K_4", "K_8"], "alpha": ["alpha_0.1", "alpha_0.3", "alpha_0.4", "alpha_0.5"]}
+    assert plan["sweeps"] == {
+        "K": ["K_1", "K_2", "K_4", "K_8"],
+        "alpha": ["alpha_0.1", "alpha_0.3", "alpha_0.4", "alpha_0.5"],
+    }
     assert plan["main_experiment"] == "irno" and plan["band_experiments"] == ["irno", "no_spectral"]
     assert plan["simulated"] == [] and plan["reported_names"] == {"FNO": "FNO", "TFNO": "TFNO"}
 
@@ -173,7 +228,10 @@ def test_bad_report_settings(paper, report, message):
 
 def test_write_settings_writes_complete_validated_yaml(tmp_path):
     out = tmp_path / "run" / "settings.yaml"
-    assert main(["write-settings", "--kind", "refiner", "--json", '{"train": {"K": 4, "lr": "3e-4"}}', "--out", str(out)]) == 0
+    assert (
+        main(["write-settings", "--kind", "refiner", "--json", '{"train": {"K": 4, "lr": "3e-4"}}', "--out", str(out)])
+        == 0
+    )
     written = read_yaml(out)
     cfg = from_dict(RefinerConfig, written)
     assert cfg.train.K == 4 and cfg.train.lr == 3e-4 and cfg.train.alpha == 0.2  # defaults filled in

@@ -14,9 +14,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 import torch.nn as nn
+from eval_fixtures import PersistenceOnStore
 
 import irno.train
-from eval_fixtures import PersistenceOnStore
 from irno.cli import main as irno_main
 from irno.config import LossConfig, PhiConfig, RefinerConfig, TrainConfig
 from irno.models import load_refiner
@@ -121,7 +121,12 @@ def test_training_reduces_the_loss_and_writes_the_run(tmp_path):
     assert log["skipped_batches"].sum() == 0 and log["outlier_pct"].max() == 0
 
     phi, loaded_cfg, ckpt = load_refiner(tmp_path / "checkpoint.pt")
-    assert loaded_cfg == cfg and phi(torch.randn(1, T_IN * FIELDS + FIELDS, GRID, GRID)).shape == (1, FIELDS, GRID, GRID)
+    assert loaded_cfg == cfg and phi(torch.randn(1, T_IN * FIELDS + FIELDS, GRID, GRID)).shape == (
+        1,
+        FIELDS,
+        GRID,
+        GRID,
+    )
     assert (ckpt["in_channels"], ckpt["out_channels"], ckpt["selected"]) == (T_IN * FIELDS + FIELDS, FIELDS, "best")
     best = log.loc[log["valid_mse"].idxmin()]
     assert ckpt["epoch"] == best["epoch"] and ckpt["valid_mse"] == pytest.approx(best["valid_mse"])
@@ -160,7 +165,8 @@ def test_resume_after_interruption_is_bit_identical(tmp_path, monkeypatch, caplo
     _assert_same_weights(a["model"], b["model"])
     cols = [c for c in TRAIN_LOG_COLUMNS if c != "seconds"]
     pd.testing.assert_frame_equal(
-        pd.read_csv(tmp_path / "straight" / "train_log.csv")[cols], pd.read_csv(tmp_path / "resumed" / "train_log.csv")[cols]
+        pd.read_csv(tmp_path / "straight" / "train_log.csv")[cols],
+        pd.read_csv(tmp_path / "resumed" / "train_log.csv")[cols],
     )
 
 
@@ -261,7 +267,9 @@ def test_data_without_h0_needs_a_base(tmp_path):
 
 
 def _ddp_worker(rank: int, world: int, port: int, cfg: RefinerConfig, out_dir) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
+    )
     torch.set_num_threads(1)
     train_refiner(cfg, *_data(), out_dir)
 
@@ -322,7 +330,6 @@ def test_torchrun_processes_share_the_jobs_threads(monkeypatch, job_threads, eac
         monkeypatch.setenv("OMP_NUM_THREADS", job_threads)
     assert relaunch_with_torchrun(2, ["train", "--nproc", "2"]) == 0
     assert launched[0].get("OMP_NUM_THREADS") == each  # unset: torchrun's default (1 per process)
-
 
 
 def test_train_on_prepared_stores_then_evaluate(tiny_stores, tmp_path):

@@ -21,10 +21,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from workflow_copy import ROOT, copy_workflow, snakemake
 
 from irno.roma.config import EXPERIMENTS as ROMA_EXPERIMENTS
 from irno.roma.config import plan_study, report_outputs, study_from_dict
-from workflow_copy import ROOT, copy_workflow, snakemake
 
 PAPER_EXPERIMENTS = 19
 # What the end-to-end run needs from the other parts of the pipeline.
@@ -131,7 +131,9 @@ def test_the_slurm_docs_commands_run_as_written(workflow_copy, tmp_path):
     env.update(HOME=str(home), USER="researcher", PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     for command in commands:
-        run = subprocess.run(["bash", "-c", f"{command} -n"], cwd=workflow_copy, env=env, capture_output=True, text=True, timeout=300)
+        run = subprocess.run(
+            ["bash", "-c", f"{command} -n"], cwd=workflow_copy, env=env, capture_output=True, text=True, timeout=300
+        )
         assert run.returncode == 0, f"{command}:\n{run.stdout[-2000:]}\n{run.stderr[-3000:]}"
         if "--unlock" not in command:  # the paper's trainings, with the SLURM profile's resources
             assert re.search(r"runtime=720, gpu=\d", run.stdout) and "results/paper/runs/" in run.stdout, command
@@ -216,16 +218,26 @@ BAD_CONFIGS = {
     "unknown_key": (lambda c: c["refiner"]["train"].update(epochz=3), "refiner.train.epochz"),
     "unknown_top_level_key": (lambda c: c.update(experimentz={}), "'experimentz' was unexpected"),
     "wrong_type": (lambda c: c["experiments"].update(K_six={"train": {"K": "six"}}), "experiments.K_six.train.K"),
-    "K_below_1": (lambda c: c["experiments"].update(K_0={"train": {"K": 0}}), "experiments.K_0: config key 'train.K': 0 is invalid"),
+    "K_below_1": (
+        lambda c: c["experiments"].update(K_0={"train": {"K": 0}}),
+        "experiments.K_0: config key 'train.K': 0 is invalid",
+    ),
     "alpha_not_positive": (lambda c: c["refiner"]["train"].update(alpha=0.0), "refiner: config key 'train.alpha'"),
     "missing_data_root": (lambda c: c.pop("data_root"), "'data_root' is a required property"),
     "empty_data_root": (lambda c: c.update(data_root=""), "config key 'data_root': '' should be non-empty"),
-    "bad_source": (lambda c: c["datasets"]["active_matter"].update(source="simulated"), "datasets.active_matter.source"),
+    "bad_source": (
+        lambda c: c["datasets"]["active_matter"].update(source="simulated"),
+        "datasets.active_matter.source",
+    ),
     "roma_unknown_key": (lambda c: c["roma"]["train"].update(epochz=3), "roma.train.epochz"),
-    "roma_unknown_experiment": (lambda c: c["roma"]["experiments"].update(ablation={"datasets": ["tiny"]}),
-                                "config key 'roma.experiments': Additional properties are not allowed ('ablation'"),
-    "roma_bad_value": (lambda c: c["roma"]["datasets"]["tiny"]["graph"].update(nodes=5),
-                       "config key 'graph.nodes': 5 is invalid"),
+    "roma_unknown_experiment": (
+        lambda c: c["roma"]["experiments"].update(ablation={"datasets": ["tiny"]}),
+        "config key 'roma.experiments': Additional properties are not allowed ('ablation'",
+    ),
+    "roma_bad_value": (
+        lambda c: c["roma"]["datasets"]["tiny"]["graph"].update(nodes=5),
+        "config key 'graph.nodes': 5 is invalid",
+    ),
 }
 
 
@@ -290,8 +302,12 @@ def test_test_config_runs_end_to_end(test_run):
     from irno.report.figures import FIGURE_NAMES
     from irno.report.tables import TABLE_NAMES
 
-    assert sorted(p.name for p in (run / "tables").iterdir()) == sorted(f"{n}.{e}" for n in TABLE_NAMES for e in ("csv", "md", "tex"))
-    assert sorted(p.name for p in (run / "figures").iterdir()) == sorted(f"{n}.{e}" for n in FIGURE_NAMES for e in ("pdf", "png"))
+    assert sorted(p.name for p in (run / "tables").iterdir()) == sorted(
+        f"{n}.{e}" for n in TABLE_NAMES for e in ("csv", "md", "tex")
+    )
+    assert sorted(p.name for p in (run / "figures").iterdir()) == sorted(
+        f"{n}.{e}" for n in FIGURE_NAMES for e in ("pdf", "png")
+    )
     assert (run / "report.html").stat().st_size > 0
     assert list((run / "logs").rglob("*.log")) and list((run / "benchmarks").rglob("*.tsv"))
     # nothing left to do: the run is complete and its record consistent
@@ -361,8 +377,11 @@ def test_editing_one_roma_experiment_reruns_its_runs_only(test_run):
     new_runs = sorted(set(plan_study(study_from_dict(config["roma"])).runs) - set(plan.runs))
     assert len(new_runs) == 1  # positional=none; the laplacian run is the default, shared and kept
     per_run = sorted((rule, w.get("roma_run") or w["roma_folder"]) for rule, w in jobs if w)
-    assert per_run == [("roma_evaluate", new_runs[0]), ("roma_settings", f"runs/{new_runs[0]}"),
-                       ("roma_train", new_runs[0])]
+    assert per_run == [
+        ("roma_evaluate", new_runs[0]),
+        ("roma_settings", f"runs/{new_runs[0]}"),
+        ("roma_train", new_runs[0]),
+    ]
     aggregates = {rule for rule, w in jobs if not w}
     assert aggregates == {"roma_study", "roma_report", "report", "all"}
 
@@ -371,5 +390,13 @@ def test_editing_one_roma_experiment_reruns_its_runs_only(test_run):
     config["roma"]["datasets"]["tiny"]["dynamics"]["frames"] = 45
     (test_run / "edited_data.yaml").write_text(yaml.safe_dump(config))
     counts = job_counts(snakemake(test_run, "-n", "all", "--configfile", "edited_data.yaml").stdout)
-    assert counts == {"roma_settings": 1, "roma_simulate": 1, "roma_train": len(plan.runs),
-                      "roma_evaluate": len(plan.runs), "roma_study": 1, "roma_report": 1, "report": 1, "all": 1}
+    assert counts == {
+        "roma_settings": 1,
+        "roma_simulate": 1,
+        "roma_train": len(plan.runs),
+        "roma_evaluate": len(plan.runs),
+        "roma_study": 1,
+        "roma_report": 1,
+        "report": 1,
+        "all": 1,
+    }

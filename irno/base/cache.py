@@ -64,22 +64,32 @@ class BasePredictionCache:
         self.path = Path(path)
         self.meta = read_json(self.path / "meta.json")
         if self.meta.get("format") != CACHE_FORMAT:
-            raise IrnoError(f"{self.path / 'meta.json'}: cache format {self.meta.get('format')!r}, expected {CACHE_FORMAT} (rebuild it)")
+            raise IrnoError(
+                f"{self.path / 'meta.json'}: cache format {self.meta.get('format')!r}, expected {CACHE_FORMAT} (rebuild it)"
+            )
         self.dtype: str = self.meta["dtype"]
         self._h0 = None
 
     @classmethod
-    def open(cls, path: str | os.PathLike, expect: dict | None = None) -> "BasePredictionCache":
+    def open(cls, path: str | os.PathLike, expect: dict | None = None) -> BasePredictionCache:
         """Open a finished cache; with `expect` (a nested dict, e.g. `expected_meta(...)`), refuse a stale one."""
         path = Path(path)
         if not (path / "meta.json").is_file():
             partial = path.with_name(f".{path.name}.partial")
-            hint = f" (an unfinished build is in {partial}: run `irno base cache` again to finish it)" if partial.exists() else ""
+            hint = (
+                f" (an unfinished build is in {partial}: run `irno base cache` again to finish it)"
+                if partial.exists()
+                else ""
+            )
             raise IrnoError(f"{path}: not a base-prediction cache, no meta.json{hint}")
         cache = cls(path)
         problems = _mismatches(expect or {}, cache.meta)
         if problems:
-            raise IrnoError(f"{path}: stale base-prediction cache, refusing it: " + "; ".join(problems) + " (rebuild it with `irno base cache`)")
+            raise IrnoError(
+                f"{path}: stale base-prediction cache, refusing it: "
+                + "; ".join(problems)
+                + " (rebuild it with `irno base cache`)"
+            )
         return cache
 
     @classmethod
@@ -92,7 +102,7 @@ class BasePredictionCache:
         dtype: str = "float32",
         batch_size: int = 32,
         device: torch.device | str = "cpu",
-    ) -> "BasePredictionCache":
+    ) -> BasePredictionCache:
         """Compute h0 = op(x) for every sample of `split` into `out_dir`, resuming an interrupted build."""
         out_dir = Path(out_dir)
         if dtype not in STORAGE:
@@ -134,7 +144,12 @@ class BasePredictionCache:
 
         op = op.to(device).eval()
         err = progress["error"]
-        with torch.no_grad(), tqdm(total=shape[0], initial=progress["done"], desc=f"cache h0 {split.meta['split']}", unit="sample") as bar:
+        with (
+            torch.no_grad(),
+            tqdm(
+                total=shape[0], initial=progress["done"], desc=f"cache h0 {split.meta['split']}", unit="sample"
+            ) as bar,
+        ):
             for start in range(progress["done"], shape[0], batch_size):
                 stop = min(start + batch_size, shape[0])
                 x, _ = split.batch(np.arange(start, stop))
@@ -158,7 +173,9 @@ class BasePredictionCache:
                 "rms": rms,
                 "relative_rms": (err["sum_sq"] / max(err["sum_sq_h0"], 1e-300)) ** 0.5,
             }
-            log.info("cache stored as %s: rms error %.3g, max error %.3g (normalised units)", dtype, rms, err["max_abs"])
+            log.info(
+                "cache stored as %s: rms error %.3g, max error %.3g (normalised units)", dtype, rms, err["max_abs"]
+            )
         progress_file.unlink()
         write_json(work / "meta.json", meta)
         replace_dir(work, out_dir)
@@ -174,7 +191,9 @@ class BasePredictionCache:
             except (OSError, ValueError) as e:
                 raise IrnoError(f"{file}: unreadable ({e}); rebuild the cache") from None
             if list(self._h0.shape) != self.meta["shape"]:
-                raise IrnoError(f"{file}: shape {self._h0.shape}, meta.json says {self.meta['shape']}; rebuild the cache")
+                raise IrnoError(
+                    f"{file}: shape {self._h0.shape}, meta.json says {self.meta['shape']}; rebuild the cache"
+                )
         return self._h0
 
     def __getstate__(self):  # DataLoader workers reopen the map instead of pickling its contents
@@ -195,13 +214,17 @@ def expected_meta(cfg: BaseConfig, model_dir: str | os.PathLike, split: Prepared
     return {"base": base_identity(cfg, read_provenance(model_dir)), "store": split.identity, "dtype": cfg.cache_dtype}
 
 
-def cache_base(cfg: BaseConfig, model_dir: str | os.PathLike, split: PreparedSplit, out_dir: str | os.PathLike) -> BasePredictionCache:
+def cache_base(
+    cfg: BaseConfig, model_dir: str | os.PathLike, split: PreparedSplit, out_dir: str | os.PathLike
+) -> BasePredictionCache:
     """Build (or finish building) the cache of `split` under the base of `cfg`."""
     device = select_device(cfg.device)
     op = load_base(cfg, model_dir, device)
     n_fields = len(split.field_names)
     check_channels(op, split.n_steps_input * n_fields, n_fields, f"the store {split.path}")
-    return BasePredictionCache.build(op, split, out_dir, dtype=cfg.cache_dtype, batch_size=cfg.cache_batch_size, device=device)
+    return BasePredictionCache.build(
+        op, split, out_dir, dtype=cfg.cache_dtype, batch_size=cfg.cache_batch_size, device=device
+    )
 
 
 class RefinementDataset(torch.utils.data.Dataset):

@@ -29,15 +29,25 @@ from irno.utils import IrnoError, log, select_device, write_json
 
 
 @torch.no_grad()
-def per_field_vrmse(predictors: dict, split: PreparedSplit, indices: np.ndarray, batch_size: int, device) -> dict[str, np.ndarray]:
+def per_field_vrmse(
+    predictors: dict, split: PreparedSplit, indices: np.ndarray, batch_size: int, device
+) -> dict[str, np.ndarray]:
     """Name -> (F,) VRMSE per field, averaged over the samples `indices`, for every predictor."""
     from the_well.benchmark.metrics import VRMSE
     from the_well.data.datasets import WellMetadata
 
     meta = WellMetadata(
-        dataset_name=split.meta["dataset"], n_spatial_dims=len(split.grid), spatial_resolution=split.grid,
-        scalar_names=[], constant_scalar_names=[], field_names={0: split.field_names}, constant_field_names={},
-        boundary_condition_types=[], n_files=0, n_trajectories_per_file=[], n_steps_per_trajectory=[],
+        dataset_name=split.meta["dataset"],
+        n_spatial_dims=len(split.grid),
+        spatial_resolution=split.grid,
+        scalar_names=[],
+        constant_scalar_names=[],
+        field_names={0: split.field_names},
+        constant_field_names={},
+        boundary_condition_types=[],
+        n_files=0,
+        n_trajectories_per_file=[],
+        n_steps_per_trajectory=[],
     )
     # The Well validates in physical units (its trainer denormalises the prediction); VRMSE is
     # affine-invariant except for its eps, which matters for fields of tiny variance (concentration).
@@ -68,7 +78,10 @@ def verdict(cfg: BaseConfig, vrmse: dict[str, float]) -> tuple[str, str]:
         return "unchecked", f"no published valid VRMSE configured; measured {got:.4f} with forward '{configured}'"
     miss = {mode: abs(v - published) / published for mode, v in vrmse.items()}
     if miss[configured] <= tol:
-        return "pass", f"forward '{configured}': valid VRMSE {got:.4f} matches the published {published:.4f} ({100 * miss[configured]:.1f} % off)"
+        return (
+            "pass",
+            f"forward '{configured}': valid VRMSE {got:.4f} matches the published {published:.4f} ({100 * miss[configured]:.1f} % off)",
+        )
     others = [m for m in vrmse if m != configured and miss[m] <= tol]
     if others:
         use = others[0]
@@ -120,6 +133,8 @@ def check_base(cfg: BaseConfig, model_dir: str | os.PathLike, valid: PreparedSpl
         report["note"] = f"{cfg.model_class} has a single forward; base.forward={cfg.forward!r} does not apply to it"
     write_json(out, report)
     if status == "fail" and cfg.strict:
-        raise IrnoError(f"base check failed for {model_dir}: {message} (details in {out}; `base.strict: false` makes this a warning)")
+        raise IrnoError(
+            f"base check failed for {model_dir}: {message} (details in {out}; `base.strict: false` makes this a warning)"
+        )
     (log.warning if status in ("fail", "warn") else log.info)("base check %s: %s", status, message)
     return report

@@ -70,9 +70,17 @@ def build_model(cfg: BaseConfig, in_channels: int, out_channels: int, grid: tupl
     """A freshly initialised model for local training; `cfg.model_kwargs` are the constructor's extras."""
     cls = model_class(cfg.model_class)
     try:
-        return cls(dim_in=in_channels, dim_out=out_channels, n_spatial_dims=len(grid), spatial_resolution=tuple(grid), **cfg.model_kwargs)
+        return cls(
+            dim_in=in_channels,
+            dim_out=out_channels,
+            n_spatial_dims=len(grid),
+            spatial_resolution=tuple(grid),
+            **cfg.model_kwargs,
+        )
     except TypeError as e:
-        raise IrnoError(f"config key 'base.model_kwargs': {cfg.model_kwargs!r} do not fit {cfg.model_class} ({e})") from None
+        raise IrnoError(
+            f"config key 'base.model_kwargs': {cfg.model_kwargs!r} do not fit {cfg.model_class} ({e})"
+        ) from None
 
 
 def save_base(model: nn.Module, out_dir: str | os.PathLike, provenance: dict) -> Path:
@@ -91,7 +99,9 @@ def load_model_dir(class_name: str, model_dir: str | os.PathLike) -> nn.Module:
     for name in ("config.json", WEIGHTS):
         if not (model_dir / name).is_file():
             others = ", ".join(sorted(p.name for p in model_dir.iterdir())) if model_dir.is_dir() else "folder missing"
-            raise IrnoError(f"{model_dir / name}: missing (a model directory holds config.json and {WEIGHTS}; found: {others})")
+            raise IrnoError(
+                f"{model_dir / name}: missing (a model directory holds config.json and {WEIGHTS}; found: {others})"
+            )
     try:
         # strict=True: the mixin's default (False) would silently keep random weights for keys that do not match
         return model_class(class_name).from_pretrained(str(model_dir), strict=True)
@@ -122,7 +132,9 @@ def _hub_snapshot(repo_id: str, revision: str | None, class_name: str) -> Path:
     except RevisionNotFoundError:
         raise IrnoError(f"config key 'base.revision': {revision!r} does not exist in the Hub repo {repo_id}") from None
     except RepositoryNotFoundError:
-        raise IrnoError(f"config key 'base.pretrained': no Hub repo {repo_id!r} (and no local directory of that name)") from None
+        raise IrnoError(
+            f"config key 'base.pretrained': no Hub repo {repo_id!r} (and no local directory of that name)"
+        ) from None
     except (LocalEntryNotFoundError, OSError, ConnectionError) as e:
         raise IrnoError(
             f"cannot reach the Hugging Face Hub for {at} and it is not in the local Hub cache ({type(e).__name__}: {e}). "
@@ -136,7 +148,9 @@ def _hub_snapshot(repo_id: str, revision: str | None, class_name: str) -> Path:
 def fetch_base(cfg: BaseConfig, out_dir: str | os.PathLike) -> Path:
     """Copy a pretrained base into a model directory, recording the revision it resolved to."""
     if cfg.source != "pretrained":
-        raise IrnoError(f"config key 'base.source': {cfg.source!r}; `irno base fetch` needs 'pretrained' (use `irno base train`)")
+        raise IrnoError(
+            f"config key 'base.source': {cfg.source!r}; `irno base fetch` needs 'pretrained' (use `irno base train`)"
+        )
     local = Path(os.path.expanduser(cfg.pretrained))
     if local.is_dir():
         if cfg.revision:
@@ -151,7 +165,9 @@ def fetch_base(cfg: BaseConfig, out_dir: str | os.PathLike) -> Path:
             )
         model, origin, resolved = load_model_dir(cfg.model_class, folder), "hub", folder.name  # snapshots/<commit>
     else:
-        raise IrnoError(f"config key 'base.pretrained': {cfg.pretrained!r} is neither a local directory nor a Hub id (owner/name)")
+        raise IrnoError(
+            f"config key 'base.pretrained': {cfg.pretrained!r} is neither a local directory nor a Hub id (owner/name)"
+        )
     provenance = {
         "model_class": cfg.model_class,
         "source": origin,
@@ -179,14 +195,21 @@ def load_base(cfg: BaseConfig, model_dir: str | os.PathLike, device: torch.devic
     provenance = read_provenance(model_dir)
     problems = []
     if provenance.get("model_class") != cfg.model_class:
-        problems.append(f"model class {provenance.get('model_class')!r}, the config says base.model_class={cfg.model_class!r}")
-    if cfg.source == "pretrained" and (provenance.get("pretrained"), provenance.get("revision")) != (cfg.pretrained, cfg.revision):
+        problems.append(
+            f"model class {provenance.get('model_class')!r}, the config says base.model_class={cfg.model_class!r}"
+        )
+    if cfg.source == "pretrained" and (provenance.get("pretrained"), provenance.get("revision")) != (
+        cfg.pretrained,
+        cfg.revision,
+    ):
         problems.append(
             f"fetched from {provenance.get('pretrained')!r} at revision {provenance.get('revision')!r}, the config says "
             f"base.pretrained={cfg.pretrained!r}, base.revision={cfg.revision!r} (re-run `irno base fetch`)"
         )
     if cfg.source == "train" and provenance.get("source") != "train":
-        problems.append(f"a {provenance.get('source')!r} model, the config says base.source='train' (re-run `irno base train`)")
+        problems.append(
+            f"a {provenance.get('source')!r} model, the config says base.source='train' (re-run `irno base train`)"
+        )
     if problems:
         raise IrnoError(f"{model_dir}: " + "; ".join(problems))
     if file_sha256(Path(model_dir) / WEIGHTS) != provenance.get("weights_sha256"):

@@ -68,7 +68,9 @@ def train_base(cfg: BaseConfig, train: PreparedSplit, valid: PreparedSplit, out_
         # Seeded per epoch, so a resumed run visits the batches a continuous one would.
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
         total = 0.0
-        for idx in tqdm(order.split(cfg.batch_size), desc=f"base {cfg.model_class} epoch {epoch + 1}/{cfg.epochs}", unit="batch"):
+        for idx in tqdm(
+            order.split(cfg.batch_size), desc=f"base {cfg.model_class} epoch {epoch + 1}/{cfg.epochs}", unit="batch"
+        ):
             x, y = (t.to(device) for t in train.batch(idx))
             loss = F.mse_loss(op(x), y)
             optimiser.zero_grad(set_to_none=True)
@@ -76,10 +78,23 @@ def train_base(cfg: BaseConfig, train: PreparedSplit, valid: PreparedSplit, out_
             optimiser.step()
             total += loss.item() * len(idx)
         op.eval()
-        history.append({"epoch": epoch + 1, "train_mse": total / len(train), "valid_mse": one_step_mse(op, valid, cfg.batch_size, device)})
-        log.info("base epoch %d: train MSE %.4g, valid MSE %.4g", epoch + 1, history[-1]["train_mse"], history[-1]["valid_mse"])
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "train_mse": total / len(train),
+                "valid_mse": one_step_mse(op, valid, cfg.batch_size, device),
+            }
+        )
+        log.info(
+            "base epoch %d: train MSE %.4g, valid MSE %.4g",
+            epoch + 1,
+            history[-1]["train_mse"],
+            history[-1]["valid_mse"],
+        )
         with atomic_path(state_path) as tmp:
-            torch.save({"key": key, "model": model.state_dict(), "optimiser": optimiser.state_dict(), "history": history}, tmp)
+            torch.save(
+                {"key": key, "model": model.state_dict(), "optimiser": optimiser.state_dict(), "history": history}, tmp
+            )
 
     baseline = one_step_mse(lambda x: persistence(x, n_fields), valid, cfg.batch_size, device)
     log.info("valid MSE: base %.4g, persistence (last input frame) %.4g", history[-1]["valid_mse"], baseline)

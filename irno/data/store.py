@@ -39,7 +39,9 @@ def manifest_hash(manifest: dict, split: str) -> str:
 
     The dataset root is left out, so moving the data does not invalidate stores and caches.
     """
-    return stable_hash({"dataset": manifest["dataset"], "stats": manifest.get("stats"), "files": manifest["splits"][split]})
+    return stable_hash(
+        {"dataset": manifest["dataset"], "stats": manifest.get("stats"), "files": manifest["splits"][split]}
+    )
 
 
 def _verify_against_manifest(manifest: dict, manifest_path: Path, split: str) -> None:
@@ -71,7 +73,9 @@ def _verify_against_manifest(manifest: dict, manifest_path: Path, split: str) ->
         )
 
 
-def prepare_split(manifest_path: str | os.PathLike, split: str, out_dir: str | os.PathLike, *, n_steps_input: int = 4) -> Path:
+def prepare_split(
+    manifest_path: str | os.PathLike, split: str, out_dir: str | os.PathLike, *, n_steps_input: int = 4
+) -> Path:
     """Build the prepared store of one split of the dataset a manifest describes; returns `out_dir`."""
     manifest_path, out_dir = Path(manifest_path), Path(out_dir)
     check_split(split)
@@ -88,15 +92,19 @@ def prepare_split(manifest_path: str | os.PathLike, split: str, out_dir: str | o
     ds = open_well_dataset(root, name, split, n_steps_input=n_steps_input, full_trajectory=True)
     n_traj, n_frames = len(ds), int(ds.n_steps_per_trajectory[0])
     if n_frames <= n_steps_input:
-        raise IrnoError(f"{split_dir(root, name, split)}: {n_frames} frames per trajectory, need more than n_steps_input={n_steps_input}")
+        raise IrnoError(
+            f"{split_dir(root, name, split)}: {n_frames} frames per trajectory, need more than n_steps_input={n_steps_input}"
+        )
     height, width = (int(s) for s in ds.metadata.spatial_resolution)
     names = field_names(ds)
     n_fields = len(names)
     # Window order of WellDataset (n_steps_output = 1): file by file, trajectory, then t0.
     windows_per_traj = n_frames - n_steps_input
-    windows = np.stack(
-        np.meshgrid(np.arange(n_traj), np.arange(windows_per_traj), indexing="ij"), axis=-1
-    ).reshape(-1, 2).astype(np.int64)  # (N_samples, 2)
+    windows = (
+        np.stack(np.meshgrid(np.arange(n_traj), np.arange(windows_per_traj), indexing="ij"), axis=-1)
+        .reshape(-1, 2)
+        .astype(np.int64)
+    )  # (N_samples, 2)
 
     meta = {
         "format": STORE_FORMAT,
@@ -120,7 +128,9 @@ def prepare_split(manifest_path: str | os.PathLike, split: str, out_dir: str | o
         "dtype": "float32",
     }
     if len(meta["channel_mean"]) != n_fields:
-        raise IrnoError(f"{dataset_dir(root, name) / 'stats.yaml'}: statistics for {len(meta['channel_mean'])} channels, data has {n_fields}")
+        raise IrnoError(
+            f"{dataset_dir(root, name) / 'stats.yaml'}: statistics for {len(meta['channel_mean'])} channels, data has {n_fields}"
+        )
 
     traj_files = [p for p, k in zip(ds.files_paths, ds.n_trajectories_per_file) for _ in range(k)]
     with atomic_dir(out_dir) as tmp:
@@ -151,7 +161,9 @@ class PreparedSplit(torch.utils.data.Dataset):
         self.path = Path(path)
         self.meta = read_json(self.path / "meta.json")
         if self.meta.get("format") != STORE_FORMAT:
-            raise IrnoError(f"{self.path / 'meta.json'}: store format {self.meta.get('format')!r}, expected {STORE_FORMAT} (re-run irno prepare)")
+            raise IrnoError(
+                f"{self.path / 'meta.json'}: store format {self.meta.get('format')!r}, expected {STORE_FORMAT} (re-run irno prepare)"
+            )
         self.field_names: list[str] = list(self.meta["field_names"])
         self.n_steps_input: int = int(self.meta["n_steps_input"])
         self.grid: tuple[int, int] = tuple(self.meta["grid"])

@@ -184,7 +184,9 @@ def build_manifest(
             if stats_fields is not None:  # WellDataset would fail later with a bare KeyError
                 unknown = [n for names in entry["fields"].values() for n in names if n not in stats_fields]
                 if unknown:
-                    problems.append(f"{folder / file_name}: field(s) {', '.join(unknown)} have no 'mean'/'std' in {stats}")
+                    problems.append(
+                        f"{folder / file_name}: field(s) {', '.join(unknown)} have no 'mean'/'std' in {stats}"
+                    )
             reference = expected_fields or reference or entry["fields"]
             if entry["fields"] != reference:
                 problems.append(f"{folder / file_name}: fields {entry['fields']} differ from {reference}")

@@ -12,8 +12,8 @@ row-major: ``D_xx, D_xy, D_yx, D_yy``).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import h5py
 import numpy as np

@@ -31,43 +31,58 @@ def add_roma_commands(subparsers) -> None:
     )
     verbs = roma.add_subparsers(dest="roma_command", metavar="VERB", required=True)
 
-    p = verbs.add_parser("plan", help="expand a study into per-dataset and per-run settings files",
-                         description="Expand the roma: section's experiments into runs and write "
-                         "OUT_DIR/plan.json, OUT_DIR/data/<dataset>/settings.yaml and OUT_DIR/runs/<run>/settings.yaml "
-                         "(files whose content is unchanged are left alone).")
+    p = verbs.add_parser(
+        "plan",
+        help="expand a study into per-dataset and per-run settings files",
+        description="Expand the roma: section's experiments into runs and write "
+        "OUT_DIR/plan.json, OUT_DIR/data/<dataset>/settings.yaml and OUT_DIR/runs/<run>/settings.yaml "
+        "(files whose content is unchanged are left alone).",
+    )
     p.add_argument("--config", required=True, help="YAML file with a roma: section (e.g. config/demo.yaml)")
     p.add_argument("--out-dir", required=True, help="study folder, e.g. results/<run>/roma")
     p.set_defaults(func=_plan)
 
-    p = verbs.add_parser("write-settings", help="validate one dataset's, run's or study's settings and write them",
-                         description="Validate a JSON mapping as the settings of KIND (data: DataConfig, run: "
-                         "RunConfig, study: a whole roma: section, checked by planning it) and write it, complete "
-                         "with defaults, as YAML (a study under roma:). The workflow writes each settings file "
-                         "this way, from a parameter of its own job.")
+    p = verbs.add_parser(
+        "write-settings",
+        help="validate one dataset's, run's or study's settings and write them",
+        description="Validate a JSON mapping as the settings of KIND (data: DataConfig, run: "
+        "RunConfig, study: a whole roma: section, checked by planning it) and write it, complete "
+        "with defaults, as YAML (a study under roma:). The workflow writes each settings file "
+        "this way, from a parameter of its own job.",
+    )
     p.add_argument("--kind", required=True, choices=list(SETTINGS_KINDS), help="which settings")
     p.add_argument("--json", required=True, help='the settings as a JSON mapping, e.g. \'{"graph": {"nodes": 3000}}\'')
     p.add_argument("--out", required=True, help="YAML file to write (atomically)")
     p.set_defaults(func=_write_settings)
 
-    p = verbs.add_parser("simulate", help="random hyperbolic graph + Kuramoto dynamics -> HDF5",
-                         description="Generate the graph and integrate the dynamics of one dataset; an interrupted "
-                         "simulation resumes from its last written block.")
+    p = verbs.add_parser(
+        "simulate",
+        help="random hyperbolic graph + Kuramoto dynamics -> HDF5",
+        description="Generate the graph and integrate the dynamics of one dataset; an interrupted "
+        "simulation resumes from its last written block.",
+    )
     p.add_argument("--config", required=True, help="data settings YAML (graph, dynamics, seed)")
     p.add_argument("--out", required=True, help="HDF5 file to write, e.g. .../data/<dataset>/kuramoto.h5")
     p.set_defaults(func=_simulate)
 
-    p = verbs.add_parser("train", help="train one run (resumes from OUT_DIR/last.pt)",
-                         description="Train one operator on random-walk subgraphs; writes OUT_DIR/checkpoint.pt "
-                         "(best validation sMSPE) and OUT_DIR/train_log.csv.")
+    p = verbs.add_parser(
+        "train",
+        help="train one run (resumes from OUT_DIR/last.pt)",
+        description="Train one operator on random-walk subgraphs; writes OUT_DIR/checkpoint.pt "
+        "(best validation sMSPE) and OUT_DIR/train_log.csv.",
+    )
     p.add_argument("--config", required=True, help="run settings YAML (dataset, model, train)")
     p.add_argument("--data", required=True, help="the dataset's kuramoto.h5")
     p.add_argument("--out-dir", required=True, help="run folder")
     _threads_option(p)
     p.set_defaults(func=_train)
 
-    p = verbs.add_parser("evaluate", help="test metrics of a trained run",
-                         description="Score a checkpoint on the run's held-out test subgraphs (noisy and clean "
-                         "inputs, with the persistence forecast as reference).")
+    p = verbs.add_parser(
+        "evaluate",
+        help="test metrics of a trained run",
+        description="Score a checkpoint on the run's held-out test subgraphs (noisy and clean "
+        "inputs, with the persistence forecast as reference).",
+    )
     p.add_argument("--config", required=True, help="run settings YAML the checkpoint was trained with")
     p.add_argument("--data", required=True, help="the dataset's kuramoto.h5")
     p.add_argument("--checkpoint", required=True, help="checkpoint.pt from 'irno roma train'")
@@ -76,15 +91,21 @@ def add_roma_commands(subparsers) -> None:
     _threads_option(p)
     p.set_defaults(func=_evaluate)
 
-    p = verbs.add_parser("tables", help="tables from saved metrics",
-                         description="Write results.csv and the smspe / scaling / ablations tables (.csv, .md, .tex).")
+    p = verbs.add_parser(
+        "tables",
+        help="tables from saved metrics",
+        description="Write results.csv and the smspe / scaling / ablations tables (.csv, .md, .tex).",
+    )
     p.add_argument("--config", required=True, help="the study YAML (roma: section) the runs come from")
     p.add_argument("--metrics", nargs="+", required=True, help="metrics.json of every run of the study")
     p.add_argument("--out-dir", required=True, help="folder for the tables")
     p.set_defaults(func=_tables)
 
-    p = verbs.add_parser("figures", help="figures from saved outputs",
-                         description="Write training_curves, scaling_law and attention figures (.pdf, .png).")
+    p = verbs.add_parser(
+        "figures",
+        help="figures from saved outputs",
+        description="Write training_curves, scaling_law and attention figures (.pdf, .png).",
+    )
     p.add_argument("--config", required=True, help="the study YAML (roma: section) the runs come from")
     p.add_argument("--metrics", nargs="+", required=True, help="metrics.json of every run of the study")
     p.add_argument("--train-logs", nargs="+", required=True, help="train_log.csv of every run")
@@ -94,8 +115,11 @@ def add_roma_commands(subparsers) -> None:
 
 
 def _threads_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice); "
-                   "give the job's core count when jobs share a node")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads for torch (default: torch's choice); give the job's core count when jobs share a node",
+    )
 
 
 def _set_threads(args) -> None:
@@ -110,8 +134,12 @@ def _plan(args) -> int:
 
     plan = plan_study(load_study(args.config))
     write_plan(plan, args.out_dir)
-    log.info("%d datasets, %d runs (%s)", len(plan.datasets), len(plan.runs),
-             ", ".join(f"{k}: {len(v)}" for k, v in plan.experiments.items()))
+    log.info(
+        "%d datasets, %d runs (%s)",
+        len(plan.datasets),
+        len(plan.runs),
+        ", ".join(f"{k}: {len(v)}" for k, v in plan.experiments.items()),
+    )
     return 0
 
 
@@ -148,8 +176,12 @@ def _evaluate(args) -> int:
 
     _set_threads(args)
     metrics = evaluate(load_run_config(args.config), args.data, args.checkpoint, args.metrics, args.attention)
-    log.info("test sMSPE %.4g (clean %.4g; persistence %.4g)", metrics["smspe"], metrics["smspe_clean"],
-             metrics["smspe_persistence"])
+    log.info(
+        "test sMSPE %.4g (clean %.4g; persistence %.4g)",
+        metrics["smspe"],
+        metrics["smspe_clean"],
+        metrics["smspe_persistence"],
+    )
     return 0
 
 

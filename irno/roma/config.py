@@ -28,10 +28,18 @@ import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 from irno.utils import (
-    IrnoError, from_dict, load_settings, read_yaml, require, stable_hash, to_dict, write_json, write_yaml,
+    IrnoError,
+    from_dict,
+    load_settings,
+    read_yaml,
+    require,
+    stable_hash,
+    to_dict,
+    write_json,
+    write_yaml,
 )
 
 MODEL_KINDS = ("deeponet", "deeponet_mp", "nomad_mp", "roma")
@@ -146,8 +154,12 @@ class ModelConfig:
         require(self.encoder_layers >= 1, "model.encoder_layers", self.encoder_layers, ">= 1")
         require(all(m >= 1 for m in self.coarse_nodes), "model.coarse_nodes", self.coarse_nodes, "positive sizes")
         require(self.basis >= 1, "model.basis", self.basis, ">= 1")
-        require(self.fourier_features >= 2 and self.fourier_features % 2 == 0, "model.fourier_features",
-                self.fourier_features, "an even number >= 2")
+        require(
+            self.fourier_features >= 2 and self.fourier_features % 2 == 0,
+            "model.fourier_features",
+            self.fourier_features,
+            "an even number >= 2",
+        )
         require(self.coord_dim >= 1, "model.coord_dim", self.coord_dim, ">= 1")
         require(self.pe_dim >= 1, "model.pe_dim", self.pe_dim, ">= 1")
         if self.kind == "roma":
@@ -236,10 +248,10 @@ class ExperimentConfig:
 
 @dataclass
 class ExperimentsConfig:
-    data_noise: Optional[ExperimentConfig] = None  # graph sizes x noise eta x models
-    effective_dynamics: Optional[ExperimentConfig] = None  # learned-PDE loss off / on
-    positional: Optional[ExperimentConfig] = None  # positional-encoding variants
-    parameter_scaling: Optional[ExperimentConfig] = None  # widths; power law of loss vs parameters
+    data_noise: ExperimentConfig | None = None  # graph sizes x noise eta x models
+    effective_dynamics: ExperimentConfig | None = None  # learned-PDE loss off / on
+    positional: ExperimentConfig | None = None  # positional-encoding variants
+    parameter_scaling: ExperimentConfig | None = None  # widths; power law of loss vs parameters
 
 
 @dataclass
@@ -304,8 +316,10 @@ def plan_study(study: StudyConfig) -> StudyPlan:
         axes = list(exp.vary)
         combos = list(itertools.product(*(exp.vary[k] for k in axes)))
         if name == "parameter_scaling" and len(combos) < 3:
-            raise IrnoError(f"config key '{where}.vary': {len(combos)} settings; a power-law fit with an "
-                            "uncertainty needs at least 3 (e.g. model.width: [16, 32, 64])")
+            raise IrnoError(
+                f"config key '{where}.vary': {len(combos)} settings; a power-law fit with an "
+                "uncertainty needs at least 3 (e.g. model.width: [16, 32, 64])"
+            )
         entries = []
         for dataset, kind, combo in itertools.product(exp.datasets, exp.models, combos):
             settings = {"dataset": dataset, "model": to_dict(study.model), "train": to_dict(study.train)}
@@ -384,15 +398,19 @@ def _check_experiment(exp: ExperimentConfig, study: StudyConfig, where: str) -> 
         raise IrnoError(f"config key '{where}.datasets': at least one dataset is required")
     for name in exp.datasets:
         if name not in study.datasets:
-            raise IrnoError(f"config key '{where}.datasets': unknown dataset '{name}' "
-                            f"(roma.datasets has: {', '.join(study.datasets)})")
+            raise IrnoError(
+                f"config key '{where}.datasets': unknown dataset '{name}' "
+                f"(roma.datasets has: {', '.join(study.datasets)})"
+            )
     for kind in exp.models:
         if kind not in MODEL_KINDS:
             raise IrnoError(f"config key '{where}.models': unknown model '{kind}' (one of {', '.join(MODEL_KINDS)})")
     for key, values in exp.vary.items():
         section, _, leaf = key.partition(".")
         if section not in ("model", "train") or not leaf or "." in leaf or key == "model.kind":
-            raise IrnoError(f"config key '{where}.vary.{key}': expected 'model.<key>' or 'train.<key>' "
-                            "(models are chosen with 'models:')")
+            raise IrnoError(
+                f"config key '{where}.vary.{key}': expected 'model.<key>' or 'train.<key>' "
+                "(models are chosen with 'models:')"
+            )
         if not isinstance(values, list) or not values:
             raise IrnoError(f"config key '{where}.vary.{key}': expected a non-empty list of values, got {values!r}")

@@ -28,7 +28,14 @@ import torch
 from irno.roma.config import RunConfig
 from irno.roma.kuramoto import load
 from irno.roma.train import (
-    assemble, coarse_targets, evaluation_ends, lead_times, load_checkpoint, predict, smspe, split_nodes,
+    assemble,
+    coarse_targets,
+    evaluation_ends,
+    lead_times,
+    load_checkpoint,
+    predict,
+    smspe,
+    split_nodes,
 )
 from irno.utils import IrnoError, select_device, write_json, write_npz
 
@@ -51,14 +58,26 @@ def evaluate(
     scale = ckpt["increment_scale"]
     ends = evaluation_ends(data, t)
     noise_rng = np.random.default_rng([t.seed, 1 << 21])
-    scores = {name: [] for name in ("smspe", "smspe_clean", "smspe_persistence", "smspe_persistence_clean", "mse",
-                                    "mse_clean", "smspe_coarse", "pde_residual_ms")}
+    scores = {
+        name: []
+        for name in (
+            "smspe",
+            "smspe_clean",
+            "smspe_persistence",
+            "smspe_persistence_clean",
+            "mse",
+            "mse_clean",
+            "smspe_coarse",
+            "pde_residual_ms",
+        )
+    }
     attention = None
     for index, nodes in enumerate(split.test):
         for noisy in (True, False):
             suffix = "" if noisy else "_clean"
-            batch = assemble(data, [nodes], ends[None], cfg, scale, noise_eta=t.noise_eta if noisy else 0.0,
-                             rng=noise_rng).to(device)
+            batch = assemble(
+                data, [nodes], ends[None], cfg, scale, noise_eta=t.noise_eta if noisy else 0.0, rng=noise_rng
+            ).to(device)
             want_attention = cfg.model.kind == "roma" and index == 0 and not noisy
             prediction, out = predict(model, batch, cfg, scale, attention=want_attention)
             persistence = batch.last.unsqueeze(-1).expand_as(batch.target)
@@ -70,26 +89,45 @@ def evaluate(
                 scores["smspe_coarse"].append(float(torch.stack(coarse).mean()))
             if noisy and cfg.model.learned_pde:
                 with torch.enable_grad():
-                    residual = model(batch.history, batch.pe, batch.adj, lead_times(t, batch.history.device),
-                                     pde=True).pde_residual
+                    residual = model(
+                        batch.history, batch.pe, batch.adj, lead_times(t, batch.history.device), pde=True
+                    ).pde_residual
                 scores["pde_residual_ms"].append(float(residual.detach().square().mean()))
             if want_attention:
                 attention = _attention_maps(out, batch, nodes.size)
     mean = {k: (float(np.mean(v)) if v else None) for k, v in scores.items()}
     pde_ms = mean.pop("pde_residual_ms")
     metrics = {
-        "run_key": ckpt["run_key"], "dataset": cfg.dataset, "nodes": data.num_nodes,
-        "edges": int(data.edges.shape[0]), "mean_degree": 2.0 * data.edges.shape[0] / data.num_nodes,
-        "model": cfg.model.kind, "width": cfg.model.width, "parameters": ckpt["parameters"],
-        "positional": cfg.model.positional, "pe_dim": cfg.model.pe_dim, "learned_pde": cfg.model.learned_pde,
-        "noise_eta": t.noise_eta, "history": t.history, "horizon": t.horizon, "subgraph_nodes": t.subgraph_nodes,
-        "test_subgraphs": len(split.test), "test_windows": int(ends.size), "epoch": ckpt["epoch"],
-        "valid_smspe": ckpt["valid_smspe"], "train_seconds": ckpt["train_seconds"],
-        **mean, "pde_residual_rms": None if pde_ms is None else float(np.sqrt(pde_ms)),
+        "run_key": ckpt["run_key"],
+        "dataset": cfg.dataset,
+        "nodes": data.num_nodes,
+        "edges": int(data.edges.shape[0]),
+        "mean_degree": 2.0 * data.edges.shape[0] / data.num_nodes,
+        "model": cfg.model.kind,
+        "width": cfg.model.width,
+        "parameters": ckpt["parameters"],
+        "positional": cfg.model.positional,
+        "pe_dim": cfg.model.pe_dim,
+        "learned_pde": cfg.model.learned_pde,
+        "noise_eta": t.noise_eta,
+        "history": t.history,
+        "horizon": t.horizon,
+        "subgraph_nodes": t.subgraph_nodes,
+        "test_subgraphs": len(split.test),
+        "test_windows": int(ends.size),
+        "epoch": ckpt["epoch"],
+        "valid_smspe": ckpt["valid_smspe"],
+        "train_seconds": ckpt["train_seconds"],
+        **mean,
+        "pde_residual_rms": None if pde_ms is None else float(np.sqrt(pde_ms)),
     }
     if attention_out is not None:
-        write_npz(attention_out, run_key=np.asarray(ckpt["run_key"]), coarse_nodes=np.asarray(cfg.model.coarse_nodes),
-                  **attention)
+        write_npz(
+            attention_out,
+            run_key=np.asarray(ckpt["run_key"]),
+            coarse_nodes=np.asarray(cfg.model.coarse_nodes),
+            **attention,
+        )
     write_json(metrics_out, metrics)
     return metrics
 

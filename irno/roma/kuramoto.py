@@ -25,9 +25,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import h5py
 import numpy as np
@@ -61,8 +61,9 @@ def coupling_strength(t: np.ndarray | float, dyn: DynamicsConfig) -> np.ndarray:
 
 def natural_frequencies(num_nodes: int, dyn: DynamicsConfig, rng: np.random.Generator) -> np.ndarray:
     """omega ~ N(0, std^2), clipped at +-clip * std, then centred (zero mean frequency)."""
-    omega = np.clip(rng.normal(0.0, dyn.omega_std, num_nodes), -dyn.omega_clip * dyn.omega_std,
-                    dyn.omega_clip * dyn.omega_std)
+    omega = np.clip(
+        rng.normal(0.0, dyn.omega_std, num_nodes), -dyn.omega_clip * dyn.omega_std, dyn.omega_clip * dyn.omega_std
+    )
     return omega - omega.mean()
 
 
@@ -96,8 +97,10 @@ def integrate(
         counters["nfev"] += solver.nfev - nfev_before
         counters["steps"] += 1
         if solver.status == "failed":
-            raise IrnoError(f"Kuramoto integration failed at t = {solver.t:.6g} ({message}); "
-                            "try dynamics.method or a looser dynamics.rtol")
+            raise IrnoError(
+                f"Kuramoto integration failed at t = {solver.t:.6g} ({message}); "
+                "try dynamics.method or a looser dynamics.rtol"
+            )
         stop = times.size if solver.status == "finished" else int(np.searchsorted(times, solver.t, side="right"))
         if stop > done:
             buffered.append(solver.dense_output()(times[done:stop]).reshape(state.shape[0], -1))
@@ -131,8 +134,9 @@ def simulate(cfg: DataConfig, out: str | os.PathLike) -> Path:
             times = f["time"][done - 1 :]
             counters = {"nfev": int(f.attrs["nfev"]), "steps": int(f.attrs["solver_steps"])}
             state = f["state"][:]
-            with tqdm(total=cfg.dynamics.frames, initial=done, desc=f"simulate {out.name}", unit="frame",
-                      disable=None) as bar:
+            with tqdm(
+                total=cfg.dynamics.frames, initial=done, desc=f"simulate {out.name}", unit="frame", disable=None
+            ) as bar:
                 for first, frames in integrate(weights, f["omega"][:], state, times, cfg.dynamics, counters):
                     start = done - 1 + first
                     f["phases"][:, start : start + frames.shape[1]] = frames
@@ -178,14 +182,29 @@ def _start_file(cfg: DataConfig, path: Path, settings_hash: str) -> None:
         f["radius"], f["angle"] = graph.radius, graph.angle
         f["state"] = theta0  # float64 state at the last written frame
         f.attrs.update(
-            settings=json.dumps(to_dict(cfg)), settings_hash=settings_hash, seed=cfg.seed, nodes=n,
-            edges=graph.edges.shape[0], drawn=graph.drawn, disk_radius=graph.disk_radius,
-            mean_degree=2.0 * graph.edges.shape[0] / n, frame_dt=dyn.frame_dt, solver=dyn.method,
-            nfev=0, solver_steps=0, frames_done=1, complete=False,
+            settings=json.dumps(to_dict(cfg)),
+            settings_hash=settings_hash,
+            seed=cfg.seed,
+            nodes=n,
+            edges=graph.edges.shape[0],
+            drawn=graph.drawn,
+            disk_radius=graph.disk_radius,
+            mean_degree=2.0 * graph.edges.shape[0] / n,
+            frame_dt=dyn.frame_dt,
+            solver=dyn.method,
+            nfev=0,
+            solver_steps=0,
+            frames_done=1,
+            complete=False,
         )
     os.replace(tmp, path)
-    log.info("graph: %d of %d drawn points in the largest component, %d edges, mean degree %.2f",
-             n, graph.drawn, graph.edges.shape[0], 2.0 * graph.edges.shape[0] / n)
+    log.info(
+        "graph: %d of %d drawn points in the largest component, %d edges, mean degree %.2f",
+        n,
+        graph.drawn,
+        graph.edges.shape[0],
+        2.0 * graph.edges.shape[0] / n,
+    )
 
 
 @dataclass
@@ -222,8 +241,12 @@ def load(path: str | os.PathLike) -> KuramotoData:
             n = int(f.attrs["nodes"])
             adj = adjacency(n, edges)
             return KuramotoData(
-                phases=f["phases"][:], time=f["time"][:], edges=edges, adjacency=adj,
-                degree=np.asarray(adj.sum(axis=1)).ravel(), settings=json.loads(f.attrs["settings"]),
+                phases=f["phases"][:],
+                time=f["time"][:],
+                edges=edges,
+                adjacency=adj,
+                degree=np.asarray(adj.sum(axis=1)).ravel(),
+                settings=json.loads(f.attrs["settings"]),
                 settings_hash=str(f.attrs["settings_hash"]),
             )
     except (OSError, KeyError) as e:
@@ -234,4 +257,3 @@ def describe(path: str | os.PathLike) -> dict:
     """The dataset's attributes (sizes, degree, solver statistics) without reading the phases."""
     with h5py.File(path, "r") as f:
         return {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items() if k != "settings"}
-

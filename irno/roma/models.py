@@ -146,8 +146,15 @@ class GraphOperator(nn.Module):
             self.renormalisation = nn.ModuleList(Renormalisation(d, m) for m in cfg.coarse_nodes)
             self.level_embedding = nn.Embedding(len(cfg.coarse_nodes) + 1, d)
             self.transformer = nn.ModuleList(
-                nn.TransformerEncoderLayer(d, cfg.heads, dim_feedforward=2 * d, dropout=0.0, activation="gelu",
-                                           batch_first=True, norm_first=True)
+                nn.TransformerEncoderLayer(
+                    d,
+                    cfg.heads,
+                    dim_feedforward=2 * d,
+                    dropout=0.0,
+                    activation="gelu",
+                    batch_first=True,
+                    norm_first=True,
+                )
                 for _ in range(cfg.transformer_layers)
             )
         self.out_norm = nn.LayerNorm(d)

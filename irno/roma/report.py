@@ -27,7 +27,6 @@ import scipy.stats
 from irno.roma.config import FIGURE_FORMATS, MODEL_KINDS, TABLE_FORMATS, StudyConfig, StudyPlan, plan_study
 from irno.utils import IrnoError, atomic_path, read_json
 
-
 # ----------------------------------------------------------------------------- analysis
 
 
@@ -39,8 +38,13 @@ def fit_power_law(x: np.ndarray, y: np.ndarray) -> dict:
     if (x <= 0).any() or (y <= 0).any():
         raise IrnoError(f"a power-law fit needs positive values; got x = {x.tolist()}, y = {y.tolist()}")
     fit = scipy.stats.linregress(np.log(x), np.log(y))
-    return {"exponent": -fit.slope, "exponent_se": fit.stderr, "intercept": fit.intercept,
-            "r2": fit.rvalue**2, "points": int(x.size)}
+    return {
+        "exponent": -fit.slope,
+        "exponent_se": fit.stderr,
+        "intercept": fit.intercept,
+        "r2": fit.rvalue**2,
+        "points": int(x.size),
+    }
 
 
 # ----------------------------------------------------------------------------- loading saved outputs
@@ -106,8 +110,21 @@ def build_tables(plan: StudyPlan, metrics: pd.DataFrame) -> dict[str, pd.DataFra
             continue
         frame["setting"] = frame.apply(_vary_label, axis=1, keys=_vary_keys(frame))
         frame["experiment"] = name
-        ablations.append(frame[["experiment", "dataset", "model", "setting", "parameters", "smspe", "smspe_clean",
-                                "smspe_persistence", "pde_residual_rms"]])
+        ablations.append(
+            frame[
+                [
+                    "experiment",
+                    "dataset",
+                    "model",
+                    "setting",
+                    "parameters",
+                    "smspe",
+                    "smspe_clean",
+                    "smspe_persistence",
+                    "pde_residual_rms",
+                ]
+            ]
+        )
     if ablations:
         tables["ablations"] = pd.concat(ablations, ignore_index=True)
     return tables
@@ -117,14 +134,29 @@ def _scaling_table(plan: StudyPlan, metrics: pd.DataFrame, data_noise: pd.DataFr
     rows = []
     frame = _experiment_frame(plan, metrics, "parameter_scaling")
     for (dataset, model), group in frame.groupby(["dataset", "model"], observed=True):
-        rows.append({"experiment": "parameter_scaling", "against": "parameters", "dataset": dataset,
-                     "model": model, "noise_eta": group["noise_eta"].iloc[0],
-                     **fit_power_law(group["parameters"], group["smspe"])})
+        rows.append(
+            {
+                "experiment": "parameter_scaling",
+                "against": "parameters",
+                "dataset": dataset,
+                "model": model,
+                "noise_eta": group["noise_eta"].iloc[0],
+                **fit_power_law(group["parameters"], group["smspe"]),
+            }
+        )
     if not data_noise.empty:
         for (model, eta), group in data_noise.groupby(["model", "noise_eta"], observed=True):
             if group["nodes"].nunique() >= 3:
-                rows.append({"experiment": "data_noise", "against": "nodes", "dataset": "all", "model": model,
-                             "noise_eta": eta, **fit_power_law(group["nodes"], group["smspe"])})
+                rows.append(
+                    {
+                        "experiment": "data_noise",
+                        "against": "nodes",
+                        "dataset": "all",
+                        "model": model,
+                        "noise_eta": eta,
+                        **fit_power_law(group["nodes"], group["smspe"]),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -196,8 +228,17 @@ def _training_curves(plan, metrics, logs, plt, sns):
         keys = _vary_keys(frame)
         frame["setting"] = frame["dataset"] + " " + frame.apply(_vary_label, axis=1, keys=keys)
         curves = logs.merge(frame[["run", "model", "setting"]], left_on="run_key", right_on="run")
-        sns.lineplot(data=curves, x="epoch", y="valid_smspe", hue="model", style="setting", ax=ax, marker="o",
-                     markersize=3, hue_order=list(frame["model"].cat.categories))
+        sns.lineplot(
+            data=curves,
+            x="epoch",
+            y="valid_smspe",
+            hue="model",
+            style="setting",
+            ax=ax,
+            marker="o",
+            markersize=3,
+            hue_order=list(frame["model"].cat.categories),
+        )
         ax.set_yscale("log")
         ax.set_title(name.replace("_", " "))
         ax.set_ylabel("validation sMSPE")
@@ -217,8 +258,9 @@ def _scaling_figure(plan, metrics, plt, sns):
         x = np.geomspace(group["parameters"].min(), group["parameters"].max(), 50)
         label = f"{dataset} {model}: exponent {fit['exponent']:.3f} ± {fit['exponent_se']:.3f}"
         ax.plot(group["parameters"], group["smspe"], "o", color=palette[i % len(palette)])
-        ax.plot(x, np.exp(fit["intercept"]) * x ** (-fit["exponent"]), "-", color=palette[i % len(palette)],
-                label=label)
+        ax.plot(
+            x, np.exp(fit["intercept"]) * x ** (-fit["exponent"]), "-", color=palette[i % len(palette)], label=label
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     # An axis spanning less than a decade has no major tick: label the minor ones at 2 and 5 x 10^n
@@ -241,7 +283,7 @@ def _attention_figure(paths, metrics, plt):
     cols = min(3, len(maps))
     rows = -(-len(maps) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False)
-    for ax in axes.ravel()[len(maps):]:
+    for ax in axes.ravel()[len(maps) :]:
         ax.set_visible(False)
     for ax, item in zip(axes.ravel(), maps):
         key = str(item["run_key"])
@@ -252,8 +294,9 @@ def _attention_figure(paths, metrics, plt):
         for boundary in np.cumsum(item["coarse_nodes"])[:-1]:
             ax.axvline(boundary - 0.5, color="white", linewidth=1)
         row = metrics.loc[key] if key in metrics.index else None
-        ax.set_title(key if row is None else f"{row['dataset']} (N={row['nodes']}), eta={row['noise_eta']:g}",
-                     fontsize=8)
+        ax.set_title(
+            key if row is None else f"{row['dataset']} (N={row['nodes']}), eta={row['noise_eta']:g}", fontsize=8
+        )
         ax.set_xlabel("coarse token (level 1 | level 2 ...)")
         ax.set_ylabel("fine node (by coarse assignment)")
         fig.colorbar(image, ax=ax, label="attention")

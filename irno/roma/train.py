@@ -51,8 +51,21 @@ log = logging.getLogger("irno.roma")
 
 FEATURES_PER_FRAME = 3  # relative phase, cos, sin
 
-LOG_COLUMNS = ["run_key", "epoch", "loss", "loss_data", "loss_coarse", "loss_entropy", "loss_link", "loss_pde",
-               "valid_smspe", "lr", "seconds", "skipped_steps", "best"]
+LOG_COLUMNS = [
+    "run_key",
+    "epoch",
+    "loss",
+    "loss_data",
+    "loss_coarse",
+    "loss_entropy",
+    "loss_link",
+    "loss_pde",
+    "valid_smspe",
+    "lr",
+    "seconds",
+    "skipped_steps",
+    "best",
+]
 
 
 def smspe(y: torch.Tensor, y_hat: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
@@ -96,16 +109,19 @@ def split_nodes(data: KuramotoData, cfg: TrainConfig) -> Split:
         local = random_walk_subgraph(induced_subgraph(data.adjacency, remaining), size, cfg.walk_length, rng)
         sets.append(np.sort(remaining[local]))
         remaining = np.setdiff1d(remaining, remaining[local], assume_unique=True)
-    return Split(remaining, induced_subgraph(data.adjacency, remaining), sets[: cfg.valid_subgraphs],
-                 sets[cfg.valid_subgraphs :])
+    return Split(
+        remaining, induced_subgraph(data.adjacency, remaining), sets[: cfg.valid_subgraphs], sets[cfg.valid_subgraphs :]
+    )
 
 
 def window_ends(data: KuramotoData, cfg: TrainConfig) -> tuple[int, int]:
     """Smallest and largest last input frame of a window."""
     lo, hi = cfg.history - 1, data.num_frames - 1 - cfg.horizon
     if hi < lo:
-        raise IrnoError(f"train.history + train.horizon = {cfg.history + cfg.horizon} frames exceed the "
-                        f"dataset's {data.num_frames} (dynamics.frames)")
+        raise IrnoError(
+            f"train.history + train.horizon = {cfg.history + cfg.horizon} frames exceed the "
+            f"dataset's {data.num_frames} (dynamics.frames)"
+        )
     return lo, hi
 
 
@@ -131,7 +147,7 @@ class Batch:
     last: torch.Tensor  # (B, n) last (noisy) input phase
     target: torch.Tensor  # (B, n, H) phases
 
-    def to(self, device: torch.device) -> "Batch":
+    def to(self, device: torch.device) -> Batch:
         return Batch(*(t.to(device) for t in (self.history, self.pe, self.adj, self.last, self.target)))
 
 
@@ -166,11 +182,17 @@ def assemble(
     if noise_eta > 0:
         history = history * np.exp(math.sqrt(noise_eta) * rng.standard_normal(history.shape))
     last = history[..., -1]
-    features = np.concatenate([(history - last[..., None]) / (scale * t.history), np.cos(history), np.sin(history)],
-                              axis=-1)
+    features = np.concatenate(
+        [(history - last[..., None]) / (scale * t.history), np.cos(history), np.sin(history)], axis=-1
+    )
     as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
-    return Batch(as_tensor(features), as_tensor(np.concatenate(pes)), as_tensor(np.concatenate(adjs)),
-                 as_tensor(last), as_tensor(np.concatenate(targets)))
+    return Batch(
+        as_tensor(features),
+        as_tensor(np.concatenate(pes)),
+        as_tensor(np.concatenate(adjs)),
+        as_tensor(last),
+        as_tensor(np.concatenate(targets)),
+    )
 
 
 def lead_times(cfg: TrainConfig, device: torch.device) -> torch.Tensor:
@@ -202,7 +224,12 @@ def objective(model: GraphOperator, batch: Batch, cfg: RunConfig, scale: float) 
         parts["coarse"] = torch.stack(coarse).mean()
         parts["entropy"] = torch.stack([level.entropy for level in out.levels]).sum()
         parts["link"] = torch.stack([level.link for level in out.levels]).sum()
-        loss = loss + t.coarse_weight * parts["coarse"] + t.entropy_weight * parts["entropy"] + t.link_weight * parts["link"]
+        loss = (
+            loss
+            + t.coarse_weight * parts["coarse"]
+            + t.entropy_weight * parts["entropy"]
+            + t.link_weight * parts["link"]
+        )
     if out.pde_residual is not None:
         parts["pde"] = out.pde_residual.square().mean()
         loss = loss + t.pde_weight * parts["pde"]
@@ -232,8 +259,10 @@ def train(cfg: RunConfig, data_path: str | os.PathLike, out_dir: str | os.PathLi
     scale = increment_scale(data, split.train_nodes)
     valid_ends = evaluation_ends(data, t)
     valid_rng = np.random.default_rng([t.seed, 1 << 20])
-    valid = [assemble(data, [nodes], valid_ends[None], cfg, scale, noise_eta=t.noise_eta, rng=valid_rng).to(device)
-             for nodes in split.valid]
+    valid = [
+        assemble(data, [nodes], valid_ends[None], cfg, scale, noise_eta=t.noise_eta, rng=valid_rng).to(device)
+        for nodes in split.valid
+    ]
 
     seed_everything(t.seed)
     model = build_model(cfg.model, FEATURES_PER_FRAME * t.history).to(device)
@@ -253,17 +282,24 @@ def train(cfg: RunConfig, data_path: str | os.PathLike, out_dir: str | os.PathLi
         else:
             log.info("%s: %s is from other settings or data; starting afresh", key, last_path)
 
-    log.info("%s: %d parameters, %d training nodes, subgraphs of %d, increment scale %.3g",
-             key, count_parameters(model), split.train_nodes.size, t.subgraph_nodes, scale)
+    log.info(
+        "%s: %d parameters, %d training nodes, subgraphs of %d, increment scale %.3g",
+        key,
+        count_parameters(model),
+        split.train_nodes.size,
+        t.subgraph_nodes,
+        scale,
+    )
     for epoch in range(state["epoch"], t.epochs):
         started = time.time()
         rng = np.random.default_rng([t.seed, epoch])
         model.train()
         sums, steps, skipped = {}, 0, 0
         for _ in range(t.steps_per_epoch):
-            node_sets = [split.train_nodes[random_walk_subgraph(split.train_adjacency, t.subgraph_nodes,
-                                                                t.walk_length, rng)]
-                         for _ in range(t.subgraphs_per_step)]
+            node_sets = [
+                split.train_nodes[random_walk_subgraph(split.train_adjacency, t.subgraph_nodes, t.walk_length, rng)]
+                for _ in range(t.subgraphs_per_step)
+            ]
             ends = rng.integers(lo, hi + 1, size=(t.subgraphs_per_step, t.windows_per_subgraph))
             batch = assemble(data, node_sets, ends, cfg, scale, noise_eta=t.noise_eta, rng=rng, flip_signs=True)
             batch = batch.to(device)
@@ -286,26 +322,56 @@ def train(cfg: RunConfig, data_path: str | os.PathLike, out_dir: str | os.PathLi
         valid_smspe = float(np.mean([float(smspe(b.target, predict(model, b, cfg, scale)[0])) for b in valid]))
         best = valid_smspe < state["best_valid"]
         if best:
-            state.update(best_valid=valid_smspe, best_epoch=epoch,
-                         best_state={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
-        row = {"run_key": key, "epoch": epoch, "valid_smspe": valid_smspe, "lr": optimizer.param_groups[0]["lr"],
-               "seconds": time.time() - started, "skipped_steps": skipped, "best": best}
+            state.update(
+                best_valid=valid_smspe,
+                best_epoch=epoch,
+                best_state={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+            )
+        row = {
+            "run_key": key,
+            "epoch": epoch,
+            "valid_smspe": valid_smspe,
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": time.time() - started,
+            "skipped_steps": skipped,
+            "best": best,
+        }
         row.update({("loss" if k == "loss" else f"loss_{k}"): v / steps for k, v in sums.items()})
         state["history"].append(row)
         state["epoch"] = epoch + 1
-        log.info("%s epoch %d: loss %.4g, valid sMSPE %.4g%s", key, epoch, row["loss"], valid_smspe,
-                 " (best)" if best else "")
+        log.info(
+            "%s epoch %d: loss %.4g, valid sMSPE %.4g%s",
+            key,
+            epoch,
+            row["loss"],
+            valid_smspe,
+            " (best)" if best else "",
+        )
         with atomic_path(last_path) as tmp:
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "resume_hash": resume_hash, **state}, tmp)
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "resume_hash": resume_hash,
+                    **state,
+                },
+                tmp,
+            )
 
     if state["best_state"] is None:
         raise IrnoError(f"{key}: no epoch reached a finite validation sMSPE (try a lower train.lr)")
     history = pd.DataFrame(state["history"]).reindex(columns=LOG_COLUMNS)
     checkpoint = {
-        "model": state["best_state"], "settings": to_dict(cfg), "run_key": key, "data_hash": data.settings_hash,
-        "increment_scale": scale, "epoch": state["best_epoch"], "valid_smspe": state["best_valid"],
-        "parameters": count_parameters(model), "train_seconds": float(history["seconds"].sum()),
+        "model": state["best_state"],
+        "settings": to_dict(cfg),
+        "run_key": key,
+        "data_hash": data.settings_hash,
+        "increment_scale": scale,
+        "epoch": state["best_epoch"],
+        "valid_smspe": state["best_valid"],
+        "parameters": count_parameters(model),
+        "train_seconds": float(history["seconds"].sum()),
     }
     with atomic_path(out_dir / "checkpoint.pt") as tmp:
         torch.save(checkpoint, tmp)
@@ -323,8 +389,9 @@ def load_checkpoint(path: str | os.PathLike, cfg: RunConfig, data: KuramotoData)
     if ckpt["settings"] != to_dict(cfg):
         raise IrnoError(f"{path}: trained with other settings (run {ckpt['run_key']}) than the ones given")
     if ckpt["data_hash"] != data.settings_hash:
-        raise IrnoError(f"{path}: trained on another dataset (settings hash {ckpt['data_hash']}, "
-                        f"this one is {data.settings_hash})")
+        raise IrnoError(
+            f"{path}: trained on another dataset (settings hash {ckpt['data_hash']}, this one is {data.settings_hash})"
+        )
     model = build_model(cfg.model, FEATURES_PER_FRAME * cfg.train.history)
     model.load_state_dict(ckpt["model"])
     return model.eval(), {k: v for k, v in ckpt.items() if k != "model"}

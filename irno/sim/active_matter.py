@@ -94,7 +94,9 @@ class ActiveMatterModel:
         self.inv_k2 = np.divide(1.0, stokes_k2, out=np.zeros_like(stokes_k2), where=stokes_k2 > 0)  # zero-mean u
         self.dealias = (np.abs(index_x) < n / 3) & (index_y < n / 3)
         linear = -TRANSLATIONAL_DIFFUSION * k2
-        linear = np.stack([linear, linear - 4 * ROTATIONAL_DIFFUSION, linear - 4 * ROTATIONAL_DIFFUSION])  # (3, N, N/2+1)
+        linear = np.stack(
+            [linear, linear - 4 * ROTATIONAL_DIFFUSION, linear - 4 * ROTATIONAL_DIFFUSION]
+        )  # (3, N, N/2+1)
         self.decay_step = np.exp(linear * self.dt)
         self.decay_half = np.exp(linear * self.dt / 2)
 
@@ -177,7 +179,9 @@ class ActiveMatterModel:
         u, v, e, w = self.velocity(c, q, r, e, sweeps=STEP_SWEEPS)
         g = self.zeta * q + e
         reaction = -2j * w * q + c * g - np.conj(g) * r
-        products = self.rfft(np.stack([u * f[0], v * f[0], u * f[1], v * f[1], u * f[2], v * f[2], reaction.real, reaction.imag]))
+        products = self.rfft(
+            np.stack([u * f[0], v * f[0], u * f[1], v * f[1], u * f[2], v * f[2], reaction.real, reaction.imag])
+        )
         out = -(self.ikx * products[0:6:2] + self.iky * products[1:6:2])  # -div(u f), conservative
         out[1:] += products[6:]
         return out * self.dealias, e

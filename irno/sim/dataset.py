@@ -17,8 +17,9 @@ import concurrent.futures
 import multiprocessing
 import os
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import h5py
 import numpy as np
@@ -160,15 +161,21 @@ def simulate_dataset(cfg: SimulationConfig, well_root: str | os.PathLike, *, pro
     from irno.data.well import SPLITS, build_manifest, dataset_dir, split_dir
 
     well_root = Path(well_root)
-    plans = {
-        split: [_file_plan(cfg, split, z, a) for z, a in getattr(cfg, split).pairs] for split in SPLITS
-    }
+    plans = {split: [_file_plan(cfg, split, z, a) for z, a in getattr(cfg, split).pairs] for split in SPLITS}
     folders = {split: split_dir(well_root, cfg.dataset, split) for split in SPLITS}
     present = _prepare_folders(folders, plans)
     # A present file is complete (atomic writes); it is kept if it holds what the config asks for.
-    pending = [(split, plan) for split in SPLITS for plan in plans[split] if present[split].get(plan["name"]) != plan["hash"]]
+    pending = [
+        (split, plan) for split in SPLITS for plan in plans[split] if present[split].get(plan["name"]) != plan["hash"]
+    ]
     n_files = sum(len(p) for p in plans.values())
-    log.info("simulating %d of %d files (%d kept) with %d workers", len(pending), n_files, n_files - len(pending), cfg.workers)
+    log.info(
+        "simulating %d of %d files (%d kept) with %d workers",
+        len(pending),
+        n_files,
+        n_files - len(pending),
+        cfg.workers,
+    )
 
     tasks, owners = [], []  # one task per trajectory; owners[i] = (file number, trajectory index)
     for number, (split, plan) in enumerate(pending):
@@ -203,7 +210,9 @@ def simulate_dataset(cfg: SimulationConfig, well_root: str | os.PathLike, *, pro
 
 
 def _write_file(cfg: SimulationConfig, path: Path, split: str, plan: dict, trajectories: list[dict]) -> None:
-    stacked = {k: np.stack([t[k] for t in trajectories]) for k in ("concentration", "velocity", "D", "E")}  # (B, T, ...)
+    stacked = {
+        k: np.stack([t[k] for t in trajectories]) for k in ("concentration", "velocity", "D", "E")
+    }  # (B, T, ...)
     spec = plan["spec"]
     coords = np.arange(cfg.grid) * BOX_LENGTH / cfg.grid
     write_well_file(

@@ -26,9 +26,7 @@ from irno.sim.active_matter import Q_CAP, simulate_trajectory
 from irno.sim.dataset import parallel_map, simulate_dataset
 from irno.utils import IrnoError, atomic_path, read_yaml, write_json
 
-REAL_STATS_SOURCE = (
-    "The Well, active_matter (256^2, train split statistics), as quoted in SPEC 4 of this repository"
-)
+REAL_STATS_SOURCE = "The Well, active_matter (256^2, train split statistics), as quoted in SPEC 4 of this repository"
 # component: (std, rms of the frame-to-frame change). The rms of the change is quoted once per
 # field and applies to each of its components.
 REAL_STATS = {
@@ -63,18 +61,20 @@ def statistics_table(stats: dict) -> pd.DataFrame:
         field = name.partition("_")[0]
         std_sim = _component(stats["std"][field], name)
         delta_sim = _component(stats["rms_delta"][field], name)
-        rows.append({
-            "component": name,
-            "std_simulated": std_sim,
-            "std_real": std_real,
-            "std_ratio": std_sim / std_real,
-            "rms_delta_simulated": delta_sim,
-            "rms_delta_real": delta_real,
-            "rms_delta_ratio": delta_sim / delta_real,
-        })
+        rows.append(
+            {
+                "component": name,
+                "std_simulated": std_sim,
+                "std_real": std_real,
+                "std_ratio": std_sim / std_real,
+                "rms_delta_simulated": delta_sim,
+                "rms_delta_real": delta_real,
+                "rms_delta_ratio": delta_sim / delta_real,
+            }
+        )
     table = pd.DataFrame(rows)
-    table["within_tolerance"] = (
-        (table["std_ratio"] - 1).abs().le(TOLERANCE) & (table["rms_delta_ratio"] - 1).abs().le(TOLERANCE)
+    table["within_tolerance"] = (table["std_ratio"] - 1).abs().le(TOLERANCE) & (table["rms_delta_ratio"] - 1).abs().le(
+        TOLERANCE
     )
     return table
 
@@ -103,17 +103,21 @@ def _sweep_one(task: tuple) -> dict:
     quarter = len(energy) // 4
     late, last = energy[-2 * quarter : -quarter].mean(), energy[-quarter:].mean()
     q = np.hypot(out["D"][..., 0, 0] - out["D"][..., 1, 1], 2 * out["D"][..., 0, 1])  # |Q|
-    row.update({
-        "finite": bool(all(np.isfinite(v).all() for v in out.values())),
-        "ke_initial": float(energy[0]),
-        "ke_steady": float(last),
-        "ke_max": float(energy.max()),
-        "ke_growth": float(last / energy[0]),
-        "ke_quarters_ratio": float(max(last, late) / min(last, late)),
-        "max_q_over_c": float((q / out["concentration"]).max()),
-        "seconds": time.perf_counter() - start,
-    })
-    row["passed"] = row["finite"] and row["ke_growth"] >= KE_GROWTH_MIN and row["ke_quarters_ratio"] <= KE_QUARTERS_RATIO_MAX
+    row.update(
+        {
+            "finite": bool(all(np.isfinite(v).all() for v in out.values())),
+            "ke_initial": float(energy[0]),
+            "ke_steady": float(last),
+            "ke_max": float(energy.max()),
+            "ke_growth": float(last / energy[0]),
+            "ke_quarters_ratio": float(max(last, late) / min(last, late)),
+            "max_q_over_c": float((q / out["concentration"]).max()),
+            "seconds": time.perf_counter() - start,
+        }
+    )
+    row["passed"] = (
+        row["finite"] and row["ke_growth"] >= KE_GROWTH_MIN and row["ke_quarters_ratio"] <= KE_QUARTERS_RATIO_MAX
+    )
     return row
 
 
@@ -152,14 +156,18 @@ def run_validation(
     stats = read_yaml(out_dir / "well" / "datasets" / cfg.dataset / "stats.yaml")
     table = statistics_table(stats)
     _write_table(
-        table, out_dir, "statistics",
+        table,
+        out_dir,
+        "statistics",
         f"# Simulated ({grid}^2, {len(GRID_PAIRS)} pairs x {trajectories} trajectories) vs real active_matter statistics\n\n"
         f"Real values: {REAL_STATS_SOURCE}. Tolerance: {TOLERANCE:.0%}. The simulation is a closure-model "
         "re-simulation, so only statistics are comparable.",
     )
     sweep = parameter_sweep(sweep_grid, seed=seed, workers=workers, progress=progress)
     _write_table(
-        sweep, out_dir, f"sweep_{sweep_grid}",
+        sweep,
+        out_dir,
+        f"sweep_{sweep_grid}",
         f"# Stability sweep at {sweep_grid}^2 over every (zeta, alpha)\n\n"
         f"passed: finite, steady kinetic energy >= {KE_GROWTH_MIN:g} x the initial one, and the means of the "
         f"last two quarters within a factor {KE_QUARTERS_RATIO_MAX:g} of each other. |Q|/c is capped at {Q_CAP}.",

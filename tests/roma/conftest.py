@@ -11,10 +11,30 @@ TINY_DATA = DataConfig(graph=GraphConfig(nodes=400), dynamics=DynamicsConfig(t_e
 
 
 def make_tiny_run(kind: str = "roma", **train) -> RunConfig:
-    model = ModelConfig(kind=kind, width=8, encoder_layers=1, coarse_nodes=[4, 2], transformer_layers=1, heads=2,
-                        basis=8, trunk_layers=1, fourier_features=8, pe_dim=4)
-    settings = dict(history=16, subgraph_nodes=32, walk_length=4, windows_per_subgraph=2, epochs=2,
-                    steps_per_epoch=3, valid_subgraphs=1, test_subgraphs=1, eval_windows=4, device="cpu")
+    model = ModelConfig(
+        kind=kind,
+        width=8,
+        encoder_layers=1,
+        coarse_nodes=[4, 2],
+        transformer_layers=1,
+        heads=2,
+        basis=8,
+        trunk_layers=1,
+        fourier_features=8,
+        pe_dim=4,
+    )
+    settings = dict(
+        history=16,
+        subgraph_nodes=32,
+        walk_length=4,
+        windows_per_subgraph=2,
+        epochs=2,
+        steps_per_epoch=3,
+        valid_subgraphs=1,
+        test_subgraphs=1,
+        eval_windows=4,
+        device="cpu",
+    )
     settings.update(train)
     return RunConfig(dataset="tiny", model=model, train=TrainConfig(**settings))
 

@@ -20,23 +20,73 @@ def test_study_end_to_end(tmp_path):
     plan = read_json(root / "plan.json")
     for name in plan["datasets"]:
         folder = root / "data" / name
-        assert main(["roma", "simulate", "--config", str(folder / "settings.yaml"),
-                     "--out", str(folder / "kuramoto.h5")]) == 0
+        assert (
+            main(["roma", "simulate", "--config", str(folder / "settings.yaml"), "--out", str(folder / "kuramoto.h5")])
+            == 0
+        )
     metrics, logs, attention = [], [], []
     for key, settings in plan["runs"].items():
         run, ev = root / "runs" / key, root / "eval" / key
         data = str(root / "data" / settings["dataset"] / "kuramoto.h5")
-        assert main(["roma", "train", "--config", str(run / "settings.yaml"), "--data", data, "--out-dir", str(run),
-                     "--threads", "1"]) == 0
+        assert (
+            main(
+                [
+                    "roma",
+                    "train",
+                    "--config",
+                    str(run / "settings.yaml"),
+                    "--data",
+                    data,
+                    "--out-dir",
+                    str(run),
+                    "--threads",
+                    "1",
+                ]
+            )
+            == 0
+        )
         extra = ["--attention", str(ev / "attention.npz")] if settings["model"]["kind"] == "roma" else []
-        assert main(["roma", "evaluate", "--config", str(run / "settings.yaml"), "--data", data, "--checkpoint",
-                     str(run / "checkpoint.pt"), "--metrics", str(ev / "metrics.json"), *extra]) == 0
+        assert (
+            main(
+                [
+                    "roma",
+                    "evaluate",
+                    "--config",
+                    str(run / "settings.yaml"),
+                    "--data",
+                    data,
+                    "--checkpoint",
+                    str(run / "checkpoint.pt"),
+                    "--metrics",
+                    str(ev / "metrics.json"),
+                    *extra,
+                ]
+            )
+            == 0
+        )
         metrics.append(str(ev / "metrics.json"))
         logs.append(str(run / "train_log.csv"))
         attention += extra[1:]
     assert main(["roma", "tables", "--config", CONFIG, "--metrics", *metrics, "--out-dir", str(root / "tables")]) == 0
-    assert main(["roma", "figures", "--config", CONFIG, "--metrics", *metrics, "--train-logs", *logs,
-                 "--attention", *attention, "--out-dir", str(root / "figures")]) == 0
+    assert (
+        main(
+            [
+                "roma",
+                "figures",
+                "--config",
+                CONFIG,
+                "--metrics",
+                *metrics,
+                "--train-logs",
+                *logs,
+                "--attention",
+                *attention,
+                "--out-dir",
+                str(root / "figures"),
+            ]
+        )
+        == 0
+    )
 
     expected = report_outputs(plan_study(load_study(CONFIG)))
     assert sorted(p.name for p in (root / "tables").iterdir()) == sorted(expected["tables"])

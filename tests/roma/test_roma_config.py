@@ -7,19 +7,27 @@ from irno.utils import IrnoError, read_json, read_yaml
 
 
 def study(**experiments):
-    return study_from_dict({
-        "datasets": {"a": {"graph": {"nodes": 500}}, "b": {"graph": {"nodes": 900}, "seed": 2}},
-        "model": {"width": 16, "heads": 4},
-        "train": {"epochs": 2},
-        "experiments": experiments,
-    })
+    return study_from_dict(
+        {
+            "datasets": {"a": {"graph": {"nodes": 500}}, "b": {"graph": {"nodes": 900}, "seed": 2}},
+            "model": {"width": 16, "heads": 4},
+            "train": {"epochs": 2},
+            "experiments": experiments,
+        }
+    )
 
 
 def test_grid_expansion_and_deduplication():
-    plan = plan_study(study(
-        data_noise={"datasets": ["a", "b"], "models": ["deeponet", "roma"], "vary": {"train.noise_eta": [0.0, "4e-4"]}},
-        positional={"datasets": ["b"], "models": ["roma"], "vary": {"model.positional": ["laplacian", "none"]}},
-    ))
+    plan = plan_study(
+        study(
+            data_noise={
+                "datasets": ["a", "b"],
+                "models": ["deeponet", "roma"],
+                "vary": {"train.noise_eta": [0.0, "4e-4"]},
+            },
+            positional={"datasets": ["b"], "models": ["roma"], "vary": {"model.positional": ["laplacian", "none"]}},
+        )
+    )
     assert len(plan.experiments["data_noise"]) == 8 and len(plan.experiments["positional"]) == 2
     # the default roma run on b (laplacian, eta 4e-4) is in both experiments: trained once
     assert len(plan.runs) == 9
@@ -43,17 +51,22 @@ def test_write_plan_keeps_unchanged_files(tmp_path):
     assert path.stat().st_mtime_ns == before
 
 
-@pytest.mark.parametrize("experiments, message", [
-    ({"data_noise": {"datasets": ["c"]}}, "unknown dataset 'c'"),
-    ({"data_noise": {"datasets": ["a"], "models": ["gnn"]}}, "unknown model 'gnn'"),
-    ({"positional": {"datasets": ["a"], "vary": {"model.positionl": ["none"]}}},
-     "roma.experiments.positional.model.positionl"),
-    ({"positional": {"datasets": ["a"], "vary": {"model.positional": ["lap"]}}}, "'lap' is not one of"),
-    ({"positional": {"datasets": ["a"], "vary": {"width": [8]}}}, "vary.width"),
-    ({"parameter_scaling": {"datasets": ["a"], "vary": {"model.width": [8, 16]}}}, "at least 3"),
-    ({"ablation": {"datasets": ["a"]}}, "roma.experiments.ablation"),
-    ({}, "no experiment"),
-])
+@pytest.mark.parametrize(
+    "experiments, message",
+    [
+        ({"data_noise": {"datasets": ["c"]}}, "unknown dataset 'c'"),
+        ({"data_noise": {"datasets": ["a"], "models": ["gnn"]}}, "unknown model 'gnn'"),
+        (
+            {"positional": {"datasets": ["a"], "vary": {"model.positionl": ["none"]}}},
+            "roma.experiments.positional.model.positionl",
+        ),
+        ({"positional": {"datasets": ["a"], "vary": {"model.positional": ["lap"]}}}, "'lap' is not one of"),
+        ({"positional": {"datasets": ["a"], "vary": {"width": [8]}}}, "vary.width"),
+        ({"parameter_scaling": {"datasets": ["a"], "vary": {"model.width": [8, 16]}}}, "at least 3"),
+        ({"ablation": {"datasets": ["a"]}}, "roma.experiments.ablation"),
+        ({}, "no experiment"),
+    ],
+)
 def test_bad_study_names_the_key(experiments, message):
     with pytest.raises(IrnoError, match=message):
         plan_study(study(**experiments))

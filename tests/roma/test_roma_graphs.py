@@ -8,8 +8,14 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
 from irno.roma.graphs import (
-    adjacency, disk_radius, hyperbolic_edges, induced_subgraph, positional_encoding, random_hyperbolic_graph,
-    random_walk_subgraph, sample_points,
+    adjacency,
+    disk_radius,
+    hyperbolic_edges,
+    induced_subgraph,
+    positional_encoding,
+    random_hyperbolic_graph,
+    random_walk_subgraph,
+    sample_points,
 )
 from irno.utils import IrnoError
 
@@ -17,7 +23,9 @@ from irno.utils import IrnoError
 def brute_force_edges(radius, angle, R):
     """Every pair, with the textbook distance cosh d = cosh r cosh r' - sinh r sinh r' cos(dphi)."""
     i, j = np.triu_indices(radius.size, 1)
-    cosh_d = np.cosh(radius[i]) * np.cosh(radius[j]) - np.sinh(radius[i]) * np.sinh(radius[j]) * np.cos(angle[i] - angle[j])
+    cosh_d = np.cosh(radius[i]) * np.cosh(radius[j]) - np.sinh(radius[i]) * np.sinh(radius[j]) * np.cos(
+        angle[i] - angle[j]
+    )
     close = np.arccosh(np.maximum(cosh_d, 1.0)) < R
     return np.stack([i[close], j[close]], axis=1)
 
@@ -37,8 +45,10 @@ def test_edges_exactly_where_distance_below_R(seed, mean_degree):
 def test_mean_degree_near_target():
     for target in (3.0, 24 / math.pi):
         R = disk_radius(20_000, target)
-        degrees = [2 * hyperbolic_edges(*sample_points(20_000, R, np.random.default_rng(s)), R).shape[0] / 20_000
-                   for s in range(3)]
+        degrees = [
+            2 * hyperbolic_edges(*sample_points(20_000, R, np.random.default_rng(s)), R).shape[0] / 20_000
+            for s in range(3)
+        ]
         assert abs(np.mean(degrees) - target) < 0.1 * target, (target, degrees)
 
 
@@ -72,8 +82,9 @@ def test_random_walk_subgraph():
 
 def test_positional_encodings_by_hand():
     # a path 0-1-2-3 plus an isolated node 4
-    a = sp.csr_matrix(np.array([[0, 1, 0, 0, 0], [1, 0, 1, 0, 0], [0, 1, 0, 1, 0], [0, 0, 1, 0, 0], [0, 0, 0, 0, 0]],
-                               dtype=float))
+    a = sp.csr_matrix(
+        np.array([[0, 1, 0, 0, 0], [1, 0, 1, 0, 0], [0, 1, 0, 1, 0], [0, 0, 1, 0, 0], [0, 0, 0, 0, 0]], dtype=float)
+    )
     pe = positional_encoding(a, ["laplacian", "random_walk"], 3)
     assert pe.shape == (5, 6) and pe.dtype == np.float32
     # Laplacian part: eigenvectors of I - D^-1/2 A D^-1/2 for its 3 smallest eigenvalues
@@ -97,6 +108,7 @@ def test_positional_encoding_signs_and_padding():
     assert plain.shape == (3, 5) and (plain[:, 3:] == 0).all()  # 3 nodes: 2 columns of padding
     flipped = positional_encoding(a, ["laplacian"], 5, np.random.default_rng(0))
     np.testing.assert_allclose(np.abs(flipped), np.abs(plain), atol=1e-6)
-    assert any(not np.allclose(positional_encoding(a, ["laplacian"], 5, np.random.default_rng(s)), plain)
-               for s in range(5))
+    assert any(
+        not np.allclose(positional_encoding(a, ["laplacian"], 5, np.random.default_rng(s)), plain) for s in range(5)
+    )
     assert positional_encoding(a, [], 5).shape == (3, 0)

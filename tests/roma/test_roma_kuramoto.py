@@ -28,8 +28,9 @@ def test_two_oscillators_phase_lock_below_2K(gap):
     # d(theta_1 - theta_2)/dt = gap - 2K sin(theta_1 - theta_2): locks at arcsin(gap / 2K) when gap < 2K
     dyn = DynamicsConfig(K=1.0, a=1.0, t_end=40.0)  # a = 1: constant K(t) = K
     times = np.linspace(0.0, 40.0, 401)
-    phases = run(coupling_weights(2, np.array([[0, 1]])), np.array([gap / 2, -gap / 2]), np.array([0.0, 2.5]),
-                 times, dyn)
+    phases = run(
+        coupling_weights(2, np.array([[0, 1]])), np.array([gap / 2, -gap / 2]), np.array([0.0, 2.5]), times, dyn
+    )
     difference = phases[0] - phases[1]
     assert difference[-1] == pytest.approx(np.arcsin(gap / 2), abs=1e-5)
     assert np.ptp(difference[-100:]) < 1e-5
@@ -37,8 +38,9 @@ def test_two_oscillators_phase_lock_below_2K(gap):
 
 def test_two_oscillators_drift_above_2K():
     dyn = DynamicsConfig(K=1.0, a=1.0, t_end=40.0)
-    phases = run(coupling_weights(2, np.array([[0, 1]])), np.array([1.25, -1.25]), np.zeros(2),
-                 np.linspace(0.0, 40.0, 401), dyn)
+    phases = run(
+        coupling_weights(2, np.array([[0, 1]])), np.array([1.25, -1.25]), np.zeros(2), np.linspace(0.0, 40.0, 401), dyn
+    )
     assert phases[0, -1] - phases[1, -1] > 2 * np.pi * 3  # slips cycle after cycle
 
 
@@ -75,8 +77,9 @@ def test_dataset_file_is_complete_and_deterministic(tiny_kuramoto, tiny_data_con
 
 
 def test_interrupted_simulation_resumes(tmp_path, monkeypatch):
-    cfg = DataConfig(graph=GraphConfig(nodes=300), dynamics=DynamicsConfig(t_end=2.0, frames=81, dtype="float64"),
-                     seed=4)
+    cfg = DataConfig(
+        graph=GraphConfig(nodes=300), dynamics=DynamicsConfig(t_end=2.0, frames=81, dtype="float64"), seed=4
+    )
     reference = load(simulate(cfg, tmp_path / "reference.h5")).phases
     monkeypatch.setattr(kuramoto, "_BLOCK_BYTES", 1)  # one block per solver step
     real_integrate = kuramoto.integrate

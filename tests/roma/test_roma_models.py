@@ -18,8 +18,9 @@ def test_shapes(kind):
     cfg = ModelConfig(kind=kind, width=16, coarse_nodes=[8, 3], heads=4, pe_dim=5, positional="laplacian+random_walk")
     model = build_model(cfg, node_features=12)
     B, n, H = 3, 20, 2
-    out = model(torch.randn(B, n, 12), torch.randn(B, n, 10), random_graphs(B, n), torch.tensor([0.5, 1.0]),
-                attention=True)
+    out = model(
+        torch.randn(B, n, 12), torch.randn(B, n, 10), random_graphs(B, n), torch.tensor([0.5, 1.0]), attention=True
+    )
     tokens = n + (11 if kind == "roma" else 0)
     assert out.u.shape == (B, tokens, H) and out.fine.shape == (B, n, H)
     assert [c.shape for c in out.coarse] == ([(B, 8, H), (B, 3, H)] if kind == "roma" else [])
@@ -32,15 +33,19 @@ def test_shapes(kind):
 
 
 def test_baselines_differ_where_the_paper_says():
-    params = {kind: count_parameters(build_model(ModelConfig(kind=kind, width=16, heads=4), 12))
-              for kind in ("deeponet", "deeponet_mp", "roma")}
+    params = {
+        kind: count_parameters(build_model(ModelConfig(kind=kind, width=16, heads=4), 12))
+        for kind in ("deeponet", "deeponet_mp", "roma")
+    }
     assert params["deeponet"] < params["deeponet_mp"] < params["roma"]  # graph input, then pooling + Transformer
     # deeponet ignores the graph, message passing does not
     x, pe = torch.randn(1, 10, 12), torch.randn(1, 10, 16)
     for kind, uses_graph in (("deeponet", False), ("deeponet_mp", True)):
         model = build_model(ModelConfig(kind=kind, width=16, heads=4), 12)
-        same = torch.allclose(model(x, pe, random_graphs(1, 10, seed=1), torch.ones(1)).u,
-                              model(x, pe, random_graphs(1, 10, seed=2), torch.ones(1)).u)
+        same = torch.allclose(
+            model(x, pe, random_graphs(1, 10, seed=1), torch.ones(1)).u,
+            model(x, pe, random_graphs(1, 10, seed=2), torch.ones(1)).u,
+        )
         assert same != uses_graph
 
 
@@ -83,5 +88,6 @@ def test_pde_residual_is_du_dt_minus_learned_rhs():
     model(x, pe, adj, lead, pde=True).pde_residual.square().mean().backward()
     assert last.weight.grad.abs().sum() > 0 and model.trunk[0].weight.grad.abs().sum() > 0
     with pytest.raises(ValueError):
-        build_model(ModelConfig(kind="roma", width=8, heads=2), 4)(x.float(), pe.float(), adj.float(),
-                                                                    lead.float(), pde=True)
+        build_model(ModelConfig(kind="roma", width=8, heads=2), 4)(
+            x.float(), pe.float(), adj.float(), lead.float(), pde=True
+        )

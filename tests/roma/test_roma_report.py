@@ -30,16 +30,25 @@ def test_power_law_fit_recovers_a_known_exponent():
 
 
 def synthetic_study():
-    return study_from_dict({
-        "datasets": {"s": {"graph": {"nodes": 500}}, "m": {"graph": {"nodes": 900}}, "l": {"graph": {"nodes": 2000}}},
-        "model": {"width": 16, "heads": 4},
-        "experiments": {
-            "data_noise": {"datasets": ["s", "m", "l"], "models": ["deeponet", "roma"],
-                           "vary": {"train.noise_eta": [0.0, 4.0e-4]}},
-            "effective_dynamics": {"datasets": ["m"], "vary": {"model.learned_pde": [False, True]}},
-            "parameter_scaling": {"datasets": ["m"], "vary": {"model.width": [8, 16, 32, 64]}},
-        },
-    })
+    return study_from_dict(
+        {
+            "datasets": {
+                "s": {"graph": {"nodes": 500}},
+                "m": {"graph": {"nodes": 900}},
+                "l": {"graph": {"nodes": 2000}},
+            },
+            "model": {"width": 16, "heads": 4},
+            "experiments": {
+                "data_noise": {
+                    "datasets": ["s", "m", "l"],
+                    "models": ["deeponet", "roma"],
+                    "vary": {"train.noise_eta": [0.0, 4.0e-4]},
+                },
+                "effective_dynamics": {"datasets": ["m"], "vary": {"model.learned_pde": [False, True]}},
+                "parameter_scaling": {"datasets": ["m"], "vary": {"model.width": [8, 16, 32, 64]}},
+            },
+        }
+    )
 
 
 def synthetic_metrics(plan):
@@ -50,11 +59,21 @@ def synthetic_metrics(plan):
         params = 1000 * (run["model"]["width"] / 8) ** 2
         eta = run["train"]["noise_eta"]
         n = nodes[run["dataset"]]
-        rows.append({"run_key": key, "dataset": run["dataset"], "model": run["model"]["kind"], "nodes": n,
-                     "parameters": params, "noise_eta": eta, "learned_pde": run["model"]["learned_pde"],
-                     "smspe": 0.01 * (params / 1000) ** -0.3 * (n / 400) ** -0.2 * (1 + 100 * eta),
-                     "smspe_clean": 0.001, "smspe_persistence": 0.02,
-                     "pde_residual_rms": 0.1 if run["model"]["learned_pde"] else None})
+        rows.append(
+            {
+                "run_key": key,
+                "dataset": run["dataset"],
+                "model": run["model"]["kind"],
+                "nodes": n,
+                "parameters": params,
+                "noise_eta": eta,
+                "learned_pde": run["model"]["learned_pde"],
+                "smspe": 0.01 * (params / 1000) ** -0.3 * (n / 400) ** -0.2 * (1 + 100 * eta),
+                "smspe_clean": 0.001,
+                "smspe_persistence": 0.02,
+                "pde_residual_rms": 0.1 if run["model"]["learned_pde"] else None,
+            }
+        )
     return pd.DataFrame(rows).set_index("run_key", drop=False)
 
 

@@ -54,8 +54,9 @@ def test_train_and_evaluate(tiny_kuramoto, tiny_run, tmp_path):
     log = pd.read_csv(tmp_path / "run" / "train_log.csv")
     assert list(log["epoch"]) == [0, 1] and log["best"].any()
     assert (log["loss_entropy"] > 0).all() and log["loss_pde"].isna().all()
-    metrics = evaluate(cfg, tiny_kuramoto, tmp_path / "run" / "checkpoint.pt", tmp_path / "metrics.json",
-                       tmp_path / "attention.npz")
+    metrics = evaluate(
+        cfg, tiny_kuramoto, tmp_path / "run" / "checkpoint.pt", tmp_path / "metrics.json", tmp_path / "attention.npz"
+    )
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
     assert metrics["run_key"] == summary["run_key"] == log["run_key"][0]
     for key in ("smspe", "smspe_clean", "smspe_persistence", "smspe_coarse", "mse"):
@@ -66,11 +67,17 @@ def test_train_and_evaluate(tiny_kuramoto, tiny_run, tmp_path):
         assert np.allclose(att["assignment"].sum(1), 1.0, atol=1e-5)
     # a checkpoint only evaluates with the settings it was trained with
     with pytest.raises(IrnoError, match="other settings"):
-        evaluate(tiny_run("roma", noise_eta=0.01), tiny_kuramoto, tmp_path / "run" / "checkpoint.pt",
-                 tmp_path / "m.json")
+        evaluate(
+            tiny_run("roma", noise_eta=0.01), tiny_kuramoto, tmp_path / "run" / "checkpoint.pt", tmp_path / "m.json"
+        )
     with pytest.raises(IrnoError, match="roma only"):
-        evaluate(tiny_run("deeponet"), tiny_kuramoto, tmp_path / "run" / "checkpoint.pt", tmp_path / "m.json",
-                 tmp_path / "a.npz")
+        evaluate(
+            tiny_run("deeponet"),
+            tiny_kuramoto,
+            tmp_path / "run" / "checkpoint.pt",
+            tmp_path / "m.json",
+            tmp_path / "a.npz",
+        )
 
 
 def test_interrupted_training_resumes_identically(tiny_kuramoto, tiny_run, tmp_path, monkeypatch):

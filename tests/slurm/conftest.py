@@ -11,11 +11,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
 from slurm_harness import SlurmCluster
 
 HERE = Path(__file__).resolve().parent

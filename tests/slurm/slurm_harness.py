@@ -14,9 +14,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import pytest
 import yaml
@@ -253,7 +254,9 @@ class SlurmCluster:
             jobs = []
             for line in out.splitlines():
                 job_id, comment, state, partition, account, tres, limit, elapsed = line.split("|")
-                jobs.append(SlurmJob(job_id, _rule(comment), state.split()[0], partition, account, tres, limit, elapsed))
+                jobs.append(
+                    SlurmJob(job_id, _rule(comment), state.split()[0], partition, account, tres, limit, elapsed)
+                )
             return jobs
 
         return wait_for(

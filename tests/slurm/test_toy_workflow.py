@@ -9,11 +9,10 @@ so it starts before the first test and runs beside the others; its test only che
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
 from slurm_harness import RunningSnakemake, SlurmCluster, SnakemakeRun
 
 pytestmark = pytest.mark.slurm

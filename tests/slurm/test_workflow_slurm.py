@@ -18,22 +18,29 @@ from __future__ import annotations
 import math
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 import yaml
-
 from slurm_harness import RunningSnakemake, SlurmCluster, SnakemakeRun
 from workflow_copy import copy_workflow, snakemake
 
 pytestmark = pytest.mark.slurm
 
 CONFIG = "config/test.yaml"
-GPU_RULES = {"train_base", "check_base", "cache_base_predictions", "train_refiner", "evaluate", "roma_train", "roma_evaluate"}
+GPU_RULES = {
+    "train_base",
+    "check_base",
+    "cache_base_predictions",
+    "train_refiner",
+    "evaluate",
+    "roma_train",
+    "roma_evaluate",
+}
 # The jobs of config/test.yaml that run beside Snakemake: the workflow's localrules and `all`.
 LOCAL_RULES = {
     "simulate_settings", "base_settings", "refiner_settings", "eval_settings", "plan_settings",
@@ -69,7 +76,9 @@ def epochs_lasting(train_logs: list[Path], seconds: float) -> int:
 def epochs(slurm_test_run: SnakemakeRun) -> int:
     """Epochs of the trainings cancelled or requeued below, from the full run's trainings (which ran
     side by side with other jobs, so slower than one alone: a safe over-estimate here)."""
-    return epochs_lasting(list((slurm_test_run.workdir / "results/test/runs").glob("*/*/*/train_log.csv")), INTERRUPTED_SECONDS)
+    return epochs_lasting(
+        list((slurm_test_run.workdir / "results/test/runs").glob("*/*/*/train_log.csv")), INTERRUPTED_SECONDS
+    )
 
 
 def copy_run(run: SnakemakeRun, dest: Path) -> Path:
@@ -152,7 +161,11 @@ def test_every_rule_but_the_local_ones_runs_through_sbatch_gpu_rules_with_a_gpu(
     assert all(j.gpus == (1 if j.rule in GPU_RULES else 0) for j in jobs), [(j.rule, j.alloc_tres) for j in jobs]
     # the profile's runtimes (minutes, attempt 1) and one SLURM log per job, kept after success
     limits = {j.rule: j.timelimit for j in jobs}
-    assert (limits["train_refiner"], limits["evaluate"], limits["prepare_split"]) == ("12:00:00", "02:00:00", "02:00:00")
+    assert (limits["train_refiner"], limits["evaluate"], limits["prepare_split"]) == (
+        "12:00:00",
+        "02:00:00",
+        "02:00:00",
+    )
     for job in jobs:
         assert list((run.workdir / "logs/slurm" / f"rule_{job.rule}").rglob(f"{job.job_id}.log")), job
 
