@@ -192,8 +192,9 @@ class BaseConfig:
     pretrained: str = ""  # Hub id (polymathic-ai/FNO-active_matter) or a local save_pretrained directory
     revision: str | None = None  # Hub revision (commit hash or tag) to pin
     # FNO/TFNO only. "legacy": projection(lifting(x)), what the published checkpoints were trained
-    # with (the_well <= 1.1.0 dropped the Fourier blocks' output); "fixed": the installed forward.
-    forward: Literal["fixed", "legacy"] = "fixed"
+    # with (the_well <= 1.1.0 dropped the Fourier blocks' output); "fixed": the installed forward;
+    # "auto": the one the base check finds reproducing the published numbers (irno.base.check).
+    forward: Literal["fixed", "legacy", "auto"] = "fixed"
     model_kwargs: dict = field(default_factory=dict)  # constructor arguments when source = train
     epochs: int = 10  # local training (source = train)
     lr: float = 1e-3
@@ -202,6 +203,8 @@ class BaseConfig:
     seed: int = 0
     device: str = "auto"
     published_valid_vrmse: float | None = None  # The Well's valid VRMSE, for the base check
+    published_single_pass_pooled: float | None = None  # the paper's single-pass VRMSE (pooled, test split)
+    published_source: str = ""  # where the published numbers come from (recorded in base_check.json)
     check_tolerance: float = 0.10  # relative miss of the published number that fails the check
     strict: bool = True  # false: a failed check warns instead of stopping
     check_max_samples: int | None = None  # base check on this many evenly spaced valid samples (None: all)
@@ -241,6 +244,11 @@ class PlanExperiment:
 SWEEP_KEYS = ("K", "alpha")  # metrics.json keys a sweep may vary
 
 
+def seed_dir(seed: int) -> str:
+    """The folder level of one seed's run and evaluation in a multi-seed study."""
+    return f"seed_{seed}"
+
+
 @dataclass
 class ReportPlan:
     """Which evaluated runs the tables and figures show (``irno.report``; docs/outputs.md, "Report plan").
@@ -252,9 +260,10 @@ class ReportPlan:
     run_name: str = ""
     datasets: list = field(default_factory=list)  # [active_matter, ...]
     bases: list = field(default_factory=list)  # base names as in eval/<dataset>/<base>/
+    seeds: list = field(default_factory=list)  # [] one run per cell; [42, 43, ...] eval/<d>/<b>/<e>/seed_<n>/
     main_experiment: str = "irno"  # the full method: main table, per-field table, spectral figures
     experiments: list = field(default_factory=list)  # [{name, group, label}] -> PlanExperiment
-    band_experiments: list = field(default_factory=lambda: ["irno", "no_spectral"])
+    band_experiments: list = field(default_factory=list)  # side by side in the band table and figure (b)
     sweeps: dict = field(default_factory=dict)  # K / alpha -> [experiment]; the main experiment joins each
     figure_dataset: str = ""  # the fields figure's run; empty: the first dataset
     figure_base: str = ""  # empty: the first base
@@ -271,6 +280,14 @@ class ReportPlan:
                 "a non-empty list of names",
             )
             _require(len(set(values)) == len(values), f"plan.{key}", values, "free of duplicates")
+        _require(
+            isinstance(self.seeds, list)
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in self.seeds)
+            and len(set(self.seeds)) == len(self.seeds),
+            "plan.seeds",
+            self.seeds,
+            "a list of distinct integer seeds",
+        )
         _require(
             isinstance(self.experiments, list) and bool(self.experiments),
             "plan.experiments",
@@ -303,6 +320,11 @@ class ReportPlan:
             _require(name in self.datasets, "plan.simulated", name, "one of plan.datasets")
         for name in self.reported_names:
             _require(name in self.bases, "plan.reported_names", name, "one of plan.bases")
+
+    @property
+    def seed_dirs(self) -> list[str]:
+        """The folder of each seed's evaluation below eval/<dataset>/<base>/<experiment>/ ("" without seeds)."""
+        return [seed_dir(seed) for seed in self.seeds] or [""]
 
     def experiment(self, name: str) -> PlanExperiment:
         return next(e for e in self.experiments if e.name == name)

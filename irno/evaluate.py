@@ -52,11 +52,11 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
-from the_well.benchmark.metrics import VRMSE, binned_spectral_mse
-from the_well.data.datasets import WellMetadata
+from the_well.benchmark.metrics import binned_spectral_mse
 from tqdm import tqdm
 
 from irno.config import EvalConfig
+from irno.metrics import pooled_vrmse_cf, well_metadata, well_vrmse
 from irno.models import load_refiner, phi_memory_format, refine_steps
 from irno.utils import IrnoError, atomic_path, log, select_device, write_json, write_npz
 
@@ -126,23 +126,6 @@ class LogQuantiles:
         return torch.where(total.squeeze(-1) > 0, value, math.nan).cpu().numpy()
 
 
-def well_metadata(field_names: list[str], grid: tuple[int, int]) -> WellMetadata:
-    """Metadata for The Well's metrics (they read only n_spatial_dims)."""
-    return WellMetadata(
-        dataset_name="",
-        n_spatial_dims=2,
-        spatial_resolution=tuple(grid),
-        scalar_names=[],
-        constant_scalar_names=[],
-        field_names={0: list(field_names)},
-        constant_field_names={},
-        boundary_condition_types=[],
-        n_files=0,
-        n_trajectories_per_file=[],
-        n_steps_per_trajectory=[],
-    )
-
-
 class StepMetrics:
     """Fixed-size accumulators of every metric at every step, updated one batch at a time.
 
@@ -202,11 +185,9 @@ class StepMetrics:
             n_predictions += 1
             h_fft = torch.fft.fft2(h)  # (B, F, H, W), the one FFT of this step
             h_physical = self.physical(h)
-            # The Well's VRMSE: channel-last (B, H, W, F), physical units -> (B, F)
-            vrmse = VRMSE.eval(h_physical.movedim(1, -1), target_physical.movedim(1, -1), self.meta)
+            vrmse = well_vrmse(h_physical, target_physical, self.meta)  # (B, F)
             self.vrmse_sum[k] += vrmse.double().sum(0)
-            # The reference's call: channel-first, so (C, H) is pooled and W is the "field": (B, W)
-            pooled = VRMSE.eval(h, y, self.meta)
+            pooled = pooled_vrmse_cf(h, y, self.meta)  # (B, W)
             finite = torch.isfinite(pooled)
             self.pooled_sum[k] += torch.where(finite, pooled, 0.0).double().sum()
             self.pooled_count[k] += finite.sum()
@@ -429,12 +410,16 @@ def evaluate_checkpoint(
     K, alpha = refiner_cfg.train.K, refiner_cfg.train.alpha
     memory_format = phi_memory_format(refiner_cfg.phi, refiner_cfg.train.channels_last)
     result = evaluate(phi, dataset, K=K, alpha=alpha, cfg=cfg, device=device, memory_format=memory_format)
+    base_identity = getattr(dataset, "base_identity", None) or {}  # the cache's record of the base
     metrics = {
         "dataset": dataset_name,
         "base": base,
         "experiment": experiment,
         "split": split,
         "trained_on_base": trained_on_base or base,
+        "base_forward": base_identity.get("forward"),
+        "base_pretrained": base_identity.get("pretrained") or None,
+        "base_revision": base_identity.get("revision"),
         **result.summary,
         "divergence_factor": cfg.divergence_factor,
         "checkpoint_epoch": ckpt.get("epoch"),

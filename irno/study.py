@@ -19,6 +19,17 @@ or a transfer, evaluation only: the Phi trained on ``transfer_from``'s predictio
     transfer:  {transfer_from: TFNO}
 
 Either may carry ``group`` and ``label``, which only shape the report (`Study.plan`).
+
+Phi's settings for one run are resolved in three layers: the ``refiner`` defaults, then
+``refiner.by_base.<base>`` (e.g. ``{TFNO: {train: {K: 4}}}``: the paper trains Phi with K = 4 on
+TFNO), then the experiment's overrides, so an experiment that sets a key itself (``K_2``) wins.
+
+Seeds. With a top-level ``seeds: [42, 43, 44]`` every training and evaluation is repeated per
+seed (train.seed set to it) and the run and evaluation folders gain a level ``seed_<n>``; the
+tables report mean and spread over seeds. Without it (or with one seed) each run trains once and
+the folders keep the plain layout ``<dataset>/<base>/<experiment>/``. A single-seed result
+becomes seed 42's of a multi-seed config by moving its folder's files into ``seed_42/``
+(training resumes from ``last.pt`` only when config and data match, so a wrong move retrains).
 """
 
 from __future__ import annotations
@@ -42,10 +53,11 @@ SWEEP_KEYS = ("K", "alpha")  # train keys whose one-key experiments form a conve
 
 @dataclass(frozen=True)
 class Run:
-    """One evaluated Phi: `experiment` on `base`'s predictions for `dataset`.
+    """One evaluated Phi: `experiment` on `base`'s predictions for `dataset`, trained with `seed`.
 
-    For a transfer run, Phi comes from the run (dataset, trained_on_base, trained_experiment);
-    otherwise trained_on_base == base and trained_experiment == experiment.
+    For a transfer run, Phi comes from the run (dataset, trained_on_base, trained_experiment, seed);
+    otherwise trained_on_base == base and trained_experiment == experiment. `seed` is None when
+    the config has no `seeds:` list (each experiment then trains with its own train.seed).
     """
 
     dataset: str
@@ -53,6 +65,7 @@ class Run:
     experiment: str
     trained_on_base: str
     trained_experiment: str
+    seed: int | None = None
 
     @property
     def is_transfer(self) -> bool:
@@ -73,7 +86,11 @@ class Study:
             name: {k: spec.pop(k) for k in EXPERIMENT_META if k in spec} for name, spec in specs.items()
         }
         self.experiments: dict[str, dict] = specs
-        self.refiner_defaults: dict = config.get("refiner") or {}
+        refiner = dict(config.get("refiner") or {})
+        self.refiner_by_base: dict[str, dict] = refiner.pop("by_base", None) or {}
+        self.refiner_defaults: dict = refiner
+        # None: one training per run with the experiment's own train.seed (and no seed level in paths)
+        self.seeds: list[int] | None = config.get("seeds")
         self.evaluate: dict = config.get("evaluate") or {}
         self.ablation: str = config.get("ablation") or ""
         self.report: dict = config.get("report") or {}
@@ -85,7 +102,11 @@ class Study:
         self._simulate = {d: self._resolve_simulation(d) for d in self.datasets}
         self._base = {(d, b): self._resolve_base(d, b) for d in self.datasets for b in self.bases}
         _validated(RefinerConfig, self.refiner_defaults, "refiner")
-        self._refiner = {e: self._resolve_refiner(e) for e in self.experiments if not self.is_transfer(e)}
+        self._check_by_base()
+        self._check_seeds()
+        self._refiner = {
+            (e, b): self._resolve_refiner(e, b) for e in self.experiments if not self.is_transfer(e) for b in self.bases
+        }
         for e in self.experiments:
             if self.is_transfer(e):
                 self._check_transfer(e)
@@ -95,6 +116,7 @@ class Study:
             raise IrnoError(
                 f"config key 'ablation': {self.ablation!r} is not an experiment ({', '.join(self.experiments)})"
             )
+        self.main_experiment = self._main_experiment()
         self._check_report()
 
     # ------------------------------------------------------------------ where things live
@@ -119,6 +141,16 @@ class Study:
     def bases_from(self, source: str) -> list[str]:
         return [b for b in self.selected_bases if self.bases[b]["source"] == source]
 
+    @property
+    def run_seeds(self) -> list[int | None]:
+        """The seed of each repetition of a run: the config's seeds, or [None] (the experiment's own seed)."""
+        return list(self.seeds) if self.seeds else [None]
+
+    @property
+    def multi_seed(self) -> bool:
+        """Several seeds: run and evaluation folders gain a seed level (seed_<n>); one seed keeps the plain layout."""
+        return len(self.seeds or ()) > 1
+
     def is_transfer(self, experiment: str) -> bool:
         return "transfer_from" in self.experiments[experiment]
 
@@ -126,19 +158,21 @@ class Study:
     def trained_experiments(self) -> list[str]:
         return [e for e in self.experiments if not self.is_transfer(e)]
 
-    def run(self, dataset: str, base: str, experiment: str) -> Run:
+    def run(self, dataset: str, base: str, experiment: str, seed: int | None = None) -> Run:
         spec = self.experiments[experiment]
         if self.is_transfer(experiment):
-            return Run(dataset, base, experiment, spec["transfer_from"], spec.get("transfer_experiment", "irno"))
-        return Run(dataset, base, experiment, base, experiment)
+            source = spec.get("transfer_experiment", "irno")
+            return Run(dataset, base, experiment, spec["transfer_from"], source, seed)
+        return Run(dataset, base, experiment, base, experiment, seed)
 
     def runs_of(self, experiment: str) -> list[Run]:
-        """Every run of one experiment over the selected datasets and bases, selected or not."""
+        """Every run of one experiment over the selected datasets and bases and every seed."""
         return [
-            self.run(d, b, experiment)
+            self.run(d, b, experiment, seed)
             for d in self.selected_datasets
             for b in self.selected_bases
             if not (self.is_transfer(experiment) and b == self.experiments[experiment]["transfer_from"])
+            for seed in self.run_seeds
         ]
 
     # ------------------------------------------------------------------ resolved settings
@@ -149,21 +183,27 @@ class Study:
     def base_settings(self, dataset: str, base: str) -> dict:
         return self._base[(dataset, base)]
 
-    def refiner_settings(self, experiment: str) -> dict:
-        return self._refiner[experiment]
+    def refiner_settings(self, experiment: str, base: str, seed: int | None = None) -> dict:
+        """Phi's settings for `experiment` on `base`: refiner defaults, then refiner.by_base.<base>, then
+        the experiment's overrides; with a seed, train.seed is that seed."""
+        settings = self._refiner[(experiment, base)]
+        if seed is None:
+            return settings
+        return deep_merge(settings, {"train": {"seed": seed}})
 
     def eval_settings(self) -> dict:
         return self.evaluate
 
     def plan(self) -> dict:
         """The report plan (irno.config.ReportPlan): which runs the tables and figures show, the
-        experiments' ablation groups and labels, and the K and alpha sweeps.
+        experiments' ablation groups and labels, the K and alpha sweeps and the seeds.
 
-        A sweep is every selected experiment that overrides nothing but train.K (or train.alpha).
         The group of an experiment is its `group` key, else "transfer" for a transfer, "full
-        method" for the main experiment and its own name for any other.
+        method" for the main experiment and its own name for any other. The sweeps are
+        `report.sweeps` where the config sets them, else, per key (K, alpha), every selected
+        experiment that overrides nothing but train.<key>.
         """
-        main = self.report.get("main_experiment", "irno")
+        main = self.main_experiment
         experiments = []
         for name in self.selected_experiments:
             default_group = "transfer" if self.is_transfer(name) else "full method" if name == main else name
@@ -171,26 +211,42 @@ class Study:
             experiments.append(
                 {"name": name, "group": meta.get("group", default_group), "label": meta.get("label", "")}
             )
-        sweeps = {}
-        for key in SWEEP_KEYS:
-            members = [e for e in self.selected_experiments if list(_leaves(self.experiments[e])) == [("train", key)]]
-            if members:
-                sweeps[key] = members
-        band = self.report.get("band_experiments", ["irno", "no_spectral"])
         return {
             "run_name": self.run_name,
             "datasets": self.selected_datasets,
             "bases": self.selected_bases,
+            "seeds": list(self.seeds) if self.multi_seed else [],
             "main_experiment": main,
             "experiments": experiments,
-            "band_experiments": [e for e in band if e in self.selected_experiments],
-            "sweeps": sweeps,
+            "band_experiments": [e for e in self.band_experiments if e in self.selected_experiments],
+            "sweeps": self.sweeps,
             # when the selection leaves them out, the report takes the first selected ones
             "figure_dataset": _if_in(self.report.get("figure_dataset", ""), self.selected_datasets),
             "figure_base": _if_in(self.report.get("figure_base", ""), self.selected_bases),
             "simulated": self.datasets_from("simulate"),
             "reported_names": {b: self.bases[b]["model_class"] for b in self.selected_bases},
         }
+
+    @property
+    def band_experiments(self) -> list[str]:
+        """`report.band_experiments`, else the main experiment and, where defined, no_spectral."""
+        configured = self.report.get("band_experiments")
+        if configured is not None:
+            return list(configured)
+        return [self.main_experiment] + [e for e in ("no_spectral",) if e in self.experiments]
+
+    @property
+    def sweeps(self) -> dict[str, list[str]]:
+        """K / alpha -> the selected experiments of that sweep (see `plan`)."""
+        configured = self.report.get("sweeps")
+        if configured is not None:
+            return {key: [e for e in names if e in self.selected_experiments] for key, names in configured.items()}
+        sweeps = {}
+        for key in SWEEP_KEYS:
+            members = [e for e in self.selected_experiments if list(_leaves(self.experiments[e])) == [("train", key)]]
+            if members:
+                sweeps[key] = members
+        return sweeps
 
     # ------------------------------------------------------------------ validation
 
@@ -236,31 +292,68 @@ class Study:
             raise IrnoError(f"{e} [bases.{base} with by_dataset.{dataset}]" if override else str(e)) from None
         return settings
 
-    def _resolve_refiner(self, experiment: str) -> dict:
+    def _resolve_refiner(self, experiment: str, base: str) -> dict:
         overrides = self.experiments[experiment]
         stray = [k for k in TRANSFER_KEYS if k in overrides]
         if stray:
             raise IrnoError(
-                f"config key 'experiments.{experiment}.{stray[0]}': only a transfer experiment (with transfer_from) takes it"
+                f"config key 'experiments.{experiment}.{stray[0]}': only a transfer experiment (with transfer_from) "
+                "takes it"
             )
-        settings = deep_merge(self.refiner_defaults, overrides)
-        _validated(RefinerConfig, settings, f"experiments.{experiment}")
+        by_base = self.refiner_by_base.get(base) or {}
+        settings = deep_merge(deep_merge(self.refiner_defaults, by_base), overrides)
+        where = f"experiments.{experiment}" + (f" on base {base} (refiner.by_base.{base})" if by_base else "")
+        _validated(RefinerConfig, settings, where)
         return settings
 
-    def _check_report(self) -> None:
-        main = self.report.get("main_experiment", "irno")
-        if main not in self.selected_experiments or self.is_transfer(main):
+    def _check_by_base(self) -> None:
+        for base, overrides in self.refiner_by_base.items():
+            if base not in self.bases:
+                raise IrnoError(
+                    f"config key 'refiner.by_base.{base}': {base!r} is not one of the bases ({', '.join(self.bases)})"
+                )
+            _validated(RefinerConfig, deep_merge(self.refiner_defaults, overrides), f"refiner.by_base.{base}")
+
+    def _check_seeds(self) -> None:
+        """With a `seeds:` list no other place may set train.seed: it would be silently overridden."""
+        if not self.seeds:
+            return
+        places = {"refiner": self.refiner_defaults}
+        places |= {f"refiner.by_base.{b}": o for b, o in self.refiner_by_base.items()}
+        places |= {f"experiments.{e}": o for e, o in self.experiments.items()}
+        for where, settings in places.items():
+            if "seed" in ((settings or {}).get("train") or {}):
+                raise IrnoError(
+                    f"config key '{where}.train.seed': the top-level `seeds:` ({self.seeds}) sets every run's "
+                    "training seed; remove this key (or the `seeds:` list)"
+                )
+
+    def _main_experiment(self) -> str:
+        """`report.main_experiment`, else irno when it is a selected trained experiment, else the first such."""
+        trained = [e for e in self.selected_experiments if not self.is_transfer(e)]
+        main = self.report.get("main_experiment") or ("irno" if "irno" in trained else trained[0] if trained else "")
+        if main not in trained:
             raise IrnoError(
                 f"config key 'report.main_experiment': {main!r} is not a selected, trained experiment "
-                f"({', '.join(e for e in self.selected_experiments if not self.is_transfer(e))})"
+                f"({', '.join(trained) or 'none is selected'})"
             )
+        return main
+
+    def _check_report(self) -> None:
         for key, names in (("figure_dataset", self.datasets), ("figure_base", self.bases)):
             value = self.report.get(key, "")
             if value and value not in names:
                 raise IrnoError(f"config key 'report.{key}': {value!r} is not one of them ({', '.join(names)})")
-        for i, name in enumerate(self.report.get("band_experiments", [])):
+        for i, name in enumerate(self.report.get("band_experiments") or []):
             if name not in self.experiments:
                 raise IrnoError(f"config key 'report.band_experiments[{i}]': {name!r} is not an experiment")
+        for key, names in (self.report.get("sweeps") or {}).items():
+            for i, name in enumerate(names):
+                if name not in self.experiments or self.is_transfer(name):
+                    raise IrnoError(
+                        f"config key 'report.sweeps.{key}[{i}]': {name!r} is not a trained experiment "
+                        f"({', '.join(self.trained_experiments)})"
+                    )
 
     def _check_transfer(self, experiment: str) -> None:
         spec = self.experiments[experiment]

@@ -9,7 +9,7 @@ import torch
 
 from irno.base import BaseOperator, fetch_base, load_base
 from irno.base.cache import BasePredictionCache, RefinementDataset, cache_base, expected_meta
-from irno.base.check import check_base, per_field_vrmse, verdict
+from irno.base.check import check_base, checked_forward, choose_forward, per_field_vrmse
 from irno.base.operator import build_model, load_model_dir, read_provenance, save_base
 from irno.base.train import one_step_mse, persistence, train_base
 from irno.cli import main as irno_main
@@ -222,21 +222,42 @@ def test_pre_empted_training_resumes_to_the_same_weights(waves, tmp_path, monkey
 # ----------------------------------------------------------------------------- base check
 
 
-def test_verdict_names_the_mode_to_use():
+def measured(fixed: float, legacy: float, fixed_pooled: float = 0.5, legacy_pooled: float = 0.2) -> dict:
+    return {
+        "fixed": {"valid_vrmse": fixed, "test_vrmse_pooled_cf": fixed_pooled},
+        "legacy": {"valid_vrmse": legacy, "test_vrmse_pooled_cf": legacy_pooled},
+    }
+
+
+def test_explicit_forward_wins_and_fails_on_the_wells_number():
     cfg = BaseConfig(pretrained="polymathic-ai/FNO-active_matter", forward="fixed", published_valid_vrmse=0.3157)
-    status, message = verdict(cfg, {"fixed": 0.52, "legacy": 0.318})
-    assert status == "fail" and "set `base.forward: legacy`" in message
-    assert (
-        verdict(
-            BaseConfig(pretrained="a/b", forward="legacy", published_valid_vrmse=0.3157),
-            {"fixed": 0.52, "legacy": 0.318},
-        )[0]
-        == "pass"
-    )
-    assert verdict(cfg, {"fixed": 0.9, "legacy": 0.8})[0] == "warn"
-    assert verdict(BaseConfig(pretrained="a/b"), {"fixed": 0.9, "legacy": 0.8})[0] == "unchecked"
+    forward, status, reason, message = choose_forward(cfg, measured(0.52, 0.318))
+    assert (forward, status, reason) == ("fixed", "fail", "configured") and "set `base.forward: legacy`" in message
+    legacy = BaseConfig(pretrained="a/b", forward="legacy", published_valid_vrmse=0.3157)
+    assert choose_forward(legacy, measured(0.52, 0.318))[:2] == ("legacy", "pass")
+    assert choose_forward(cfg, measured(0.9, 0.8))[1] == "warn"  # neither matches: other data or weights
+    assert choose_forward(BaseConfig(pretrained="a/b"), measured(0.9, 0.8))[1] == "unchecked"
+    # the paper's number only warns an explicit forward, which still runs
+    paper = BaseConfig(pretrained="a/b", forward="fixed", published_single_pass_pooled=0.2)
+    forward, status, _, message = choose_forward(paper, measured(0.9, 0.8))
+    assert (forward, status) == ("fixed", "warn") and "forward 'legacy' would" in message
     unet = BaseConfig(model_class="UNetClassic", pretrained="a/b", forward="legacy", published_valid_vrmse=0.2609)
-    assert verdict(unet, {"fixed": 0.27})[0] == "pass"
+    assert choose_forward(unet, {"fixed": {"valid_vrmse": 0.27}})[:3] == ("fixed", "pass", "single forward")
+
+
+def test_auto_takes_the_forward_that_reproduces_the_papers_number_first():
+    both = BaseConfig(pretrained="a/b", forward="auto", published_single_pass_pooled=0.5, published_valid_vrmse=0.318)
+    # the paper's pooled number (fixed: 0.5) decides, even where The Well's (legacy: 0.318) points elsewhere
+    assert choose_forward(both, measured(0.52, 0.318))[:3] == ("fixed", "pass", "paper")
+    well_only = BaseConfig(pretrained="a/b", forward="auto", published_valid_vrmse=0.318)
+    assert choose_forward(well_only, measured(0.52, 0.318))[:3] == ("legacy", "pass", "well")
+    nothing = BaseConfig(pretrained="a/b", forward="auto")
+    assert choose_forward(nothing, measured(0.52, 0.318))[:3] == ("legacy", "unchecked", "lowest valid error")
+    # neither forward within the tolerance: a failure showing both forwards' numbers
+    far = BaseConfig(pretrained="a/b", forward="auto", published_single_pass_pooled=0.1017)
+    forward, status, _, message = choose_forward(far, measured(0.52, 0.318, 0.35, 0.16))
+    assert (forward, status) == ("legacy", "fail")
+    assert "0.1017" in message and "'fixed' 0.3500" in message and "'legacy' 0.1600" in message
 
 
 def test_check_vrmse_is_the_wells_in_physical_units(tiny_stores):
@@ -252,26 +273,64 @@ def test_check_vrmse_is_the_wells_in_physical_units(tiny_stores):
     np.testing.assert_allclose(got, want, rtol=1e-4)
 
 
-def test_base_check_measures_both_modes_and_fails_on_the_wrong_one(trained, waves, tmp_path):
+def test_base_check_measures_both_forwards_in_both_conventions(trained, waves, tmp_path):
     cfg, model_dir = trained
     valid = PreparedSplit(waves["valid"])
-    report = check_base(cfg, model_dir, valid, tmp_path / "plain.json")
-    assert report["verdict"] == "unchecked" and report["n_samples"] == len(valid) and not report["subsampled"]
-    fixed, legacy = report["valid_vrmse"]["fixed"], report["valid_vrmse"]["legacy"]
+    report = check_base(cfg, model_dir, valid, tmp_path / "plain.json", test=valid)
+    assert report["verdict"] == "unchecked" and report["forward"] == "fixed" and report["chosen_by"] == "configured"
+    assert report["valid_samples"] == report["valid_samples_split"] == report["test_samples"] == len(valid)
+    forwards = report["forwards"]
+    fixed, legacy = forwards["fixed"]["valid_vrmse"], forwards["legacy"]["valid_vrmse"]
     assert fixed < report["persistence_valid_vrmse"] and abs(fixed - legacy) > 0.2 * fixed
-    assert set(report["valid_vrmse_per_field"]["fixed"]) == set(valid.field_names)
+    assert set(forwards["fixed"]["valid_vrmse_per_field"]) == set(valid.field_names)
+    pooled = {mode: forwards[mode]["test_vrmse_pooled_cf"] for mode in ("fixed", "legacy")}
+    assert abs(pooled["fixed"] - pooled["legacy"]) > 0.05 * pooled["fixed"]
 
-    # Pretend The Well published the legacy number: the configured (fixed) mode misses it.
+    # Pretend The Well published the legacy number: the configured (fixed) forward misses it.
     wrong = tiny_cfg(published_valid_vrmse=legacy)
     with pytest.raises(IrnoError, match="set `base.forward: legacy`"):
         check_base(wrong, model_dir, valid, tmp_path / "strict.json")
+    assert not (tmp_path / "strict.json.tmp").exists()
     lenient = tiny_cfg(published_valid_vrmse=legacy, strict=False)
     report = check_base(lenient, model_dir, valid, tmp_path / "lenient.json")
     assert report["verdict"] == "fail" and "set `base.forward: legacy`" in report["message"]
     assert json.loads((tmp_path / "lenient.json").read_text())["message"] == report["message"]
     # subsampling only when configured, and said in the output
     report = check_base(tiny_cfg(check_max_samples=3), model_dir, valid, tmp_path / "subsampled.json")
-    assert report["n_samples"] == 3 and report["subsampled"] and report["n_samples_split"] == len(valid)
+    assert report["valid_samples"] == 3 and report["valid_samples_split"] == len(valid)
+
+
+@pytest.mark.parametrize("mode", ["fixed", "legacy"])
+def test_auto_picks_the_forward_of_the_papers_number_and_the_cache_runs_it(trained, waves, tmp_path, mode):
+    cfg, model_dir = trained
+    valid = PreparedSplit(waves["valid"])
+    numbers = check_base(cfg, model_dir, valid, tmp_path / "numbers.json", test=valid)["forwards"]
+    paper = numbers[mode]["test_vrmse_pooled_cf"] * 1.02  # the paper's number, 2 % off one forward's
+    auto = tiny_cfg(forward="auto", published_single_pass_pooled=paper, published_source="a test")
+    report = check_base(auto, model_dir, valid, tmp_path / "check.json", test=valid)
+    assert (report["forward"], report["verdict"], report["chosen_by"]) == (mode, "pass", "paper")
+    assert report["published"] == {"valid_vrmse": None, "single_pass_pooled": paper, "source": "a test"}
+    # the cache runs the decided forward and records it
+    cache = cache_base(auto, model_dir, valid, tmp_path / "cache", forward=checked_forward(tmp_path / "check.json"))
+    assert cache.meta["base"]["forward"] == mode
+    x, y = valid.batch(np.arange(len(valid)))
+    with torch.no_grad():
+        want = BaseOperator(load_model_dir("FNO", model_dir), mode)(x)
+    torch.testing.assert_close(cache.batch(np.arange(len(valid))), want, rtol=1e-5, atol=1e-6)
+    # auto cannot run before the check decided
+    with pytest.raises(IrnoError, match="'auto' is decided by the base check"):
+        cache_base(auto, model_dir, valid, tmp_path / "undecided")
+
+
+def test_auto_stops_when_neither_forward_reproduces_the_papers_number(trained, waves, tmp_path):
+    cfg, model_dir = trained
+    valid = PreparedSplit(waves["valid"])
+    far = tiny_cfg(forward="auto", published_single_pass_pooled=1e-3)
+    with pytest.raises(IrnoError, match=r"no forward reproduces .*'fixed' .*'legacy' "):
+        check_base(far, model_dir, valid, tmp_path / "check.json", test=valid)
+    report = check_base(tiny_cfg(forward="auto", published_single_pass_pooled=1e-3, strict=False), model_dir, valid,
+                        tmp_path / "lenient.json", test=valid)  # fmt: skip
+    assert report["verdict"] == "fail" and report["forward"] in ("fixed", "legacy")
 
 
 # ----------------------------------------------------------------------------- prediction cache

@@ -27,8 +27,8 @@ from irno.evaluate import (
     evaluate,
     evaluate_checkpoint,
     iterate_batches,
-    well_metadata,
 )
+from irno.metrics import well_metadata
 from irno.models import build_phi, refine_steps
 from irno.utils import IrnoError
 

@@ -7,6 +7,7 @@ trained on FNO predictions.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shutil
@@ -33,12 +34,14 @@ from irno.report.figures import (
     spectral_error_ratio,
     spectral_mse_per_step,
 )
+from irno.report.claims import load_claims
 from irno.report.results import load_plan, load_reported, load_run, load_runs
 from irno.report.tables import TABLE_NAMES, write_tables
 from irno.utils import IrnoError, write_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 REPORTED = REPO / "config" / "reported.yaml"
+CLAIMS = REPO / "config" / "claims.yaml"
 PLAN = {
     "run_name": "test",
     "datasets": ["active_matter"],
@@ -87,7 +90,7 @@ def evaluated(tmp_path_factory):
 def tables(evaluated, tmp_path_factory):
     plan_path, eval_root, _ = evaluated
     out = tmp_path_factory.mktemp("tables")
-    write_tables(load_plan(plan_path), eval_root, REPORTED, out)
+    write_tables(load_plan(plan_path), eval_root, REPORTED, out, CLAIMS)
     return {name: pd.read_csv(out / f"{name}.csv", dtype=str, keep_default_na=False) for name in TABLE_NAMES} | {
         "dir": out
     }
@@ -275,14 +278,127 @@ def test_markdown_and_latex_render_the_same_cells(tables, evaluated, tmp_path):
     # a simulated dataset is not compared with published numbers
     plan_path, eval_root, _ = evaluated
     write_yaml(tmp_path / "plan.yaml", PLAN | {"simulated": ["active_matter"]})
-    write_tables(load_plan(tmp_path / "plan.yaml"), eval_root, REPORTED, tmp_path)
+    write_tables(load_plan(tmp_path / "plan.yaml"), eval_root, REPORTED, tmp_path, CLAIMS)
     main = pd.read_csv(tmp_path / "main.csv", dtype=str)
     assert set(main["reported IRNO"]) == {"not compared (simulated)"}
 
 
+# ----------------------------------------------------------------------------- seeds and claims
+
+SEEDS = [42, 43, 44]
+SEEDED = {  # (experiment, metrics key) -> one value per seed
+    ("irno", "gain_pct"): [60.0, 61.0, 62.0],
+    ("irno", "band_ratio_high"): [0.50, 0.52, 0.51],
+    ("no_spectral", "band_ratio_high"): [0.80, 0.81, 0.79],
+    ("irno", "vrmse_refined"): [0.30, 0.31, 0.29],
+    ("no_spectral", "vrmse_refined"): [0.30, 0.32, 0.29],
+}
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory):
+    """Three seeds of irno, no_spectral and alpha_0.5 on FNO, with chosen metrics: (plan, eval root, tables)."""
+    root = tmp_path_factory.mktemp("seeded")
+    plan = PLAN | {
+        "bases": ["FNO"],
+        "seeds": SEEDS,
+        "experiments": [e for e in PLAN["experiments"] if e["name"] in ("irno", "no_spectral", "alpha_0.5")],
+        "sweeps": {"alpha": ["alpha_0.5"]},
+    }
+    for i, seed in enumerate(SEEDS):
+        for j, experiment in enumerate(("irno", "no_spectral", "alpha_0.5")):
+            directory = root / "eval" / "active_matter" / "FNO" / experiment / f"seed_{seed}"
+            write_eval_outputs(directory, experiment=experiment, seed=10 * i + j, **SETTINGS.get(experiment, {}))
+            metrics = json.loads((directory / "metrics.json").read_text())
+            metrics |= {key: values[i] for (e, key), values in SEEDED.items() if e == experiment}
+            if experiment == "alpha_0.5":  # beyond K its error grows past the base's in every seed
+                metrics["vrmse_final"] = metrics["vrmse_base"] * (1.5 + 0.1 * i)
+            (directory / "metrics.json").write_text(json.dumps(metrics))
+    write_yaml(root / "plan.yaml", plan)
+    write_tables(load_plan(root / "plan.yaml"), root / "eval", REPORTED, root / "tables", CLAIMS)
+    tables = {
+        name: pd.read_csv(root / "tables" / f"{name}.csv", dtype=str, keep_default_na=False) for name in TABLE_NAMES
+    }
+    return load_plan(root / "plan.yaml"), root / "eval", tables | {"dir": root / "tables"}
+
+
+def test_seeds_give_mean_and_spread_in_every_format(seeded):
+    plan, eval_root, tables = seeded
+    gain = SEEDED[("irno", "gain_pct")]
+    main = tables["main"]
+    row = main[main["convention"] == "The Well"]
+    assert float(row["gain %"].item()) == pytest.approx(np.mean(gain))
+    assert float(row["gain % sd"].item()) == pytest.approx(np.std(gain, ddof=1))
+    md = (tables["dir"] / "main.md").read_text()
+    assert "61.00 ± 1.00" in md and "mean ± standard deviation over the seeds 42, 43, 44" in md
+    assert r"61.00 $\pm$ 1.00" in (tables["dir"] / "main.tex").read_text()
+    # a difference within the seeds' spread is marked, a clear one is not
+    ablations = tables["ablations"]
+    assert _cell(ablations, "Δ VRMSE @ K vs irno", variant="no spectral loss").endswith(" (ns)")
+    runs = load_runs(plan, eval_root)
+    assert runs[("active_matter", "FNO", "irno")].n == 3 and runs[("active_matter", "FNO", "irno")].status == "ok"
+
+
+def test_a_missing_seed_is_named_and_left_out(seeded, tmp_path):
+    plan, eval_root, _ = seeded
+    shutil.copytree(eval_root, tmp_path / "eval")
+    shutil.rmtree(tmp_path / "eval" / "active_matter" / "FNO" / "irno" / "seed_43")
+    run = load_runs(plan, tmp_path / "eval")[("active_matter", "FNO", "irno")]
+    assert run.n == 2 and run.status == "missing seed_43"
+    assert run.stat("gain_pct").values == (60.0, 62.0)
+
+
+def test_claims_verdicts_follow_the_numbers_and_their_spread(seeded):
+    claims = seeded[2]["claims"]
+
+    def verdict(claim_start: str) -> list[str]:
+        return claims.loc[claims["claim"].str.startswith(claim_start), "verdict"].tolist()
+
+    assert set(claims["verdict"]) <= {"holds", "does not hold", "not significant", "not run"}
+    assert verdict("IRNO lowers the base's error at the training horizon K") == ["holds"]  # 61 ± 1 >= 45.32
+    assert verdict("At K the high-frequency band error falls to") == ["does not hold"]  # 51 % > 2 %
+    assert verdict("The spectral loss is what lowers") == ["holds"]  # 51 % < 80 %, clearly
+    assert verdict("A step size alpha >= 0.5 diverges") == ["holds"]
+    assert verdict("Without the fixed-point term") == ["not run"]  # no no_fixed_point experiment
+    assert verdict("A Phi trained on TFNO") == ["not run"]
+    ours = claims.loc[claims["claim"].str.startswith("IRNO lowers"), "ours"].item()
+    assert ours == "61 ± 1 (n = 3)"
+
+
+def test_one_seed_is_never_significant(tables):
+    claims = tables["claims"]
+    decided = claims[claims["verdict"].isin(["holds", "does not hold"])]
+    # only the alpha divergence flagged in the evaluation itself is decided without a spread
+    assert set(decided["claim"]) <= {"A step size alpha >= 0.5 diverges beyond K"}
+
+
+def test_claims_thresholds_are_the_published_numbers():
+    reported = load_reported(REPORTED)
+    claims = {c.id: c for c in load_claims(CLAIMS, reported)}
+    assert claims["gain_at_K"].test["threshold"] == min(e["gain_pct"] for e in reported.main)
+    (bands,) = reported.band_ratios
+    for band in ("low", "mid", "high"):
+        assert claims[f"band_{band}"].test["threshold"] == bands[band][1]
+
+
+def test_bad_claims_are_named(tmp_path):
+    reported = load_reported(REPORTED)
+    data = yaml.safe_load(CLAIMS.read_text())
+    for change, message in (
+        ({"test": {"kind": "larger"}}, r"claims\[0\] \(gain_at_K\): test.kind must be one of"),
+        ({"test": {"kind": "at_least", "metric": "gain_pct"}}, "needs threshold"),
+        ({"source": "a_blog"}, "source 'a_blog' is not one of the sources"),
+    ):
+        data_changed = copy.deepcopy(data)
+        data_changed["claims"][0].update(change)
+        write_yaml(tmp_path / "claims.yaml", data_changed)
+        with pytest.raises(IrnoError, match=message):
+            load_claims(tmp_path / "claims.yaml", reported)
+
+
 def test_nothing_evaluated_yet_renders_missing_everywhere(evaluated, tmp_path):
     plan = load_plan(evaluated[0])
-    write_tables(plan, tmp_path / "no_eval", REPORTED, tmp_path)
+    write_tables(plan, tmp_path / "no_eval", REPORTED, tmp_path, CLAIMS)
     main = pd.read_csv(tmp_path / "main.csv", dtype=str)
     assert set(main["IRNO @ K"]) == set(main["status"]) == {"missing"}
     assert set(main["reported IRNO"]) == {"0.0501", "0.0387", "not reported"}  # published numbers still shown
@@ -407,6 +523,8 @@ def test_cli_writes_every_file_and_reports_bad_input(evaluated, tmp_path, capsys
                 str(eval_root),
                 "--reported",
                 str(REPORTED),
+                "--claims",
+                str(CLAIMS),
                 "--out",
                 str(tmp_path / "tables"),
             ]
@@ -455,11 +573,11 @@ rule all:
         expand("results/{{run}}/figures/{{name}}.{{suffix}}", run=RUN, name=FIGURES, suffix=["pdf", "png"]),
 
 rule tables:
-    input: plan="plan.yaml", reported="{reported}"
+    input: plan="plan.yaml", reported="{reported}", claims="{claims}"
     output:
         **{{name: report(f"results/{{RUN}}/tables/{{name}}.csv", caption=f"{{REPORT}}/{{name}}.rst", category="Tables") for name in TABLES}},
         other=expand("results/{{run}}/tables/{{name}}.{{suffix}}", run=RUN, name=TABLES, suffix=["md", "tex"]),
-    shell: "{{sys.executable}} -m irno.cli tables --plan {{input.plan}} --eval-root eval --reported {{input.reported}} --out results/{{RUN}}/tables"
+    shell: "{{sys.executable}} -m irno.cli tables --plan {{input.plan}} --eval-root eval --reported {{input.reported}} --claims {{input.claims}} --out results/{{RUN}}/tables"
 
 rule figures:
     input: plan="plan.yaml"
@@ -481,6 +599,7 @@ def test_snakemake_report_builds_with_every_caption(evaluated, tmp_path):
         REPORT_SNAKEFILE.format(
             report_dir=REPO / "workflow" / "report",
             reported=REPORTED,
+            claims=CLAIMS,
             tables=list(TABLE_NAMES),
             figures=list(FIGURE_NAMES),
         )

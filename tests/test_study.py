@@ -52,29 +52,78 @@ def test_restricted_product(paper):
 
 def test_experiment_settings_are_defaults_deep_merged_with_overrides(paper):
     study = load_study(paper)
-    settings = from_dict(RefinerConfig, study.refiner_settings("alpha_0.5"))
+    settings = from_dict(RefinerConfig, study.refiner_settings("alpha_0.5", "FNO"))
     assert settings.train.alpha == 0.5 and settings.train.K == 6 and settings.train.epochs == 150
-    assert study.refiner_settings("norm_batch")["phi"] == {
+    assert study.refiner_settings("norm_batch", "FNO")["phi"] == {
         "backbone": "unet",
         "base_channels": 16,
         "depth": 4,
         "norm": "batch",
     }
-    assert "group" not in study.refiner_settings("K_4")
+    assert "group" not in study.refiner_settings("K_4", "FNO")
     # the defaults themselves are untouched by the merge
-    assert study.refiner_settings("irno")["phi"]["norm"] == "layer"
+    assert study.refiner_settings("irno", "FNO")["phi"]["norm"] == "layer"
 
 
 def test_base_settings_per_dataset(paper):
     study = load_study(paper)
     am = study.base_settings("active_matter", "TFNO")
     assert am["pretrained"] == "polymathic-ai/TFNO-active_matter"
-    assert am["published_valid_vrmse"] == 0.3342 and am["forward"] == "legacy"
+    assert am["published_valid_vrmse"] == 0.3342 and am["forward"] == "auto"
+    assert am["published_single_pass_pooled"] == 0.1981 and "model cards" in am["published_source"]
     assert "by_dataset" not in am
     trl = study.base_settings("turbulent_radiative_layer_2D", "TFNO")
     assert trl["pretrained"] == "polymathic-ai/TFNO-turbulent_radiative_layer_2D"
-    assert "published_valid_vrmse" not in trl
+    assert (trl["published_valid_vrmse"], trl["published_single_pass_pooled"]) == (0.4938, 0.2371)
     assert study.bases_from("pretrained") == ["FNO", "TFNO"] and study.bases_from("train") == []
+
+
+def test_by_base_sets_keys_before_the_experiments_overrides(paper):
+    study = load_study(paper)
+    K = {(e, b): study.refiner_settings(e, b)["train"]["K"] for e in ("irno", "K_2", "alpha_0.5") for b in study.bases}
+    # the paper's K per base: 6 on FNO, 4 on TFNO; K_2 sets K itself and wins on both
+    assert K == {
+        ("irno", "FNO"): 6, ("irno", "TFNO"): 4, ("K_2", "FNO"): 2, ("K_2", "TFNO"): 2,
+        ("alpha_0.5", "FNO"): 6, ("alpha_0.5", "TFNO"): 4,
+    }  # fmt: skip
+    assert study.refiner_settings("alpha_0.5", "TFNO")["train"]["alpha"] == 0.5
+
+
+def test_seeds_repeat_every_run_and_set_the_training_seed(paper):
+    one = load_study(paper)
+    assert one.seeds == [42] and not one.multi_seed and {r.seed for r in one.runs} == {42}
+    paper["seeds"] = [42, 43, 44]
+    study = load_study(paper)
+    assert study.multi_seed and len(study.runs) == 3 * len(one.runs)
+    assert [study.refiner_settings("irno", "FNO", s)["train"]["seed"] for s in (42, 43, 44)] == [42, 43, 44]
+    # a transfer evaluates the source base's Phi of the same seed
+    transfers = [r for r in study.runs if r.is_transfer and r.dataset == "active_matter"]
+    assert [(r.seed, r.trained_on_base) for r in transfers] == [(42, "TFNO"), (43, "TFNO"), (44, "TFNO")]
+    assert study.plan()["seeds"] == [42, 43, 44] and one.plan()["seeds"] == []
+    # without a seeds list, each experiment trains once with its own train.seed
+    del paper["seeds"]
+    paper["experiments"]["s7"] = {"train": {"seed": 7}}
+    plain = load_study(paper)
+    assert plain.seeds is None and plain.run_seeds == [None]
+    assert plain.refiner_settings("s7", "FNO")["train"]["seed"] == 7
+
+
+def test_report_defaults_name_only_what_the_config_defines(paper):
+    paper["experiments"] = {"irno": {}}
+    paper["report"] = {}
+    plan = load_study(paper).plan()
+    assert plan["main_experiment"] == "irno" and plan["band_experiments"] == ["irno"] and plan["sweeps"] == {}
+    paper["experiments"] = {"full": {}, "K_3": {"train": {"K": 3}}}
+    plan = load_study(paper).plan()
+    assert plan["main_experiment"] == "full" and plan["sweeps"] == {"K": ["K_3"]}
+
+
+def test_sweeps_can_be_set_explicitly(paper):
+    paper["report"] = {"sweeps": {"K": ["K_2", "K_8"]}}
+    assert load_study(paper).plan()["sweeps"] == {"K": ["K_2", "K_8"]}
+    paper["report"] = {"sweeps": {"alpha": ["transfer"]}}
+    with pytest.raises(IrnoError, match=r"'report\.sweeps\.alpha\[0\]': 'transfer' is not a trained experiment"):
+        load_study(paper)
 
 
 @pytest.mark.parametrize(
@@ -144,6 +193,22 @@ def test_base_settings_per_dataset(paper):
             r"'experiments\.transfer\.transfer_from': base 'TFNO' is not among the selected bases",
         ),
         (lambda c: c.update(runs={"bases": ["TFNO"]}), r"'experiments\.transfer': a transfer needs at least two bases"),
+        (
+            lambda c: c["refiner"]["by_base"].update(UNet={"train": {"K": 2}}),
+            r"'refiner\.by_base\.UNet': 'UNet' is not one of the bases",
+        ),
+        (
+            lambda c: c["refiner"]["by_base"].update(TFNO={"train": {"K": 0}}),
+            r"refiner\.by_base\.TFNO: config key 'train\.K': 0 is invalid",
+        ),
+        (
+            lambda c: c["experiments"].update(s7={"train": {"seed": 7}}),
+            r"'experiments\.s7\.train\.seed': the top-level `seeds:` \(\[42\]\) sets every run's training seed",
+        ),
+        (
+            lambda c: c["refiner"]["train"].update(seed=1),
+            r"'refiner\.train\.seed': the top-level `seeds:`",
+        ),
     ],
 )
 def test_bad_configs_are_rejected_naming_the_key(paper, edit, message):
@@ -203,9 +268,9 @@ def test_report_plan_follows_the_selection(paper):
 
 
 def test_group_and_label_do_not_change_what_is_trained(paper):
-    before = load_study(paper).refiner_settings("K_4")
+    before = load_study(paper).refiner_settings("K_4", "FNO")
     paper["experiments"]["K_4"].update(group="horizon", label="K = 4")
-    assert load_study(paper).refiner_settings("K_4") == before
+    assert load_study(paper).refiner_settings("K_4", "FNO") == before
 
 
 @pytest.mark.parametrize(

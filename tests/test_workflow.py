@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -178,6 +179,22 @@ def test_paper_dry_run_builds_the_full_dag(workflow_copy):
     assert seconds < 60
 
 
+def test_paper_dag_trains_phi_with_K_6_on_FNO_and_K_4_on_TFNO(workflow_copy):
+    out = snakemake(workflow_copy, "-n", "-p", "all", "--configfile", "config/config.yaml")
+    settings = {}
+    for command in re.findall(r"irno write-settings --kind refiner --json '(\{.*?\})' --out (\S+)", out.stdout):
+        run = Path(command[1]).parent  # results/paper/runs/<dataset>/<base>/<experiment>
+        settings[(run.parent.name, run.name)] = json.loads(command[0])["train"]
+    K = {key: train["K"] for key, train in settings.items()}
+    assert {K[("FNO", e)] for e in ("irno", "no_spectral", "alpha_0.5", "norm_batch")} == {6}
+    assert {K[("TFNO", e)] for e in ("irno", "no_spectral", "alpha_0.5", "norm_batch")} == {4}
+    assert K[("TFNO", "K_2")] == K[("FNO", "K_2")] == 2 and K[("TFNO", "K_8")] == 8  # an experiment's own K wins
+    assert {train["seed"] for train in settings.values()} == {42}
+    # the bases run in the forward their check decides, the caches in the one it wrote down
+    assert re.search(r"irno base check .* --test \S+/prepared/test ", out.stdout)
+    assert re.search(r"irno base cache .* --check \S+/base_check.json ", out.stdout)
+
+
 def test_ablation_target_builds_one_experiment_only(workflow_copy):
     out = snakemake(workflow_copy, "-n", "ablation", "--configfile", "config/config.yaml", "--config", "ablation=K_4")
     jobs = scheduled_jobs(out.stdout)
@@ -313,6 +330,37 @@ def test_test_config_runs_end_to_end(test_run):
     # nothing left to do: the run is complete and its record consistent
     out = snakemake(test_run, "-n", "all", "--configfile", "config/test.yaml")
     assert "Nothing to be done" in out.stdout + out.stderr
+
+
+@pytest.mark.slow
+@requires_all_parts
+def test_two_seeds_train_and_evaluate_each_and_the_tables_show_their_spread(test_run, tmp_path):
+    work = tmp_path / "seeds"
+    shutil.copytree(test_run, work, symlinks=True)
+    config = yaml.safe_load((work / "config" / "test.yaml").read_text())
+    config.pop("roma")
+    config["seeds"] = [1, 2]
+    (work / "seeds.yaml").write_text(yaml.safe_dump(config))
+    # the ablation target builds one experiment, once per seed
+    out = snakemake(work, "-n", "ablation", "--configfile", "seeds.yaml", "--config", "ablation=no_spectral")
+    evaluations = sorted(set(re.findall(r"results/test/eval/(\S+)/metrics\.json", out.stdout)))
+    assert evaluations == [f"active_matter/{b}/no_spectral/seed_{s}" for b in ("FNO", "TFNO") for s in (1, 2)]
+    out = snakemake(work, "--cores", "2", "tables", "--configfile", "seeds.yaml")
+    assert "rule train_base" not in out.stdout + out.stderr  # the seeds share the bases: nothing retrained there
+    run = work / "results" / "test"
+    for seed in (1, 2):
+        settings = yaml.safe_load((run / f"runs/active_matter/FNO/irno/seed_{seed}/settings.yaml").read_text())
+        assert settings["train"]["seed"] == seed
+        assert (run / f"eval/active_matter/FNO/transfer/seed_{seed}/metrics.json").is_file()
+    main = pd.read_csv(run / "tables" / "main.csv")
+    gains = [json.loads((run / f"eval/active_matter/FNO/irno/seed_{s}/metrics.json").read_text())["gain_pct"]
+             for s in (1, 2)]  # fmt: skip
+    row = main[(main["base"] == "FNO") & (main["convention"] == "The Well")]
+    assert row["gain %"].item() == pytest.approx(sum(gains) / 2)
+    assert row["gain % sd"].item() == pytest.approx(abs(gains[0] - gains[1]) / 2**0.5)
+    assert " ± " in (run / "tables" / "main.md").read_text()
+    claims = pd.read_csv(run / "tables" / "claims.csv")
+    assert set(claims["verdict"]) <= {"holds", "does not hold", "not significant", "not run"}
 
 
 @pytest.mark.slow

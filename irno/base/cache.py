@@ -25,7 +25,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from irno.base.operator import BaseOperator, base_identity, check_channels, load_base, read_provenance
+from irno.base.operator import (
+    BaseOperator,
+    base_identity,
+    check_channels,
+    effective_forward,
+    load_base,
+    read_provenance,
+)
 from irno.config import BaseConfig
 from irno.data.store import PreparedSplit
 from irno.utils import IrnoError, log, read_json, replace_dir, select_device, stable_hash, write_json
@@ -209,17 +216,26 @@ class BasePredictionCache:
         return _from_storage(self.h0[np.asarray(indices, dtype=np.int64).reshape(-1)], self.dtype)  # (B, F, H, W)
 
 
-def expected_meta(cfg: BaseConfig, model_dir: str | os.PathLike, split: PreparedSplit) -> dict:
-    """What a cache for this base config, model directory and store must record (for `open(expect=...)`)."""
-    return {"base": base_identity(cfg, read_provenance(model_dir)), "store": split.identity, "dtype": cfg.cache_dtype}
+def expected_meta(
+    cfg: BaseConfig, model_dir: str | os.PathLike, split: PreparedSplit, forward: str | None = None
+) -> dict:
+    """What a cache for this base config, model directory, forward (default: the configured one) and
+    store must record (for `open(expect=...)`)."""
+    identity = base_identity(cfg, read_provenance(model_dir), forward or effective_forward(cfg))
+    return {"base": identity, "store": split.identity, "dtype": cfg.cache_dtype}
 
 
 def cache_base(
-    cfg: BaseConfig, model_dir: str | os.PathLike, split: PreparedSplit, out_dir: str | os.PathLike
+    cfg: BaseConfig,
+    model_dir: str | os.PathLike,
+    split: PreparedSplit,
+    out_dir: str | os.PathLike,
+    forward: str | None = None,
 ) -> BasePredictionCache:
-    """Build (or finish building) the cache of `split` under the base of `cfg`."""
+    """Build (or finish building) the cache of `split` under the base of `cfg`, run in `forward` (the
+    base check's decision; default the configured forward)."""
     device = select_device(cfg.device)
-    op = load_base(cfg, model_dir, device)
+    op = load_base(cfg, model_dir, device, forward=forward)
     n_fields = len(split.field_names)
     check_channels(op, split.n_steps_input * n_fields, n_fields, f"the store {split.path}")
     return BasePredictionCache.build(
@@ -240,6 +256,7 @@ class RefinementDataset(torch.utils.data.Dataset):
         self.grid = split.grid
         self.channel_mean, self.channel_std = split.channel_mean, split.channel_std
         self.meta = split.meta
+        self.base_identity: dict = cache.meta["base"]  # class, Hub id and revision, weights hash, forward
 
     def __len__(self) -> int:
         return len(self.split)

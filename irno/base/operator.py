@@ -39,8 +39,17 @@ def model_class(name: str) -> type:
 
 
 def effective_forward(cfg: BaseConfig) -> str:
-    """The forward mode that actually runs: `cfg.forward` for FNO/TFNO, "fixed" (the only one) otherwise."""
-    return cfg.forward if cfg.model_class in FOURIER_CLASSES else "fixed"
+    """The forward mode a base of `cfg` runs in before any check: `cfg.forward` for FNO/TFNO, "fixed"
+    (the only one) otherwise. "auto" is decided by the base check (irno.base.check) and cannot be
+    run before it, except in local training, where the installed ("fixed") forward is trained."""
+    if cfg.model_class not in FOURIER_CLASSES:
+        return "fixed"
+    if cfg.forward == "auto":
+        raise IrnoError(
+            "config key 'base.forward': 'auto' is decided by the base check; pass its base_check.json "
+            "(irno base cache --check) or set legacy or fixed"
+        )
+    return cfg.forward
 
 
 class BaseOperator(nn.Module):
@@ -179,19 +188,25 @@ def fetch_base(cfg: BaseConfig, out_dir: str | os.PathLike) -> Path:
     return save_base(model, out_dir, provenance)
 
 
-def base_identity(cfg: BaseConfig, provenance: dict) -> dict:
+def base_identity(cfg: BaseConfig, provenance: dict, forward: str) -> dict:
     """What makes two bases the same: class, origin, revision, weights and the forward that runs."""
     return {
         "model_class": cfg.model_class,
         "pretrained": provenance.get("pretrained", ""),
         "revision": provenance.get("resolved_revision") or provenance.get("revision"),
         "weights_sha256": provenance["weights_sha256"],
-        "forward": effective_forward(cfg),
+        "forward": forward,
     }
 
 
-def load_base(cfg: BaseConfig, model_dir: str | os.PathLike, device: torch.device | str = "cpu") -> BaseOperator:
-    """The frozen base of `cfg` from its model directory: eval mode, no gradients, forward mode applied."""
+def load_base(
+    cfg: BaseConfig, model_dir: str | os.PathLike, device: torch.device | str = "cpu", forward: str | None = None
+) -> BaseOperator:
+    """The frozen base of `cfg` from its model directory: eval mode, no gradients, forward mode applied.
+
+    `forward`: the mode to run (the base check's decision for ``forward: auto``); default
+    `effective_forward(cfg)`.
+    """
     provenance = read_provenance(model_dir)
     problems = []
     if provenance.get("model_class") != cfg.model_class:
@@ -214,8 +229,11 @@ def load_base(cfg: BaseConfig, model_dir: str | os.PathLike, device: torch.devic
         raise IrnoError(f"{model_dir}: " + "; ".join(problems))
     if file_sha256(Path(model_dir) / WEIGHTS) != provenance.get("weights_sha256"):
         raise IrnoError(f"{Path(model_dir) / WEIGHTS}: weights differ from those recorded in {PROVENANCE}")
-    op = BaseOperator(load_model_dir(cfg.model_class, model_dir), effective_forward(cfg))
-    op.identity = base_identity(cfg, provenance)
+    forward = forward or effective_forward(cfg)
+    if cfg.model_class not in FOURIER_CLASSES:
+        forward = "fixed"
+    op = BaseOperator(load_model_dir(cfg.model_class, model_dir), forward)
+    op.identity = base_identity(cfg, provenance, forward)
     return op.to(device).eval().requires_grad_(False)
 
 

@@ -47,7 +47,8 @@ def train_base(cfg: BaseConfig, train: PreparedSplit, valid: PreparedSplit, out_
     seed_everything(cfg.seed)
     n_fields = len(train.field_names)
     model = build_model(cfg, train.n_steps_input * n_fields, n_fields, train.grid)
-    op = BaseOperator(model, effective_forward(cfg)).to(device)
+    # forward: auto trains the installed forward; the base check then finds that it is the one that fits
+    op = BaseOperator(model, "fixed" if cfg.forward == "auto" else effective_forward(cfg)).to(device)
     optimiser = torch.optim.Adam(op.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     state_path = out_dir.with_name(f".{out_dir.name}.train_state.pt")

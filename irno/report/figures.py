@@ -38,7 +38,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import LogFormatterSciNotation
 
 from irno.config import ReportPlan
-from irno.report.results import EvalRun, load_runs
+from irno.report.results import SeededRun, load_runs
 from irno.utils import atomic_path
 
 log = logging.getLogger(__name__)
@@ -90,11 +90,11 @@ def _save(fig: Figure, out_dir: str | os.PathLike | None, name: str) -> Figure:
     return fig
 
 
-def _title(run: EvalRun) -> str:
+def _title(run: SeededRun) -> str:
     return f"{run.dataset} · {run.base}"
 
 
-def _missing_panel(ax, run: EvalRun, what: str = "") -> None:
+def _missing_panel(ax, run: SeededRun, what: str = "") -> None:
     text = f"missing run\n{run.dataset} / {run.base} / {run.experiment}" + (f"\n{what}" if what else "")
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.3", gid="missing")
     ax.set_xticks([])
@@ -102,7 +102,7 @@ def _missing_panel(ax, run: EvalRun, what: str = "") -> None:
     ax.set_title(_title(run))
 
 
-def _pairs(runs: list[EvalRun]) -> tuple[list[str], list[str]]:
+def _pairs(runs: list[SeededRun]) -> tuple[list[str], list[str]]:
     """Datasets (rows) and bases (columns) of the runs, in order of appearance."""
     return list(dict.fromkeys(r.dataset for r in runs)), list(dict.fromkeys(r.base for r in runs))
 
@@ -159,10 +159,10 @@ def _shade_beyond(ax, K: int, last: int, label: str) -> Patch:
 # ----------------------------------------------------------------------------- figures
 
 
-def spectral_error_ratio(runs: list[EvalRun], out_dir: str | os.PathLike | None) -> Figure:
+def spectral_error_ratio(runs: list[SeededRun], out_dir: str | os.PathLike | None) -> Figure:
     """Figure (a): median E_k/E_0 per shell, IQR band, one curve per step; one panel per run."""
     present = [r for r in runs if not r.missing]
-    n_colors = max([len(r.spectra["steps"]) for r in present], default=1)
+    n_colors = max([len(r.first.spectra["steps"]) for r in present], default=1)
     colors = _step_colors(n_colors)
     with figure_style():
         datasets, bases = _pairs(runs)
@@ -173,30 +173,34 @@ def spectral_error_ratio(runs: list[EvalRun], out_dir: str | os.PathLike | None)
             if run.missing:
                 _missing_panel(ax, run)
                 continue
-            s = run.spectra
+            s = run.first.spectra
             steps, shells, K = s["steps"], s["shells"], int(s["K"])
+            medians = run.spectra_stack("ratio_median")  # (seeds, steps, shells)
+            median = medians.mean(0)
+            # one seed: the inter-quartile range over samples; several: the range of the seeds' medians
+            low, high = (s["ratio_q25"], s["ratio_q75"]) if run.n == 1 else (medians.min(0), medians.max(0))
             converged = [not run.step_diverged(int(k)) for k in steps]
-            top = _log_limits(ax, [s[q][i] for q in ("ratio_q25", "ratio_q75") for i, ok in enumerate(converged) if ok])
+            top = _log_limits(ax, [b[i] for b in (low, high) for i, ok in enumerate(converged) if ok])
             for i, k in enumerate(steps):
                 if converged[i]:  # the band of a diverged step is off the axis and says nothing
                     ax.fill_between(
                         shells,
-                        s["ratio_q25"][i],
-                        s["ratio_q75"][i],
+                        low[i],
+                        high[i],
                         color=colors[i],
                         alpha=0.1,
                         linewidth=0,
-                        gid=f"iqr k={k}",
+                        gid=f"{'iqr' if run.n == 1 else 'seed range'} k={k}",
                     )
                 ax.plot(
                     shells,
-                    s["ratio_median"][i],
+                    median[i],
                     color=colors[i],
                     linestyle="-" if k <= K else "--",
                     linewidth=1.4,
                     gid=f"median k={k}",
                 )
-                any_beyond |= _mark_beyond(ax, shells, s["ratio_median"][i], colors[i], top)
+                any_beyond |= _mark_beyond(ax, shells, median[i], colors[i], top)
             ax.axvline(float(s["nyquist"]), color="0.25", linestyle=":", linewidth=1.2, gid="nyquist")
             ax.text(
                 float(s["nyquist"]),
@@ -217,10 +221,18 @@ def spectral_error_ratio(runs: list[EvalRun], out_dir: str | os.PathLike | None)
             ScalarMappable(BoundaryNorm(np.arange(n_colors + 1) - 0.5, n_colors), ListedColormap(colors)),
             ax=axes, label="refinement step k", ticks=range(n_colors), fraction=0.04, pad=0.01,
         ).minorticks_off()  # fmt: skip
+        seeds = max((r.n for r in present), default=1)
+        spread = "inter-quartile range over samples and fields" if seeds == 1 else f"range over {seeds} seeds"
         handles = [
-            Line2D([], [], color="0.3", linestyle="-", label="median, k ≤ K (trained)"),
+            Line2D(
+                [],
+                [],
+                color="0.3",
+                linestyle="-",
+                label="median" + ("" if seeds == 1 else ", mean over seeds") + ", k ≤ K (trained)",
+            ),
             Line2D([], [], color="0.3", linestyle="--", label="median, k > K (beyond training)"),
-            Patch(color="0.3", alpha=0.25, label="inter-quartile range over samples and fields"),
+            Patch(color="0.3", alpha=0.25, label=spread),
             Line2D([], [], color="0.25", linestyle=":", label="Nyquist N/2"),
         ] + ([BEYOND_HANDLE] if any_beyond else [])
         fig.legend(handles=handles, loc="outside lower center", ncols=3 if len(bases) > 1 else 2)
@@ -231,7 +243,7 @@ def _step_colors(n: int) -> list:
     return [mpl.colormaps["viridis"](v) for v in np.linspace(0.0, 0.9, n)]
 
 
-def spectral_mse_per_step(runs: list[EvalRun], out_dir: str | os.PathLike | None, max_samples: int = 200) -> Figure:
+def spectral_mse_per_step(runs: list[SeededRun], out_dir: str | os.PathLike | None, max_samples: int = 200) -> Figure:
     """Figure (b): per-sample spectral MSE against the step.
 
     Per (dataset, base) panel, the first run given (the full method) is drawn per sample (at most
@@ -253,7 +265,7 @@ def spectral_mse_per_step(runs: list[EvalRun], out_dir: str | os.PathLike | None
         return _save(fig, out_dir, "spectral_mse_per_step")
 
 
-def _spectral_mse_panel(ax, group: list[EvalRun], max_samples: int) -> None:
+def _spectral_mse_panel(ax, group: list[SeededRun], max_samples: int) -> None:
     ax.set_title(_title(group[0]))
     present = [r for r in group if not r.missing]
     if not present:
@@ -261,7 +273,8 @@ def _spectral_mse_panel(ax, group: list[EvalRun], max_samples: int) -> None:
         return
     handles = []
     converged = [
-        r.spectra["spectral_mse"][:, [not r.step_diverged(int(k)) for k in r.spectra["steps"]]] for r in present
+        r.first.spectra["spectral_mse"][:, [not r.step_diverged(int(k)) for k in r.first.spectra["steps"]]]
+        for r in present
     ]
     top = _log_limits(ax, converged)
     any_beyond = False
@@ -270,7 +283,7 @@ def _spectral_mse_panel(ax, group: list[EvalRun], max_samples: int) -> None:
         if run.missing:
             handles.append(Line2D([], [], linestyle="none", label=f"{run.label}: missing"))
             continue
-        steps, per_sample = run.spectra["steps"], run.spectra["spectral_mse"]  # (S,), (N, S)
+        steps, per_sample = run.first.spectra["steps"], run.first.spectra["spectral_mse"]  # (S,), (N, S)
         if j == 0:
             shown = np.unique(
                 np.linspace(0, len(per_sample) - 1, min(len(per_sample), max_samples)).round().astype(int)
@@ -284,12 +297,18 @@ def _spectral_mse_panel(ax, group: list[EvalRun], max_samples: int) -> None:
                     color=style["color"],
                     alpha=0.4,
                     linewidth=0.8,
-                    label=f"per sample ({len(shown)} of {len(per_sample)})",
+                    label=f"per sample ({len(shown)} of {len(per_sample)}" + (", first seed)" if run.n > 1 else ")"),
                 )
             )
-        median = np.median(per_sample, axis=0)
+        medians = np.median(run.spectra_stack("spectral_mse"), axis=1)  # (seeds, S): each seed's median
+        median = medians.mean(0)
         ax.plot(steps, median, linewidth=2.2, marker="o", markersize=3.5, gid=f"median {run.experiment}", **style)
-        handles.append(Line2D([], [], linewidth=2.2, marker="o", markersize=3.5, label=f"median: {run.label}", **style))
+        label = f"median: {run.label}"
+        if run.n > 1:
+            ax.fill_between(steps, medians.min(0), medians.max(0), color=style["color"], alpha=0.2, linewidth=0,
+                            gid=f"seed range {run.experiment}")  # fmt: skip
+            label += f" (mean, range over {run.n} seeds)"
+        handles.append(Line2D([], [], linewidth=2.2, marker="o", markersize=3.5, label=label, **style))
         any_beyond |= _mark_beyond(ax, steps, median, style["color"], top)
         if j == 0:
             handles.append(_shade_beyond(ax, run.K, int(steps[-1]), f"beyond training horizon K = {run.K}"))
@@ -297,7 +316,7 @@ def _spectral_mse_panel(ax, group: list[EvalRun], max_samples: int) -> None:
 
 
 def convergence(
-    sweeps: dict[str, list[EvalRun]], out_dir: str | os.PathLike | None, main_experiment: str = "irno"
+    sweeps: dict[str, list[SeededRun]], out_dir: str | os.PathLike | None, main_experiment: str = "irno"
 ) -> Figure:
     """VRMSE against the step for each sweep; rows: (dataset, base), columns: sweeps (alpha, K).
 
@@ -332,7 +351,7 @@ def convergence(
         return _save(fig, out_dir, "convergence")
 
 
-def _convergence_panel(ax, key: str, runs: list[EvalRun], main_experiment: str) -> None:
+def _convergence_panel(ax, key: str, runs: list[SeededRun], main_experiment: str) -> None:
     present = sorted((r for r in runs if not r.missing), key=lambda r: float(r.metrics[key]))
     missing = [r for r in runs if r.missing]
     if not present:
@@ -349,10 +368,19 @@ def _convergence_panel(ax, key: str, runs: list[EvalRun], main_experiment: str) 
         ax.set_yticks([])
         return
     colors = [mpl.colormaps["viridis"](v) for v in np.linspace(0.0, 0.85, len(present))]
-    top = _log_limits(ax, [r.per_step["vrmse"][~r.per_step["diverged"]].to_numpy() for r in present])
+    curves = {run.experiment: run.curve("vrmse") for run in present}  # (steps, mean, min, max) over seeds
+    top = _log_limits(
+        ax,
+        [np.concatenate([c[i][[not r.step_diverged(int(k)) for k in c[0]]] for i in (1, 2, 3)])
+         for r, c in ((r, curves[r.experiment]) for r in present)],
+    )  # fmt: skip
     handles, any_beyond = [], False
     for i, run in enumerate(present):
-        steps, vrmse = run.per_step["step"].to_numpy(), run.per_step["vrmse"].to_numpy()
+        steps, vrmse, low, high = curves[run.experiment]
+        if run.n > 1:
+            ax.fill_between(
+                steps, low, high, color=colors[i], alpha=0.18, linewidth=0, gid=f"seed range {run.experiment}"
+            )
         label = f"{SWEEP_SYMBOLS.get(key, key)} = {float(run.metrics[key]):g}"
         label += " (full method)" if run.experiment == main_experiment else ""
         label += f", {run.status}" if run.diverged else ""
@@ -389,6 +417,9 @@ def _convergence_panel(ax, key: str, runs: list[EvalRun], main_experiment: str) 
             label="each run's own K",
         )
     )
+    seeds = max(r.n for r in present)
+    if seeds > 1:
+        handles.append(Patch(color="0.5", alpha=0.3, label=f"range over {seeds} seeds (line: mean)"))
     handles += [Line2D([], [], linestyle="none", label=f"{r.label}: missing") for r in missing]
     _legend_below(ax, handles + ([BEYOND_HANDLE] if any_beyond else []))
 
@@ -408,9 +439,9 @@ def field_quantities(field_names: list[str]) -> list[tuple[str, list[int]]]:
     return quantities
 
 
-def energy_spectra(runs: list[EvalRun], out_dir: str | os.PathLike | None) -> Figure:
+def energy_spectra(runs: list[SeededRun], out_dir: str | os.PathLike | None) -> Figure:
     """Isotropic power spectra of truth, base (k=0) and refined (k=K); velocity sums both components."""
-    n_cols = max([len(field_quantities(r.spectra["field_names"])) for r in runs if not r.missing], default=1)
+    n_cols = max([len(field_quantities(r.first.spectra["field_names"])) for r in runs if not r.missing], default=1)
     with figure_style():
         fig, axes = _new_figure(len(runs), n_cols, panel=(4.0, 3.2))
         for row, run in enumerate(runs):
@@ -419,9 +450,10 @@ def energy_spectra(runs: list[EvalRun], out_dir: str | os.PathLike | None) -> Fi
                 for ax in axes[row, 1:]:
                     ax.set_axis_off()
                 continue
-            s = run.spectra
+            s = run.first.spectra
             k = s["energy_wavenumber"]
             quantities = field_quantities(s["field_names"])
+            mean = {key: run.spectra_stack(key).mean(0) for key in ("energy_truth", "energy_base", "energy_refined")}
             for col, (name, idx) in enumerate(quantities):
                 ax = axes[row, col]
                 for key, label, color, style in (
@@ -431,7 +463,7 @@ def energy_spectra(runs: list[EvalRun], out_dir: str | os.PathLike | None) -> Fi
                 ):
                     ax.plot(
                         k,
-                        s[key][idx].sum(0),
+                        mean[key][idx].sum(0),
                         color=color,
                         linestyle=style,
                         linewidth=1.6,
@@ -451,7 +483,7 @@ def energy_spectra(runs: list[EvalRun], out_dir: str | os.PathLike | None) -> Fi
         return _save(fig, out_dir, "energy_spectra")
 
 
-def fields(run: EvalRun, out_dir: str | os.PathLike | None) -> Figure:
+def fields(run: SeededRun, out_dir: str | os.PathLike | None) -> Figure:
     """One test sample: truth, base, refined, |base − truth|, |refined − truth| per quantity.
 
     Images are the (X, Y) arrays transposed with the origin at the bottom left, so x runs to the
@@ -462,7 +494,7 @@ def fields(run: EvalRun, out_dir: str | os.PathLike | None) -> Figure:
             fig, axes = _new_figure(1, 1)
             _missing_panel(axes[0, 0], run)
             return _save(fig, out_dir, "fields")
-        s = run.spectra
+        s = run.first.spectra  # one sample of one seed
         quantities = field_quantities(s["field_names"])
         fig, axes = _new_figure(len(quantities), 5, panel=(2.6, 2.5))
         columns = ["truth", "base (k = 0)", f"refined (k = {run.K})", "|base − truth|", "|refined − truth|"]

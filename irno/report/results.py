@@ -1,10 +1,12 @@
 """The numbers tables and figures are made of: saved evaluation outputs and published numbers.
 
-`load_run` reads one evaluated run (``eval/<dataset>/<base>/<experiment>/``, docs/outputs.md) into
-an `EvalRun`: metrics as a dict, ``per_step.csv`` as a DataFrame, ``spectra.npz`` as arrays
-(read on first use; tables never need it). A run the plan lists but the disk lacks is an
-`EvalRun` with ``missing=True`` and a reason, so every table cell and figure panel can say so.
-A file that exists but breaks the schema is an `IrnoError` naming the file and the key.
+`load_run` reads one evaluated run (``eval/<dataset>/<base>/<experiment>[/seed_<n>]/``,
+docs/outputs.md) into an `EvalRun`: metrics as a dict, ``per_step.csv`` as a DataFrame,
+``spectra.npz`` as arrays (read on first use; tables never need it). A run the plan lists but the
+disk lacks is an `EvalRun` with ``missing=True`` and a reason, so every table cell and figure
+panel can say so. A file that exists but breaks the schema is an `IrnoError` naming the file and
+the key. `load_runs` groups the runs of every seed of a (dataset, base, experiment) into a
+`SeededRun`, which the tables and figures read: means and spreads over seeds.
 
 `load_reported` reads ``config/reported.yaml``, the published numbers with their sources.
 """
@@ -21,8 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from irno.config import ReportPlan, from_dict
-from irno.utils import IrnoError, read_json, read_yaml
+from irno.config import ReportPlan
+from irno.report.stats import Stat
+from irno.utils import IrnoError, from_dict, read_json, read_yaml
 
 EVAL_FILES = ("metrics.json", "per_step.csv", "spectra.npz")
 METRICS_KEYS = (
@@ -43,8 +46,9 @@ SPECTRA_ARRAYS = (
 BANDS = ("low", "mid", "high")
 
 
-def eval_dir(eval_root: str | os.PathLike, dataset: str, base: str, experiment: str) -> Path:
-    return Path(eval_root) / dataset / base / experiment
+def eval_dir(eval_root: str | os.PathLike, dataset: str, base: str, experiment: str, seed: str = "") -> Path:
+    """eval/<dataset>/<base>/<experiment>[/seed_<n>] (`seed`: a folder of ReportPlan.seed_dirs)."""
+    return Path(eval_root) / dataset / base / experiment / seed
 
 
 @dataclass
@@ -126,9 +130,11 @@ class EvalRun:
         return arrays
 
 
-def load_run(eval_root: str | os.PathLike, dataset: str, base: str, experiment: str, label: str = "") -> EvalRun:
+def load_run(
+    eval_root: str | os.PathLike, dataset: str, base: str, experiment: str, label: str = "", seed: str = ""
+) -> EvalRun:
     """Read one run's evaluation outputs; a run without all three files is returned as missing."""
-    directory = eval_dir(eval_root, dataset, base, experiment)
+    directory = eval_dir(eval_root, dataset, base, experiment, seed)
     run = EvalRun(dataset, base, experiment, directory, label=label)
     absent = [name for name in EVAL_FILES if not (directory / name).is_file()]
     if absent:
@@ -167,6 +173,114 @@ def _read_per_step(path: Path, metrics: dict) -> pd.DataFrame:
     return table.set_index("step", drop=False)
 
 
+@dataclass
+class SeededRun:
+    """One (dataset, base, experiment) of the plan over its seeds: an `EvalRun` per seed, and their
+    aggregates. Without seeds in the plan it holds one run, and every aggregate is that run's number.
+
+    Seeds whose evaluation is missing are left out of the aggregates (n counts the present ones)
+    and named by `status`; the run is `missing` only when every seed is.
+    """
+
+    dataset: str
+    base: str
+    experiment: str
+    label: str
+    seeds: list[EvalRun]  # in the plan's seed order
+    seed_names: list[str] = field(default_factory=list)  # "seed_42", ... ("" without seeds)
+
+    @property
+    def present(self) -> list[EvalRun]:
+        return [run for run in self.seeds if not run.missing]
+
+    @property
+    def missing(self) -> bool:
+        return not self.present
+
+    @property
+    def missing_reason(self) -> str:
+        return "; ".join(run.missing_reason for run in self.seeds if run.missing)
+
+    @property
+    def n(self) -> int:
+        return len(self.present)
+
+    @property
+    def first(self) -> EvalRun:
+        """The first present seed's run (labels, field names, the example sample), else the first seed's."""
+        return (self.present or self.seeds)[0]
+
+    @property
+    def metrics(self) -> dict:
+        """The first present seed's metrics.json (for what every seed shares: K, alpha, field names)."""
+        return self.first.metrics
+
+    @property
+    def K(self) -> int:
+        Ks = {run.K for run in self.present}
+        if len(Ks) > 1:
+            raise IrnoError(f"{self.first.directory.parent}: the seeds were trained with different K ({sorted(Ks)})")
+        return Ks.pop()
+
+    @property
+    def final_step(self) -> int:
+        return min(run.final_step for run in self.present)
+
+    @property
+    def diverged(self) -> bool:
+        return any(run.diverged for run in self.present)
+
+    def stat(self, key: str) -> Stat:
+        """metrics.json's `key` over the present seeds."""
+        return Stat.of(float(run.metrics[key]) for run in self.present)
+
+    def step_stat(self, step: int, column: str) -> Stat:
+        """per_step.csv's `column` at `step` over the present seeds."""
+        return Stat.of(float(run.per_step.loc[step, column]) for run in self.present)
+
+    def step_diverged(self, step: int) -> bool:
+        """Whether any seed's evaluation flagged this step as diverged (or its error is not finite)."""
+        return any(run.step_diverged(step) for run in self.present)
+
+    def curve(self, column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(steps, mean, min, max) of a per_step.csv column over the present seeds, steps 0 .. final_step."""
+        steps = np.arange(self.final_step + 1)
+        values = np.stack([run.per_step[column].to_numpy(dtype=float)[: len(steps)] for run in self.present])
+        with np.errstate(invalid="ignore"):
+            return steps, values.mean(0), values.min(0), values.max(0)
+
+    def spectra_stack(self, name: str) -> np.ndarray:
+        """One spectra.npz array of every present seed, stacked: (seeds, ...)."""
+        return np.stack([run.spectra[name] for run in self.present])
+
+    @property
+    def status(self) -> str:
+        """The status column of the tables: "ok", "missing", "diverged from k=9" (with how many seeds),
+        "training diverged at epoch 4", "missing seed_43" ..."""
+        if self.missing:
+            return "missing"
+        parts = []
+        trainings = [run for run in self.present if run.metrics.get("training_status") == "diverged"]
+        if trainings:
+            epochs = sorted({run.metrics.get("training_diverged_epoch") for run in trainings}, key=str)
+            part = "training diverged at epoch " + ", ".join(str(e) for e in epochs)
+            parts.append(part + (f" ({len(trainings)} of {self.n} seeds)" if len(self.seeds) > 1 else ""))
+        diverged = [run for run in self.present if run.diverged]
+        if diverged:
+            steps = sorted({run.metrics["first_diverged_step"] for run in diverged}, key=lambda k: (k is None, k))
+            first = steps[0]
+            part = "diverged" if first is None else f"diverged from k={int(first)}"
+            parts.append(part + (f" ({len(diverged)} of {self.n} seeds)" if len(self.seeds) > 1 else ""))
+        absent = (
+            [name for name, run in zip(self.seed_names, self.seeds, strict=True) if run.missing]
+            if self.seed_names
+            else []
+        )
+        if absent:
+            parts.append("missing " + ", ".join(absent))
+        return "; ".join(parts) or "ok"
+
+
 def load_plan(path: str | os.PathLike) -> ReportPlan:
     """Read a report plan YAML (docs/outputs.md, "Report plan"); errors name the file and key."""
     data = read_yaml(path)
@@ -176,10 +290,17 @@ def load_plan(path: str | os.PathLike) -> ReportPlan:
         raise IrnoError(f"{path}: {e}") from None
 
 
-def load_runs(plan: ReportPlan, eval_root: str | os.PathLike) -> dict[tuple[str, str, str], EvalRun]:
-    """Every (dataset, base, experiment) of the plan, present or missing, in plan order."""
+def load_runs(plan: ReportPlan, eval_root: str | os.PathLike) -> dict[tuple[str, str, str], SeededRun]:
+    """Every (dataset, base, experiment) of the plan over its seeds, present or missing, in plan order."""
     return {
-        (dataset, base, e.name): load_run(eval_root, dataset, base, e.name, e.label)
+        (dataset, base, e.name): SeededRun(
+            dataset,
+            base,
+            e.name,
+            e.label,
+            [load_run(eval_root, dataset, base, e.name, e.label, seed) for seed in plan.seed_dirs],
+            [seed for seed in plan.seed_dirs if seed],
+        )
         for dataset in plan.datasets
         for base in plan.bases
         for e in plan.experiments

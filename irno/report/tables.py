@@ -1,4 +1,5 @@
-"""Paper tables from saved evaluation outputs: ``main``, ``ablations``, ``bands``, ``per_field``.
+"""Paper tables from saved evaluation outputs: ``main``, ``ablations``, ``bands``, ``per_field`` and
+``claims`` (the paper's claims with a verdict each, irno.report.claims).
 
 Each is written as ``<name>.csv``, ``<name>.md`` and ``<name>.tex`` (LaTeX booktabs). Every row
 comes from one evaluated run (``bands``: one per band experiment, side by side). Cells say what
@@ -29,12 +30,14 @@ from typing import Any
 import pandas as pd
 
 from irno.config import ReportPlan
-from irno.report.results import BANDS, EvalRun, Reported, load_reported, load_runs
+from irno.report.claims import Verdict, evaluate_claims, load_claims
+from irno.report.results import BANDS, Reported, SeededRun, load_reported, load_runs
+from irno.report.stats import ALPHA, Stat, compare
 from irno.utils import atomic_path
 
 log = logging.getLogger(__name__)
 
-TABLE_NAMES = ("main", "ablations", "bands", "per_field")
+TABLE_NAMES = ("main", "ablations", "bands", "per_field", "claims")
 VRMSE, PERCENT, DELTA, BAND_PERCENT = ".4f", ".2f", "+.4f", ".1f"
 MISSING, NOT_REPORTED, SIMULATED = "missing", "not reported", "not compared (simulated)"
 DIVERGED_MARK = {"csv": " (diverged)", "md": " †", "tex": " †"}
@@ -42,15 +45,26 @@ DIVERGED_NOTE = (
     "† diverged: the evaluation flagged this step (non-finite, or error above divergence_factor × the base's)."
 )
 MISSING_NOTE = "missing: listed in the report plan, but eval/<dataset>/<base>/<experiment>/ has no complete output."
+NOT_SIGNIFICANT = " (ns)"
+NOT_SIGNIFICANT_NOTE = (
+    f"(ns): within the seeds' spread: the difference is not significant (Welch's t-test, p ≥ {ALPHA}), or there "
+    "is only one seed."
+)
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One table cell: a number (rounded by `fmt` in Markdown/LaTeX) or a text."""
+    """One table cell: a number (rounded by `fmt` in Markdown/LaTeX), a `Stat` over seeds or a text.
+
+    A Stat of several seeds renders as ``mean ± sd`` in Markdown and LaTeX; CSV keeps the mean in
+    the column and the standard deviation in a column of its own (`Table.frame`). `mark` follows
+    the number (e.g. " (ns)": a difference within the seeds' spread).
+    """
 
     value: Any
     fmt: str = ""
     diverged: bool = False
+    mark: str = ""
 
     def render(self, style: str) -> str:
         """Text of the cell in `style` ("csv", "md" or "tex"; LaTeX escaping comes later)."""
@@ -59,11 +73,19 @@ class Cell:
             text = value
         elif isinstance(value, int):
             text = str(value)
+        elif isinstance(value, Stat):
+            text = repr(value.mean) if style == "csv" else _round(value.mean, self.fmt)
+            if style != "csv" and value.sd is not None:
+                text += f" ± {_round(value.sd, self.fmt.lstrip('+'))}"
         elif style == "csv":
             text = repr(float(value))  # shortest text that reads back as the same float
         else:
             text = _round(float(value), self.fmt)
-        return text + (DIVERGED_MARK[style] if self.diverged else "")
+        return text + self.mark + (DIVERGED_MARK[style] if self.diverged else "")
+
+    @property
+    def sd(self) -> float | None:
+        return self.value.sd if isinstance(self.value, Stat) else None
 
 
 def _round(value: float, fmt: str) -> str:
@@ -83,8 +105,16 @@ class Table:
     notes: list[str] = field(default_factory=list)  # footnotes of the Markdown and LaTeX versions
 
     def frame(self, style: str) -> pd.DataFrame:
-        """The table as text in one style: what the files hold."""
-        return pd.DataFrame([[cell.render(style) for cell in row] for row in self.rows], columns=self.columns)
+        """The table as text in one style: what the files hold. In CSV a column with a spread over
+        seeds is followed by "<column> sd"."""
+        frame = pd.DataFrame([[cell.render(style) for cell in row] for row in self.rows], columns=self.columns)
+        if style != "csv":
+            return frame
+        for i in reversed(range(len(self.columns))):
+            spreads = [row[i].sd for row in self.rows]
+            if any(sd is not None for sd in spreads):
+                frame.insert(i + 1, f"{self.columns[i]} sd", ["" if sd is None else repr(sd) for sd in spreads])
+        return frame
 
     def write(self, out_dir: str | os.PathLike) -> list[Path]:
         out_dir = Path(out_dir)
@@ -117,7 +147,7 @@ _TEX = {
     "\\": r"\textbackslash{}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
     "<": r"$<$", ">": r"$>$", "†": r"$^{\dagger}$", "Δ": r"$\Delta$", "α": r"$\alpha$",
     "λ": r"$\lambda$", "Φ": r"$\Phi$", "κ": r"$\kappa$", "×": r"$\times$", "≤": r"$\leq$", "→": r"$\to$",
-    "·": r"$\cdot$", "−": r"$-$", "–": "--",
+    "·": r"$\cdot$", "−": r"$-$", "–": "--", "—": "---", "≥": r"$\geq$", "±": r"$\pm$",
 }  # fmt: skip
 
 
@@ -128,9 +158,18 @@ def _latex(text: str) -> str:
 # ----------------------------------------------------------------------------- cells from runs
 
 
-def _number(run: EvalRun, value: float, fmt: str, step: int | None = None) -> Cell:
-    """A number from `run`, marked diverged when `step` is one the evaluation flagged."""
+def _number(run: SeededRun, value: Stat | float, fmt: str, step: int | None = None) -> Cell:
+    """A number of `run` (a Stat over its seeds), marked diverged when `step` is one the evaluation flagged."""
+    if isinstance(value, Stat) and value.n == 1:
+        value = value.mean  # one seed: the number itself, as evaluated
     return Cell(value, fmt, diverged=step is not None and run.step_diverged(step))
+
+
+def _seed_note(plan: ReportPlan) -> list[str]:
+    if not plan.seeds:
+        return []
+    seeds = ", ".join(map(str, plan.seeds))
+    return [f"mean ± standard deviation over the seeds {seeds} (CSV: the sd in a column of its own)."]
 
 
 def _text(value: str) -> Cell:
@@ -144,23 +183,24 @@ def _published(plan: ReportPlan, dataset: str, value: float | None, fmt: str) ->
 
 
 def _difference(ours: Cell, published: Cell, fmt: str) -> Cell:
-    """ours - published, or the reason it cannot be computed (the operand's own text)."""
+    """ours - published (the mean over seeds), or the reason it cannot be computed (the operand's own text)."""
     if isinstance(ours.value, str):
         return ours
     if isinstance(published.value, str):
         return published
-    return Cell(float(ours.value) - float(published.value), fmt, ours.diverged)
+    mean = ours.value.mean if isinstance(ours.value, Stat) else float(ours.value)
+    return Cell(mean - float(published.value), fmt, ours.diverged)
 
 
 # ----------------------------------------------------------------------------- tables
 
 
-def main_table(plan: ReportPlan, runs: dict[tuple, EvalRun], reported: Reported) -> Table:
+def main_table(plan: ReportPlan, runs: dict[tuple, SeededRun], reported: Reported) -> Table:
     """Single pass vs IRNO at K per dataset x base, in both conventions, published numbers beside."""
     table = Table(
         "main",
         f"Single-pass base vs IRNO at the training horizon K: VRMSE on the test split ({plan.main_experiment})",
-        ["dataset", "base", "K", "convention", "single pass", "IRNO @ K", "gain %",
+        ["dataset", "base", "forward", "K", "convention", "single pass", "IRNO @ K", "gain %",
          "reported single pass", "reported IRNO", "reported gain %",
          "Δ single pass", "Δ IRNO", "Δ gain (pp)", "reported source", "status"],
     )  # fmt: skip
@@ -171,35 +211,50 @@ def main_table(plan: ReportPlan, runs: dict[tuple, EvalRun], reported: Reported)
             _readme_published,
         ),
     }
-    sources = set()
+    sources, bases = set(), {}
     for dataset in plan.datasets:
         for base in plan.bases:
             run = runs[(dataset, base, plan.main_experiment)]
             model = plan.reported_names.get(base, base)
+            if not run.missing and run.metrics.get("base_pretrained"):
+                bases[(dataset, base)] = run.metrics
             for convention, (keys, published_of) in conventions.items():
                 values, source = published_of(reported, dataset, model)
-                theirs = [_published(plan, dataset, v, f) for v, f in zip(values, (VRMSE, VRMSE, PERCENT))]
+                formats = (VRMSE, VRMSE, PERCENT)
+                theirs = [_published(plan, dataset, v, f) for v, f in zip(values, formats, strict=True)]
                 if run.missing:
                     ours = [_text(MISSING)] * 3
                 else:
-                    single = _number(run, run.metrics[keys[0]], VRMSE)
-                    ours = [
-                        single,
-                        *(_number(run, run.metrics[k], f, run.K) for k, f in zip(keys[1:], (VRMSE, PERCENT))),
-                    ]
+                    single = _number(run, run.stat(keys[0]), VRMSE)
+                    refined = [_number(run, run.stat(k), f, run.K) for k, f in zip(keys[1:], formats[1:], strict=True)]
+                    ours = [single, *refined]
                 shown_source = None if dataset in plan.simulated else source
                 sources.add(shown_source)
+                deltas = [_difference(o, t, f) for o, t, f in zip(ours, theirs, (DELTA, DELTA, "+.2f"), strict=True)]
+                head = [_text(dataset), _text(base)]
+                if run.missing:
+                    head += [_text(MISSING), _text(MISSING)]
+                else:
+                    head += [_text(run.metrics.get("base_forward") or "not recorded"), Cell(run.K)]
                 table.rows.append(
-                    [_text(dataset), _text(base), _text(MISSING) if run.missing else Cell(run.K), _text(convention),
-                     *ours, *theirs, *(_difference(o, t, f) for o, t, f in zip(ours, theirs, (DELTA, DELTA, "+.2f"))),
+                    [*head, _text(convention), *ours, *theirs, *deltas,
                      _text(theirs[0].value if shown_source is None else shown_source), _text(run.status)]
                 )  # fmt: skip
     table.notes = [
-        "Δ = ours − reported, in the same convention. The Well: VRMSE per field on channel-last tensors (SPEC 2.1); "
-        "pooled (reference): the IRNO reference implementation's channel-first pooled VRMSE (SPEC 2.2), the paper's convention.",
+        "Δ = ours − reported, in the same convention. The Well: VRMSE per field on channel-last tensors; "
+        "pooled (reference): the IRNO reference implementation's channel-first pooled VRMSE, the paper's convention "
+        "(docs/method.md, VRMSE conventions).",
+        "forward: the FNO/TFNO forward the base ran in (legacy: lifting → projection, as the published checkpoints "
+        "were trained; fixed: the_well 1.2.0), as the base check decided (base_check.json).",
+        *_seed_note(plan),
         *(
             f"{key}: {reported.source_title(key)} ({reported.sources[key].get('where', '')})."
             for key in sorted(sources - {None})
+        ),
+        *(
+            f"base {base} on {dataset}: {m['base_pretrained']} at Hub revision "
+            f"{m.get('base_revision') or 'not recorded'}."
+            for (dataset, base), m in bases.items()
         ),
         DIVERGED_NOTE,
         MISSING_NOTE,
@@ -220,8 +275,9 @@ def _readme_published(reported: Reported, dataset: str, model: str) -> tuple[tup
     return (entry["single_pass"], entry["irno"], entry["gain_pct"]), entry["source"]
 
 
-def ablation_table(plan: ReportPlan, runs: dict[tuple, EvalRun], reported: Reported) -> Table:
-    """Every variant per dataset x base, grouped, with the error at K and at the last step."""
+def ablation_table(plan: ReportPlan, runs: dict[tuple, SeededRun], reported: Reported) -> Table:
+    """Every variant per dataset x base, grouped, with the error at K and at the last step, and its
+    difference from the full method at K (marked where it is within the seeds' spread)."""
     present = [run for run in runs.values() if not run.missing]
     extras = {int(run.metrics["extra_steps"]) for run in present}
     final = f"K+{extras.pop()}" if len(extras) == 1 else "K+extra"
@@ -229,13 +285,14 @@ def ablation_table(plan: ReportPlan, runs: dict[tuple, EvalRun], reported: Repor
         "ablations",
         "Ablations: VRMSE (The Well) at the training horizon K and beyond it, per variant",
         ["dataset", "base", "group", "variant", "K", "α", "VRMSE @ K", f"VRMSE @ {final}", "gain %",
-         "pooled VRMSE @ K", "reported pooled @ K", "status"],
+         f"Δ VRMSE @ K vs {plan.main_experiment}", "pooled VRMSE @ K", "reported pooled @ K", "status"],
     )  # fmt: skip
     main = plan.experiment(plan.main_experiment)
     groups = list(dict.fromkeys([main.group] + [e.group for e in plan.experiments]))
     for dataset in plan.datasets:
         for base in plan.bases:
             model = plan.reported_names.get(base, base)
+            reference = runs[(dataset, base, main.name)]
             for group in groups:
                 members = [main] if group == main.group else []
                 members += [e for e in plan.experiments if e.group == group and e is not main]
@@ -245,21 +302,23 @@ def ablation_table(plan: ReportPlan, runs: dict[tuple, EvalRun], reported: Repor
                     published = _published(plan, dataset, None if entry is None else entry["vrmse_pooled_cf"], VRMSE)
                     head = [_text(dataset), _text(base), _text(group), _text(_variant_label(run, experiment.label))]
                     if run.missing:
-                        table.rows.append([*head, *[_text(MISSING)] * 6, published, _text(run.status)])
+                        table.rows.append([*head, *[_text(MISSING)] * 7, published, _text(run.status)])
                         continue
-                    m = run.metrics
                     table.rows.append(
-                        [*head, Cell(run.K), Cell(float(m["alpha"]), ".2g"),
-                         _number(run, m["vrmse_refined"], VRMSE, run.K),
-                         _number(run, m["vrmse_final"], VRMSE, run.final_step),
-                         _number(run, m["gain_pct"], PERCENT, run.K),
-                         _number(run, m["vrmse_pooled_cf_refined"], VRMSE, run.K),
+                        [*head, Cell(run.K), Cell(float(run.metrics["alpha"]), ".2g"),
+                         _number(run, run.stat("vrmse_refined"), VRMSE, run.K),
+                         _number(run, run.stat("vrmse_final"), VRMSE, run.final_step),
+                         _number(run, run.stat("gain_pct"), PERCENT, run.K),
+                         _versus(run, reference), _number(run, run.stat("vrmse_pooled_cf_refined"), VRMSE, run.K),
                          published, _text(run.status)]
                     )  # fmt: skip
     sources = {e["source"] for e in reported.ablations}
     table.notes = [
         f"gain % = single pass → K (The Well). {final}: the last evaluated step, beyond the training horizon; "
         "status names the first diverged step.",
+        f"Δ VRMSE @ K vs {plan.main_experiment}: this variant's mean minus the full method's (negative: lower error).",
+        NOT_SIGNIFICANT_NOTE,
+        *_seed_note(plan),
         *(f"reported pooled: {reported.source_title(key)}." for key in sorted(sources)),
         DIVERGED_NOTE,
         MISSING_NOTE,
@@ -267,13 +326,23 @@ def ablation_table(plan: ReportPlan, runs: dict[tuple, EvalRun], reported: Repor
     return table
 
 
-def _variant_label(run: EvalRun, label: str) -> str:
+def _versus(run: SeededRun, reference: SeededRun) -> Cell:
+    """run's VRMSE at its K minus the reference's, marked (ns) when within the seeds' spread."""
+    if run.experiment == reference.experiment:
+        return _text("—")
+    if reference.missing:
+        return _text(MISSING)
+    test = compare(run.stat("vrmse_refined"), reference.stat("vrmse_refined"))
+    return Cell(test.difference, DELTA, mark="" if test.significant else NOT_SIGNIFICANT)
+
+
+def _variant_label(run: SeededRun, label: str) -> str:
     if not run.missing and run.metrics["trained_on_base"] != run.base:
         return f"{label} (Φ trained on {run.metrics['trained_on_base']})"
     return label
 
 
-def band_table(plan: ReportPlan, runs: dict[tuple, EvalRun], reported: Reported) -> Table:
+def band_table(plan: ReportPlan, runs: dict[tuple, SeededRun], reported: Reported) -> Table:
     """Band error over the base's band error, per step, for each band experiment side by side."""
     labels = [plan.experiment(name).label for name in plan.band_experiments]
     table = Table(
@@ -284,23 +353,24 @@ def band_table(plan: ReportPlan, runs: dict[tuple, EvalRun], reported: Reported)
     for dataset in plan.datasets:
         for base in plan.bases:
             band_runs = [runs[(dataset, base, name)] for name in plan.band_experiments]
-            steps = sorted({int(s) for run in band_runs if not run.missing for s in run.per_step["step"]})
+            steps = sorted({s for run in band_runs if not run.missing for s in range(run.final_step + 1)})
             for step in steps or [None]:
                 row = [_text(dataset), _text(base), _text(MISSING) if step is None else Cell(step)]
                 for run in band_runs:
                     if run.missing:
                         row += [_text(MISSING)] * len(BANDS)
-                    elif step not in run.per_step.index:
+                    elif step > run.final_step:
                         row += [_text("not evaluated")] * len(BANDS)
                     else:
                         row += [
-                            _number(run, 100 * run.per_step.loc[step, f"band_ratio_{b}"], BAND_PERCENT, step)
+                            _number(run, _percent(run.step_stat(step, f"band_ratio_{b}")), BAND_PERCENT, step)
                             for b in BANDS
                         ]
                 table.rows.append(row)
     table.notes = [
         "Band errors: The Well's binned_spectral_mse (3 log-spaced bins of |κ|), averaged over samples and fields; "
         "100 % at step 0 by construction. Steps beyond K lie outside the training horizon.",
+        *_seed_note(plan),
         *(
             f"Published for {entry['dataset']} ({reported.source_title(entry['source'])}): "
             + ", ".join(f"{band} {entry[band][0]}–{entry[band][1]} %" for band in BANDS)
@@ -314,7 +384,11 @@ def band_table(plan: ReportPlan, runs: dict[tuple, EvalRun], reported: Reported)
     return table
 
 
-def per_field_table(plan: ReportPlan, runs: dict[tuple, EvalRun]) -> Table:
+def _percent(stat: Stat) -> Stat:
+    return Stat.of(100 * v for v in stat.values)
+
+
+def per_field_table(plan: ReportPlan, runs: dict[tuple, SeededRun]) -> Table:
     """VRMSE (The Well) per field, base alone vs refined at K, for the main experiment."""
     table = Table(
         "per_field",
@@ -328,23 +402,55 @@ def per_field_table(plan: ReportPlan, runs: dict[tuple, EvalRun]) -> Table:
                 table.rows.append([_text(dataset), _text(base), *[_text(MISSING)] * 4, _text(run.status)])
                 continue
             for name in run.metrics["field_names"]:
-                single = float(run.per_step.loc[0, f"vrmse_{name}"])
-                refined = float(run.per_step.loc[run.K, f"vrmse_{name}"])
+                single = run.step_stat(0, f"vrmse_{name}")
+                refined = run.step_stat(run.K, f"vrmse_{name}")
+                gain = Stat.of(100 * (s - r) / s for s, r in zip(single.values, refined.values, strict=True))
                 table.rows.append(
-                    [_text(dataset), _text(base), _text(name), Cell(single, VRMSE),
-                     _number(run, refined, VRMSE, run.K), _number(run, 100 * (single - refined) / single, PERCENT, run.K),
-                     _text(run.status)]
+                    [_text(dataset), _text(base), _text(name), _number(run, single, VRMSE),
+                     _number(run, refined, VRMSE, run.K), _number(run, gain, PERCENT, run.K), _text(run.status)]
                 )  # fmt: skip
-    table.notes = ["gain % = 100 × (single pass − refined) / single pass.", DIVERGED_NOTE, MISSING_NOTE]
+    table.notes = [
+        "gain % = 100 × (single pass − refined) / single pass.",
+        *_seed_note(plan),
+        DIVERGED_NOTE,
+        MISSING_NOTE,
+    ]
+    return table
+
+
+def claims_table(verdicts: list[Verdict], reported: Reported) -> Table:
+    """One row per claim x dataset x base (x run): the paper's number, ours, the test and the verdict."""
+    table = Table(
+        "claims",
+        "The paper's claims, tested on this study's outputs",
+        ["claim", "dataset", "base", "paper", "source", "ours", "test", "verdict"],
+    )
+    for v in verdicts:
+        table.rows.append(
+            [_text(v.claim.claim), _text(v.dataset), _text(v.base), _text(v.claim.paper), _text(v.claim.source),
+             _text(v.ours), _text(v.test), _text(v.verdict)]
+        )  # fmt: skip
+    table.notes = [
+        "holds: on the claimed side, significantly; does not hold: on the other side, significantly; not "
+        f"significant: within the seeds' spread, or one seed only (t-tests, p < {ALPHA}); not run: the study lacks "
+        "the runs the test needs. Claims, thresholds and tests: the claims file (irno.report.claims).",
+        *(f"{key}: {reported.source_title(key)}." for key in dict.fromkeys(v.claim.source for v in verdicts)),
+        *(f"{v.claim.id}: {v.claim.note}" for v in {v.claim.id: v for v in verdicts if v.claim.note}.values()),
+    ]
     return table
 
 
 def write_tables(
-    plan: ReportPlan, eval_root: str | os.PathLike, reported_path: str | os.PathLike, out_dir: str | os.PathLike
+    plan: ReportPlan,
+    eval_root: str | os.PathLike,
+    reported_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    claims_path: str | os.PathLike,
 ) -> list[Path]:
-    """Write tables/{main,ablations,bands,per_field}.{csv,md,tex} from the evaluation outputs."""
+    """Write tables/{main,ablations,bands,per_field,claims}.{csv,md,tex} from the evaluation outputs."""
     runs = load_runs(plan, eval_root)
     reported = load_reported(reported_path)
+    claims = load_claims(claims_path, reported)
     for run in runs.values():
         if run.missing:
             log.warning("missing run, shown as such: %s", run.missing_reason)
@@ -353,5 +459,6 @@ def write_tables(
         ablation_table(plan, runs, reported),
         band_table(plan, runs, reported),
         per_field_table(plan, runs),
+        claims_table(evaluate_claims(claims, plan, runs), reported),
     ]
     return [path for table in tables for path in table.write(out_dir)]

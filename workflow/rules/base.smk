@@ -79,6 +79,7 @@ rule check_base:
         settings=rules.base_settings.output,
         model=f"{BASE}/model",
         valid=STORE.replace("{split}", "valid"),
+        test=STORE.replace("{split}", "test"),
     output:
         check=f"{BASE}/base_check.json",
     log:
@@ -93,14 +94,14 @@ rule check_base:
         mem_mb=scaled(32000),
     shell:
         "irno base check --config {input.settings} --model {input.model} --valid {input.valid}"
-        " --out {output.check} > {log} 2>&1"
+        " --test {input.test} --out {output.check} > {log} 2>&1"
 
 
 rule cache_base_predictions:
     input:
         settings=rules.base_settings.output,
         model=f"{BASE}/model",
-        # no cache is built on a base that failed its check
+        # no cache is built on a base that failed its check; the cache runs the forward it decided
         check=rules.check_base.output.check,
         store=STORE,
     output:
@@ -117,4 +118,4 @@ rule cache_base_predictions:
         mem_mb=scaled(32000),
     shell:
         "irno base cache --config {input.settings} --model {input.model} --store {input.store}"
-        " --out {output.cache} > {log} 2>&1"
+        " --check {input.check} --out {output.cache} > {log} 2>&1"

@@ -16,6 +16,7 @@ import jsonschema
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
+from irno.config import seed_dir
 from irno.roma.config import plan_study, report_outputs, study_from_dict
 from irno.study import SPLITS, load_study
 from irno.utils import IrnoError
@@ -56,14 +57,25 @@ DATA = f"{RUN}/data/{{dataset}}"
 STORE = f"{DATA}/prepared/{{split}}"
 BASE = f"{RUN}/base/{{dataset}}/{{base}}"
 CACHE = f"{BASE}/cache/{{split}}"
-RUNDIR = f"{RUN}/runs/{{dataset}}/{{base}}/{{experiment}}"
-EVAL = f"{RUN}/eval/{{dataset}}/{{base}}/{{experiment}}"
+# With several seeds every run and evaluation has a folder per seed (irno.study, "Seeds").
+RUN_LEAF = (
+    f"{{experiment}}/{seed_dir('{seed}')}" if STUDY.multi_seed else "{experiment}"
+)
+RUNDIR = f"{RUN}/runs/{{dataset}}/{{base}}/{RUN_LEAF}"
+EVAL_ROOT = f"{RUN}/eval"
+EVAL = f"{EVAL_ROOT}/{{dataset}}/{{base}}/{RUN_LEAF}"
+# a run's log and benchmark file name
+RUN_TAG = (
+    f"{{dataset}}_{{base}}_{{experiment}}_{seed_dir('{seed}')}"
+    if STUDY.multi_seed
+    else "{dataset}_{base}_{experiment}"
+)
 LOGS = f"{RUN}/logs"
 BENCHMARKS = f"{RUN}/benchmarks"
 ENV = "../../envs/irno.yaml"
 # What `irno tables` and `irno figures` write (irno.report.tables.TABLE_NAMES and
 # irno.report.figures.FIGURE_NAMES, not imported: pandas and matplotlib would slow every start)
-TABLES = ("main", "ablations", "bands", "per_field")
+TABLES = ("main", "ablations", "bands", "per_field", "claims")
 FIGURES = (
     "spectral_error_ratio",
     "spectral_mse_per_step",
@@ -83,6 +95,7 @@ wildcard_constraints:
     base=one_of(STUDY.bases),
     experiment=one_of(STUDY.experiments),
     split=one_of(SPLITS),
+    seed=one_of(map(str, STUDY.seeds or ())),
 
 
 def settings_json(settings):
@@ -114,22 +127,30 @@ def base_checks():
 def evaluations(runs):
     return [
         f"{EVAL}/metrics.json".format(
-            dataset=r.dataset, base=r.base, experiment=r.experiment
+            dataset=r.dataset, base=r.base, experiment=r.experiment, seed=r.seed
         )
         for r in runs
     ]
 
 
-def eval_root(evaluations):
-    """results/<run>/eval, from its files <eval root>/<dataset>/<base>/<experiment>/metrics.json."""
-    return Path(evaluations[0]).parents[3]
+def run_seed(wildcards):
+    """The training seed of a job's run: its seed folder's, the single configured one, or None
+    (the experiment's own train.seed)."""
+    if STUDY.multi_seed:
+        return int(wildcards.seed)
+    return STUDY.seeds[0] if STUDY.seeds else None
 
 
 def trained_checkpoint(wildcards):
-    """Phi for an evaluation: the run's own, or for a transfer the source base's."""
-    run = STUDY.run(wildcards.dataset, wildcards.base, wildcards.experiment)
+    """Phi for an evaluation: the run's own, or for a transfer the source base's (same seed)."""
+    run = STUDY.run(
+        wildcards.dataset, wildcards.base, wildcards.experiment, run_seed(wildcards)
+    )
     return f"{RUNDIR}/checkpoint.pt".format(
-        dataset=run.dataset, base=run.trained_on_base, experiment=run.trained_experiment
+        dataset=run.dataset,
+        base=run.trained_on_base,
+        experiment=run.trained_experiment,
+        seed=run.seed,
     )
 
 

@@ -16,9 +16,9 @@ rule refiner_settings:
     output:
         f"{RUNDIR}/settings.yaml",
     log:
-        f"{LOGS}/refiner_settings/{{dataset}}_{{base}}_{{experiment}}.log",
+        f"{LOGS}/refiner_settings/{RUN_TAG}.log",
     benchmark:
-        f"{BENCHMARKS}/refiner_settings/{{dataset}}_{{base}}_{{experiment}}.tsv"
+        f"{BENCHMARKS}/refiner_settings/{RUN_TAG}.tsv"
     wildcard_constraints:
         experiment=one_of(STUDY.trained_experiments),
     conda:
@@ -28,7 +28,9 @@ rule refiner_settings:
         runtime=scaled(5),
         mem_mb=scaled(1000),
     params:
-        settings_json=lambda wc: settings_json(STUDY.refiner_settings(wc.experiment)),
+        settings_json=lambda wc: settings_json(
+            STUDY.refiner_settings(wc.experiment, wc.base, run_seed(wc))
+        ),
     shell:
         "irno write-settings --kind refiner --json {params.settings_json:q} --out {output} 2> {log}"
 
@@ -46,9 +48,9 @@ rule train_refiner:
         checkpoint=f"{RUNDIR}/checkpoint.pt",
         train_log=f"{RUNDIR}/train_log.csv",
     log:
-        f"{LOGS}/train_refiner/{{dataset}}_{{base}}_{{experiment}}.log",
+        f"{LOGS}/train_refiner/{RUN_TAG}.log",
     benchmark:
-        f"{BENCHMARKS}/train_refiner/{{dataset}}_{{base}}_{{experiment}}.tsv"
+        f"{BENCHMARKS}/train_refiner/{RUN_TAG}.tsv"
     wildcard_constraints:
         experiment=one_of(STUDY.trained_experiments),
     conda:
@@ -99,9 +101,9 @@ rule evaluate:
         per_step=f"{EVAL}/per_step.csv",
         spectra=f"{EVAL}/spectra.npz",
     log:
-        f"{LOGS}/evaluate/{{dataset}}_{{base}}_{{experiment}}.log",
+        f"{LOGS}/evaluate/{RUN_TAG}.log",
     benchmark:
-        f"{BENCHMARKS}/evaluate/{{dataset}}_{{base}}_{{experiment}}.tsv"
+        f"{BENCHMARKS}/evaluate/{RUN_TAG}.tsv"
     conda:
         ENV
     threads: 1

@@ -36,7 +36,8 @@ rule tables:
     input:
         plan=rules.plan_settings.output,
         evaluations=evaluations(STUDY.runs),
-        reported="config/reported.yaml",
+        reported=config["report"]["reported"],
+        claims=config["report"]["claims"],
     output:
         [
             report(
@@ -58,11 +59,11 @@ rule tables:
         runtime=scaled(30),
         mem_mb=scaled(4000),
     params:
-        eval_root=lambda wc, input: eval_root(input.evaluations),
+        eval_root=lambda wc: EVAL_ROOT,
         out_dir=lambda wc, output: os.path.dirname(output[0]),
     shell:
         "irno tables --plan {input.plan} --eval-root {params.eval_root} --reported {input.reported}"
-        " --out {params.out_dir} > {log} 2>&1"
+        " --claims {input.claims} --out {params.out_dir} > {log} 2>&1"
 
 
 rule figures:
@@ -90,7 +91,7 @@ rule figures:
         runtime=scaled(30),
         mem_mb=scaled(8000),
     params:
-        eval_root=lambda wc, input: eval_root(input.evaluations),
+        eval_root=lambda wc: EVAL_ROOT,
         out_dir=lambda wc, output: os.path.dirname(output[0]),
     shell:
         "irno figures --plan {input.plan} --eval-root {params.eval_root} --out {params.out_dir} > {log} 2>&1"
