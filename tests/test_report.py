@@ -33,6 +33,7 @@ from irno.report.figures import (
     fields,
     spectral_error_ratio,
     spectral_mse_per_step,
+    write_figures,
 )
 from irno.report.claims import load_claims
 from irno.report.results import load_plan, load_reported, load_run, load_runs
@@ -346,6 +347,28 @@ def test_a_missing_seed_is_named_and_left_out(seeded, tmp_path):
     run = load_runs(plan, tmp_path / "eval")[("active_matter", "FNO", "irno")]
     assert run.n == 2 and run.status == "missing seed_43"
     assert run.stat("gain_pct").values == (60.0, 62.0)
+
+
+def test_figures_draw_the_mean_and_the_range_over_seeds(seeded, tmp_path):
+    plan, eval_root, _ = seeded
+    runs = load_runs(plan, eval_root)
+    irno, alpha = runs[("active_matter", "FNO", "irno")], runs[("active_matter", "FNO", "alpha_0.5")]
+    fig = convergence({"alpha": [irno, alpha]}, None)
+    ax = fig.axes[0]
+    steps, mean, low, high = irno.curve("vrmse")
+    line = next(line for line in ax.lines if line.get_gid() == "vrmse irno")
+    np.testing.assert_allclose(line.get_ydata(), mean)
+    band = next(c for c in ax.collections if c.get_gid() == "seed range irno")
+    vertices = band.get_paths()[0].vertices
+    assert vertices[:, 1].max() == pytest.approx(high.max()) and vertices[:, 1].min() == pytest.approx(low.min())
+    per_seed = [run.per_step["vrmse"].to_numpy() for run in irno.present]
+    np.testing.assert_allclose(mean, np.mean(per_seed, axis=0))
+    ratio = spectral_error_ratio([irno], None).axes[0]
+    assert any(c.get_gid() == "seed range k=3" for c in ratio.collections)
+    median = next(line for line in ratio.lines if line.get_gid() == "median k=3")
+    np.testing.assert_allclose(median.get_ydata(), irno.spectra_stack("ratio_median")[:, 3].mean(0))
+    write_figures(plan, eval_root, tmp_path)
+    assert all((tmp_path / f"{name}.png").stat().st_size > 0 for name in FIGURE_NAMES)
 
 
 def test_claims_verdicts_follow_the_numbers_and_their_spread(seeded):

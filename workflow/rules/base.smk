@@ -65,7 +65,8 @@ rule train_base:
         base=one_of(STUDY.bases_from("train")),
     conda:
         ENV
-    threads: 1
+    # every later job waits for the base: it takes the cores it is given (at most --cores)
+    threads: 2
     resources:
         runtime=scaled(720),
         mem_mb=scaled(32000),
