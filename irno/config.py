@@ -195,6 +195,11 @@ class BaseConfig:
     # with (the_well <= 1.1.0 dropped the Fourier blocks' output); "fixed": the installed forward;
     # "auto": the one the base check finds reproducing the published numbers (irno.base.check).
     forward: Literal["fixed", "legacy", "auto"] = "fixed"
+    # FNO/TFNO trained here (source: train) only: the forward the weights are trained with; default
+    # the one the base runs in ("fixed" for auto). "legacy" trains lifting -> projection alone, as
+    # the_well <= 1.1.0 trained the published checkpoints; run with forward "fixed" such a base is
+    # what those checkpoints compute under the_well 1.2.0 (Fourier blocks at their initial weights).
+    train_forward: Literal["fixed", "legacy"] | None = None
     model_kwargs: dict = field(default_factory=dict)  # constructor arguments when source = train
     epochs: int = 10  # local training (source = train)
     lr: float = 1e-3
@@ -225,6 +230,12 @@ class BaseConfig:
         )
         if self.source == "pretrained":
             _require(bool(self.pretrained), "base.pretrained", self.pretrained, "a Hub id or a local directory")
+        _require(
+            self.train_forward is None or self.source == "train",
+            "base.train_forward",
+            self.train_forward,
+            "unset for a fetched base (its weights are trained already)",
+        )
 
 
 @dataclass

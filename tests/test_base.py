@@ -17,7 +17,7 @@ from irno.config import BaseConfig, from_dict
 from irno.data.store import PreparedSplit, prepare_split
 from irno.data.well import build_manifest
 from irno.data.wellfile import write_stats, write_well_file
-from irno.utils import IrnoError, write_json, write_yaml
+from irno.utils import IrnoError, seed_everything, write_json, write_yaml
 
 TINY_FNO = {"modes1": 4, "modes2": 4, "hidden_channels": 8}
 
@@ -320,6 +320,24 @@ def test_auto_picks_the_forward_of_the_papers_number_and_the_cache_runs_it(train
     # auto cannot run before the check decided
     with pytest.raises(IrnoError, match="'auto' is decided by the base check"):
         cache_base(auto, model_dir, valid, tmp_path / "undecided")
+
+
+def test_a_base_trained_in_the_legacy_forward_is_what_the_published_checkpoints_are(waves, tmp_path):
+    """train_forward: legacy trains lifting -> projection alone (the_well <= 1.1.0); the check finds it."""
+    train, valid = PreparedSplit(waves["train"]), PreparedSplit(waves["valid"])
+    cfg = tiny_cfg(train_forward="legacy", forward="auto")
+    train_base(cfg, train, valid, tmp_path / "model")
+    assert read_provenance(tmp_path / "model")["training"]["forward"] == "legacy"
+    report = check_base(cfg, tmp_path / "model", valid, tmp_path / "check.json")
+    assert (report["forward"], report["chosen_by"]) == ("legacy", "lowest valid error")
+    # its Fourier blocks kept their initial weights: the same model with the fixed forward is another function
+    seed_everything(cfg.seed)  # as train_base does before it builds the model
+    untrained = build_model(cfg, 2 * train.n_steps_input, 2, train.grid).model.fno_blocks.state_dict()
+    trained = load_model_dir("FNO", tmp_path / "model").model.fno_blocks.state_dict()
+    for name, value in untrained.items():
+        torch.testing.assert_close(trained[name], value)
+    with pytest.raises(IrnoError, match="base.train_forward"):
+        BaseConfig(pretrained="a/b", train_forward="legacy")
 
 
 def test_auto_stops_when_neither_forward_reproduces_the_papers_number(trained, waves, tmp_path):

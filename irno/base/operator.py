@@ -38,6 +38,14 @@ def model_class(name: str) -> type:
     return getattr(models, name)
 
 
+def training_forward(cfg: BaseConfig) -> str:
+    """The forward local training (source: train) runs: base.train_forward, else the configured
+    forward ("fixed" for auto: the base check then finds it is the one that fits)."""
+    if cfg.model_class not in FOURIER_CLASSES:
+        return "fixed"
+    return cfg.train_forward or ("fixed" if cfg.forward == "auto" else cfg.forward)
+
+
 def effective_forward(cfg: BaseConfig) -> str:
     """The forward mode a base of `cfg` runs in before any check: `cfg.forward` for FNO/TFNO, "fixed"
     (the only one) otherwise. "auto" is decided by the base check (irno.base.check) and cannot be

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from irno.base.operator import BaseOperator, build_model, effective_forward, save_base
+from irno.base.operator import BaseOperator, build_model, save_base, training_forward
 from irno.config import BaseConfig, to_dict
 from irno.data.store import PreparedSplit
 from irno.utils import IrnoError, atomic_path, log, seed_everything, select_device, stable_hash
@@ -47,8 +47,7 @@ def train_base(cfg: BaseConfig, train: PreparedSplit, valid: PreparedSplit, out_
     seed_everything(cfg.seed)
     n_fields = len(train.field_names)
     model = build_model(cfg, train.n_steps_input * n_fields, n_fields, train.grid)
-    # forward: auto trains the installed forward; the base check then finds that it is the one that fits
-    op = BaseOperator(model, "fixed" if cfg.forward == "auto" else effective_forward(cfg)).to(device)
+    op = BaseOperator(model, training_forward(cfg)).to(device)
     optimiser = torch.optim.Adam(op.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     state_path = out_dir.with_name(f".{out_dir.name}.train_state.pt")
@@ -106,6 +105,7 @@ def train_base(cfg: BaseConfig, train: PreparedSplit, valid: PreparedSplit, out_
         "revision": None,
         "resolved_revision": None,
         "training": {
+            "forward": training_forward(cfg),
             "config": to_dict(cfg),
             "train_store": train.identity,
             "valid_store": valid.identity,
