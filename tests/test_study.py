@@ -224,7 +224,7 @@ def test_transfer_can_be_left_out_when_one_base_is_selected(paper):
     assert study.plan()["figure_base"] == ""  # TFNO is not selected: the report takes the first base
 
 
-@pytest.mark.parametrize("name", ["demo", "test"])
+@pytest.mark.parametrize("name", ["demo", "test", "cpu_study", "cpu_study_bases"])
 def test_shipped_configs_resolve(name):
     study = load_study(config(name))
     assert study.run_dir == Path("results") / name
@@ -248,7 +248,42 @@ def test_report_plan(paper):
     assert plan["simulated"] == [] and plan["reported_names"] == {"FNO": "FNO", "TFNO": "TFNO"}
 
 
-@pytest.mark.parametrize("name", ["config", "demo", "test"])
+SHIPPED = sorted(p.stem for p in (ROOT / "config").glob("*.yaml") if p.stem not in ("reported", "claims"))
+
+
+def test_every_shipped_config_takes_seeds():
+    assert {"config", "demo", "test", "cpu_study", "cpu_study_bases"} <= set(SHIPPED)
+    for name in SHIPPED:
+        cfg = config(name)
+        cfg["refiner"].get("train", {}).pop("seed", None)
+        for spec in cfg["experiments"].values():
+            (spec or {}).get("train", {}).pop("seed", None)
+        cfg["seeds"] = [7, 8]
+        study = load_study(cfg)
+        assert study.multi_seed and {r.seed for r in study.runs} == {7, 8}, name
+        run = study.runs[0]
+        if not run.is_transfer:
+            assert study.refiner_settings(run.experiment, run.base, 8)["train"]["seed"] == 8
+
+
+def test_the_cpu_study_is_the_papers_method_with_three_seeds():
+    study = load_study(config("cpu_study"))
+    assert study.seeds == [42, 43, 44]
+    assert set(study.experiments) == {"irno", "no_spectral", "no_fixed_point", "K_2", "K_4", "alpha_0.4", "alpha_0.5"}
+    irno = from_dict(RefinerConfig, study.refiner_settings("irno", "FNO", 42))
+    paper = RefinerConfig()  # the dataclass defaults are the paper's
+    assert (irno.phi.base_channels, irno.phi.depth, irno.phi.norm) == (16, 4, "layer")
+    assert (irno.train.K, irno.train.alpha) == (paper.train.K, paper.train.alpha)
+    assert (irno.loss.spectral_weight, irno.loss.lambda_start, irno.loss.lambda_end, irno.loss.fixed_point_weight) == (
+        paper.loss.spectral_weight, paper.loss.lambda_start, paper.loss.lambda_end, paper.loss.fixed_point_weight,
+    )  # fmt: skip
+    # the base resolves 1/8 of the Nyquist range, as the paper's FNO (16 of 128 modes)
+    base = study.base_settings("active_matter", "FNO")
+    grid = study.simulate_settings("active_matter")["grid"]
+    assert base["model_kwargs"]["modes1"] / (grid // 2) == 16 / 128
+
+
+@pytest.mark.parametrize("name", ["config", "demo", "test", "cpu_study", "cpu_study_bases"])
 def test_report_plan_is_a_valid_report_plan(name):
     from irno.config import ReportPlan
 
