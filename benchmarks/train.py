@@ -1,4 +1,4 @@
-"""Phi training throughput: a reference-style loop against irno.train, side by side (issue 8, item 1).
+"""Phi training throughput: a reference-style loop against irno.train, side by side.
 
     python -m benchmarks.train [--quick] [--grid 64] [--batch 8] [--threads 2]
     python -m benchmarks.train --grid 256 --batch 16 --data synthetic [--compile]      # on a GPU
@@ -54,7 +54,7 @@ NAME = "train"
 
 
 class VarMeanLayerNorm(nn.LayerNorm):
-    """irno's ChannelLayerNorm before issue 8: statistics from var_mean over dim 1, no permutes."""
+    """A channel LayerNorm computing its statistics with var_mean over dim 1, no permutes (slower on CPU)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         var, mean = torch.var_mean(x, dim=1, keepdim=True, unbiased=False)  # (B, 1, H, W)
@@ -64,7 +64,8 @@ class VarMeanLayerNorm(nn.LayerNorm):
 class TorchPaddedConv2d(PaddedConv2d):
     """PaddedConv2d with torch's circular padding (F.pad, which autograd records slice by slice)."""
 
-    _conv_forward = nn.Conv2d._conv_forward
+    def convolve(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        return nn.Conv2d._conv_forward(self, x, weight, bias)
 
 
 class Concatenated(nn.Module):
@@ -79,10 +80,10 @@ class Concatenated(nn.Module):
 
 
 def with_operators(phi: nn.Module, *, torch_pad: bool, var_mean_norm: bool, concatenated: bool) -> nn.Module:
-    """A copy of the U-Net `phi` (same weights) with some of the operators irno had before issue 8."""
+    """A copy of the U-Net `phi` (same weights) with some of its fast operators swapped for plain ones."""
     phi = copy.deepcopy(phi)
     for module in list(phi.modules()):
-        for name, child in module.named_children():
+        for child in module.children():
             if torch_pad and isinstance(child, PaddedConv2d):
                 child.__class__ = TorchPaddedConv2d  # same parameters, torch's padding
             elif var_mean_norm and isinstance(child, ChannelLayerNorm):
@@ -328,7 +329,7 @@ def phi_variants(cfg: RefinerConfig, data, rows, device, repeats: int, quick: bo
     phi = initial_phi(cfg, device).train()
     variants = [  # name, (torch's circular padding, var_mean norm, concatenated input), channels_last
         (
-            "irno before issue 8: torch padding, var_mean norm, concatenated input, channels-first",
+            "plain operators: torch padding, var_mean norm, concatenated input, channels-first",
             (True, True, True),
             False,
         ),

@@ -1,4 +1,4 @@
-"""Workflow overhead: Snakemake parsing the workflow and building the paper's full DAG (issue 8, item 3).
+"""Workflow overhead: Snakemake parsing the workflow and building the paper's full DAG.
 
     python -m benchmarks.workflow_parse [--quick] [--config config/config.yaml]
 

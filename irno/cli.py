@@ -13,7 +13,7 @@ from pathlib import Path
 
 from irno import __version__
 from irno.roma.cli import add_roma_commands
-from irno.utils import IrnoError, read_yaml, setup_logging, write_json
+from irno.utils import IrnoError, from_dict, load_settings, read_yaml, setup_logging, write_json
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,10 +53,10 @@ def _add_write_settings(sub) -> None:
 
 
 def _write_settings(args) -> None:
-    from irno.config import write_settings
-    from irno.utils import parse_json_option
+    from irno.config import SETTINGS_KINDS
+    from irno.utils import parse_json_option, write_settings
 
-    write_settings(args.kind, parse_json_option(args.json), args.out)
+    write_settings(SETTINGS_KINDS, args.kind, parse_json_option(args.json), args.out)
 
 
 # ----------------------------------------------------------------------------- data
@@ -94,7 +94,6 @@ def _add_data_commands(sub) -> None:
 
 def _download(args) -> None:
     from irno.data.download import download_dataset
-    from irno.utils import write_json
 
     manifest = download_dataset(args.dataset, args.root, splits=tuple(args.splits), registry_path=args.registry)
     write_json(args.manifest, manifest)
@@ -171,14 +170,14 @@ def _add_base_commands(sub) -> None:
 
 def _base_fetch(args) -> None:
     from irno.base import fetch_base
-    from irno.config import BaseConfig, load_settings
+    from irno.config import BaseConfig
 
     fetch_base(load_settings(BaseConfig, args.config), args.out)
 
 
 def _base_train(args) -> None:
     from irno.base.train import train_base
-    from irno.config import BaseConfig, load_settings
+    from irno.config import BaseConfig
     from irno.data.store import PreparedSplit
 
     train_base(load_settings(BaseConfig, args.config), PreparedSplit(args.train), PreparedSplit(args.valid), args.out)
@@ -186,7 +185,7 @@ def _base_train(args) -> None:
 
 def _base_check(args) -> None:
     from irno.base.check import check_base
-    from irno.config import BaseConfig, load_settings
+    from irno.config import BaseConfig
     from irno.data.store import PreparedSplit
 
     check_base(load_settings(BaseConfig, args.config), args.model, PreparedSplit(args.valid), args.out)
@@ -194,7 +193,7 @@ def _base_check(args) -> None:
 
 def _base_cache(args) -> None:
     from irno.base.cache import cache_base
-    from irno.config import BaseConfig, load_settings
+    from irno.config import BaseConfig
     from irno.data.store import PreparedSplit
 
     cache_base(load_settings(BaseConfig, args.config), args.model, PreparedSplit(args.store), args.out)
@@ -250,7 +249,7 @@ example:
 
 
 def _train(args) -> int:
-    from irno.config import BaseConfig, RefinerConfig, load_settings
+    from irno.config import BaseConfig, RefinerConfig
     from irno.train import relaunch_with_torchrun, train_refiner
 
     cfg = load_settings(RefinerConfig, args.config)
@@ -336,7 +335,7 @@ def _add_evaluate(sub) -> None:
 
 
 def _evaluate(args) -> None:
-    from irno.config import EvalConfig, load_settings
+    from irno.config import EvalConfig
     from irno.evaluate import evaluate_checkpoint
 
     cfg = load_settings(EvalConfig, args.config)
@@ -448,7 +447,7 @@ def _add_simulate(sub) -> None:
 def _run_simulate(args) -> int:
     import dataclasses
 
-    from irno.config import SimulationConfig, from_dict
+    from irno.config import SimulationConfig
     from irno.sim import simulate_dataset
 
     data = read_yaml(args.config)

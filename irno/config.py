@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-# The dict <-> dataclass machinery lives in irno.utils (the ROMA study shares it); re-exported here.
-from irno.utils import IrnoError, deep_merge, from_dict, load_settings, to_dict, write_yaml  # noqa: F401
+from irno.utils import from_dict
 from irno.utils import require as _require
 
 
@@ -129,7 +128,7 @@ class SplitPlan:
             )
 
 
-SIMULATED_DATASETS = ("active_matter",)  # what irno.sim can stand in for
+SIMULATED_DATASETS = ("active_matter",)  # what the embedded simulator (irno.sim) can produce
 
 
 @dataclass
@@ -238,7 +237,7 @@ class PlanExperiment:
         self.label = self.label or self.name
 
 
-SWEEP_KEYS = ("K", "alpha")  # metrics.json keys a sweep may vary
+SWEEP_KEYS = ("K", "alpha")  # train keys whose one-key experiments form a convergence sweep (metrics.json keys too)
 
 
 @dataclass
@@ -315,8 +314,8 @@ class ReportPlan:
 
 # ----------------------------------------------------------------------------- settings files
 
-# What `irno write-settings --kind KIND` validates against: the dataclass each step's settings
-# YAML holds. Extend additively as steps land.
+# What `irno write-settings --kind KIND` validates against (`irno.utils.write_settings`): the
+# dataclass each step's settings YAML holds.
 SETTINGS_KINDS: dict[str, type] = {
     "refiner": RefinerConfig,
     "eval": EvalConfig,
@@ -324,16 +323,3 @@ SETTINGS_KINDS: dict[str, type] = {
     "simulate": SimulationConfig,
     "plan": ReportPlan,
 }
-
-
-def write_settings(kind: str, data: dict, path) -> object:
-    """Validate `data` as settings of `kind` and write them, complete with defaults, as YAML.
-
-    The workflow passes each step's resolved settings as a rule parameter and writes them with
-    this, so that the file changes (and the step reruns) exactly when its settings do.
-    """
-    if kind not in SETTINGS_KINDS:
-        raise IrnoError(f"unknown settings kind {kind!r} (known: {', '.join(SETTINGS_KINDS)})")
-    cfg = from_dict(SETTINGS_KINDS[kind], data)
-    write_yaml(path, to_dict(cfg))
-    return cfg

@@ -23,7 +23,7 @@ from matplotlib.collections import PolyCollection
 from matplotlib.image import AxesImage, imread
 
 from irno.cli import main as cli_main
-from irno.config import ReportPlan, from_dict
+from irno.config import ReportPlan
 from irno.report.figures import (
     FIGURE_NAMES,
     convergence,
@@ -35,7 +35,7 @@ from irno.report.figures import (
 )
 from irno.report.results import load_plan, load_reported, load_run, load_runs
 from irno.report.tables import TABLE_NAMES, write_tables
-from irno.utils import IrnoError, write_yaml
+from irno.utils import IrnoError, from_dict, write_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 REPORTED = REPO / "config" / "reported.yaml"

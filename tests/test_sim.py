@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from irno.config import SimulationConfig, from_dict
+from irno.config import SimulationConfig
 from irno.sim import simulate_dataset, simulate_trajectory
 from irno.sim.active_matter import (
     BETA,
@@ -24,7 +24,7 @@ from irno.sim.active_matter import (
     ActiveMatterModel,
     bingham_closure,
 )
-from irno.utils import IrnoError
+from irno.utils import IrnoError, from_dict
 
 ZETA, ALPHA, GRID = 9.0, -3.0, 32
 

@@ -9,7 +9,6 @@ so results never land in the repository.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -27,8 +26,6 @@ from irno.roma.config import EXPERIMENTS as ROMA_EXPERIMENTS
 from irno.roma.config import plan_study, report_outputs, study_from_dict
 
 PAPER_EXPERIMENTS = 19
-# What the end-to-end run needs from the other parts of the pipeline.
-E2E_MODULES = ("irno.sim", "irno.data.store", "irno.base", "irno.train", "irno.evaluate", "irno.report")
 
 
 @pytest.fixture
@@ -54,26 +51,9 @@ def job_counts(dry_run_output: str) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) != "total"}
 
 
-def needs(*paths: str):
-    """Skip (naming what is missing) until the other parts this test needs have landed."""
-    missing = [p for p in paths if not (ROOT / p).exists()]
-    return pytest.mark.skipif(bool(missing), reason=f"not landed yet: {', '.join(missing)}")
-
-
 def roma_plan(config_name: str):
     config = yaml.safe_load((ROOT / "config" / config_name).read_text())
     return plan_study(study_from_dict(config["roma"]))
-
-
-def missing_modules() -> list[str]:
-    missing = []
-    for name in E2E_MODULES:
-        try:
-            if importlib.util.find_spec(name) is None:
-                missing.append(name)
-        except ImportError:
-            missing.append(name)
-    return missing
 
 
 # ----------------------------------------------------------------------------- static checks
@@ -144,7 +124,6 @@ def test_the_slurm_docs_commands_run_as_written(workflow_copy, tmp_path):
 # ----------------------------------------------------------------------------- the DAG
 
 
-@needs("config/reported.yaml")
 def test_paper_dry_run_builds_the_full_dag(workflow_copy):
     start = time.perf_counter()
     out = snakemake(workflow_copy, "-n", "all", "--configfile", "config/config.yaml")
@@ -272,17 +251,10 @@ def test_roma_schema_knows_every_experiment():
 
 # ----------------------------------------------------------------------------- end to end
 
-requires_all_parts = pytest.mark.skipif(
-    bool(missing_modules()) or not (ROOT / "config" / "reported.yaml").exists(),
-    reason=f"end-to-end run needs the other parts; not landed yet: "
-    f"{', '.join(missing_modules() + ([] if (ROOT / 'config' / 'reported.yaml').exists() else ['config/reported.yaml']))}",
-)
-
 # `test_run` (tests/conftest.py): config/test.yaml run locally, once per session.
 
 
 @pytest.mark.slow
-@requires_all_parts
 def test_test_config_runs_end_to_end(test_run):
     run = test_run / "results" / "test"
     study = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
@@ -316,7 +288,6 @@ def test_test_config_runs_end_to_end(test_run):
 
 
 @pytest.mark.slow
-@requires_all_parts
 def test_html_report_builds(test_run):
     snakemake(test_run, "all", "--configfile", "config/test.yaml", "--report", "results/test/report.html")
     assert (test_run / "results/test/report.html").stat().st_size > 0
@@ -326,7 +297,6 @@ def test_html_report_builds(test_run):
 
 
 @pytest.mark.slow
-@requires_all_parts
 def test_editing_one_variant_reruns_that_variant_only(test_run):
     config = yaml.safe_load((test_run / "config" / "test.yaml").read_text())
     config["experiments"]["no_spectral"]["train"] = {"lr": 5.0e-4}
@@ -341,7 +311,6 @@ def test_editing_one_variant_reruns_that_variant_only(test_run):
 
 
 @pytest.mark.slow
-@requires_all_parts
 def test_roma_study_runs_end_to_end(test_run):
     roma = test_run / "results" / "test" / "roma"
     plan = roma_plan("test.yaml")
@@ -366,7 +335,6 @@ def test_roma_study_runs_end_to_end(test_run):
 
 
 @pytest.mark.slow
-@requires_all_parts
 def test_editing_one_roma_experiment_reruns_its_runs_only(test_run):
     plan = roma_plan("test.yaml")
     config = yaml.safe_load((test_run / "config" / "test.yaml").read_text())

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from irno.base.operator import BaseOperator, base_identity, check_channels, load_base, read_provenance
 from irno.config import BaseConfig
 from irno.data.store import PreparedSplit
-from irno.utils import IrnoError, log, read_json, replace_dir, select_device, stable_hash, write_json
+from irno.utils import IrnoError, flatten, log, read_json, replace_dir, select_device, stable_hash, write_json
 
 CACHE_FORMAT = 1
 STORAGE = {"float32": np.float32, "float16": np.float16, "bfloat16": np.int16}
@@ -46,15 +46,13 @@ def _from_storage(a: np.ndarray, dtype: str) -> torch.Tensor:
 
 
 def _mismatches(expected: dict, actual: dict, prefix: str = "") -> list[str]:
-    """Every key of `expected` (recursively) whose value differs in `actual`."""
-    out = []
-    for key, want in expected.items():
-        got = actual.get(key) if isinstance(actual, dict) else None
-        if isinstance(want, dict) and isinstance(got, dict):
-            out += _mismatches(want, got, f"{prefix}{key}.")
-        elif got != want:
-            out.append(f"{prefix}{key} is {got!r}, expected {want!r}")
-    return out
+    """Every key of `expected` (recursively, by its dotted name) whose value differs in `actual`."""
+    got = flatten(actual)
+    return [
+        f"{prefix}{key} is {got.get(key)!r}, expected {want!r}"
+        for key, want in flatten(expected).items()
+        if got.get(key) != want
+    ]
 
 
 class BasePredictionCache:

@@ -116,15 +116,6 @@ def write_well_file(
                     d.attrs["antisymmetric"] = bool(np.array_equal(arr, -transposed))
 
 
-def read_field_names(path: str | os.PathLike) -> dict[int, list[str]]:
-    """Tensor order -> field names of one file (raises IrnoError naming a foreign file)."""
-    try:
-        with h5py.File(path, "r") as f:
-            return {order: [str(n) for n in f[f"t{order}_fields"].attrs["field_names"]] for order in range(3)}
-    except (OSError, KeyError) as e:
-        raise IrnoError(f"{path}: not a readable Well HDF5 file ({e})") from None
-
-
 def compute_stats(files: Iterable[str | os.PathLike]) -> dict:
     """Per-field mean, std, rms and the same of the frame-to-frame change, over all files.
 

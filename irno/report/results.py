@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from irno.config import ReportPlan, from_dict
-from irno.utils import IrnoError, read_json, read_yaml
+from irno.config import ReportPlan
+from irno.utils import IrnoError, from_dict, read_json, read_yaml
 
 EVAL_FILES = ("metrics.json", "per_step.csv", "spectra.npz")
 METRICS_KEYS = (
