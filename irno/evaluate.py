@@ -44,7 +44,7 @@ import itertools
 import math
 import os
 import pickle
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +58,7 @@ from tqdm import tqdm
 
 from irno.config import EvalConfig
 from irno.models import load_refiner, phi_memory_format, refine_steps
+from irno.train import iterate_batches, sequential_batches
 from irno.utils import IrnoError, atomic_path, log, select_device, write_json, write_npz
 
 BANDS = ("low", "mid", "high")  # binned_spectral_mse's 3 default bins, in order
@@ -290,19 +291,6 @@ class EvalResult:
     spectra: dict[str, np.ndarray]  # spectra.npz
 
 
-def iterate_batches(dataset, batch_size: int) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """(rows, x, h0, y) in order; the dataset's vectorised `batch(rows)` when it has one."""
-    n = len(dataset)
-    for start in range(0, n, batch_size):
-        rows = np.arange(start, min(start + batch_size, n))
-        if hasattr(dataset, "batch"):
-            x, h0, y = dataset.batch(rows)
-        else:
-            items = [dataset[int(i)] for i in rows]
-            x, h0, y = (torch.stack([torch.as_tensor(item[key]) for item in items]) for key in ("x", "h0", "y"))
-        yield rows, torch.as_tensor(x), torch.as_tensor(h0), torch.as_tensor(y)
-
-
 def evaluate(
     phi: nn.Module,
     dataset,
@@ -341,10 +329,14 @@ def evaluate(
         device,
     )
     phi = phi.to(device).eval()
-    batches = iterate_batches(dataset, cfg.batch_size)
+    batches = sequential_batches(np.arange(n), cfg.batch_size)
     with torch.inference_mode():
-        for rows, x, h0, y in tqdm(
-            batches, total=math.ceil(n / cfg.batch_size), desc="evaluate", unit="batch", mininterval=30
+        for rows, (x, h0, y) in tqdm(
+            zip(batches, iterate_batches(dataset, batches), strict=True),
+            total=len(batches),
+            desc="evaluate",
+            unit="batch",
+            mininterval=30,
         ):
             x, h0, y = (t.to(device, torch.float32, non_blocking=True, memory_format=memory_format) for t in (x, h0, y))
             metrics.add_batch(itertools.chain([h0], refine_steps(phi, x, h0, alpha, n_steps - 1)), y, rows)
@@ -394,6 +386,17 @@ def write_outputs(out_dir: str | os.PathLike, metrics: dict, result: EvalResult)
     write_json(out_dir / "metrics.json", metrics)
 
 
+def training_outcome(training: dict | None) -> dict:
+    """metrics.json's ``training_*`` keys from a checkpoint's ``training`` record (absent: completed)."""
+    training = training or {"status": "completed"}
+    diverged = training["status"] == "diverged"
+    return {
+        "training_status": training["status"],
+        "training_diverged_epoch": training["epoch"] if diverged else None,
+        "training_message": training.get("message", ""),
+    }
+
+
 def evaluate_checkpoint(
     cfg: EvalConfig,
     checkpoint: str | os.PathLike,
@@ -439,6 +442,7 @@ def evaluate_checkpoint(
         "divergence_factor": cfg.divergence_factor,
         "checkpoint_epoch": ckpt.get("epoch"),
         "checkpoint_selected": ckpt.get("selected"),
+        **training_outcome(ckpt.get("training")),
     }
     write_outputs(out_dir, metrics, result)
     log.info(
@@ -447,4 +451,6 @@ def evaluate_checkpoint(
         metrics["vrmse_pooled_cf_base"], metrics["vrmse_pooled_cf_refined"],
         f"; diverged from k={metrics['first_diverged_step']}" if metrics["diverged"] else "",
     )  # fmt: skip
+    if metrics["training_status"] != "completed":
+        log.warning("%s: training status %r: %s", path, metrics["training_status"], metrics["training_message"])
     return metrics

@@ -13,11 +13,11 @@ from irno.base.check import check_base, per_field_vrmse, verdict
 from irno.base.operator import build_model, load_model_dir, read_provenance, save_base
 from irno.base.train import one_step_mse, persistence, train_base
 from irno.cli import main as irno_main
-from irno.config import BaseConfig, from_dict
+from irno.config import BaseConfig
 from irno.data.store import PreparedSplit, prepare_split
 from irno.data.well import build_manifest
 from irno.data.wellfile import write_stats, write_well_file
-from irno.utils import IrnoError, write_json, write_yaml
+from irno.utils import IrnoError, from_dict, write_json, write_yaml
 
 TINY_FNO = {"modes1": 4, "modes2": 4, "hidden_channels": 8}
 
@@ -211,10 +211,10 @@ def test_pre_empted_training_resumes_to_the_same_weights(waves, tmp_path, monkey
     monkeypatch.setattr(train_module, "one_step_mse", dies_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
         train_base(cfg, train, valid, tmp_path / "resumed")
-    assert (tmp_path / ".resumed.train_state.pt").is_file() and not (tmp_path / "resumed").exists()
+    assert (tmp_path / ".resumed.last.pt").is_file() and not (tmp_path / "resumed").exists()
     monkeypatch.setattr(train_module, "one_step_mse", real)
     train_base(cfg, train, valid, tmp_path / "resumed")
-    assert not (tmp_path / ".resumed.train_state.pt").exists()
+    assert not (tmp_path / ".resumed.last.pt").exists()
     a, b = load_model_dir("FNO", tmp_path / "straight"), load_model_dir("FNO", tmp_path / "resumed")
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
 

@@ -56,8 +56,10 @@ def test_train_writes_the_documented_run(trained, tiny_stores):
         "epoch",
         "valid_mse",
         "selected",
+        "training",
         "field_names",
     }
+    assert ckpt["training"] == {"status": "completed"}
     assert (ckpt["in_channels"], ckpt["out_channels"]) == (55, 11) and ckpt["selected"] in ("best", "last")
     assert ckpt["config"]["phi"]["base_channels"] == 4 and ckpt["config"]["train"]["K"] == 2
     assert ckpt["field_names"] == PreparedSplit(tiny_stores["train"]).field_names

@@ -18,7 +18,7 @@ from the_well.benchmark.metrics import VRMSE, binned_spectral_mse
 from the_well.benchmark.metrics.spectral import power_spectrum
 
 from irno.cli import main
-from irno.config import EvalConfig, PhiConfig, RefinerConfig, TrainConfig, to_dict
+from irno.config import EvalConfig, PhiConfig, RefinerConfig, TrainConfig
 from irno.data.store import PreparedSplit
 from irno.evaluate import (
     LogQuantiles,
@@ -26,11 +26,11 @@ from irno.evaluate import (
     StepMetrics,
     evaluate,
     evaluate_checkpoint,
-    iterate_batches,
     well_metadata,
 )
 from irno.models import build_phi, refine_steps
-from irno.utils import IrnoError
+from irno.train import iterate_batches, sequential_batches
+from irno.utils import IrnoError, to_dict
 
 FIELDS = ["concentration", "velocity_x", "velocity_y"]
 GRID = (16, 16)
@@ -415,7 +415,8 @@ def test_accumulator_state_does_not_grow_with_batches(phi, data):
     metrics = StepMetrics(len(data), S, K, FIELDS, GRID, data.channel_mean, data.channel_std, 0, "cpu")
     sizes = []
     with torch.no_grad():
-        for rows, x, h0, y in iterate_batches(data, 2):
+        batches = sequential_batches(np.arange(len(data)), 2)
+        for rows, (x, h0, y) in zip(batches, iterate_batches(data, batches), strict=True):
             metrics.add_batch([h0, *refine_steps(phi, x, h0, ALPHA, S - 1)], y, rows)
             sizes.append(state_bytes(metrics))
     assert len(sizes) == 5 and len(set(sizes)) == 1
@@ -458,6 +459,12 @@ def test_written_files_follow_docs_outputs(tmp_path, data):
         len(data),
     )
     assert written["checkpoint_epoch"] == 7 and written["checkpoint_selected"] == "best"
+    # a checkpoint without a recorded outcome is a completed training
+    assert (written["training_status"], written["training_diverged_epoch"], written["training_message"]) == (
+        "completed",
+        None,
+        "",
+    )
     table = pd.read_csv(out / "per_step.csv")
     columns = documented("per_step.csv")
     assert "vrmse" in columns and "diverged" in columns
