@@ -116,7 +116,7 @@ def test_the_slurm_docs_commands_run_as_written(workflow_copy, tmp_path):
         )
         assert run.returncode == 0, f"{command}:\n{run.stdout[-2000:]}\n{run.stderr[-3000:]}"
         if "--unlock" not in command:  # the paper's trainings, with the SLURM profile's resources
-            assert re.search(r"runtime=720, gpu=\d", run.stdout) and "results/paper/runs/" in run.stdout, command
+            assert re.search(r"runtime=1440, gpu=\d", run.stdout) and "results/paper/runs/" in run.stdout, command
         if command.startswith("IRNO_SLURM_TRAIN_GPUS=4 "):
             assert "--nproc 4 > " in run.stdout, command
 
@@ -169,8 +169,8 @@ def test_ablation_target_builds_one_experiment_only(workflow_copy):
 @pytest.mark.parametrize(
     ("args", "train_gpus", "nproc"),
     [
-        (["--cores", "1"], None, None),  # no GPU resource: a bare run
-        (["--profile", "profiles/local"], None, None),  # one GPU per job
+        (["--cores", "1"], None, None),  # the rule's one GPU, not limited: a bare run
+        (["--profile", "profiles/local"], None, None),  # one GPU job at a time
         (["--cores", "1", "--set-resources", "train_refiner:gpu=2"], None, 2),  # a job with two GPUs
         (["--profile", "profiles/slurm"], None, None),
         (["--profile", "profiles/slurm"], "4", 4),  # the SLURM profile's IRNO_SLURM_TRAIN_GPUS
