@@ -187,6 +187,18 @@ def test_training_runs_one_ddp_process_per_gpu_of_its_job(workflow_copy, monkeyp
     assert len(commands) == 1 and f" --out results/test/runs/active_matter/FNO/irno{option} > " in commands[0], commands
 
 
+def test_the_published_numbers_come_from_the_configured_file(workflow_copy):
+    config = yaml.safe_load((workflow_copy / "config" / "test.yaml").read_text())
+    config.setdefault("report", {})["reported"] = "elsewhere/published.yaml"
+    (workflow_copy / "elsewhere").mkdir()
+    (workflow_copy / "elsewhere" / "published.yaml").write_text((ROOT / "config" / "reported.yaml").read_text())
+    (workflow_copy / "moved.yaml").write_text(yaml.safe_dump(config))
+    out = snakemake(workflow_copy, "-n", "-p", "tables", "--configfile", "moved.yaml")
+    assert "--reported elsewhere/published.yaml " in out.stdout
+    default = snakemake(workflow_copy, "-n", "-p", "tables", "--configfile", "config/test.yaml")
+    assert "--reported config/reported.yaml " in default.stdout  # the schema's default
+
+
 def test_without_configfile_the_demo_runs(workflow_copy):
     out = snakemake(workflow_copy, "-n", "ablation", "--config", "ablation=irno")
     assert "results/demo/eval/active_matter/FNO/irno/metrics.json" in out.stdout
