@@ -7,7 +7,7 @@ Data: active_matter simulated by irno.sim (64^2 by default; `--data synthetic`: 
 waves, for large grids), prepared into stores, and h0 cached from an untrained FNO of the
 published base's size (width 128, 16 modes; time does not depend on the weights).
 
-The reference-style loop re-creates the released reference's training step (SPEC 8; its loss
+The reference-style loop re-creates the released reference's training step (its loss
 semantics are in irno/losses.py): samples read one by one through The Well's `WellDataset` by a
 DataLoader, h0 = base(x) recomputed every batch, Phi with torch's circular convolutions and its
 LayerNorm through permutes on channels-first tensors, the K steps' losses one by one (both rfft2s
@@ -513,7 +513,7 @@ def main(argv: list[str] | None = None) -> dict:
     if device.type == "cuda":
         heads.append(
             common.headline(
-                "training throughput, ours (SPEC 8)",
+                "training throughput, ours (a fifth of one H100's bf16 bound)",
                 rate["ours"],
                 "samples/s",
                 ">= 1000 at 256^2",

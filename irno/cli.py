@@ -209,7 +209,7 @@ def _add_train(sub) -> None:
         help="train the refinement operator Phi (resumable; --nproc N for DDP)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="""\
-Train Phi on a prepared training split with the objective of SPEC 1.3, validating every epoch.
+Train Phi on a prepared training split with the objective of docs/method.md#the-objective, validating every epoch.
 
 h0 = T_base(x) comes from base-prediction caches (--train-cache, --valid-cache; the fast
 path) or is recomputed per batch by the base model (--base-model, --base-config; the

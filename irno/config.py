@@ -1,6 +1,6 @@
 """Configuration dataclasses for the refinement operator, its training and its evaluation.
 
-Defaults are the paper's (SPEC 1.2-1.4). The workflow resolves one experiment (defaults plus
+Defaults are the paper's (docs/method.md). The workflow resolves one experiment (defaults plus
 the experiment's overrides) into a plain dict, writes it as the run's ``settings.yaml`` and the
 CLI rebuilds these dataclasses from it with `from_dict`, which rejects unknown keys and values
 of the wrong type by name (``train.K: expected int, got 'six'``).
@@ -17,7 +17,7 @@ from irno.utils import require as _require
 
 @dataclass
 class PhiConfig:
-    """The refinement operator Phi (SPEC 1.2)."""
+    """The refinement operator Phi (docs/method.md#phi)."""
 
     backbone: Literal["unet", "fno"] = "unet"
     base_channels: int = 16  # U-Net widths base * 2^level: 16, 32, 64, 128; bottleneck 256
@@ -42,7 +42,7 @@ class PhiConfig:
 
 @dataclass
 class LossConfig:
-    """Weights of the objective of SPEC 1.3."""
+    """Weights of the objective (docs/method.md#the-objective)."""
 
     spectral_weight: float = 1.0  # beta_s; 0 disables the spectral term
     lambda_start: float = 1.0  # progressive exponent lambda_k, k = 0 .. K-1
@@ -58,7 +58,7 @@ class LossConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation of Phi (SPEC 1.3)."""
+    """Optimisation of Phi (docs/method.md#training-defaults, #validation)."""
 
     K: int = 6  # refinement steps unrolled in training
     alpha: float = 0.2  # step size of h_{k+1} = h_k + alpha * Phi(cat[x, h_k])
@@ -97,7 +97,7 @@ class RefinerConfig:
 
 @dataclass
 class EvalConfig:
-    """Evaluation on the test split (SPEC 1.4, 2)."""
+    """Evaluation on the test split (docs/method.md#evaluation)."""
 
     extra_steps: int = 6  # steps beyond K
     batch_size: int = 16
@@ -133,7 +133,7 @@ SIMULATED_DATASETS = ("active_matter",)  # what the embedded simulator (irno.sim
 
 @dataclass
 class SimulationConfig:
-    """The embedded active-matter re-simulation (SPEC 5), written in The Well's format."""
+    """The embedded active-matter re-simulation (docs/method.md#active-matter-equations), written in The Well's format."""
 
     dataset: str = "active_matter"  # the Well dataset it stands in for (one of SIMULATED_DATASETS)
     grid: int = 64  # grid points per side of the 10 x 10 periodic box (even)
@@ -172,7 +172,7 @@ class SimulationConfig:
             repeated = sorted({p for p in pairs if pairs.count(p) > 1})
             _require(not repeated, f"simulate.{split}.pairs", repeated, "pairs listed once (one file each)")
             for zeta, _ in pairs:
-                # RK4's stability limit for the alignment term (SPEC 5): dt below about 0.7 / zeta.
+                # RK4's stability limit for the alignment term: dt below about 0.7 / zeta.
                 if self.dt * abs(zeta) >= 0.7:
                     _require(
                         False,

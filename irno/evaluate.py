@@ -7,17 +7,17 @@ metric; no Python loop runs over samples, fields or shells.
 
 Per step k (file schema: docs/outputs.md):
 
-- ``vrmse``, ``vrmse_<field>``: The Well's VRMSE (SPEC 2.1), `the_well` ``VRMSE.eval`` on
+- ``vrmse``, ``vrmse_<field>``: The Well's VRMSE (docs/method.md#vrmse-two-conventions), `the_well` ``VRMSE.eval`` on
   channel-last tensors in *physical* units (denormalised with the dataset's channel_mean and
   channel_std), as The Well's benchmark computes it. VRMSE is invariant to a per-field affine
   map only up to its eps = 1e-7 added to the variance; for fields of small physical variance
   (active_matter's concentration has std 0.003) normalised data would give other numbers.
-- ``vrmse_pooled_cf``: the reference implementation's number (SPEC 2.2): the same function on
+- ``vrmse_pooled_cf``: the reference implementation's number (the same section): the same function on
   channel-first *normalised* tensors, where it pools (C, H) and treats W as the field axis; the
   finite values of the resulting (B, W) array are averaged, as the reference does.
 - band errors: `the_well` ``binned_spectral_mse`` (3 log-spaced bins of |kappa|), averaged over
   samples and fields (binned once, on the error power summed over both), and their ratio to step 0.
-- E_k(m), the radial error spectrum (SPEC 2.3), per sample and field, on integer shells
+- E_k(m), the radial error spectrum (docs/method.md#spectral-metrics), per sample and field, on integer shells
   m <= |kappa| < m + 1, with the FFT scaled by 1 / (H W) so that sum_m E_k(m) is the field's
   spatial MSE (Parseval; the normalisation of ``binned_spectral_mse`` too). Its ratio to E_0 is
   pooled over samples and fields into `LogQuantiles` (median and quartiles, figure (a)).
@@ -30,7 +30,7 @@ Per step k (file schema: docs/outputs.md):
 Spectral quantities use the normalised data, so every field weighs the same in the means over
 fields. The example sample is stored in physical units.
 
-Non-finite values (a diverging Phi, SPEC 1.4) never raise. Means over samples are taken over all
+Non-finite values (a diverging Phi, docs/method.md#evaluation) never raise. Means over samples are taken over all
 samples, so a step with a non-finite sample gets a non-finite (NaN or inf) mean and is flagged
 diverged, while accumulators are per step and other steps keep their numbers.
 ``vrmse_pooled_cf`` averages finite values only (the reference's convention). The ratio quantiles

@@ -4,7 +4,7 @@
     h_{k+1} = h_k + alpha * Phi(cat[x, h_k])   (`refine_steps`: training, validation and
                                                 evaluation all iterate through it)
 
-Phi is a U-Net (SPEC 1.2) or, for the backbone ablation, a neuralop FNO with the same channels.
+Phi is a U-Net (docs/method.md#phi) or, for the backbone ablation, a neuralop FNO with the same channels.
 Both start near zero (small output layer), so early iterations stay close to the base.
 """
 

@@ -248,7 +248,9 @@ def test_check_vrmse_is_the_wells_in_physical_units(tiny_stores):
     x, y = split.batch(idx)
     std, mean = split.channel_std[None, :, None, None], split.channel_mean[None, :, None, None]
     y_hat, y = x[:, -11:].double().numpy() * std + mean, y.double().numpy() * std + mean  # (N, F, H, W)
-    want = np.sqrt(((y_hat - y) ** 2).mean(axis=(2, 3)) / (y.var(axis=(2, 3), ddof=1) + 1e-7)).mean(0)  # SPEC 2.1
+    want = np.sqrt(((y_hat - y) ** 2).mean(axis=(2, 3)) / (y.var(axis=(2, 3), ddof=1) + 1e-7)).mean(
+        0
+    )  # The Well's VRMSE
     np.testing.assert_allclose(got, want, rtol=1e-4)
 
 

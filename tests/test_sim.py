@@ -1,7 +1,7 @@
 """The embedded active-matter simulator: physics checks, The Well format, restarts, bad input.
 
 Physics checks recompute what they check independently of the solver (numpy FFTs, the tensor
-form of SPEC 5, quadrature of the orientation distribution), so a slip in the solver's complex
+form of docs/method.md#active-matter-equations, quadrature of the orientation distribution), so a slip in the solver's complex
 form shows up here.
 """
 
@@ -126,7 +126,7 @@ def _stress_tensor(model, c, D, E, R):
 
 
 def test_velocity_is_the_stokes_flow_of_the_stress(developed):
-    """-lap u + grad p = div Sigma with Sigma in tensor form (SPEC 5), solved here with numpy."""
+    """-lap u + grad p = div Sigma with Sigma in tensor form, solved here with numpy."""
     model = ActiveMatterModel(ZETA, ALPHA, grid=GRID, dt=0.025)
     frame = 30
     c, D, E = developed["concentration"][frame], developed["D"][frame], developed["E"][frame]
@@ -146,7 +146,7 @@ def test_velocity_is_the_stokes_flow_of_the_stress(developed):
 
 
 def test_moment_equations_match_the_tensor_form(developed):
-    """The solver's complex Q equation against D_t of SPEC 5 in tensor form (non-linear terms)."""
+    """The solver's complex Q equation against D_t of docs/method.md#active-matter-equations in tensor form (non-linear terms)."""
     model = ActiveMatterModel(ZETA, ALPHA, grid=GRID, dt=0.025)
     frame = 30
     c, D, u, E = (developed[k][frame] for k in ("concentration", "D", "velocity", "E"))

@@ -1,6 +1,6 @@
 """The base check: which forward mode reproduces The Well's published valid VRMSE?
 
-The published FNO/TFNO checkpoints were trained with the FNO-block bug (SPEC 4), so under
+The published FNO/TFNO checkpoints were trained with the old FNO forward (docs/method.md#the-fno-forward), so under
 the_well 1.2.0 only the ``legacy`` forward reproduces their numbers (0.3157 FNO, 0.3342 TFNO on
 active_matter). Before anything is built on a base, this check measures its one-step VRMSE on
 the valid split under both modes (The Well's `VRMSE` on channel-last tensors in physical units,

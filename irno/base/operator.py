@@ -7,7 +7,7 @@ or local training) and the SHA-256 of the weights. `fetch_base` fills such a dir
 Hub or a local directory so that compute nodes need no internet; `irno.base.train` fills one by
 training. Weights only ever load from safetensors: nothing executes pickled code.
 
-Forward modes (SPEC 4, the FNO-block bug). Up to the_well 1.1.0 the FNO/TFNO wrapper computed
+Forward modes (docs/method.md#the-fno-forward). Up to the_well 1.1.0 the FNO/TFNO wrapper computed
 the Fourier blocks and dropped their output, so the published checkpoints were trained as
 ``projection(lifting(x))``, a point-wise network. ``legacy`` reproduces that forward without
 touching the_well; ``fixed`` is the installed (1.2.0) forward. Other classes have one forward.

@@ -12,7 +12,7 @@ they are in every format:
 - ``not compared (simulated)``: the dataset is a re-simulation (plan ``simulated``), so the
   published numbers, measured on The Well's data, are not put beside ours.
 
-VRMSE appears in two conventions (SPEC 2): ``The Well`` (per field, channel-last; comparable
+VRMSE appears in two conventions (docs/method.md#vrmse-two-conventions): ``The Well`` (per field, channel-last; comparable
 with The Well's benchmark) and ``pooled (reference)`` (the IRNO reference implementation's
 channel-first pooling; comparable with the paper's table).
 """
@@ -195,8 +195,8 @@ def main_table(plan: ReportPlan, runs: dict[tuple, EvalRun], reported: Reported)
                      _text(theirs[0].value if shown_source is None else shown_source), _text(run.status)]
                 )  # fmt: skip
     table.notes = [
-        "Δ = ours − reported, in the same convention. The Well: VRMSE per field on channel-last tensors (SPEC 2.1); "
-        "pooled (reference): the IRNO reference implementation's channel-first pooled VRMSE (SPEC 2.2), the paper's convention.",
+        "Δ = ours − reported, in the same convention. The Well: VRMSE per field on channel-last tensors; "
+        "pooled (reference): the IRNO reference implementation's channel-first pooled VRMSE, the paper's convention (docs/method.md#vrmse-two-conventions).",
         *(
             f"{key}: {reported.source_title(key)} ({reported.sources[key].get('where', '')})."
             for key in sorted(sources - {None})

@@ -1,4 +1,4 @@
-"""The active-matter moment model with a Bingham closure, integrated pseudo-spectrally (SPEC 5).
+"""The active-matter moment model with a Bingham closure, integrated pseudo-spectrally (docs/method.md#active-matter-equations).
 
 This is a *closure-model re-simulation* of The Well's ``active_matter`` physics at low resolution,
 not the dataset: the real data solve the kinetic equation for the full orientation distribution
