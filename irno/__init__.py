@@ -20,6 +20,7 @@ Subpackages and modules, in dependency order (each uses only those above it):
 - ``irno.evaluate``   per-step metrics and spectra
 - ``irno.report``     tables and figures from saved evaluation outputs only
 - ``irno.roma``       the ROMA study (shares ``irno.utils`` only)
+- ``irno.configdoc``  config/README.md, every config key, from the schema and the dataclasses
 - ``irno.cli``        the ``irno`` command the workflow rules call
 """
 
