@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> dict:
         common.headline("epoch speed-up from the cache", recompute_s / cache_s, "x"),
     ]
     notes = [
-        f"{n} samples ({args.trajectories} trajectories of {args.frames} frames); {args.repeats} build(s) per dtype, best kept"
+        f"{n} samples ({args.trajectories} trajectories of {args.frames} frames); "
+        f"{args.repeats} build(s) per dtype, best kept"
     ]
     return common.report(NAME, args, rows, heads, notes)
 

@@ -37,7 +37,8 @@ def time_graph(nodes: int, repeat: int) -> dict:
         hyperbolic_edges(radius, angle, R)
         best_edges = min(best_edges, time.perf_counter() - start)
     return {"task": "graph", "nodes_drawn": nodes, "nodes": graph.num_nodes, "edges": int(graph.edges.shape[0]),
-            "mean_degree": 2 * graph.edges.shape[0] / graph.num_nodes, "seconds": best, "edge_sweep_seconds": best_edges}  # fmt: skip
+            "mean_degree": 2 * graph.edges.shape[0] / graph.num_nodes, "seconds": best,
+            "edge_sweep_seconds": best_edges}  # fmt: skip
 
 
 def time_kuramoto(nodes: int, t_end: float) -> dict:

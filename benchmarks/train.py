@@ -523,7 +523,8 @@ def main(argv: list[str] | None = None) -> dict:
     heads += vrmse_heads
     notes = [
         f"{n} training samples ({args.data} data, {args.trajectories} trajectories of {args.frames} frames), "
-        f"{args.repeats} interleaved epochs of each loop, best kept; first-batch loss ours {ours_loss:.8g}, reference {ref_loss:.8g}",
+        f"{args.repeats} interleaved epochs of each loop, best kept; "
+        f"first-batch loss ours {ours_loss:.8g}, reference {ref_loss:.8g}",
         "both are timed as whole epochs ending in a one-batch validation and a checkpoint written "
         "(ours: one-epoch train_refiner calls, set-up and the epoch's files included)",
     ]

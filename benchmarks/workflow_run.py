@@ -3,8 +3,9 @@
     python -m benchmarks.workflow_run [--quick] [--config config/demo.yaml] [--cores 2] [--target all]
 
 Runs `snakemake --cores N TARGET --configfile CONFIG` (TARGET: `all`, or e.g. `roma` alone;
-CONFIG: the demo, config/demo.yaml, or with --quick config/test.yaml) and reports the wall time of the whole run and, from the per-job
-benchmark files Snakemake wrote, the wall and CPU seconds per rule. Targets on 2 cores: the demo
+CONFIG: the demo, config/demo.yaml, or with --quick config/test.yaml) and reports the wall time of
+the whole run and, from the per-job benchmark files Snakemake wrote, the wall and CPU seconds per
+rule. Targets on 2 cores: the demo
 <= 15 min, config/test.yaml <= 3 min. CPU seconds are the steadier figure on a shared
 machine, where wall times are pessimistic.
 """

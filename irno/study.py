@@ -239,7 +239,8 @@ class Study:
         stray = [k for k in TRANSFER_KEYS if k in overrides]
         if stray:
             raise IrnoError(
-                f"config key 'experiments.{experiment}.{stray[0]}': only a transfer experiment (with transfer_from) takes it"
+                f"config key 'experiments.{experiment}.{stray[0]}': "
+                "only a transfer experiment (with transfer_from) takes it"
             )
         settings = deep_merge(self.refiner_defaults, overrides)
         _validated(RefinerConfig, settings, f"experiments.{experiment}")

@@ -137,14 +137,19 @@ def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
         np.savez_compressed(f, **arrays)
 
 
-def read_json(path: str | os.PathLike) -> Any:
+def _read(path: str | os.PathLike, parse, errors: type[Exception], language: str) -> Any:
+    """`parse` of a file's text; an IrnoError naming the file when it is missing or not valid `language`."""
     path = Path(path)
     if not path.is_file():
         raise IrnoError(f"{path}: file not found")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise IrnoError(f"{path}: not valid JSON ({e})") from None
+        return parse(path.read_text())
+    except errors as e:
+        raise IrnoError(f"{path}: not valid {language} ({e})") from None
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return _read(path, json.loads, json.JSONDecodeError, "JSON")
 
 
 def parse_json_option(text: str, option: str = "--json") -> Any:
@@ -161,13 +166,7 @@ def write_yaml(path: str | os.PathLike, obj: Any) -> None:
 
 
 def read_yaml(path: str | os.PathLike) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise IrnoError(f"{path}: file not found")
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise IrnoError(f"{path}: not valid YAML ({e})") from None
+    return _read(path, yaml.safe_load, yaml.YAMLError, "YAML")
 
 
 # ----------------------------------------------------------------------------- config dicts <-> dataclasses

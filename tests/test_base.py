@@ -312,7 +312,7 @@ def test_stale_cache_is_refused(trained, waves, tmp_path):
         "weights": (cfg, other_weights, "base.weights_sha256 is"),
         "dtype": (tiny_cfg(cache_dtype="float16"), model_dir, "dtype is 'float32', expected 'float16'"),
     }
-    for what, (other_cfg, other_dir, message) in stale.items():
+    for other_cfg, other_dir, message in stale.values():
         with pytest.raises(IrnoError, match=f"stale base-prediction cache, refusing it: .*{message}"):
             BasePredictionCache.open(tmp_path / "cache", expect=expected_meta(other_cfg, other_dir, split))
     expect = expected_meta(cfg, model_dir, split)

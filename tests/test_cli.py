@@ -94,8 +94,9 @@ def test_evaluate_writes_the_documented_outputs(trained, tiny_stores, tiny_cache
     n, steps, fields = len(store), SETTINGS["train"]["K"] + EXTRA + 1, store.field_names
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(documented("metrics.json")) <= set(metrics)
-    expected = {"dataset": "active_matter", "base": "FNO", "experiment": "irno", "split": "test", "trained_on_base": "FNO",
-                "n_samples": n, "K": 2, "extra_steps": EXTRA, "field_names": fields}  # fmt: skip
+    expected = {"dataset": "active_matter", "base": "FNO", "experiment": "irno", "split": "test",
+                "trained_on_base": "FNO", "n_samples": n, "K": 2, "extra_steps": EXTRA,
+                "field_names": fields}  # fmt: skip
     assert {key: metrics[key] for key in expected} == expected
     assert metrics["checkpoint_epoch"] == torch.load(root / "run" / "checkpoint.pt", weights_only=True)["epoch"]
     assert all(np.isfinite(metrics[key]) for key in ("vrmse_base", "vrmse_refined", "vrmse_pooled_cf_refined"))

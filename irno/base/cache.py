@@ -63,7 +63,8 @@ class BasePredictionCache:
         self.meta = read_json(self.path / "meta.json")
         if self.meta.get("format") != CACHE_FORMAT:
             raise IrnoError(
-                f"{self.path / 'meta.json'}: cache format {self.meta.get('format')!r}, expected {CACHE_FORMAT} (rebuild it)"
+                f"{self.path / 'meta.json'}: cache format {self.meta.get('format')!r}, "
+                f"expected {CACHE_FORMAT} (rebuild it)"
             )
         self.dtype: str = self.meta["dtype"]
         self._h0 = None

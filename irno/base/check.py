@@ -80,13 +80,15 @@ def verdict(cfg: BaseConfig, vrmse: dict[str, float]) -> tuple[str, str]:
     if miss[configured] <= tol:
         return (
             "pass",
-            f"forward '{configured}': valid VRMSE {got:.4f} matches the published {published:.4f} ({100 * miss[configured]:.1f} % off)",
+            f"forward '{configured}': valid VRMSE {got:.4f} matches the published {published:.4f} "
+            f"({100 * miss[configured]:.1f} % off)",
         )
     others = [m for m in vrmse if m != configured and miss[m] <= tol]
     if others:
         use = others[0]
         return "fail", (
-            f"base.forward '{configured}' gives valid VRMSE {got:.4f}, {100 * miss[configured]:.0f} % off the published "
+            f"base.forward '{configured}' gives valid VRMSE {got:.4f}, "
+            f"{100 * miss[configured]:.0f} % off the published "
             f"{published:.4f}, while forward '{use}' gives {vrmse[use]:.4f} ({100 * miss[use]:.1f} % off): "
             f"set `base.forward: {use}` for this checkpoint"
         )
@@ -134,7 +136,8 @@ def check_base(cfg: BaseConfig, model_dir: str | os.PathLike, valid: PreparedSpl
     write_json(out, report)
     if status == "fail" and cfg.strict:
         raise IrnoError(
-            f"base check failed for {model_dir}: {message} (details in {out}; `base.strict: false` makes this a warning)"
+            f"base check failed for {model_dir}: {message} "
+            f"(details in {out}; `base.strict: false` makes this a warning)"
         )
     (log.warning if status in ("fail", "warn") else log.info)("base check %s: %s", status, message)
     return report

@@ -137,9 +137,11 @@ def _hub_snapshot(repo_id: str, revision: str | None, class_name: str) -> Path:
         ) from None
     except (LocalEntryNotFoundError, OSError, ConnectionError) as e:
         raise IrnoError(
-            f"cannot reach the Hugging Face Hub for {at} and it is not in the local Hub cache ({type(e).__name__}: {e}). "
+            f"cannot reach the Hugging Face Hub for {at} and it is not in the local Hub cache "
+            f"({type(e).__name__}: {e}). "
             "Run `irno base fetch` where the internet is reachable, or on such a machine save the model with "
-            f"`{class_name}.from_pretrained('{repo_id}', revision={revision!r}).save_pretrained(DIR)` (the_well.benchmark.models), copy DIR here "
+            f"`{class_name}.from_pretrained('{repo_id}', revision={revision!r}).save_pretrained(DIR)` "
+            "(the_well.benchmark.models), copy DIR here "
             "and set `base.pretrained: DIR` (a local save_pretrained directory needs no network)."
         ) from None
     return Path(folder)
@@ -203,7 +205,8 @@ def load_base(cfg: BaseConfig, model_dir: str | os.PathLike, device: torch.devic
         cfg.revision,
     ):
         problems.append(
-            f"fetched from {provenance.get('pretrained')!r} at revision {provenance.get('revision')!r}, the config says "
+            f"fetched from {provenance.get('pretrained')!r} at revision {provenance.get('revision')!r}, "
+            "the config says "
             f"base.pretrained={cfg.pretrained!r}, base.revision={cfg.revision!r} (re-run `irno base fetch`)"
         )
     if cfg.source == "train" and provenance.get("source") != "train":

@@ -12,8 +12,8 @@ they are in every format:
 - ``not compared (simulated)``: the dataset is a re-simulation (plan ``simulated``), so the
   published numbers, measured on The Well's data, are not put beside ours.
 
-VRMSE appears in two conventions (docs/method.md#vrmse-two-conventions): ``The Well`` (per field, channel-last; comparable
-with The Well's benchmark) and ``pooled (reference)`` (the IRNO reference implementation's
+VRMSE appears in two conventions (docs/method.md#vrmse-two-conventions): ``The Well`` (per field,
+channel-last; comparable with The Well's benchmark) and ``pooled (reference)`` (the IRNO reference implementation's
 channel-first pooling; comparable with the paper's table).
 """
 
@@ -196,7 +196,8 @@ def main_table(plan: ReportPlan, runs: dict[tuple, EvalRun], reported: Reported)
                 )  # fmt: skip
     table.notes = [
         "Δ = ours − reported, in the same convention. The Well: VRMSE per field on channel-last tensors; "
-        "pooled (reference): the IRNO reference implementation's channel-first pooled VRMSE, the paper's convention (docs/method.md#vrmse-two-conventions).",
+        "pooled (reference): the IRNO reference implementation's channel-first pooled VRMSE, the paper's convention "
+        "(docs/method.md#vrmse-two-conventions).",
         *(
             f"{key}: {reported.source_title(key)} ({reported.sources[key].get('where', '')})."
             for key in sorted(sources - {None})
@@ -332,8 +333,8 @@ def per_field_table(plan: ReportPlan, runs: dict[tuple, EvalRun]) -> Table:
                 refined = float(run.per_step.loc[run.K, f"vrmse_{name}"])
                 table.rows.append(
                     [_text(dataset), _text(base), _text(name), Cell(single, VRMSE),
-                     _number(run, refined, VRMSE, run.K), _number(run, 100 * (single - refined) / single, PERCENT, run.K),
-                     _text(run.status)]
+                     _number(run, refined, VRMSE, run.K),
+                     _number(run, 100 * (single - refined) / single, PERCENT, run.K), _text(run.status)]
                 )  # fmt: skip
     table.notes = ["gain % = 100 × (single pass − refined) / single pass.", DIVERGED_NOTE, MISSING_NOTE]
     return table

@@ -1,4 +1,6 @@
-"""Does the re-simulation look like the real data? Statistics against the real data's (docs/method.md#active_matter), and a stability sweep.
+"""Does the re-simulation look like the real data? Statistics against the real data's, and a stability sweep.
+
+The real statistics: docs/method.md#active_matter.
 
 Two checks, each written as CSV and Markdown under ``--out``:
 
@@ -159,7 +161,8 @@ def run_validation(
         table,
         out_dir,
         "statistics",
-        f"# Simulated ({grid}^2, {len(GRID_PAIRS)} pairs x {trajectories} trajectories) vs real active_matter statistics\n\n"
+        f"# Simulated ({grid}^2, {len(GRID_PAIRS)} pairs x {trajectories} trajectories) "
+        "vs real active_matter statistics\n\n"
         f"Real values: {REAL_STATS_SOURCE}. Tolerance: {TOLERANCE:.0%}. The simulation is a closure-model "
         "re-simulation, so only statistics are comparable.",
     )
