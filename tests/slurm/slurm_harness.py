@@ -23,6 +23,8 @@ import pytest
 import yaml
 from workflow_copy import render_profile
 
+from irno.utils import deep_merge
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 SLURM_PROFILE = REPO / "profiles" / "slurm"
@@ -47,16 +49,6 @@ TEST_POLLING = {
 }
 
 
-def merge(base: dict, overrides: Mapping) -> dict:
-    """Merge `overrides` into `base` in place, mapping by mapping (other values are replaced)."""
-    for key, value in overrides.items():
-        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-            merge(base[key], value)
-        else:
-            base[key] = value
-    return base
-
-
 def workflow_rules(workdir: Path) -> list[str]:
     """The rules of the workflow in `workdir` (its Snakefile and workflow/rules/*.smk)."""
     files = [workdir / "Snakefile", *sorted((workdir / "workflow" / "rules").glob("*.smk"))]
@@ -77,8 +69,7 @@ def write_profile(dest: Path, workdir: Path, env: Mapping[str, str], overrides: 
         per_rule.setdefault(rule, {})["mem_mb"] = TEST_NODE_MEM_MB
     if "set-threads" in config:
         config["set-threads"] = dict.fromkeys(config["set-threads"], TEST_NODE_THREADS)
-    merge(config, TEST_POLLING)
-    merge(config, overrides or {})
+    config = deep_merge(deep_merge(config, TEST_POLLING), dict(overrides or {}))
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return dest
