@@ -331,7 +331,6 @@ class Diverged(Exception):
             f"train.max_skipped_fraction = {max_skipped_fraction:g} allows; training stopped. "
             "Lower train.lr or train.alpha, or check the data."
         )
-        self.epoch = epoch
 
 
 @dataclass
