@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         [
             common.headline_table(headlines) if headlines else "(no figures)",
             "",
-            f"Machine: {m['cpu']}, {m['cores']} cores, {args.threads} torch threads, GPU: {m['gpu'] or 'none'}; torch {m['torch']}, "
+            f"Machine: {m['cpu']}, {m['cores']} cores, {args.threads} torch threads, GPU: {m['gpu'] or 'none'}; "
+            f"torch {m['torch']}, "
             f"Python {m['python']}. Load average (1, 5, 15 min) before: {load_before}, after: {m['load_average']}.",
             f"Command: `{summary['command']}`; {sum(r['seconds'] for r in runs) / 60:.1f} min in all."
             + (f" Failed: {', '.join(failed)}." if failed else ""),

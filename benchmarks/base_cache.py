@@ -1,4 +1,4 @@
-"""Base-prediction cache build throughput (issue 8, item 2).
+"""Base-prediction cache build throughput.
 
     python -m benchmarks.base_cache [--quick] [--grid 64] [--cache-batch 32]
 
@@ -9,7 +9,7 @@ size (16 modes, width 128; untrained) in each storage dtype, in turn, the best o
 kept. The build includes reading the store, the base's forward, writing the memory map and its
 progress marker after every batch.
 
-Then what the cache buys (issue 4): one epoch of `irno.train.train_refiner` (the paper's Phi and
+Then what the cache buys: one epoch of `irno.train.train_refiner` (the paper's Phi and
 objective, batch 8, validated on the same store) with h0 read from the
 float32 cache against the same epoch with h0 = base(x) recomputed for every batch, in turn.
 """
@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> dict:
         common.headline("epoch speed-up from the cache", recompute_s / cache_s, "x"),
     ]
     notes = [
-        f"{n} samples ({args.trajectories} trajectories of {args.frames} frames); {args.repeats} build(s) per dtype, best kept"
+        f"{n} samples ({args.trajectories} trajectories of {args.frames} frames); "
+        f"{args.repeats} build(s) per dtype, best kept"
     ]
     return common.report(NAME, args, rows, heads, notes)
 

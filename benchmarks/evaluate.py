@@ -1,4 +1,4 @@
-"""Evaluation throughput: K + 6 refinement steps with every metric, against the bare iteration (issue 8, item 2).
+"""Evaluation throughput: K + 6 refinement steps with every metric, against the bare iteration.
 
     python -m benchmarks.evaluate [--quick] [--grid 64] [--batch 16]
 

@@ -1,4 +1,4 @@
-"""Memory: training and evaluation with the dataset doubled (issue 8, item 4).
+"""Memory: training and evaluation with the dataset doubled.
 
     python -m benchmarks.memory [--quick] [--trajectories 12]
 

@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     from eval_fixtures import write_eval_outputs
 
-    from irno.config import ReportPlan, from_dict
+    from irno.config import ReportPlan
+    from irno.utils import from_dict
 
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep or Path(tmp)

@@ -1,8 +1,8 @@
-"""The embedded simulator: single trajectories on one core, the demo dataset on 2 workers (issue 3).
+"""The embedded simulator: single trajectories on one core, the demo dataset on 2 workers.
 
     python -m benchmarks.simulate [--quick] [--repeats 2] [--workers 2]
 
-Targets (issue 3): one 81-frame trajectory at 64^2 in <= 6 s on one core; the demo-sized dataset
+Targets: one 81-frame trajectory at 64^2 in <= 6 s on one core; the demo-sized dataset
 (the `SimulationConfig` defaults: 64^2, 81 frames, 12 trajectories) in <= 2 min on 2 workers
 (--quick leaves the dataset out). Wall time on a shared, busy machine is pessimistic, so CPU time
 and the load average are recorded beside it (the CPU time of one single-threaded process is

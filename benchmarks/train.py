@@ -1,4 +1,4 @@
-"""Phi training throughput: a reference-style loop against irno.train, side by side (issue 8, item 1).
+"""Phi training throughput: a reference-style loop against irno.train, side by side.
 
     python -m benchmarks.train [--quick] [--grid 64] [--batch 8] [--threads 2]
     python -m benchmarks.train --grid 256 --batch 16 --data synthetic [--compile]      # on a GPU
@@ -7,7 +7,7 @@ Data: active_matter simulated by irno.sim (64^2 by default; `--data synthetic`: 
 waves, for large grids), prepared into stores, and h0 cached from an untrained FNO of the
 published base's size (width 128, 16 modes; time does not depend on the weights).
 
-The reference-style loop re-creates the released reference's training step (SPEC 8; its loss
+The reference-style loop re-creates the released reference's training step (its loss
 semantics are in irno/losses.py): samples read one by one through The Well's `WellDataset` by a
 DataLoader, h0 = base(x) recomputed every batch, Phi with torch's circular convolutions and its
 LayerNorm through permutes on channels-first tensors, the K steps' losses one by one (both rfft2s
@@ -54,7 +54,7 @@ NAME = "train"
 
 
 class VarMeanLayerNorm(nn.LayerNorm):
-    """irno's ChannelLayerNorm before issue 8: statistics from var_mean over dim 1, no permutes."""
+    """A channel LayerNorm computing its statistics with var_mean over dim 1, no permutes (slower on CPU)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         var, mean = torch.var_mean(x, dim=1, keepdim=True, unbiased=False)  # (B, 1, H, W)
@@ -64,7 +64,8 @@ class VarMeanLayerNorm(nn.LayerNorm):
 class TorchPaddedConv2d(PaddedConv2d):
     """PaddedConv2d with torch's circular padding (F.pad, which autograd records slice by slice)."""
 
-    _conv_forward = nn.Conv2d._conv_forward
+    def convolve(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        return nn.Conv2d._conv_forward(self, x, weight, bias)
 
 
 class Concatenated(nn.Module):
@@ -79,10 +80,10 @@ class Concatenated(nn.Module):
 
 
 def with_operators(phi: nn.Module, *, torch_pad: bool, var_mean_norm: bool, concatenated: bool) -> nn.Module:
-    """A copy of the U-Net `phi` (same weights) with some of the operators irno had before issue 8."""
+    """A copy of the U-Net `phi` (same weights) with some of its fast operators swapped for plain ones."""
     phi = copy.deepcopy(phi)
     for module in list(phi.modules()):
-        for name, child in module.named_children():
+        for child in module.children():
             if torch_pad and isinstance(child, PaddedConv2d):
                 child.__class__ = TorchPaddedConv2d  # same parameters, torch's padding
             elif var_mean_norm and isinstance(child, ChannelLayerNorm):
@@ -328,7 +329,7 @@ def phi_variants(cfg: RefinerConfig, data, rows, device, repeats: int, quick: bo
     phi = initial_phi(cfg, device).train()
     variants = [  # name, (torch's circular padding, var_mean norm, concatenated input), channels_last
         (
-            "irno before issue 8: torch padding, var_mean norm, concatenated input, channels-first",
+            "plain operators: torch padding, var_mean norm, concatenated input, channels-first",
             (True, True, True),
             False,
         ),
@@ -512,7 +513,7 @@ def main(argv: list[str] | None = None) -> dict:
     if device.type == "cuda":
         heads.append(
             common.headline(
-                "training throughput, ours (SPEC 8)",
+                "training throughput, ours (a fifth of one H100's bf16 bound)",
                 rate["ours"],
                 "samples/s",
                 ">= 1000 at 256^2",
@@ -522,7 +523,8 @@ def main(argv: list[str] | None = None) -> dict:
     heads += vrmse_heads
     notes = [
         f"{n} training samples ({args.data} data, {args.trajectories} trajectories of {args.frames} frames), "
-        f"{args.repeats} interleaved epochs of each loop, best kept; first-batch loss ours {ours_loss:.8g}, reference {ref_loss:.8g}",
+        f"{args.repeats} interleaved epochs of each loop, best kept; "
+        f"first-batch loss ours {ours_loss:.8g}, reference {ref_loss:.8g}",
         "both are timed as whole epochs ending in a one-batch validation and a checkpoint written "
         "(ours: one-epoch train_refiner calls, set-up and the epoch's files included)",
     ]

@@ -1,4 +1,4 @@
-"""Workflow overhead: Snakemake parsing the workflow and building the paper's full DAG (issue 8, item 3).
+"""Workflow overhead: Snakemake parsing the workflow and building the paper's full DAG.
 
     python -m benchmarks.workflow_parse [--quick] [--config config/config.yaml]
 
@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> dict:
         heads.append(common.headline("of the wall time: the SLURM plugin's `scontrol show config`", probe, "s"))
         if probe > 1:
             notes.append(
-                "SLURM's tools are installed but no controller answers: the plugin's start-up call waited for its time-out"
+                "SLURM's tools are installed but no controller answers: "
+                "the plugin's start-up call waited for its time-out"
             )
             heads.append(
                 common.headline(

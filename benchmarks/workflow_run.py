@@ -1,11 +1,12 @@
-"""Workflow end to end: `all` for one config, in a temporary copy, from nothing (issue 8, item 3).
+"""Workflow end to end: `all` for one config, in a temporary copy, from nothing.
 
     python -m benchmarks.workflow_run [--quick] [--config config/demo.yaml] [--cores 2] [--target all]
 
 Runs `snakemake --cores N TARGET --configfile CONFIG` (TARGET: `all`, or e.g. `roma` alone;
-CONFIG: the demo, config/demo.yaml, or with --quick config/test.yaml) and reports the wall time of the whole run and, from the per-job
-benchmark files Snakemake wrote, the wall and CPU seconds per rule. Targets on 2 cores: the demo
-<= 15 min (issue 8), config/test.yaml <= 3 min. CPU seconds are the steadier figure on a shared
+CONFIG: the demo, config/demo.yaml, or with --quick config/test.yaml) and reports the wall time of
+the whole run and, from the per-job benchmark files Snakemake wrote, the wall and CPU seconds per
+rule. Targets on 2 cores: the demo
+<= 15 min, config/test.yaml <= 3 min. CPU seconds are the steadier figure on a shared
 machine, where wall times are pessimistic.
 """
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from irno import __version__
 from irno.roma.cli import add_roma_commands
-from irno.utils import IrnoError, read_yaml, setup_logging, write_json
+from irno.utils import IrnoError, from_dict, load_settings, read_yaml, setup_logging, write_json
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,10 +53,10 @@ def _add_write_settings(sub) -> None:
 
 
 def _write_settings(args) -> None:
-    from irno.config import write_settings
-    from irno.utils import parse_json_option
+    from irno.config import SETTINGS_KINDS
+    from irno.utils import parse_json_option, write_settings
 
-    write_settings(args.kind, parse_json_option(args.json), args.out)
+    write_settings(SETTINGS_KINDS, args.kind, parse_json_option(args.json), args.out)
 
 
 # ----------------------------------------------------------------------------- data
@@ -94,7 +94,6 @@ def _add_data_commands(sub) -> None:
 
 def _download(args) -> None:
     from irno.data.download import download_dataset
-    from irno.utils import write_json
 
     manifest = download_dataset(args.dataset, args.root, splits=tuple(args.splits), registry_path=args.registry)
     write_json(args.manifest, manifest)
@@ -178,14 +177,14 @@ def _add_base_commands(sub) -> None:
 
 def _base_fetch(args) -> None:
     from irno.base import fetch_base
-    from irno.config import BaseConfig, load_settings
+    from irno.config import BaseConfig
 
     fetch_base(load_settings(BaseConfig, args.config), args.out)
 
 
 def _base_train(args) -> None:
     from irno.base.train import train_base
-    from irno.config import BaseConfig, load_settings
+    from irno.config import BaseConfig
     from irno.data.store import PreparedSplit
 
     train_base(load_settings(BaseConfig, args.config), PreparedSplit(args.train), PreparedSplit(args.valid), args.out)
@@ -193,7 +192,7 @@ def _base_train(args) -> None:
 
 def _base_check(args) -> None:
     from irno.base.check import check_base
-    from irno.config import BaseConfig, load_settings
+    from irno.config import BaseConfig
     from irno.data.store import PreparedSplit
 
     test = PreparedSplit(args.test) if args.test else None
@@ -203,7 +202,7 @@ def _base_check(args) -> None:
 def _base_cache(args) -> None:
     from irno.base.cache import cache_base
     from irno.base.check import checked_forward
-    from irno.config import BaseConfig, load_settings
+    from irno.config import BaseConfig
     from irno.data.store import PreparedSplit
 
     forward = checked_forward(args.check) if args.check else None
@@ -220,7 +219,7 @@ def _add_train(sub) -> None:
         help="train the refinement operator Phi (resumable; --nproc N for DDP)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="""\
-Train Phi on a prepared training split with the objective of SPEC 1.3, validating every epoch.
+Train Phi on a prepared training split with the objective of docs/method.md#the-objective, validating every epoch.
 
 h0 = T_base(x) comes from base-prediction caches (--train-cache, --valid-cache; the fast
 path) or is recomputed per batch by the base model (--base-model, --base-config; the
@@ -260,7 +259,7 @@ example:
 
 
 def _train(args) -> int:
-    from irno.config import BaseConfig, RefinerConfig, load_settings
+    from irno.config import BaseConfig, RefinerConfig
     from irno.train import relaunch_with_torchrun, train_refiner
 
     cfg = load_settings(RefinerConfig, args.config)
@@ -346,7 +345,7 @@ def _add_evaluate(sub) -> None:
 
 
 def _evaluate(args) -> None:
-    from irno.config import EvalConfig, load_settings
+    from irno.config import EvalConfig
     from irno.evaluate import evaluate_checkpoint
 
     cfg = load_settings(EvalConfig, args.config)
@@ -459,7 +458,7 @@ def _add_simulate(sub) -> None:
 def _run_simulate(args) -> int:
     import dataclasses
 
-    from irno.config import SimulationConfig, from_dict
+    from irno.config import SimulationConfig
     from irno.sim import simulate_dataset
 
     data = read_yaml(args.config)

@@ -1,6 +1,6 @@
 """Configuration dataclasses for the refinement operator, its training and its evaluation.
 
-Defaults are the paper's (SPEC 1.2-1.4). The workflow resolves one experiment (defaults plus
+Defaults are the paper's (docs/method.md). The workflow resolves one experiment (defaults plus
 the experiment's overrides) into a plain dict, writes it as the run's ``settings.yaml`` and the
 CLI rebuilds these dataclasses from it with `from_dict`, which rejects unknown keys and values
 of the wrong type by name (``train.K: expected int, got 'six'``).
@@ -11,30 +11,28 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-# The dict <-> dataclass machinery lives in irno.utils (the ROMA study shares it); re-exported here.
-from irno.utils import IrnoError, deep_merge, from_dict, load_settings, to_dict, write_yaml  # noqa: F401
+from irno.utils import from_dict
 from irno.utils import require as _require
 
 
 @dataclass
 class PhiConfig:
-    """The refinement operator Phi (SPEC 1.2)."""
+    """The refinement operator Phi (docs/method.md#phi)."""
 
-    backbone: Literal["unet", "fno"] = "unet"
+    backbone: Literal["unet", "fno"] = "unet"  # "fno": a neuralop FNO with the same channels (backbone ablation)
     base_channels: int = 16  # U-Net widths base * 2^level: 16, 32, 64, 128; bottleneck 256
-    depth: int = 4
+    depth: int = 4  # encoder levels; the grid must be divisible by 2^depth
     padding: Literal["circular", "zeros"] = "circular"  # circular: periodic domains
-    norm: Literal["layer", "batch", "group"] = "layer"
+    norm: Literal["layer", "batch", "group"] = "layer"  # LayerNorm over channels, BatchNorm2d or GroupNorm
     num_groups: int = 8  # GroupNorm groups (halved until they divide the width)
     # "align_corners": bilinear with align_corners=True, the released reference (default, for
     # comparability). It is not periodic: Phi then only approximately commutes with shifts.
     # "periodic": bilinear on a circularly padded grid; Phi commutes exactly with shifts by
     # multiples of 2^depth pixels.
     upsample: Literal["align_corners", "periodic"] = "align_corners"
-    # backbone "fno": a neuralop FNO with the same 55 -> 11 channels (backbone ablation)
-    fno_modes: int = 16
-    fno_hidden_channels: int = 32
-    fno_layers: int = 4
+    fno_modes: int = 16  # backbone "fno": Fourier modes kept per dimension
+    fno_hidden_channels: int = 32  # backbone "fno": width
+    fno_layers: int = 4  # backbone "fno": Fourier layers
 
     def __post_init__(self):
         _require(self.base_channels >= 1, "phi.base_channels", self.base_channels, ">= 1")
@@ -43,14 +41,14 @@ class PhiConfig:
 
 @dataclass
 class LossConfig:
-    """Weights of the objective of SPEC 1.3."""
+    """Weights of the objective (docs/method.md#the-objective)."""
 
     spectral_weight: float = 1.0  # beta_s; 0 disables the spectral term
     lambda_start: float = 1.0  # progressive exponent lambda_k, k = 0 .. K-1
-    lambda_end: float = 2.0
+    lambda_end: float = 2.0  # lambda_k rises linearly from lambda_start (k = 0) to lambda_end (k = K-1)
     spectral_warmup_epochs: int = 0  # linear warm-up of beta_s (0: none)
     fixed_point_weight: float = 0.01  # beta_fp; 0 disables the fixed-point term
-    fixed_point_warmup_epochs: int = 5
+    fixed_point_warmup_epochs: int = 5  # linear warm-up of beta_fp (0: none)
 
     def __post_init__(self):
         _require(self.spectral_weight >= 0, "loss.spectral_weight", self.spectral_weight, ">= 0")
@@ -59,25 +57,25 @@ class LossConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation of Phi (SPEC 1.3)."""
+    """Optimisation of Phi (docs/method.md#training-defaults, #validation)."""
 
     K: int = 6  # refinement steps unrolled in training
     alpha: float = 0.2  # step size of h_{k+1} = h_k + alpha * Phi(cat[x, h_k])
     epochs: int = 150
-    batch_size: int = 16
-    lr: float = 3e-4
-    weight_decay: float = 1e-5
+    batch_size: int = 16  # samples per optimiser step (shared among DDP processes)
+    lr: float = 3e-4  # Adam's learning rate at the start of the cosine schedule
+    weight_decay: float = 1e-5  # Adam's weight decay
     eta_min: float = 1e-6  # cosine schedule floor
-    grad_clip: float = 1.0
-    seed: int = 42
+    grad_clip: float = 1.0  # gradient-norm clip (0: none)
+    seed: int = 42  # initialisation and the shuffle of every epoch
     outlier_threshold: float = 100.0  # valid samples with MSE above this are outliers
     max_outlier_pct: float = 5.0  # best checkpoint only while fewer outliers than this
-    max_skipped_fraction: float = 0.1  # non-finite batches tolerated per epoch
-    device: str = "auto"
+    max_skipped_fraction: float = 0.1  # non-finite batches tolerated per epoch; more: the training diverged
+    device: str = "auto"  # auto: CUDA when available, else CPU; or cpu, cuda, cuda:1
     bf16: bool = False  # bf16 autocast (GPU only)
     channels_last: bool = True  # U-Net Phi in the channels_last memory format (faster on CPU and GPU)
     compile: bool = False  # torch.compile Phi (GPU only)
-    num_workers: int = 0
+    num_workers: int = 0  # DataLoader worker processes (0: batches read in the training process)
 
     def __post_init__(self):
         _require(self.K >= 1, "train.K", self.K, ">= 1")
@@ -98,13 +96,13 @@ class RefinerConfig:
 
 @dataclass
 class EvalConfig:
-    """Evaluation on the test split (SPEC 1.4, 2)."""
+    """Evaluation on the test split (docs/method.md#evaluation)."""
 
     extra_steps: int = 6  # steps beyond K
-    batch_size: int = 16
+    batch_size: int = 16  # samples per batch of the iteration
     divergence_factor: float = 1e3  # a step diverges when its error exceeds this x the base's
     example_index: int = 0  # test sample kept for the field figure
-    device: str = "auto"
+    device: str = "auto"  # auto: CUDA when available, else CPU
 
     def __post_init__(self):
         _require(self.extra_steps >= 0, "evaluate.extra_steps", self.extra_steps, ">= 0")
@@ -116,7 +114,7 @@ class SplitPlan:
     """Which (zeta, alpha) pairs a simulated split holds, and trajectories per pair (one file each)."""
 
     pairs: list = field(default_factory=list)  # [[zeta, alpha], ...]
-    trajectories: int = 1
+    trajectories: int = 1  # per pair
 
     def __post_init__(self):
         _require(self.trajectories >= 1, "simulate.<split>.trajectories", self.trajectories, ">= 1")
@@ -129,12 +127,15 @@ class SplitPlan:
             )
 
 
-SIMULATED_DATASETS = ("active_matter",)  # what irno.sim can stand in for
+SIMULATED_DATASETS = ("active_matter",)  # what the embedded simulator (irno.sim) can produce
 
 
 @dataclass
 class SimulationConfig:
-    """The embedded active-matter re-simulation (SPEC 5), written in The Well's format."""
+    """The embedded active-matter re-simulation, written in The Well's format.
+
+    Its equations: docs/method.md#active-matter-equations.
+    """
 
     dataset: str = "active_matter"  # the Well dataset it stands in for (one of SIMULATED_DATASETS)
     grid: int = 64  # grid points per side of the 10 x 10 periodic box (even)
@@ -173,7 +174,7 @@ class SimulationConfig:
             repeated = sorted({p for p in pairs if pairs.count(p) > 1})
             _require(not repeated, f"simulate.{split}.pairs", repeated, "pairs listed once (one file each)")
             for zeta, _ in pairs:
-                # RK4's stability limit for the alignment term (SPEC 5): dt below about 0.7 / zeta.
+                # RK4's stability limit for the alignment term: dt below about 0.7 / zeta.
                 if self.dt * abs(zeta) >= 0.7:
                     _require(
                         False,
@@ -187,8 +188,8 @@ class SimulationConfig:
 class BaseConfig:
     """A frozen base operator T_base: where it comes from, how it runs, how it is checked and cached."""
 
-    model_class: Literal["FNO", "TFNO", "UNetClassic", "UNetConvNext"] = "FNO"
-    source: Literal["pretrained", "train"] = "pretrained"
+    model_class: Literal["FNO", "TFNO", "UNetClassic", "UNetConvNext"] = "FNO"  # one of The Well's benchmark models
+    source: Literal["pretrained", "train"] = "pretrained"  # fetched (rule fetch_base) or trained here (train_base)
     pretrained: str = ""  # Hub id (polymathic-ai/FNO-active_matter) or a local save_pretrained directory
     revision: str | None = None  # Hub revision (commit hash or tag) to pin
     # FNO/TFNO only. "legacy": projection(lifting(x)), what the published checkpoints were trained
@@ -202,18 +203,18 @@ class BaseConfig:
     train_forward: Literal["fixed", "legacy"] | None = None
     model_kwargs: dict = field(default_factory=dict)  # constructor arguments when source = train
     epochs: int = 10  # local training (source = train)
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    batch_size: int = 16
-    seed: int = 0
-    device: str = "auto"
+    lr: float = 1e-3  # local training: Adam's learning rate
+    weight_decay: float = 0.0  # local training: Adam's weight decay
+    batch_size: int = 16  # local training: samples per step
+    seed: int = 0  # local training: initialisation and shuffles
+    device: str = "auto"  # auto: CUDA when available, else CPU
     published_valid_vrmse: float | None = None  # The Well's valid VRMSE, for the base check
     published_single_pass_pooled: float | None = None  # the paper's single-pass VRMSE (pooled, test split)
     published_source: str = ""  # where the published numbers come from (recorded in base_check.json)
     check_tolerance: float = 0.10  # relative miss of the published number that fails the check
     strict: bool = True  # false: a failed check warns instead of stopping
     check_max_samples: int | None = None  # base check on this many evenly spaced valid samples (None: all)
-    cache_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    cache_dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # storage of the cached predictions h0
     cache_batch_size: int = 32  # inference batch of the cache build and the base check
 
     def __post_init__(self):
@@ -252,7 +253,7 @@ class PlanExperiment:
         self.label = self.label or self.name
 
 
-SWEEP_KEYS = ("K", "alpha")  # metrics.json keys a sweep may vary
+SWEEP_KEYS = ("K", "alpha")  # train keys whose one-key experiments form a convergence sweep (metrics.json keys too)
 
 
 def seed_dir(seed: int) -> str:
@@ -348,8 +349,8 @@ class ReportPlan:
 
 # ----------------------------------------------------------------------------- settings files
 
-# What `irno write-settings --kind KIND` validates against: the dataclass each step's settings
-# YAML holds. Extend additively as steps land.
+# What `irno write-settings --kind KIND` validates against (`irno.utils.write_settings`): the
+# dataclass each step's settings YAML holds.
 SETTINGS_KINDS: dict[str, type] = {
     "refiner": RefinerConfig,
     "eval": EvalConfig,
@@ -357,16 +358,3 @@ SETTINGS_KINDS: dict[str, type] = {
     "simulate": SimulationConfig,
     "plan": ReportPlan,
 }
-
-
-def write_settings(kind: str, data: dict, path) -> object:
-    """Validate `data` as settings of `kind` and write them, complete with defaults, as YAML.
-
-    The workflow passes each step's resolved settings as a rule parameter and writes them with
-    this, so that the file changes (and the step reruns) exactly when its settings do.
-    """
-    if kind not in SETTINGS_KINDS:
-        raise IrnoError(f"unknown settings kind {kind!r} (known: {', '.join(SETTINGS_KINDS)})")
-    cfg = from_dict(SETTINGS_KINDS[kind], data)
-    write_yaml(path, to_dict(cfg))
-    return cfg

@@ -7,17 +7,17 @@ metric; no Python loop runs over samples, fields or shells.
 
 Per step k (file schema: docs/outputs.md):
 
-- ``vrmse``, ``vrmse_<field>``: The Well's VRMSE (SPEC 2.1), `the_well` ``VRMSE.eval`` on
+- ``vrmse``, ``vrmse_<field>``: The Well's VRMSE (docs/method.md#vrmse-two-conventions), `the_well` ``VRMSE.eval`` on
   channel-last tensors in *physical* units (denormalised with the dataset's channel_mean and
   channel_std), as The Well's benchmark computes it. VRMSE is invariant to a per-field affine
   map only up to its eps = 1e-7 added to the variance; for fields of small physical variance
   (active_matter's concentration has std 0.003) normalised data would give other numbers.
-- ``vrmse_pooled_cf``: the reference implementation's number (SPEC 2.2): the same function on
+- ``vrmse_pooled_cf``: the reference implementation's number (the same section): the same function on
   channel-first *normalised* tensors, where it pools (C, H) and treats W as the field axis; the
   finite values of the resulting (B, W) array are averaged, as the reference does.
 - band errors: `the_well` ``binned_spectral_mse`` (3 log-spaced bins of |kappa|), averaged over
   samples and fields (binned once, on the error power summed over both), and their ratio to step 0.
-- E_k(m), the radial error spectrum (SPEC 2.3), per sample and field, on integer shells
+- E_k(m), the radial error spectrum (docs/method.md#spectral-metrics), per sample and field, on integer shells
   m <= |kappa| < m + 1, with the FFT scaled by 1 / (H W) so that sum_m E_k(m) is the field's
   spatial MSE (Parseval; the normalisation of ``binned_spectral_mse`` too). Its ratio to E_0 is
   pooled over samples and fields into `LogQuantiles` (median and quartiles, figure (a)).
@@ -30,7 +30,7 @@ Per step k (file schema: docs/outputs.md):
 Spectral quantities use the normalised data, so every field weighs the same in the means over
 fields. The example sample is stored in physical units.
 
-Non-finite values (a diverging Phi, SPEC 1.4) never raise. Means over samples are taken over all
+Non-finite values (a diverging Phi, docs/method.md#evaluation) never raise. Means over samples are taken over all
 samples, so a step with a non-finite sample gets a non-finite (NaN or inf) mean and is flagged
 diverged, while accumulators are per step and other steps keep their numbers.
 ``vrmse_pooled_cf`` averages finite values only (the reference's convention). The ratio quantiles
@@ -44,7 +44,7 @@ import itertools
 import math
 import os
 import pickle
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +58,7 @@ from tqdm import tqdm
 from irno.config import EvalConfig
 from irno.metrics import pooled_vrmse_cf, well_metadata, well_vrmse
 from irno.models import load_refiner, phi_memory_format, refine_steps
+from irno.train import iterate_batches, sequential_batches
 from irno.utils import IrnoError, atomic_path, log, select_device, write_json, write_npz
 
 BANDS = ("low", "mid", "high")  # binned_spectral_mse's 3 default bins, in order
@@ -271,19 +272,6 @@ class EvalResult:
     spectra: dict[str, np.ndarray]  # spectra.npz
 
 
-def iterate_batches(dataset, batch_size: int) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """(rows, x, h0, y) in order; the dataset's vectorised `batch(rows)` when it has one."""
-    n = len(dataset)
-    for start in range(0, n, batch_size):
-        rows = np.arange(start, min(start + batch_size, n))
-        if hasattr(dataset, "batch"):
-            x, h0, y = dataset.batch(rows)
-        else:
-            items = [dataset[int(i)] for i in rows]
-            x, h0, y = (torch.stack([torch.as_tensor(item[key]) for item in items]) for key in ("x", "h0", "y"))
-        yield rows, torch.as_tensor(x), torch.as_tensor(h0), torch.as_tensor(y)
-
-
 def evaluate(
     phi: nn.Module,
     dataset,
@@ -322,10 +310,14 @@ def evaluate(
         device,
     )
     phi = phi.to(device).eval()
-    batches = iterate_batches(dataset, cfg.batch_size)
+    batches = sequential_batches(np.arange(n), cfg.batch_size)
     with torch.inference_mode():
-        for rows, x, h0, y in tqdm(
-            batches, total=math.ceil(n / cfg.batch_size), desc="evaluate", unit="batch", mininterval=30
+        for rows, (x, h0, y) in tqdm(
+            zip(batches, iterate_batches(dataset, batches), strict=True),
+            total=len(batches),
+            desc="evaluate",
+            unit="batch",
+            mininterval=30,
         ):
             x, h0, y = (t.to(device, torch.float32, non_blocking=True, memory_format=memory_format) for t in (x, h0, y))
             metrics.add_batch(itertools.chain([h0], refine_steps(phi, x, h0, alpha, n_steps - 1)), y, rows)
@@ -373,6 +365,17 @@ def write_outputs(out_dir: str | os.PathLike, metrics: dict, result: EvalResult)
         result.per_step.to_csv(tmp, index=False)
     write_npz(out_dir / "spectra.npz", **result.spectra)
     write_json(out_dir / "metrics.json", metrics)
+
+
+def training_outcome(training: dict | None) -> dict:
+    """metrics.json's ``training_*`` keys from a checkpoint's ``training`` record (absent: completed)."""
+    training = training or {"status": "completed"}
+    diverged = training["status"] == "diverged"
+    return {
+        "training_status": training["status"],
+        "training_diverged_epoch": training["epoch"] if diverged else None,
+        "training_message": training.get("message", ""),
+    }
 
 
 def evaluate_checkpoint(
@@ -424,6 +427,7 @@ def evaluate_checkpoint(
         "divergence_factor": cfg.divergence_factor,
         "checkpoint_epoch": ckpt.get("epoch"),
         "checkpoint_selected": ckpt.get("selected"),
+        **training_outcome(ckpt.get("training")),
     }
     write_outputs(out_dir, metrics, result)
     log.info(
@@ -432,4 +436,6 @@ def evaluate_checkpoint(
         metrics["vrmse_pooled_cf_base"], metrics["vrmse_pooled_cf_refined"],
         f"; diverged from k={metrics['first_diverged_step']}" if metrics["diverged"] else "",
     )  # fmt: skip
+    if metrics["training_status"] != "completed":
+        log.warning("%s: training status %r: %s", path, metrics["training_status"], metrics["training_message"])
     return metrics

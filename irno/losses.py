@@ -1,4 +1,4 @@
-"""The training objective of SPEC 1.3: spatial MSE, spectral loss, fixed-point term, warm-ups.
+"""The training objective (docs/method.md#the-objective): spatial MSE, spectral loss, fixed-point term, warm-ups.
 
 For one batch, unrolling h_1 .. h_K from h_0 with gradients through the whole chain:
 

@@ -4,7 +4,7 @@
     h_{k+1} = h_k + alpha * Phi(cat[x, h_k])   (`refine_steps`: training, validation and
                                                 evaluation all iterate through it)
 
-Phi is a U-Net (SPEC 1.2) or, for the backbone ablation, a neuralop FNO with the same channels.
+Phi is a U-Net (docs/method.md#phi) or, for the backbone ablation, a neuralop FNO with the same channels.
 Both start near zero (small output layer), so early iterations stay close to the base.
 """
 
@@ -17,7 +17,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from irno.config import PhiConfig, RefinerConfig, from_dict
+from irno.config import PhiConfig, RefinerConfig
+from irno.utils import from_dict
 
 
 class ChannelLayerNorm(nn.LayerNorm):
@@ -81,16 +82,14 @@ def circular_pad(x: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
 class PaddedConv2d(nn.Conv2d):
     """nn.Conv2d (same arguments, parameters and state dict) whose circular padding is `circular_pad`."""
 
-    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        if self.padding_mode != "circular":
-            return super()._conv_forward(x, weight, bias)
-        return F.conv2d(circular_pad(x, self.padding), weight, bias, self.stride, 0, self.dilation, self.groups)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.convolve(x, self.weight, self.bias)
 
-    def with_fixed_input(self, fixed: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-        """h -> self(cat[fixed, h]) with fixed's share computed once (a convolution is linear in its channels)."""
-        n = fixed.shape[1]
-        share = self._conv_forward(fixed, self.weight[:, :n], self.bias)  # (B, out_channels, H, W)
-        return lambda h: share + self._conv_forward(h, self.weight[:, n:], None)
+    def convolve(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """This layer's convolution with `weight` and `bias` (all of its own, or a share of its input channels)."""
+        if self.padding_mode == "circular":  # one copy each way, where torch's padding records a chain of slices
+            return F.conv2d(circular_pad(x, self.padding), weight, bias, self.stride, 0, self.dilation, self.groups)
+        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
 
 def make_norm(kind: str, channels: int, num_groups: int = 8) -> nn.Module:
@@ -184,10 +183,12 @@ class RefinementOperator(nn.Module):
         return self._after_first_conv(self.encoders[0][0](x))
 
     def given(self, x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-        """h -> Phi(cat[x, h]) for a fixed x: x's share of the first convolution is computed once
-        for every h it is applied to (the K refinement steps), not once per step."""
-        first_conv = self.encoders[0][0].with_fixed_input(x)
-        return lambda h: self._after_first_conv(first_conv(h))
+        """h -> Phi(cat[x, h]) for a fixed x (B, T*F, H, W)."""
+        # A convolution is linear in its input channels: x's share of the first one is computed
+        # once for all the h it is applied to (the K refinement steps), not once per step.
+        conv, n = self.encoders[0][0], x.shape[1]
+        x_share = conv.convolve(x, conv.weight[:, :n], conv.bias)  # (B, widths[0], H, W)
+        return lambda h: self._after_first_conv(x_share + conv.convolve(h, conv.weight[:, n:], None))
 
     def _after_first_conv(self, x: torch.Tensor) -> torch.Tensor:
         """The U-Net from the first block's first norm on: (B, widths[0], H, W) -> (B, out_channels, H, W)."""
@@ -256,6 +257,7 @@ def conditioned(phi: nn.Module, x: torch.Tensor) -> Callable[[torch.Tensor], tor
     The U-Net computes x's share of its first convolution once (`RefinementOperator.given`);
     other Phis (the FNO backbone, a compiled Phi) see the concatenation (B, T*F + F, H, W).
     """
+    # isinstance, not hasattr: a compiled U-Net passes attribute lookups to the uncompiled one.
     if isinstance(phi, RefinementOperator):
         return phi.given(x)
     return lambda h: phi(torch.cat([x, h], dim=1))

@@ -40,15 +40,13 @@ from pathlib import Path
 
 import yaml
 
-from irno.config import BaseConfig, EvalConfig, RefinerConfig, SimulationConfig
-from irno.utils import IrnoError, deep_merge, from_dict
+from irno.config import SIMULATED_DATASETS, SWEEP_KEYS, BaseConfig, EvalConfig, RefinerConfig, SimulationConfig
+from irno.utils import IrnoError, deep_merge, flatten, from_dict
 
 RESULTS = Path("results")
 SPLITS = ("train", "valid", "test")
-SIMULATED_DATASETS = ("active_matter",)  # what the embedded simulator (irno.sim) can produce
 TRANSFER_KEYS = ("transfer_from", "transfer_experiment")
 EXPERIMENT_META = ("group", "label")  # how the report shows an experiment
-SWEEP_KEYS = ("K", "alpha")  # train keys whose one-key experiments form a convergence sweep
 
 
 @dataclass(frozen=True)
@@ -243,7 +241,7 @@ class Study:
             return {key: [e for e in names if e in self.selected_experiments] for key, names in configured.items()}
         sweeps = {}
         for key in SWEEP_KEYS:
-            members = [e for e in self.selected_experiments if list(_leaves(self.experiments[e])) == [("train", key)]]
+            members = [e for e in self.selected_experiments if list(flatten(self.experiments[e])) == [f"train.{key}"]]
             if members:
                 sweeps[key] = members
         return sweeps
@@ -407,15 +405,6 @@ def _selection(selected: dict, key: str, defined: dict) -> list[str]:
 
 def _if_in(name: str, names: list[str]) -> str:
     return name if name in names else ""
-
-
-def _leaves(tree: dict, prefix: tuple = ()):
-    """(section, ..., key) paths of a nested mapping's non-mapping values."""
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            yield from _leaves(value, (*prefix, key))
-        else:
-            yield (*prefix, key)
 
 
 def _validated(cls: type, settings: dict, where: str) -> None:

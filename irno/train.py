@@ -1,13 +1,15 @@
-"""Training Phi: the objective of SPEC 1.3, resumable, with a non-finite policy and optional DDP.
+"""Training Phi: the objective of docs/method.md, resumable, with a non-finite policy and optional DDP.
 
-One plain loop (`train_refiner`): per epoch, seeded shuffled batches of the training data, the
-K-step unroll with gradients through the chain (`irno.losses.objective`), Adam with gradient-norm
-clipping, cosine annealing stepped once per epoch, validation, then the epoch's files.
+One plain loop (`train_refiner`): restore the resume state, then per epoch seeded shuffled batches
+of the training data (`train_epoch`: the K-step unroll with gradients through the chain,
+`irno.losses.objective`, Adam with gradient-norm clipping, cosine annealing stepped once per
+epoch), validation (`validate`), and the epoch's files.
 
 Data. Any torch Dataset of ``{"x", "h0", "y"}`` items (h0 from the base-prediction cache). With
 ``base=`` a frozen base module computes h0 = base(x) per batch instead (the reference behaviour;
 items then need only x and y). A dataset with a vectorised ``batch(indices)`` method is read a
-whole batch at a time; others go through a DataLoader that collates items.
+whole batch at a time; others go through a DataLoader that collates items (`iterate_batches`,
+which the evaluation shares).
 
 Shuffling. The permutation of epoch e is a pure function of (seed, e), so a resumed run sees the
 same batches as an uninterrupted one without any sampler state; each batch's indices are sorted
@@ -18,24 +20,28 @@ epoch / warmup. The weights in effect are logged per epoch (beta_spectral, beta_
 
 Files in the output folder, all written atomically (temporary name, then rename) after every epoch:
 
-- ``last.pt``: the full resume state (Phi, optimiser, scheduler, epoch, every RNG state, best
-  weights and score, the log history, the config and a hash of config and data). It is not a
+- ``last.pt``: the resume state (`irno.resume`: Phi, optimiser, scheduler, epoch, every RNG
+  state, best weights and score, the log history, the settings and their hash). It is not a
   workflow output, so it survives a failed job. Started again on the same folder, training
   continues after its epoch ("resuming from epoch N") and ends bit-identical (on CPU) to an
-  uninterrupted run; a finished run does nothing; a different config or data starts afresh, and
-  the log says which keys changed.
+  uninterrupted run; a finished run (completed or diverged) does nothing but restore missing
+  outputs; a different config or data starts afresh, and the log says which keys changed.
 - ``checkpoint.pt``: the selected Phi in the format of docs/outputs.md: the best epoch (lowest
-  valid MSE while fewer than ``max_outlier_pct`` % of valid samples are outliers), else the last.
+  valid MSE while fewer than ``max_outlier_pct`` % of valid samples are outliers), else the last,
+  with the training's outcome (``training``: running, completed or diverged).
 - ``train_log.csv``: one row per epoch, columns `TRAIN_LOG_COLUMNS`: the loss terms (means over
   the epoch's samples, unweighted terms beside the weighted total), the weights in effect, valid
   MSE (mean over non-outlier samples; a non-finite sample MSE counts as an outlier), outlier %,
   the learning rate used, seconds, skipped batches, and whether the epoch became the best.
 
 Non-finite policy. A batch whose loss or gradient norm is NaN/inf is skipped (no optimiser step)
-and counted. The skip happens on the device (the fused Adam's ``found_inf``), and the count is read
-every ``LOG_EVERY`` batches and at the epoch's end, so that a batch costs no host-device sync;
-once more than ``max_skipped_fraction`` of an epoch's batches are skipped, training stops with an
-IrnoError before anything of that epoch is written, so the files of the last good epoch stay.
+and counted. The skip happens on the device (`skip_update_if_not_finite`), and the count is read
+every ``LOG_EVERY`` batches and at the epoch's end, so that a batch costs no host-device sync.
+Once more than ``max_skipped_fraction`` of an epoch's batches are skipped the training has
+diverged: it stops there, nothing of that epoch is kept, and its outputs are written as for a
+finished training from the best Phi so far, else the last good epoch's, else the initial one,
+with ``training: {"status": "diverged", "epoch": E, "message": ...}``. The command succeeds: a
+diverging configuration is a result (the report shows it), not a failed workflow.
 
 Devices and speed. CUDA when available (``train.device: auto``), else CPU. The U-Net Phi runs in
 the channels_last memory format (``train.channels_last``, on by default): its LayerNorm and the
@@ -49,19 +55,22 @@ its loss by its share's size, so that DDP's gradient average is exactly the grad
 global batch's mean loss even when batch_size is not divisible by N (shares then differ by one
 sample). A global batch smaller than N (possible only for the epoch's last batch) is dropped.
 Validation is sharded the same way and reduced. All processes agree on skipping a batch (the
-flag is all-reduced); only rank 0 writes files. BatchNorm is synchronised across processes on
-CUDA (SyncBatchNorm); on CPU each process normalises with its own share's statistics.
+flag is all-reduced), hence on a divergence; only rank 0 writes files. BatchNorm is synchronised
+across processes on CUDA (SyncBatchNorm); on CPU each process normalises with its own share's
+statistics.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import math
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -72,19 +81,11 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from irno.config import LossConfig, RefinerConfig, to_dict
+from irno.config import LossConfig, RefinerConfig
 from irno.losses import objective, term_weights
 from irno.models import build_phi, phi_memory_format, refine_steps
-from irno.utils import (
-    IrnoError,
-    atomic_path,
-    log,
-    rng_state,
-    seed_everything,
-    select_device,
-    set_rng_state,
-    stable_hash,
-)
+from irno.resume import STATE_FILE, TrainingState
+from irno.utils import IrnoError, atomic_path, log, seed_everything, select_device, to_dict
 
 TRAIN_LOG_COLUMNS = [
     "epoch",
@@ -101,7 +102,6 @@ TRAIN_LOG_COLUMNS = [
     "skipped_batches",
     "best",
 ]
-STATE_FORMAT = 1  # version of last.pt's layout
 LOG_EVERY = 10  # training batches between host syncs (progress bar, non-finite check)
 
 
@@ -187,7 +187,8 @@ def _check_data(cfg: RefinerConfig, train_data, valid_data, base: nn.Module | No
         item = ds[0]
         if base is None and "h0" not in item:
             raise IrnoError(
-                f"{_describe(ds, role)}: items have no 'h0' (base prediction); give a base-prediction cache or a base model"
+                f"{_describe(ds, role)}: items have no 'h0' (base prediction); "
+                "give a base-prediction cache or a base model"
             )
         shapes[role] = (tuple(item["x"].shape), tuple(item["y"].shape))
     if shapes["train"] != shapes["valid"]:
@@ -195,7 +196,8 @@ def _check_data(cfg: RefinerConfig, train_data, valid_data, base: nn.Module | No
     (c_x, H, W), (c_y, *_) = shapes["train"]
     if cfg.phi.backbone == "unet" and (H % 2**cfg.phi.depth or W % 2**cfg.phi.depth):
         raise IrnoError(
-            f"config key 'phi.depth': {cfg.phi.depth} needs a grid divisible by {2**cfg.phi.depth}, the data's is {H}x{W}"
+            f"config key 'phi.depth': {cfg.phi.depth} needs a grid divisible by {2**cfg.phi.depth}, "
+            f"the data's is {H}x{W}"
         )
     return c_x + c_y, c_y
 
@@ -299,14 +301,13 @@ def validate(
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # sum of inlier MSEs, inliers, outliers
     for x, h0, y in iterate_batches(dataset, sequential_batches(shard, batch_size)):
         x, y = x.to(device, memory_format=memory_format), y.to(device, memory_format=memory_format)
-        h = (
+        h0 = (
             base(x.contiguous()).to(memory_format=memory_format)
             if base is not None
             else h0.to(device, memory_format=memory_format)
         )
         with autocast():
-            for h in refine_steps(phi, x, h, alpha, K):  # keeps only the last step, h_K
-                pass
+            h = collections.deque(refine_steps(phi, x, h0, alpha, K), maxlen=1).pop()  # h_K, earlier steps dropped
         mse = ((h.float() - y) ** 2).mean(dim=(1, 2, 3))  # (B,)
         outlier = ~torch.isfinite(mse) | (mse > outlier_threshold)
         sums += torch.stack(
@@ -318,62 +319,204 @@ def validate(
     return valid_mse, 100.0 * outliers / (inliers + outliers)
 
 
-# ----------------------------------------------------------------------------- state and files
+# ----------------------------------------------------------------------------- the training loop
+
+
+class Diverged(Exception):
+    """More of an epoch's batches were non-finite than ``train.max_skipped_fraction`` allows."""
+
+    def __init__(self, epoch: int, skipped: int, batches: int, max_skipped_fraction: float):
+        super().__init__(
+            f"epoch {epoch}: {skipped} of {batches} batches had a non-finite loss or gradient, more than "
+            f"train.max_skipped_fraction = {max_skipped_fraction:g} allows; training stopped. "
+            "Lower train.lr or train.alpha, or check the data."
+        )
+
+
+@dataclass
+class Trainer:
+    """What one training of Phi works with, set up by `set_up` (on rank `rank` of `world` processes)."""
+
+    phi: nn.Module  # the bare Phi: its weights are what gets saved
+    model: nn.Module  # the batch objective around Phi: compiled, wrapped in DDP where those apply
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    device: torch.device
+    memory_format: torch.memory_format
+    autocast: Callable[[], contextlib.AbstractContextManager]
+    base: nn.Module | None
+    rank: int
+    world: int
+
+    def to_device(self, t: torch.Tensor) -> torch.Tensor:
+        return t.to(self.device, non_blocking=True, memory_format=self.memory_format)
+
+
+def set_up(cfg: RefinerConfig, in_channels: int, out_channels: int, device, rank: int, world: int, base) -> Trainer:
+    """Phi, its optimiser and schedule, seeded, on `device`; compile and DDP where they apply."""
+    tc = cfg.train
+    on_cuda = device.type == "cuda"
+    if (tc.bf16 or tc.compile) and not on_cuda:
+        log.info("bf16 autocast and torch.compile apply on CUDA only; training in fp32, uncompiled, on %s", device)
+    if on_cuda:
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
+    memory_format = phi_memory_format(cfg.phi, tc.channels_last)
+    seed_everything(tc.seed)
+    phi = build_phi(cfg.phi, in_channels, out_channels).to(device, memory_format=memory_format)
+    if world > 1 and on_cuda:
+        phi = nn.SyncBatchNorm.convert_sync_batchnorm(phi)
+    optimizer = torch.optim.Adam(phi.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, fused=True)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=tc.epochs, eta_min=tc.eta_min)
+    if base is not None:
+        base = base.to(device).eval().requires_grad_(False)
+    # Only Phi is compiled: the loss's FFTs have no compiled kernels, and one graph serves all K + 1 calls.
+    model: nn.Module = Objective(torch.compile(phi) if tc.compile and on_cuda else phi, cfg.loss, tc.K, tc.alpha)
+    if world > 1:
+        model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if on_cuda else None, gradient_as_bucket_view=True
+        )
+    use_bf16 = tc.bf16 and on_cuda
+
+    def autocast():
+        return torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
+
+    return Trainer(phi, model, optimizer, scheduler, device, memory_format, autocast, base, rank, world)
+
+
+def skip_update_if_not_finite(optimizer: torch.optim.Optimizer, bad: torch.Tensor) -> None:
+    """Make the next `optimizer.step()` a no-op where `bad` (a 0-d float tensor) is non-zero."""
+    # The fused Adam skips its update where found_inf is set (torch.amp.GradScaler's mechanism):
+    # a non-finite batch is skipped without the host waiting for the device to say so.
+    optimizer.found_inf = bad
+
+
+def train_epoch(trainer: Trainer, tc, train_data, loss_cfg: LossConfig, epoch: int) -> tuple[list[float], int]:
+    """One epoch of optimiser steps: (sample-weighted sums of total, spatial, spectral and
+    fixed-point loss and the samples counted, all reduced over processes; skipped batches).
+
+    Raises `Diverged` as soon as more batches were skipped than ``tc.max_skipped_fraction`` allows.
+    """
+    beta_s, beta_fp = term_weights(loss_cfg, epoch)
+    # Global batches, each shared among the processes; one smaller than the world is dropped.
+    batches = [b for b in epoch_batches(len(train_data), tc.batch_size, tc.seed, epoch) if len(b) >= trainer.world]
+    shares = [b[trainer.rank :: trainer.world] for b in batches]
+    max_skipped = tc.max_skipped_fraction * len(batches)
+    # On the device, so that a batch costs no host sync: sample-weighted total, spatial, spectral,
+    # fixed-point, samples; and the skipped batches. They are read once per LOG_EVERY batches.
+    sums = torch.zeros(5, dtype=torch.float64, device=trainer.device)
+    skipped_batches = torch.zeros((), device=trainer.device)
+    skipped = 0  # skipped_batches as last read
+    trainer.model.train()
+    loader = iterate_batches(train_data, shares, num_workers=tc.num_workers, pin_memory=trainer.device.type == "cuda")
+    with tqdm(
+        zip(batches, loader, strict=True),
+        total=len(batches),
+        desc=f"epoch {epoch}/{tc.epochs}",
+        unit="batch",
+        leave=False,
+        disable=trainer.rank != 0,
+        mininterval=1.0 if sys.stderr.isatty() else 30.0,
+    ) as bar:
+        for step, (global_batch, (x, h0, y)) in enumerate(bar, 1):
+            x, y = trainer.to_device(x), trainer.to_device(y)
+            if trainer.base is not None:
+                with torch.no_grad():  # the reference behaviour; the base runs channels-first
+                    h0 = trainer.base(x.contiguous())  # (B, F, H, W)
+            h0 = trainer.to_device(h0)
+            with trainer.autocast():
+                total, terms = trainer.model(x, h0, y, beta_s, beta_fp)
+            trainer.optimizer.zero_grad(set_to_none=True)
+            # This process's share of the global batch's mean loss (DDP averages over processes).
+            (total * (len(y) * trainer.world / len(global_batch))).backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(
+                trainer.phi.parameters(), tc.grad_clip if tc.grad_clip > 0 else math.inf
+            )
+            bad = _all_reduce(
+                (~torch.isfinite(total.detach()) | ~torch.isfinite(grad_norm)).float(), trainer.world, dist.ReduceOp.MAX
+            )
+            skip_update_if_not_finite(trainer.optimizer, bad)
+            trainer.optimizer.step()
+            batch_sums = torch.stack(
+                [total, terms["spatial"], terms["spectral"], terms["fixed_point"], torch.ones_like(bad)]
+            ).detach()
+            sums += torch.where(bad > 0, 0.0, batch_sums.double() * len(y))
+            skipped_batches += bad
+            if step % LOG_EVERY == 0 or step == len(batches):
+                skipped = int(skipped_batches.item())  # the host syncs with the device here only
+                if skipped > max_skipped:
+                    raise Diverged(epoch, skipped, len(batches), tc.max_skipped_fraction)
+                bar.set_postfix(loss=f"{sums[0].item() / max(sums[4].item(), 1):.4g}", skipped=skipped, refresh=False)
+    trainer.scheduler.step()
+    return _all_reduce(sums, trainer.world).tolist(), skipped
+
+
+def validate_epoch(trainer: Trainer, tc, valid_data) -> tuple[float, float]:
+    """(valid MSE, outlier %) of Phi after an epoch (`validate`), sharded over the processes."""
+    if trainer.world > 1:  # validate and save the weights of rank 0 (BatchNorm statistics differ per process)
+        for buffer in trainer.phi.buffers():
+            dist.broadcast(buffer, 0)
+    return validate(
+        trainer.phi,
+        valid_data,
+        K=tc.K,
+        alpha=tc.alpha,
+        batch_size=tc.batch_size,
+        outlier_threshold=tc.outlier_threshold,
+        device=trainer.device,
+        base=trainer.base,
+        autocast=trainer.autocast,
+        memory_format=trainer.memory_format,
+        rank=trainer.rank,
+        world=trainer.world,
+    )
+
+
+def log_row(epoch: int, totals: list[float], weights: tuple[float, float], valid: tuple[float, float], **rest) -> dict:
+    """The train_log.csv row of an epoch from its loss sums (`train_epoch`) and validation."""
+    loss, spatial, spectral, fixed_point = (v / totals[4] if totals[4] else math.nan for v in totals[:4])
+    return {
+        "epoch": epoch,
+        "loss": loss,
+        "loss_spatial": spatial,
+        "loss_spectral": spectral,
+        "loss_fixed_point": fixed_point,
+        "beta_spectral": weights[0],
+        "beta_fixed_point": weights[1],
+        "valid_mse": valid[0],
+        "outlier_pct": valid[1],
+        **rest,
+    }
 
 
 def _cpu_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
-
-
-def _what_changed(old: dict, new: dict) -> str:
-    old, new = _flatten(old), _flatten(new)
-    changes = [
-        f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)
-    ]
-    return ", ".join(changes) or "no visible change (state format)"
-
-
-def _load_state(path: Path) -> dict:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a truncated or foreign file: say which, do not guess
-        raise IrnoError(
-            f"{path}: unreadable resume state ({type(e).__name__}: {e}); delete it to start afresh"
-        ) from None
-
-
-def _write_outputs(out_dir: Path, state: dict, field_names: list[str] | None) -> None:
+def write_outputs(out_dir: Path, state: dict, field_names: list[str] | None) -> None:
     """checkpoint.pt (docs/outputs.md) and train_log.csv from a resume state."""
-    best = state["best"]
-    last = state["history"][-1]
-    chosen = (
-        best if best is not None else {"model": state["model"], "epoch": last["epoch"], "valid_mse": last["valid_mse"]}
-    )
+    best, history = state["best"], state["history"]
+    if best is not None:
+        chosen, selected = best, "best"
+    else:  # the state's own Phi: its last epoch's, or the initial one when no epoch completed
+        valid_mse = history[-1]["valid_mse"] if history else None
+        chosen = {"model": state["model"], "epoch": state["epoch"], "valid_mse": valid_mse}
+        selected = "last" if history else "initial"
     checkpoint = {
         "model": chosen["model"],
-        "config": state["config"],
+        "config": state["settings"]["config"],
         "in_channels": state["in_channels"],
         "out_channels": state["out_channels"],
         "epoch": chosen["epoch"],
         "valid_mse": chosen["valid_mse"],
-        "selected": "best" if best is not None else "last",
+        "selected": selected,
+        "training": state["training"],
     }
     if field_names is not None:
         checkpoint["field_names"] = list(field_names)
     with atomic_path(out_dir / "checkpoint.pt") as tmp:
         torch.save(checkpoint, tmp)
     with atomic_path(out_dir / "train_log.csv") as tmp:
-        pd.DataFrame(state["history"], columns=TRAIN_LOG_COLUMNS).to_csv(tmp, index=False)
-
-
-# ----------------------------------------------------------------------------- training
+        pd.DataFrame(history, columns=TRAIN_LOG_COLUMNS).to_csv(tmp, index=False)
 
 
 def train_refiner(
@@ -411,198 +554,73 @@ def train_refiner(
 def _train(cfg, train_data, valid_data, out_dir: Path, base, device: torch.device, rank: int, world: int) -> list[dict]:
     tc = cfg.train
     in_channels, out_channels = _check_data(cfg, train_data, valid_data, base)
-    cfg_dict = to_dict(cfg)
-    data = {"train": _data_identity(train_data), "valid": _data_identity(valid_data)}
-    run_hash = stable_hash({"config": cfg_dict, "data": data, "format": STATE_FORMAT})
     field_names = getattr(train_data, "field_names", None)
+    data = {"train": _data_identity(train_data), "valid": _data_identity(valid_data)}
+    resume = TrainingState(out_dir / STATE_FILE, {"config": to_dict(cfg), "data": data}, tc.epochs)
+    trainer = set_up(cfg, in_channels, out_channels, device, rank, world, base)
 
-    on_cuda = device.type == "cuda"
-    if (tc.bf16 or tc.compile) and not on_cuda:
-        log.info("bf16 autocast and torch.compile apply on CUDA only; training in fp32, uncompiled, on %s", device)
-    memory_format = phi_memory_format(cfg.phi, tc.channels_last)
-    use_bf16 = tc.bf16 and on_cuda
-
-    def autocast():
-        return torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
-
-    if on_cuda:
-        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
-
-    seed_everything(tc.seed)
-    phi = build_phi(cfg.phi, in_channels, out_channels).to(device, memory_format=memory_format)
-    if world > 1 and on_cuda:
-        phi = nn.SyncBatchNorm.convert_sync_batchnorm(phi)
-    optimizer = torch.optim.Adam(
-        phi.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, fused=True
-    )  # found_inf: below
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=tc.epochs, eta_min=tc.eta_min)
-    if base is not None:
-        base = base.to(device).eval().requires_grad_(False)
-
-    state_path = out_dir / "last.pt"
+    # Restore.
+    saved = resume.load()
     history: list[dict] = []
     best = None  # {"model", "epoch", "valid_mse"} of the best epoch so far
-    start = 1
-    if state_path.is_file():
-        state = _load_state(state_path)
-        if state.get("run_hash") != run_hash:
-            log.info(
-                "%s was written for another configuration or data (%s); starting afresh",
-                state_path,
-                _what_changed(
-                    {"config": state.get("config"), "data": state.get("data")}, {"config": cfg_dict, "data": data}
-                ),
-            )
-        else:
-            phi.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            set_rng_state(state["rng"])
-            history, best, start = state["history"], state["best"], state["epoch"] + 1
-            if start > tc.epochs:
-                log.info("%s: training finished (%d epochs); nothing to do", out_dir, state["epoch"])
-                if rank == 0 and not ((out_dir / "checkpoint.pt").is_file() and (out_dir / "train_log.csv").is_file()):
-                    _write_outputs(out_dir, state, field_names)
-                return history
-            log.info("resuming from epoch %d of %d (%s)", state["epoch"], tc.epochs, state_path)
+    last_good = {"model": _cpu_state_dict(trainer.phi), "epoch": 0}  # the Phi a divergence keeps, without a best one
+    if saved is not None:
+        history, best, last_good = saved["history"], saved["best"], {"model": saved["model"], "epoch": saved["epoch"]}
+        if resume.finished(saved):
+            log.info("%s: training %s (epoch %d); nothing to do", out_dir, saved["training"]["status"], saved["epoch"])
+            if rank == 0 and not ((out_dir / "checkpoint.pt").is_file() and (out_dir / "train_log.csv").is_file()):
+                write_outputs(out_dir, saved, field_names)
+            return history
+        trainer.phi.load_state_dict(saved["model"])
+        trainer.optimizer.load_state_dict(saved["optimizer"])
+        trainer.scheduler.load_state_dict(saved["scheduler"])
+        log.info("resuming from epoch %d of %d (%s)", saved["epoch"], tc.epochs, resume.path)
+    channels = {"in_channels": in_channels, "out_channels": out_channels}
 
-    # Only Phi is compiled: the loss's FFTs have no compiled kernels, and one graph serves all K + 1 calls.
-    model: nn.Module = Objective(torch.compile(phi) if tc.compile and on_cuda else phi, cfg.loss, tc.K, tc.alpha)
-    if world > 1:
-        model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if on_cuda else None, gradient_as_bucket_view=True
-        )
-
-    def to_device(t: torch.Tensor) -> torch.Tensor:
-        return t.to(device, non_blocking=True, memory_format=memory_format)
-
-    for epoch in range(start, tc.epochs + 1):
+    for epoch in resume.epochs_to_run(saved):
         started = time.perf_counter()
-        beta_s, beta_fp = term_weights(cfg.loss, epoch)
-        lr = optimizer.param_groups[0]["lr"]
-        # Global batches, each shared among the processes; one smaller than the world is dropped.
-        batches = [b for b in epoch_batches(len(train_data), tc.batch_size, tc.seed, epoch) if len(b) >= world]
-        shares = [b[rank::world] for b in batches]
-        max_skipped = tc.max_skipped_fraction * len(batches)
-        # On the device, so that a batch costs no host sync: sample-weighted total, spatial, spectral,
-        # fixed-point, samples; and the skipped batches. They are read once per LOG_EVERY batches.
-        sums = torch.zeros(5, dtype=torch.float64, device=device)
-        skipped_batches = torch.zeros((), device=device)
-        skipped = 0  # skipped_batches as last read
-        model.train()
-        bar = tqdm(
-            zip(batches, iterate_batches(train_data, shares, num_workers=tc.num_workers, pin_memory=on_cuda)),
-            total=len(batches),
-            desc=f"epoch {epoch}/{tc.epochs}",
-            unit="batch",
-            leave=False,
-            disable=rank != 0,
-            mininterval=1.0 if sys.stderr.isatty() else 30.0,
-        )
-        for step, (global_batch, (x, h0, y)) in enumerate(bar, 1):
-            x, y = to_device(x), to_device(y)
-            if base is not None:
-                with torch.no_grad():
-                    h0 = to_device(
-                        base(x.contiguous())
-                    )  # (B, F, H, W), the reference behaviour; the base runs channels-first
-            else:
-                h0 = to_device(h0)
-            with autocast():
-                total, terms = model(x, h0, y, beta_s, beta_fp)
-            optimizer.zero_grad(set_to_none=True)
-            # This process's share of the global batch's mean loss (DDP averages over processes).
-            (total * (len(y) * world / len(global_batch))).backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(phi.parameters(), tc.grad_clip if tc.grad_clip > 0 else math.inf)
-            bad = _all_reduce(
-                (~torch.isfinite(total.detach()) | ~torch.isfinite(grad_norm)).float(), world, dist.ReduceOp.MAX
-            )
-            # The fused Adam skips its update where found_inf is non-zero (the mechanism of
-            # torch.amp.GradScaler): a bad batch is skipped without the host waiting for the device.
-            optimizer.found_inf = bad
-            optimizer.step()
-            batch_sums = torch.stack(
-                [total, terms["spatial"], terms["spectral"], terms["fixed_point"], torch.ones_like(bad)]
-            ).detach()
-            sums += torch.where(bad > 0, 0.0, batch_sums.double() * len(y))
-            skipped_batches += bad
-            if step % LOG_EVERY == 0 or step == len(batches):
-                skipped = int(skipped_batches.item())  # the host syncs with the device here only
-                if skipped > max_skipped:
-                    raise IrnoError(
-                        f"epoch {epoch}: {skipped} of {len(batches)} batches had a non-finite loss or gradient, more than "
-                        f"train.max_skipped_fraction = {tc.max_skipped_fraction:g} allows; training stopped. The last good "
-                        f"epoch ({epoch - 1}) is kept in {state_path}. Lower train.lr or train.alpha, or check the data."
-                    )
-                bar.set_postfix(loss=f"{sums[0].item() / max(sums[4].item(), 1):.4g}", skipped=skipped, refresh=False)
-        bar.close()
-        scheduler.step()
-
-        if world > 1:  # validate and save the weights of rank 0 (BatchNorm statistics differ per process)
-            for buffer in phi.buffers():
-                dist.broadcast(buffer, 0)
-        valid_mse, outlier_pct = validate(
-            phi,
-            valid_data,
-            K=tc.K,
-            alpha=tc.alpha,
-            batch_size=tc.batch_size,
-            outlier_threshold=tc.outlier_threshold,
-            device=device,
-            base=base,
-            autocast=autocast,
-            memory_format=memory_format,
-            rank=rank,
-            world=world,
-        )
-        totals = _all_reduce(sums, world).tolist()
-        loss, spatial, spectral, fixed_point = (v / totals[4] if totals[4] else math.nan for v in totals[:4])
+        lr = trainer.optimizer.param_groups[0]["lr"]
+        try:
+            totals, skipped = train_epoch(trainer, tc, train_data, cfg.loss, epoch)
+        except Diverged as diverged:
+            log.warning("%s; keeping the %s Phi", diverged, "best" if best else f"epoch {last_good['epoch']}")
+            if rank == 0:
+                payload = {"model": last_good["model"], "best": best, "history": history, **channels}
+                write_outputs(
+                    out_dir, resume.save_diverged(epoch, str(diverged), last_good["epoch"], payload), field_names
+                )
+            return history
+        valid_mse, outlier_pct = validate_epoch(trainer, tc, valid_data)
         improved = (
             math.isfinite(valid_mse)
             and outlier_pct < tc.max_outlier_pct
             and (best is None or valid_mse < best["valid_mse"])
         )
         if improved:
-            best = {"model": _cpu_state_dict(phi), "epoch": epoch, "valid_mse": valid_mse}
-        row = {
-            "epoch": epoch,
-            "loss": loss,
-            "loss_spatial": spatial,
-            "loss_spectral": spectral,
-            "loss_fixed_point": fixed_point,
-            "beta_spectral": beta_s,
-            "beta_fixed_point": beta_fp,
-            "valid_mse": valid_mse,
-            "outlier_pct": outlier_pct,
-            "lr": lr,
-            "seconds": time.perf_counter() - started,
-            "skipped_batches": skipped,
-            "best": improved,
-        }
+            best = {"model": _cpu_state_dict(trainer.phi), "epoch": epoch, "valid_mse": valid_mse}
+        seconds = time.perf_counter() - started
+        row = log_row(
+            epoch, totals, term_weights(cfg.loss, epoch), (valid_mse, outlier_pct),
+            lr=lr, seconds=seconds, skipped_batches=skipped, best=improved,
+        )  # fmt: skip
         history.append(row)
         log.info(
             "epoch %d/%d: loss %.4g (spatial %.4g, spectral %.4g, fixed-point %.4g), valid MSE %.4g, "
             "outliers %.1f %%, lr %.3g, %.1f s, %d skipped%s",
-            epoch, tc.epochs, loss, spatial, spectral, fixed_point, valid_mse, outlier_pct, lr, row["seconds"], skipped,
-            ", best" if improved else "",
+            epoch, tc.epochs, row["loss"], row["loss_spatial"], row["loss_spectral"], row["loss_fixed_point"],
+            valid_mse, outlier_pct, lr, seconds, skipped, ", best" if improved else "",
         )  # fmt: skip
+
+        # Save.
+        last_good = {"model": _cpu_state_dict(trainer.phi), "epoch": epoch}
         if rank == 0:
-            state = {
-                "format": STATE_FORMAT,
-                "run_hash": run_hash,
-                "config": cfg_dict,
-                "data": data,
-                "in_channels": in_channels,
-                "out_channels": out_channels,
-                "epoch": epoch,
-                "model": _cpu_state_dict(phi),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng": rng_state(),
+            payload = {
+                "model": last_good["model"],
+                "optimizer": trainer.optimizer.state_dict(),
+                "scheduler": trainer.scheduler.state_dict(),
                 "best": best,
                 "history": history,
+                **channels,
             }
-            with atomic_path(state_path) as tmp:
-                torch.save(state, tmp)
-            _write_outputs(out_dir, state, field_names)
+            write_outputs(out_dir, resume.save(epoch, payload), field_names)
     return history

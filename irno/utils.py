@@ -21,7 +21,7 @@ import shutil
 import tempfile
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
@@ -137,14 +137,19 @@ def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
         np.savez_compressed(f, **arrays)
 
 
-def read_json(path: str | os.PathLike) -> Any:
+def _read(path: str | os.PathLike, parse, errors: type[Exception], language: str) -> Any:
+    """`parse` of a file's text; an IrnoError naming the file when it is missing or not valid `language`."""
     path = Path(path)
     if not path.is_file():
         raise IrnoError(f"{path}: file not found")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise IrnoError(f"{path}: not valid JSON ({e})") from None
+        return parse(path.read_text())
+    except errors as e:
+        raise IrnoError(f"{path}: not valid {language} ({e})") from None
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return _read(path, json.loads, json.JSONDecodeError, "JSON")
 
 
 def parse_json_option(text: str, option: str = "--json") -> Any:
@@ -161,13 +166,7 @@ def write_yaml(path: str | os.PathLike, obj: Any) -> None:
 
 
 def read_yaml(path: str | os.PathLike) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise IrnoError(f"{path}: file not found")
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise IrnoError(f"{path}: not valid YAML ({e})") from None
+    return _read(path, yaml.safe_load, yaml.YAMLError, "YAML")
 
 
 # ----------------------------------------------------------------------------- config dicts <-> dataclasses
@@ -255,6 +254,38 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             raise IrnoError(f"config key '{key}': expected a string, got {value!r}")
         return value
     return value
+
+
+def write_settings(kinds: Mapping[str, Any], kind: str, data: dict, path: str | os.PathLike) -> Any:
+    """Validate `data` as the settings of `kind` and write them, complete with defaults, as YAML.
+
+    `kinds` maps each kind to a config dataclass (built with `from_dict`, written with `to_dict`)
+    or to a function that validates the mapping itself and returns what to write (settings checked
+    as a whole, such as a study). Returns the dataclass, or the written mapping. The workflow passes
+    each step's resolved settings as a rule parameter and writes them with this, so that a settings
+    file changes (and the steps reading it rerun) exactly when its settings do.
+    """
+    if kind not in kinds:
+        raise IrnoError(f"unknown settings kind {kind!r} (known: {', '.join(kinds)})")
+    make = kinds[kind]
+    if dataclasses.is_dataclass(make):
+        settings = from_dict(make, data)
+        written = to_dict(settings)
+    else:
+        settings = written = make(data)
+    write_yaml(path, written)
+    return settings
+
+
+def flatten(tree: Mapping, prefix: str = "") -> dict[str, Any]:
+    """The non-mapping values of a nested mapping by their dotted keys: {"train": {"K": 4}} -> {"train.K": 4}."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def deep_merge(base: dict, overrides: dict | None) -> dict:

@@ -13,11 +13,11 @@ from irno.base.check import check_base, checked_forward, choose_forward, per_fie
 from irno.base.operator import build_model, load_model_dir, read_provenance, save_base
 from irno.base.train import one_step_mse, persistence, train_base
 from irno.cli import main as irno_main
-from irno.config import BaseConfig, from_dict
+from irno.config import BaseConfig
 from irno.data.store import PreparedSplit, prepare_split
 from irno.data.well import build_manifest
 from irno.data.wellfile import write_stats, write_well_file
-from irno.utils import IrnoError, seed_everything, write_json, write_yaml
+from irno.utils import IrnoError, from_dict, seed_everything, write_json, write_yaml
 
 TINY_FNO = {"modes1": 4, "modes2": 4, "hidden_channels": 8}
 
@@ -211,10 +211,10 @@ def test_pre_empted_training_resumes_to_the_same_weights(waves, tmp_path, monkey
     monkeypatch.setattr(train_module, "one_step_mse", dies_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
         train_base(cfg, train, valid, tmp_path / "resumed")
-    assert (tmp_path / ".resumed.train_state.pt").is_file() and not (tmp_path / "resumed").exists()
+    assert (tmp_path / ".resumed.last.pt").is_file() and not (tmp_path / "resumed").exists()
     monkeypatch.setattr(train_module, "one_step_mse", real)
     train_base(cfg, train, valid, tmp_path / "resumed")
-    assert not (tmp_path / ".resumed.train_state.pt").exists()
+    assert not (tmp_path / ".resumed.last.pt").exists()
     a, b = load_model_dir("FNO", tmp_path / "straight"), load_model_dir("FNO", tmp_path / "resumed")
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
 
@@ -269,7 +269,9 @@ def test_check_vrmse_is_the_wells_in_physical_units(tiny_stores):
     x, y = split.batch(idx)
     std, mean = split.channel_std[None, :, None, None], split.channel_mean[None, :, None, None]
     y_hat, y = x[:, -11:].double().numpy() * std + mean, y.double().numpy() * std + mean  # (N, F, H, W)
-    want = np.sqrt(((y_hat - y) ** 2).mean(axis=(2, 3)) / (y.var(axis=(2, 3), ddof=1) + 1e-7)).mean(0)  # SPEC 2.1
+    want = np.sqrt(((y_hat - y) ** 2).mean(axis=(2, 3)) / (y.var(axis=(2, 3), ddof=1) + 1e-7)).mean(
+        0
+    )  # The Well's VRMSE
     np.testing.assert_allclose(got, want, rtol=1e-4)
 
 
@@ -387,7 +389,7 @@ def test_stale_cache_is_refused(trained, waves, tmp_path):
         "weights": (cfg, other_weights, "base.weights_sha256 is"),
         "dtype": (tiny_cfg(cache_dtype="float16"), model_dir, "dtype is 'float32', expected 'float16'"),
     }
-    for what, (other_cfg, other_dir, message) in stale.items():
+    for other_cfg, other_dir, message in stale.values():
         with pytest.raises(IrnoError, match=f"stale base-prediction cache, refusing it: .*{message}"):
             BasePredictionCache.open(tmp_path / "cache", expect=expected_meta(other_cfg, other_dir, split))
     expect = expected_meta(cfg, model_dir, split)

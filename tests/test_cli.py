@@ -56,8 +56,10 @@ def test_train_writes_the_documented_run(trained, tiny_stores):
         "epoch",
         "valid_mse",
         "selected",
+        "training",
         "field_names",
     }
+    assert ckpt["training"] == {"status": "completed"}
     assert (ckpt["in_channels"], ckpt["out_channels"]) == (55, 11) and ckpt["selected"] in ("best", "last")
     assert ckpt["config"]["phi"]["base_channels"] == 4 and ckpt["config"]["train"]["K"] == 2
     assert ckpt["field_names"] == PreparedSplit(tiny_stores["train"]).field_names
@@ -92,8 +94,9 @@ def test_evaluate_writes_the_documented_outputs(trained, tiny_stores, tiny_cache
     n, steps, fields = len(store), SETTINGS["train"]["K"] + EXTRA + 1, store.field_names
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(documented("metrics.json")) <= set(metrics)
-    expected = {"dataset": "active_matter", "base": "FNO", "experiment": "irno", "split": "test", "trained_on_base": "FNO",
-                "n_samples": n, "K": 2, "extra_steps": EXTRA, "field_names": fields}  # fmt: skip
+    expected = {"dataset": "active_matter", "base": "FNO", "experiment": "irno", "split": "test",
+                "trained_on_base": "FNO", "n_samples": n, "K": 2, "extra_steps": EXTRA,
+                "field_names": fields}  # fmt: skip
     assert {key: metrics[key] for key in expected} == expected
     assert metrics["checkpoint_epoch"] == torch.load(root / "run" / "checkpoint.pt", weights_only=True)["epoch"]
     assert all(np.isfinite(metrics[key]) for key in ("vrmse_base", "vrmse_refined", "vrmse_pooled_cf_refined"))

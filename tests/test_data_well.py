@@ -1,4 +1,4 @@
-"""The Well format writer and loader: the fixture dataset reads through WellDataset as SPEC 4 says."""
+"""The Well format writer and loader: the fixture dataset reads through WellDataset as docs/method.md#the-well says."""
 
 import numpy as np
 import pytest

@@ -18,7 +18,7 @@ from the_well.benchmark.metrics import VRMSE, binned_spectral_mse
 from the_well.benchmark.metrics.spectral import power_spectrum
 
 from irno.cli import main
-from irno.config import EvalConfig, PhiConfig, RefinerConfig, TrainConfig, to_dict
+from irno.config import EvalConfig, PhiConfig, RefinerConfig, TrainConfig
 from irno.data.store import PreparedSplit
 from irno.evaluate import (
     LogQuantiles,
@@ -26,11 +26,11 @@ from irno.evaluate import (
     StepMetrics,
     evaluate,
     evaluate_checkpoint,
-    iterate_batches,
 )
 from irno.metrics import well_metadata
 from irno.models import build_phi, refine_steps
-from irno.utils import IrnoError
+from irno.train import iterate_batches, sequential_batches
+from irno.utils import IrnoError, to_dict
 
 FIELDS = ["concentration", "velocity_x", "velocity_y"]
 GRID = (16, 16)
@@ -197,8 +197,9 @@ def test_vrmse_equals_the_wells_on_raw_well_data(tiny_well, tiny_stores):
 
     data = PersistenceOnStore(PreparedSplit(tiny_stores["test"]))
     got = evaluate(ConstantPhi(0.0, 11), data, K=1, alpha=0.1, cfg=EvalConfig(extra_steps=0, device="cpu")).per_step
-    raw = WellDataset(well_base_path=str(tiny_well / "datasets"), well_dataset_name="active_matter", well_split_name="test",
-                      n_steps_input=data.split.n_steps_input, n_steps_output=1, use_normalization=False)  # fmt: skip
+    raw = WellDataset(well_base_path=str(tiny_well / "datasets"), well_dataset_name="active_matter",
+                      well_split_name="test", n_steps_input=data.split.n_steps_input, n_steps_output=1,
+                      use_normalization=False)  # fmt: skip
     samples = [raw[i] for i in range(len(raw))]
     persistence = torch.stack([s["input_fields"][-1] for s in samples])  # (N, H, W, F) physical units
     truth = torch.stack([s["output_fields"][0] for s in samples])
@@ -415,7 +416,8 @@ def test_accumulator_state_does_not_grow_with_batches(phi, data):
     metrics = StepMetrics(len(data), S, K, FIELDS, GRID, data.channel_mean, data.channel_std, 0, "cpu")
     sizes = []
     with torch.no_grad():
-        for rows, x, h0, y in iterate_batches(data, 2):
+        batches = sequential_batches(np.arange(len(data)), 2)
+        for rows, (x, h0, y) in zip(batches, iterate_batches(data, batches), strict=True):
             metrics.add_batch([h0, *refine_steps(phi, x, h0, ALPHA, S - 1)], y, rows)
             sizes.append(state_bytes(metrics))
     assert len(sizes) == 5 and len(set(sizes)) == 1
@@ -458,6 +460,12 @@ def test_written_files_follow_docs_outputs(tmp_path, data):
         len(data),
     )
     assert written["checkpoint_epoch"] == 7 and written["checkpoint_selected"] == "best"
+    # a checkpoint without a recorded outcome is a completed training
+    assert (written["training_status"], written["training_diverged_epoch"], written["training_message"]) == (
+        "completed",
+        None,
+        "",
+    )
     table = pd.read_csv(out / "per_step.csv")
     columns = documented("per_step.csv")
     assert "vrmse" in columns and "diverged" in columns
@@ -470,9 +478,10 @@ def test_written_files_follow_docs_outputs(tmp_path, data):
         arrays = {name: npz[name] for name in npz.files}
     assert set(arrays) == set(documented("spectra.npz"))
     shapes = {"steps": (S,), "K": (), "shells": (M,), "nyquist": (), "ratio_median": (S, M), "ratio_q25": (S, M),
-              "ratio_q75": (S, M), "error_spectrum_mean": (S, M), "spectral_mse": (len(data), S), "energy_wavenumber": (M,),
-              "energy_truth": (F, M), "energy_base": (F, M), "energy_refined": (F, M), "field_names": (F,),
-              "example_index": (), "example_truth": (F, H, W), "example_base": (F, H, W), "example_refined": (F, H, W)}  # fmt: skip
+              "ratio_q75": (S, M), "error_spectrum_mean": (S, M), "spectral_mse": (len(data), S),
+              "energy_wavenumber": (M,), "energy_truth": (F, M), "energy_base": (F, M), "energy_refined": (F, M),
+              "field_names": (F,), "example_index": (), "example_truth": (F, H, W), "example_base": (F, H, W),
+              "example_refined": (F, H, W)}  # fmt: skip
     assert {name: a.shape for name, a in arrays.items()} == shapes
     assert arrays["field_names"].tolist() == FIELDS and int(arrays["K"]) == K and float(arrays["nyquist"]) == H / 2
     np.testing.assert_allclose(arrays["example_truth"], physical(data, data.y[3]).numpy(), rtol=1e-6)
@@ -485,8 +494,9 @@ def test_transfer_and_diverged_outputs_are_written(tmp_path, data):
     with torch.no_grad():
         phi.output.weight.mul_(1e30)
     out = tmp_path / "eval"
-    metrics = evaluate_checkpoint(EvalConfig(extra_steps=EXTRA, device="cpu"), _checkpoint(tmp_path / "c.pt", phi, alpha=5.0),
-                                  data, out, dataset_name="d", base="TFNO", experiment="transfer", trained_on_base="FNO")  # fmt: skip
+    metrics = evaluate_checkpoint(EvalConfig(extra_steps=EXTRA, device="cpu"),
+                                  _checkpoint(tmp_path / "c.pt", phi, alpha=5.0), data, out, dataset_name="d",
+                                  base="TFNO", experiment="transfer", trained_on_base="FNO")  # fmt: skip
     written = json.loads((out / "metrics.json").read_text())  # Python's json reads NaN / Infinity
     assert written["trained_on_base"] == "FNO" and written["base"] == "TFNO"
     assert written["diverged"] is True and written["first_diverged_step"] == 1
@@ -531,8 +541,8 @@ def test_cli_help_and_bad_config(tmp_path, capsys):
         assert option in help_text
     config = tmp_path / "eval.yaml"
     config.write_text("extra_steps: six\n")
-    args = ["evaluate", "--config", str(config), "--checkpoint", "c.pt", "--store", "s", "--cache", "c", "--out", str(tmp_path / "o"),
-            "--dataset", "d", "--base", "b", "--experiment", "e"]  # fmt: skip
+    args = ["evaluate", "--config", str(config), "--checkpoint", "c.pt", "--store", "s", "--cache", "c",
+            "--out", str(tmp_path / "o"), "--dataset", "d", "--base", "b", "--experiment", "e"]  # fmt: skip
     assert main(args) == 1
     err = capsys.readouterr().err
     assert str(config) in err and "extra_steps" in err and "six" in err

@@ -1,4 +1,4 @@
-"""The objective of SPEC 1.3: spectral loss, lambda schedule, warm-up, the whole batch objective."""
+"""The objective (docs/method.md#the-objective): spectral loss, lambda schedule, warm-up, the whole batch objective."""
 
 import math
 

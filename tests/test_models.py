@@ -1,4 +1,4 @@
-"""Phi (SPEC 1.2) and the iteration h_{k+1} = h_k + alpha * Phi(cat[x, h_k])."""
+"""Phi (docs/method.md#phi) and the iteration h_{k+1} = h_k + alpha * Phi(cat[x, h_k])."""
 
 import pytest
 import torch

@@ -24,7 +24,8 @@ from matplotlib.collections import PolyCollection
 from matplotlib.image import AxesImage, imread
 
 from irno.cli import main as cli_main
-from irno.config import ReportPlan, from_dict
+from irno.config import ReportPlan
+from irno.report.claims import load_claims
 from irno.report.figures import (
     FIGURE_NAMES,
     convergence,
@@ -35,10 +36,9 @@ from irno.report.figures import (
     spectral_mse_per_step,
     write_figures,
 )
-from irno.report.claims import load_claims
 from irno.report.results import load_plan, load_reported, load_run, load_runs
 from irno.report.tables import TABLE_NAMES, write_tables
-from irno.utils import IrnoError, write_yaml
+from irno.utils import IrnoError, from_dict, write_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 REPORTED = REPO / "config" / "reported.yaml"
@@ -154,13 +154,14 @@ def test_loader_marks_missing_and_names_bad_files(evaluated, tmp_path):
     written[("FNO", "irno")]["per_step"].to_csv(run_dir / "per_step.csv", index=False)
     np.savez(run_dir / "spectra.npz", steps=np.arange(3))
     with pytest.raises(IrnoError, match=r"spectra.npz: missing array\(s\) K, shells"):
-        load_run(tmp_path, "active_matter", "FNO", "irno").spectra
+        _ = load_run(tmp_path, "active_matter", "FNO", "irno").spectra  # read on first use
 
 
-def test_reported_numbers_are_spec_section_3_with_sources(tmp_path):
+def test_reported_numbers_come_with_their_sources(tmp_path):
     reported = load_reported(REPORTED)
     assert reported.main_entry("active_matter", "FNO") | {"source": None} == {
-        "source": None, "dataset": "active_matter", "base": "FNO", "single_pass": 0.1017, "irno": 0.0501, "gain_pct": 50.73,
+        "source": None, "dataset": "active_matter", "base": "FNO", "single_pass": 0.1017, "irno": 0.0501,
+        "gain_pct": 50.73,
     }  # fmt: skip
     assert reported.main_entry("turbulent_radiative_layer_2D", "TFNO")["irno"] == 0.1042
     assert reported.well_vrmse("active_matter", "TFNO", "valid") == 0.3342
@@ -598,14 +599,18 @@ rule all:
 rule tables:
     input: plan="plan.yaml", reported="{reported}", claims="{claims}"
     output:
-        **{{name: report(f"results/{{RUN}}/tables/{{name}}.csv", caption=f"{{REPORT}}/{{name}}.rst", category="Tables") for name in TABLES}},
+        **{{name: report(f"results/{{RUN}}/tables/{{name}}.csv", caption=f"{{REPORT}}/{{name}}.rst",
+                         category="Tables") for name in TABLES}},
         other=expand("results/{{run}}/tables/{{name}}.{{suffix}}", run=RUN, name=TABLES, suffix=["md", "tex"]),
-    shell: "{{sys.executable}} -m irno.cli tables --plan {{input.plan}} --eval-root eval --reported {{input.reported}} --claims {{input.claims}} --out results/{{RUN}}/tables"
+    shell:
+        "{{sys.executable}} -m irno.cli tables --plan {{input.plan}} --eval-root eval"
+        " --reported {{input.reported}} --claims {{input.claims}} --out results/{{RUN}}/tables"
 
 rule figures:
     input: plan="plan.yaml"
     output:
-        **{{name: report(f"results/{{RUN}}/figures/{{name}}.png", caption=f"{{REPORT}}/{{name}}.rst", category="Figures") for name in FIGURES}},
+        **{{name: report(f"results/{{RUN}}/figures/{{name}}.png", caption=f"{{REPORT}}/{{name}}.rst",
+                         category="Figures") for name in FIGURES}},
         pdf=expand("results/{{run}}/figures/{{name}}.pdf", run=RUN, name=FIGURES),
     shell: "{{sys.executable}} -m irno.cli figures --plan {{input.plan}} --eval-root eval --out results/{{RUN}}/figures"
 """

@@ -1,8 +1,8 @@
 """The embedded active-matter simulator: physics checks, The Well format, restarts, bad input.
 
 Physics checks recompute what they check independently of the solver (numpy FFTs, the tensor
-form of SPEC 5, quadrature of the orientation distribution), so a slip in the solver's complex
-form shows up here.
+form of docs/method.md#active-matter-equations, quadrature of the orientation distribution), so a
+slip in the solver's complex form shows up here.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from irno.config import SimulationConfig, from_dict
+from irno.config import SimulationConfig
 from irno.sim import simulate_dataset, simulate_trajectory
 from irno.sim.active_matter import (
     BETA,
@@ -24,7 +24,7 @@ from irno.sim.active_matter import (
     ActiveMatterModel,
     bingham_closure,
 )
-from irno.utils import IrnoError
+from irno.utils import IrnoError, from_dict
 
 ZETA, ALPHA, GRID = 9.0, -3.0, 32
 
@@ -117,8 +117,8 @@ def _stress_tensor(model, c, D, E, R):
     s2222 = D[..., 1, 1] - s1122
     by_y_count = [s1111, s1112, s1122, s1222, s2222]  # S is fully symmetric: only the number of y's counts
     S = np.empty(c.shape + (2, 2, 2, 2))
-    for i, j, k, l in itertools.product(range(2), repeat=4):
-        S[..., i, j, k, l] = by_y_count[i + j + k + l]
+    for i, j, k, m in itertools.product(range(2), repeat=4):
+        S[..., i, j, k, m] = by_y_count[i + j + k + m]
     S_E = np.einsum("...ijkl,...kl->...ij", S, E)
     S_D = np.einsum("...ijkl,...kl->...ij", S, D)
     DD = D @ D
@@ -126,7 +126,7 @@ def _stress_tensor(model, c, D, E, R):
 
 
 def test_velocity_is_the_stokes_flow_of_the_stress(developed):
-    """-lap u + grad p = div Sigma with Sigma in tensor form (SPEC 5), solved here with numpy."""
+    """-lap u + grad p = div Sigma with Sigma in tensor form, solved here with numpy."""
     model = ActiveMatterModel(ZETA, ALPHA, grid=GRID, dt=0.025)
     frame = 30
     c, D, E = developed["concentration"][frame], developed["D"][frame], developed["E"][frame]
@@ -146,7 +146,7 @@ def test_velocity_is_the_stokes_flow_of_the_stress(developed):
 
 
 def test_moment_equations_match_the_tensor_form(developed):
-    """The solver's complex Q equation against D_t of SPEC 5 in tensor form (non-linear terms)."""
+    """The solver's complex Q equation against D_t in tensor form (the non-linear terms)."""
     model = ActiveMatterModel(ZETA, ALPHA, grid=GRID, dt=0.025)
     frame = 30
     c, D, u, E = (developed[k][frame] for k in ("concentration", "D", "velocity", "E"))
@@ -418,39 +418,16 @@ def test_cli_simulate(tmp_path, capsys):
     from irno.utils import read_json
 
     config = tmp_path / "sim.yaml"
-    config.write_text(yaml.safe_dump({**TINY, "frames": 6}))
-    assert (
-        main(
-            [
-                "simulate",
-                "--config",
-                str(config),
-                "--root",
-                str(tmp_path / "well"),
-                "--manifest",
-                str(tmp_path / "manifest.json"),
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+
+    def simulate(settings: dict, manifest: str) -> int:
+        config.write_text(yaml.safe_dump(settings))
+        args = ["--config", str(config), "--root", str(tmp_path / "well"), "--manifest", str(tmp_path / manifest)]
+        return main(["simulate", *args, "--no-progress"])
+
+    assert simulate({**TINY, "frames": 6}, "manifest.json") == 0
     manifest = read_json(tmp_path / "manifest.json")
     assert manifest["dataset"] == "active_matter" and manifest["simulation"]["frames"] == 6
 
-    config.write_text(yaml.safe_dump({**TINY, "frames": 6, "alpha": -2}))
-    assert (
-        main(
-            [
-                "simulate",
-                "--config",
-                str(config),
-                "--root",
-                str(tmp_path / "well"),
-                "--manifest",
-                str(tmp_path / "m2.json"),
-            ]
-        )
-        == 1
-    )
+    assert simulate({**TINY, "frames": 6, "alpha": -2}, "m2.json") == 1
     err = capsys.readouterr().err
     assert "sim.yaml" in err and "simulate.alpha" in err

@@ -204,7 +204,9 @@ def test_non_finite_batches_are_skipped_and_counted(tmp_path):
     assert all(torch.isfinite(v).all() for v in _final_weights(tmp_path).values())
 
 
-def test_too_many_non_finite_batches_stop_training_and_keep_the_last_good_epoch(tmp_path, monkeypatch):
+def test_too_many_non_finite_batches_end_the_training_as_diverged_keeping_the_last_good_epoch(
+    tmp_path, monkeypatch, caplog
+):
     train, valid = _data()
     real_validate = irno.train.validate
 
@@ -213,11 +215,45 @@ def test_too_many_non_finite_batches_stop_training_and_keep_the_last_good_epoch(
         return real_validate(*args, **kwargs)
 
     monkeypatch.setattr(irno.train, "validate", poison_after_epoch_1)
-    with pytest.raises(IrnoError, match=r"epoch 2: 1 of 6 batches had a non-finite loss.*epoch \(1\) is kept"):
-        train_refiner(_cfg(epochs=2), train, valid, tmp_path)
-    assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 1
+    history = train_refiner(_cfg(epochs=3), train, valid, tmp_path)  # no error: a diverged training is a result
+    assert [row["epoch"] for row in history] == [1]
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert state["epoch"] == 1 and state["training"]["status"] == "diverged" and state["training"]["epoch"] == 2
+    assert "epoch 2: 1 of 6 batches had a non-finite loss" in state["training"]["message"]
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert (ckpt["epoch"], ckpt["selected"], ckpt["training"]) == (1, "best", state["training"])
+    _assert_same_weights(ckpt["model"], state["model"])  # the last good epoch was the best
     assert len(pd.read_csv(tmp_path / "train_log.csv")) == 1
-    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 1
+
+    # The run is over: started again, it trains nothing.
+    monkeypatch.setattr(irno.train, "validate", real_validate)
+    train.poison = set()
+    stamp = (tmp_path / "last.pt").stat().st_mtime_ns
+    with caplog.at_level(logging.INFO, logger="irno"):
+        assert len(train_refiner(_cfg(epochs=3), train, valid, tmp_path)) == 1
+    assert "training diverged" in caplog.text and "nothing to do" in caplog.text
+    assert (tmp_path / "last.pt").stat().st_mtime_ns == stamp
+
+
+def test_a_diverging_training_ends_with_the_initial_phi_and_evaluates(tiny_stores, tmp_path):
+    from irno.config import EvalConfig
+    from irno.data.store import PreparedSplit
+    from irno.evaluate import evaluate_checkpoint
+
+    train, valid, test = (PersistenceOnStore(PreparedSplit(tiny_stores[s])) for s in ("train", "valid", "test"))
+    history = train_refiner(_cfg(epochs=2, batch_size=8, lr=1e6, alpha=5.0), train, valid, tmp_path / "run")
+    assert history == []  # not one epoch stayed finite
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert (ckpt["epoch"], ckpt["selected"], ckpt["valid_mse"]) == (0, "initial", None)
+    assert ckpt["training"]["status"] == "diverged" and ckpt["training"]["epoch"] == 1
+    assert list(pd.read_csv(tmp_path / "run" / "train_log.csv").columns) == TRAIN_LOG_COLUMNS
+
+    metrics = evaluate_checkpoint(
+        EvalConfig(extra_steps=1, device="cpu"), tmp_path / "run" / "checkpoint.pt", test, tmp_path / "eval",
+        dataset_name="active_matter", base="persistence", experiment="diverging",
+    )  # fmt: skip
+    assert (metrics["training_status"], metrics["training_diverged_epoch"]) == ("diverged", 1)
+    assert "non-finite loss" in metrics["training_message"] and np.isfinite(metrics["vrmse_refined"])
 
 
 def test_an_epoch_keeps_no_batch_graph_alive(tmp_path, monkeypatch):

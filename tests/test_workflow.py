@@ -9,7 +9,6 @@ so results never land in the repository.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -28,8 +27,6 @@ from irno.roma.config import EXPERIMENTS as ROMA_EXPERIMENTS
 from irno.roma.config import plan_study, report_outputs, study_from_dict
 
 PAPER_EXPERIMENTS = 19
-# What the end-to-end run needs from the other parts of the pipeline.
-E2E_MODULES = ("irno.sim", "irno.data.store", "irno.base", "irno.train", "irno.evaluate", "irno.report")
 
 
 @pytest.fixture
@@ -55,26 +52,9 @@ def job_counts(dry_run_output: str) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) != "total"}
 
 
-def needs(*paths: str):
-    """Skip (naming what is missing) until the other parts this test needs have landed."""
-    missing = [p for p in paths if not (ROOT / p).exists()]
-    return pytest.mark.skipif(bool(missing), reason=f"not landed yet: {', '.join(missing)}")
-
-
 def roma_plan(config_name: str):
     config = yaml.safe_load((ROOT / "config" / config_name).read_text())
     return plan_study(study_from_dict(config["roma"]))
-
-
-def missing_modules() -> list[str]:
-    missing = []
-    for name in E2E_MODULES:
-        try:
-            if importlib.util.find_spec(name) is None:
-                missing.append(name)
-        except ImportError:
-            missing.append(name)
-    return missing
 
 
 # ----------------------------------------------------------------------------- static checks
@@ -137,7 +117,7 @@ def test_the_slurm_docs_commands_run_as_written(workflow_copy, tmp_path):
         )
         assert run.returncode == 0, f"{command}:\n{run.stdout[-2000:]}\n{run.stderr[-3000:]}"
         if "--unlock" not in command:  # the paper's trainings, with the SLURM profile's resources
-            assert re.search(r"runtime=720, gpu=\d", run.stdout) and "results/paper/runs/" in run.stdout, command
+            assert re.search(r"runtime=1440, gpu=\d", run.stdout) and "results/paper/runs/" in run.stdout, command
         if command.startswith("IRNO_SLURM_TRAIN_GPUS=4 "):
             assert "--nproc 4 > " in run.stdout, command
 
@@ -145,7 +125,6 @@ def test_the_slurm_docs_commands_run_as_written(workflow_copy, tmp_path):
 # ----------------------------------------------------------------------------- the DAG
 
 
-@needs("config/reported.yaml")
 def test_paper_dry_run_builds_the_full_dag(workflow_copy):
     start = time.perf_counter()
     out = snakemake(workflow_copy, "-n", "all", "--configfile", "config/config.yaml")
@@ -220,8 +199,8 @@ def test_ablation_target_builds_one_experiment_only(workflow_copy):
 @pytest.mark.parametrize(
     ("args", "train_gpus", "nproc"),
     [
-        (["--cores", "1"], None, None),  # no GPU resource: a bare run
-        (["--profile", "profiles/local"], None, None),  # one GPU per job
+        (["--cores", "1"], None, None),  # the rule's one GPU, not limited: a bare run
+        (["--profile", "profiles/local"], None, None),  # one GPU job at a time
         (["--cores", "1", "--set-resources", "train_refiner:gpu=2"], None, 2),  # a job with two GPUs
         (["--profile", "profiles/slurm"], None, None),
         (["--profile", "profiles/slurm"], "4", 4),  # the SLURM profile's IRNO_SLURM_TRAIN_GPUS
@@ -236,6 +215,18 @@ def test_training_runs_one_ddp_process_per_gpu_of_its_job(workflow_copy, monkeyp
     commands = re.findall(r"irno train .*", out.stdout)
     option = f" --nproc {nproc}" if nproc else ""
     assert len(commands) == 1 and f" --out results/test/runs/active_matter/FNO/irno{option} > " in commands[0], commands
+
+
+def test_the_published_numbers_come_from_the_configured_file(workflow_copy):
+    config = yaml.safe_load((workflow_copy / "config" / "test.yaml").read_text())
+    config.setdefault("report", {})["reported"] = "elsewhere/published.yaml"
+    (workflow_copy / "elsewhere").mkdir()
+    (workflow_copy / "elsewhere" / "published.yaml").write_text((ROOT / "config" / "reported.yaml").read_text())
+    (workflow_copy / "moved.yaml").write_text(yaml.safe_dump(config))
+    out = snakemake(workflow_copy, "-n", "-p", "tables", "--configfile", "moved.yaml")
+    assert "--reported elsewhere/published.yaml " in out.stdout
+    default = snakemake(workflow_copy, "-n", "-p", "tables", "--configfile", "config/test.yaml")
+    assert "--reported config/reported.yaml " in default.stdout  # the schema's default
 
 
 def test_without_configfile_the_demo_runs(workflow_copy):
@@ -302,17 +293,10 @@ def test_roma_schema_knows_every_experiment():
 
 # ----------------------------------------------------------------------------- end to end
 
-requires_all_parts = pytest.mark.skipif(
-    bool(missing_modules()) or not (ROOT / "config" / "reported.yaml").exists(),
-    reason=f"end-to-end run needs the other parts; not landed yet: "
-    f"{', '.join(missing_modules() + ([] if (ROOT / 'config' / 'reported.yaml').exists() else ['config/reported.yaml']))}",
-)
-
 # `test_run` (tests/conftest.py): config/test.yaml run locally, once per session.
 
 
 @pytest.mark.slow
-@requires_all_parts
 def test_test_config_runs_end_to_end(test_run):
     run = test_run / "results" / "test"
     study = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
@@ -346,7 +330,6 @@ def test_test_config_runs_end_to_end(test_run):
 
 
 @pytest.mark.slow
-@requires_all_parts
 def test_two_seeds_train_and_evaluate_each_and_the_tables_show_their_spread(test_run, tmp_path):
     work = tmp_path / "seeds"
     shutil.copytree(test_run, work, symlinks=True)
@@ -377,7 +360,6 @@ def test_two_seeds_train_and_evaluate_each_and_the_tables_show_their_spread(test
 
 
 @pytest.mark.slow
-@requires_all_parts
 def test_html_report_builds(test_run):
     snakemake(test_run, "all", "--configfile", "config/test.yaml", "--report", "results/test/report.html")
     assert (test_run / "results/test/report.html").stat().st_size > 0
@@ -387,7 +369,6 @@ def test_html_report_builds(test_run):
 
 
 @pytest.mark.slow
-@requires_all_parts
 def test_editing_one_variant_reruns_that_variant_only(test_run):
     config = yaml.safe_load((test_run / "config" / "test.yaml").read_text())
     config["experiments"]["no_spectral"]["train"] = {"lr": 5.0e-4}
@@ -402,7 +383,6 @@ def test_editing_one_variant_reruns_that_variant_only(test_run):
 
 
 @pytest.mark.slow
-@requires_all_parts
 def test_roma_study_runs_end_to_end(test_run):
     roma = test_run / "results" / "test" / "roma"
     plan = roma_plan("test.yaml")
@@ -427,7 +407,6 @@ def test_roma_study_runs_end_to_end(test_run):
 
 
 @pytest.mark.slow
-@requires_all_parts
 def test_editing_one_roma_experiment_reruns_its_runs_only(test_run):
     plan = roma_plan("test.yaml")
     config = yaml.safe_load((test_run / "config" / "test.yaml").read_text())

@@ -1,5 +1,5 @@
-"""The Snakemake workflow in a temporary copy, run locally: what tests/test_workflow.py and the
-SLURM tests (tests/slurm) build on.
+"""The Snakemake workflow in a temporary copy, run locally, and its profiles as Snakemake reads
+them: what tests/test_workflow.py, tests/test_profiles.py and the SLURM tests (tests/slurm) build on.
 
 A copy holds the Snakefile, workflow/, config/, envs/ and profiles/ (so the workflow profile
 applies as for users) and imports this checkout's `irno`, so results never land in the repository.
@@ -7,16 +7,50 @@ applies as for users) and imports this checkout's `irno`, so results never land 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
+import yte
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW_FILES = ("Snakefile", "workflow", "config", "envs", "profiles")
+# The site settings profiles/slurm reads from the environment.
+SITE_VARIABLES = ("IRNO_SLURM_PARTITION", "IRNO_SLURM_ACCOUNT", "IRNO_SLURM_GPU_MODEL", "IRNO_SLURM_TRAIN_GPUS")
+
+
+@contextlib.contextmanager
+def started_in(workdir: Path, env: Mapping[str, str]) -> Iterator[None]:
+    """This process as Snakemake started in `workdir` with `env` sees it (what a profile's YTE reads)."""
+    cwd, saved = Path.cwd(), dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(workdir)
+    try:
+        yield
+    finally:
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def render_profile(profile: Path, workdir: Path = ROOT, env: Mapping[str, str] | None = None) -> dict:
+    """A profile's config.yaml with its YTE templates applied, as Snakemake started in `workdir` with
+    `env` reads it (default: this environment without the site variables)."""
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if k not in SITE_VARIABLES}
+    with started_in(workdir, env), open(profile / "config.yaml") as f:
+        return yte.process_yaml(f, require_use_yte=True)
+
+
+def gpu_rules() -> set[str]:
+    """The rules profiles/slurm treats as GPU rules (it derives them from the rules' gpu resource)."""
+    return set(render_profile(ROOT / "profiles" / "slurm")["set-threads"])
 
 
 def copy_workflow(dest: Path) -> Path:

@@ -35,7 +35,7 @@ from irno.base.operator import (
 )
 from irno.config import BaseConfig
 from irno.data.store import PreparedSplit
-from irno.utils import IrnoError, log, read_json, replace_dir, select_device, stable_hash, write_json
+from irno.utils import IrnoError, flatten, log, read_json, replace_dir, select_device, stable_hash, write_json
 
 CACHE_FORMAT = 1
 STORAGE = {"float32": np.float32, "float16": np.float16, "bfloat16": np.int16}
@@ -53,15 +53,13 @@ def _from_storage(a: np.ndarray, dtype: str) -> torch.Tensor:
 
 
 def _mismatches(expected: dict, actual: dict, prefix: str = "") -> list[str]:
-    """Every key of `expected` (recursively) whose value differs in `actual`."""
-    out = []
-    for key, want in expected.items():
-        got = actual.get(key) if isinstance(actual, dict) else None
-        if isinstance(want, dict) and isinstance(got, dict):
-            out += _mismatches(want, got, f"{prefix}{key}.")
-        elif got != want:
-            out.append(f"{prefix}{key} is {got!r}, expected {want!r}")
-    return out
+    """Every key of `expected` (recursively, by its dotted name) whose value differs in `actual`."""
+    got = flatten(actual)
+    return [
+        f"{prefix}{key} is {got.get(key)!r}, expected {want!r}"
+        for key, want in flatten(expected).items()
+        if got.get(key) != want
+    ]
 
 
 class BasePredictionCache:
@@ -72,7 +70,8 @@ class BasePredictionCache:
         self.meta = read_json(self.path / "meta.json")
         if self.meta.get("format") != CACHE_FORMAT:
             raise IrnoError(
-                f"{self.path / 'meta.json'}: cache format {self.meta.get('format')!r}, expected {CACHE_FORMAT} (rebuild it)"
+                f"{self.path / 'meta.json'}: cache format {self.meta.get('format')!r}, "
+                f"expected {CACHE_FORMAT} (rebuild it)"
             )
         self.dtype: str = self.meta["dtype"]
         self._h0 = None

@@ -1,7 +1,7 @@
 """The base check: which forward mode reproduces the published numbers of a base?
 
-The published FNO/TFNO checkpoints were trained with the FNO-block bug (docs/method.md, "The
-Well's FNO forward"), so under the_well 1.2.0 only the ``legacy`` forward reproduces The Well's
+The published FNO/TFNO checkpoints were trained with the FNO-block bug
+(docs/method.md#the-fno-forward), so under the_well 1.2.0 only the ``legacy`` forward reproduces The Well's
 numbers for them (valid VRMSE 0.3157 FNO, 0.3342 TFNO on active_matter). Which forward produced
 the IRNO paper's single-pass numbers is not known: its reference code calls whatever forward is
 installed. Before anything is built on a base, this check measures both forwards (FNO/TFNO; other
@@ -216,7 +216,8 @@ def check_base(
     write_json(out, report)
     if status == "fail" and cfg.strict:
         raise IrnoError(
-            f"base check failed for {model_dir}: {message} (details in {out}; `base.strict: false` makes this a warning)"
+            f"base check failed for {model_dir}: {message} "
+            f"(details in {out}; `base.strict: false` makes this a warning)"
         )
     (log.warning if status in ("fail", "warn") else log.info)("base check %s: %s", status, message)
     return report

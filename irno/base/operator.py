@@ -7,7 +7,7 @@ or local training) and the SHA-256 of the weights. `fetch_base` fills such a dir
 Hub or a local directory so that compute nodes need no internet; `irno.base.train` fills one by
 training. Weights only ever load from safetensors: nothing executes pickled code.
 
-Forward modes (SPEC 4, the FNO-block bug). Up to the_well 1.1.0 the FNO/TFNO wrapper computed
+Forward modes (docs/method.md#the-fno-forward). Up to the_well 1.1.0 the FNO/TFNO wrapper computed
 the Fourier blocks and dropped their output, so the published checkpoints were trained as
 ``projection(lifting(x))``, a point-wise network. ``legacy`` reproduces that forward without
 touching the_well; ``fixed`` is the installed (1.2.0) forward. Other classes have one forward.
@@ -154,9 +154,11 @@ def _hub_snapshot(repo_id: str, revision: str | None, class_name: str) -> Path:
         ) from None
     except (LocalEntryNotFoundError, OSError, ConnectionError) as e:
         raise IrnoError(
-            f"cannot reach the Hugging Face Hub for {at} and it is not in the local Hub cache ({type(e).__name__}: {e}). "
+            f"cannot reach the Hugging Face Hub for {at} and it is not in the local Hub cache "
+            f"({type(e).__name__}: {e}). "
             "Run `irno base fetch` where the internet is reachable, or on such a machine save the model with "
-            f"`{class_name}.from_pretrained('{repo_id}', revision={revision!r}).save_pretrained(DIR)` (the_well.benchmark.models), copy DIR here "
+            f"`{class_name}.from_pretrained('{repo_id}', revision={revision!r}).save_pretrained(DIR)` "
+            "(the_well.benchmark.models), copy DIR here "
             "and set `base.pretrained: DIR` (a local save_pretrained directory needs no network)."
         ) from None
     return Path(folder)
@@ -226,7 +228,8 @@ def load_base(
         cfg.revision,
     ):
         problems.append(
-            f"fetched from {provenance.get('pretrained')!r} at revision {provenance.get('revision')!r}, the config says "
+            f"fetched from {provenance.get('pretrained')!r} at revision {provenance.get('revision')!r}, "
+            "the config says "
             f"base.pretrained={cfg.pretrained!r}, base.revision={cfg.revision!r} (re-run `irno base fetch`)"
         )
     if cfg.source == "train" and provenance.get("source") != "train":

@@ -2,10 +2,11 @@
 
 One-step prediction on a prepared store's windows: MSE in normalised units, Adam, seeded
 shuffles. The weights after the last epoch are saved with `save_pretrained` into a model
-directory that loads through
-the same path as a fetched Hub checkpoint (`irno.base.load_base`). After every epoch the
-training state goes to a hidden file beside the output, so a pre-empted job continues from the
-last finished epoch; a changed config or dataset starts afresh.
+directory that loads through the same path as a fetched Hub checkpoint (`irno.base.load_base`).
+After every epoch the resume state (`irno.resume`) goes to a hidden file beside the model
+directory, ``.<name>.last.pt`` (the directory itself is replaced whole when saved), so a pre-empted
+job continues from the last finished epoch; a changed config or dataset starts afresh. The state
+is removed once the model directory, which holds the weights and the per-epoch history, is saved.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from irno.base.operator import BaseOperator, build_model, save_base, training_forward
-from irno.config import BaseConfig, to_dict
+from irno.config import BaseConfig
 from irno.data.store import PreparedSplit
-from irno.utils import IrnoError, atomic_path, log, seed_everything, select_device, stable_hash
+from irno.resume import STATE_FILE, TrainingState
+from irno.utils import IrnoError, log, seed_everything, select_device, to_dict
 
 
 @torch.no_grad()
@@ -44,32 +46,29 @@ def train_base(cfg: BaseConfig, train: PreparedSplit, valid: PreparedSplit, out_
     if (valid.field_names, valid.grid, valid.n_steps_input) != (train.field_names, train.grid, train.n_steps_input):
         raise IrnoError(f"{valid.path} and {train.path} hold different fields, grids or input lengths")
     device = select_device(cfg.device)
+    settings = {"config": to_dict(cfg), "train": train.identity, "valid": valid.identity}
+    resume = TrainingState(out_dir.with_name(f".{out_dir.name}.{STATE_FILE}"), settings, cfg.epochs)
     seed_everything(cfg.seed)
     n_fields = len(train.field_names)
     model = build_model(cfg, train.n_steps_input * n_fields, n_fields, train.grid)
     op = BaseOperator(model, training_forward(cfg)).to(device)
     optimiser = torch.optim.Adam(op.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
-    state_path = out_dir.with_name(f".{out_dir.name}.train_state.pt")
-    key = stable_hash({"config": to_dict(cfg), "train": train.identity, "valid": valid.identity})
+    saved = resume.load()
     history: list[dict] = []
-    if state_path.is_file():
-        state = torch.load(state_path, map_location=device, weights_only=True)
-        if state["key"] == key:
-            model.load_state_dict(state["model"])
-            optimiser.load_state_dict(state["optimiser"])
-            history = state["history"]
-            log.info("resuming base training after epoch %d from %s", len(history), state_path)
-        else:
-            log.info("ignoring %s: it belongs to another config or dataset", state_path)
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimiser.load_state_dict(saved["optimiser"])
+        history = saved["history"]
+        log.info("resuming base training after epoch %d from %s", saved["epoch"], resume.path)
 
-    for epoch in range(len(history), cfg.epochs):
+    for epoch in resume.epochs_to_run(saved):
         op.train()
-        # Seeded per epoch, so a resumed run visits the batches a continuous one would.
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+        # Seeded per epoch (epochs from 1), so a resumed run visits the batches a continuous one would.
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch - 1))
         total = 0.0
         for idx in tqdm(
-            order.split(cfg.batch_size), desc=f"base {cfg.model_class} epoch {epoch + 1}/{cfg.epochs}", unit="batch"
+            order.split(cfg.batch_size), desc=f"base {cfg.model_class} epoch {epoch}/{cfg.epochs}", unit="batch"
         ):
             x, y = (t.to(device) for t in train.batch(idx))
             loss = F.mse_loss(op(x), y)
@@ -80,21 +79,15 @@ def train_base(cfg: BaseConfig, train: PreparedSplit, valid: PreparedSplit, out_
         op.eval()
         history.append(
             {
-                "epoch": epoch + 1,
+                "epoch": epoch,
                 "train_mse": total / len(train),
                 "valid_mse": one_step_mse(op, valid, cfg.batch_size, device),
             }
         )
         log.info(
-            "base epoch %d: train MSE %.4g, valid MSE %.4g",
-            epoch + 1,
-            history[-1]["train_mse"],
-            history[-1]["valid_mse"],
+            "base epoch %d: train MSE %.4g, valid MSE %.4g", epoch, history[-1]["train_mse"], history[-1]["valid_mse"]
         )
-        with atomic_path(state_path) as tmp:
-            torch.save(
-                {"key": key, "model": model.state_dict(), "optimiser": optimiser.state_dict(), "history": history}, tmp
-            )
+        resume.save(epoch, {"model": model.state_dict(), "optimiser": optimiser.state_dict(), "history": history})
 
     baseline = one_step_mse(lambda x: persistence(x, n_fields), valid, cfg.batch_size, device)
     log.info("valid MSE: base %.4g, persistence (last input frame) %.4g", history[-1]["valid_mse"], baseline)
@@ -114,5 +107,5 @@ def train_base(cfg: BaseConfig, train: PreparedSplit, valid: PreparedSplit, out_
         },
     }
     save_base(model.cpu(), out_dir, provenance)
-    state_path.unlink(missing_ok=True)
+    resume.remove()
     return out_dir

@@ -1,6 +1,6 @@
 """Download a Well dataset and verify every file against the package's own registry.
 
-The Well's `well_download` runs curl and exits quietly when the network fails (SPEC 4), so a
+The Well's `well_download` runs curl and exits quietly when the network fails (docs/method.md#the-well), so a
 download is only trusted after `build_manifest` has checked that every file the registry lists
 for the split arrived, is non-empty, opens with h5py and holds the fields the dataset's
 ``stats.yaml`` describes. curl runs with ``--continue-at -``: a download interrupted half-way

@@ -93,7 +93,8 @@ def prepare_split(
     n_traj, n_frames = len(ds), int(ds.n_steps_per_trajectory[0])
     if n_frames <= n_steps_input:
         raise IrnoError(
-            f"{split_dir(root, name, split)}: {n_frames} frames per trajectory, need more than n_steps_input={n_steps_input}"
+            f"{split_dir(root, name, split)}: {n_frames} frames per trajectory, "
+            f"need more than n_steps_input={n_steps_input}"
         )
     height, width = (int(s) for s in ds.metadata.spatial_resolution)
     names = field_names(ds)
@@ -129,7 +130,8 @@ def prepare_split(
     }
     if len(meta["channel_mean"]) != n_fields:
         raise IrnoError(
-            f"{dataset_dir(root, name) / 'stats.yaml'}: statistics for {len(meta['channel_mean'])} channels, data has {n_fields}"
+            f"{dataset_dir(root, name) / 'stats.yaml'}: statistics for {len(meta['channel_mean'])} channels, "
+            f"data has {n_fields}"
         )
 
     traj_files = [p for p, k in zip(ds.files_paths, ds.n_trajectories_per_file) for _ in range(k)]
@@ -162,7 +164,8 @@ class PreparedSplit(torch.utils.data.Dataset):
         self.meta = read_json(self.path / "meta.json")
         if self.meta.get("format") != STORE_FORMAT:
             raise IrnoError(
-                f"{self.path / 'meta.json'}: store format {self.meta.get('format')!r}, expected {STORE_FORMAT} (re-run irno prepare)"
+                f"{self.path / 'meta.json'}: store format {self.meta.get('format')!r}, "
+                f"expected {STORE_FORMAT} (re-run irno prepare)"
             )
         self.field_names: list[str] = list(self.meta["field_names"])
         self.n_steps_input: int = int(self.meta["n_steps_input"])

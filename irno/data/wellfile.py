@@ -1,6 +1,6 @@
 """The Well's on-disk format: write an HDF5 file `WellDataset` reads, and the split statistics.
 
-Schema (SPEC 4, as read by ``the_well/data/datasets.py``): root attributes ``dataset_name,
+Schema (docs/method.md#the-well, as read by ``the_well/data/datasets.py``): root attributes ``dataset_name,
 grid_type, n_spatial_dims, n_trajectories`` (plus the simulation parameters); group
 ``dimensions`` (``time``, ``x``, ``y``); group ``boundary_conditions``; group ``scalars``;
 groups ``t0_fields``, ``t1_fields``, ``t2_fields`` whose arrays are ``(B, T, X, Y[, 2[, 2]])``
@@ -114,15 +114,6 @@ def write_well_file(
                     transposed = np.swapaxes(arr, -1, -2)
                     d.attrs["symmetric"] = bool(np.array_equal(arr, transposed))
                     d.attrs["antisymmetric"] = bool(np.array_equal(arr, -transposed))
-
-
-def read_field_names(path: str | os.PathLike) -> dict[int, list[str]]:
-    """Tensor order -> field names of one file (raises IrnoError naming a foreign file)."""
-    try:
-        with h5py.File(path, "r") as f:
-            return {order: [str(n) for n in f[f"t{order}_fields"].attrs["field_names"]] for order in range(3)}
-    except (OSError, KeyError) as e:
-        raise IrnoError(f"{path}: not a readable Well HDF5 file ({e})") from None
 
 
 def compute_stats(files: Iterable[str | os.PathLike]) -> dict:

@@ -187,7 +187,8 @@ def evaluate_claim(
         stat = _values(run, t["metric"], scale)
         test = against(stat, float(t["threshold"]))
         sign = "≥" if kind == "at_least" else "≤"
-        what = f"{t['metric']}{' × %g' % scale if scale != 1 else ''} of {name} {sign} {t['threshold']:g} ({_p(test)})"
+        scaled = f" × {scale:g}" if scale != 1 else ""
+        what = f"{t['metric']}{scaled} of {name} {sign} {t['threshold']:g} ({_p(test)})"
         return [row(_fmt(stat), what, _direction(test, kind == "at_least"), p=test.p_value)]
 
     if kind == "below":

@@ -13,10 +13,10 @@
   refined and both absolute errors for the same quantities (velocity as its magnitude).
 
 Every figure function draws inside `figure_style()`, saves both files atomically (unless
-``out_dir`` is None) and returns the `Figure`, whose artists carry the plotted arrays unchanged (lines are tagged with a ``gid``
-such as ``"median k=3"``). A missing run is a panel that says so; a diverged curve is drawn as
-evaluated and every point beyond the axis (or non-finite) gets a ``^`` marker on the top edge,
-so divergence is visible without flattening the converged curves.
+``out_dir`` is None) and returns the `Figure`, whose artists carry the plotted arrays unchanged
+(lines are tagged with a ``gid`` such as ``"median k=3"``). A missing run is a panel that says
+so; a diverged curve is drawn as evaluated and every point beyond the axis (or non-finite) gets a
+``^`` marker on the top edge, so divergence is visible without flattening the converged curves.
 """
 
 from __future__ import annotations
@@ -142,7 +142,8 @@ def _mark_beyond(ax, x: np.ndarray, y: np.ndarray, color, top: float) -> bool:
     beyond = ~np.isfinite(y) | (y > top)
     if beyond.any():
         ax.plot(np.asarray(x)[beyond], np.full(beyond.sum(), top), linestyle="none", marker="^", markersize=7,
-                color=color, markeredgecolor="black", markeredgewidth=0.5, clip_on=False, zorder=5, gid="beyond axis")  # fmt: skip
+                color=color, markeredgecolor="black", markeredgewidth=0.5, clip_on=False, zorder=5,
+                gid="beyond axis")  # fmt: skip
     return bool(beyond.any())
 
 

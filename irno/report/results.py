@@ -38,7 +38,7 @@ PER_STEP_COLUMNS = (
     "step", "vrmse", "vrmse_pooled_cf", "spectral_mse", "band_mse_low", "band_mse_mid", "band_mse_high",
     "band_ratio_low", "band_ratio_mid", "band_ratio_high", "diverged",
 )  # fmt: skip
-SPECTRA_ARRAYS = (
+NPZ_ARRAYS = (  # the arrays of spectra.npz
     "steps", "K", "shells", "nyquist", "ratio_median", "ratio_q25", "ratio_q75", "error_spectrum_mean",
     "spectral_mse", "energy_wavenumber", "energy_truth", "energy_base", "energy_refined", "field_names",
     "example_index", "example_truth", "example_base", "example_refined",
@@ -106,7 +106,7 @@ class EvalRun:
                 arrays = {name: npz[name] for name in npz.files}
         except (OSError, ValueError, zipfile.BadZipFile) as e:
             raise IrnoError(f"{path}: not a readable npz without pickled objects ({e})") from None
-        absent = [name for name in SPECTRA_ARRAYS if name not in arrays]
+        absent = [name for name in NPZ_ARRAYS if name not in arrays]
         if absent:
             raise IrnoError(f"{path}: missing array(s) {', '.join(absent)} (docs/outputs.md, spectra.npz)")
         n_steps, n_shells = len(arrays["steps"]), len(arrays["shells"])

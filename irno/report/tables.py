@@ -13,8 +13,8 @@ they are in every format:
 - ``not compared (simulated)``: the dataset is a re-simulation (plan ``simulated``), so the
   published numbers, measured on The Well's data, are not put beside ours.
 
-VRMSE appears in two conventions (SPEC 2): ``The Well`` (per field, channel-last; comparable
-with The Well's benchmark) and ``pooled (reference)`` (the IRNO reference implementation's
+VRMSE appears in two conventions (docs/method.md#vrmse-two-conventions): ``The Well`` (per field,
+channel-last; comparable with The Well's benchmark) and ``pooled (reference)`` (the IRNO reference implementation's
 channel-first pooling; comparable with the paper's table).
 """
 
@@ -243,7 +243,7 @@ def main_table(plan: ReportPlan, runs: dict[tuple, SeededRun], reported: Reporte
     table.notes = [
         "Δ = ours − reported, in the same convention. The Well: VRMSE per field on channel-last tensors; "
         "pooled (reference): the IRNO reference implementation's channel-first pooled VRMSE, the paper's convention "
-        "(docs/method.md, VRMSE conventions).",
+        "(docs/method.md#vrmse-two-conventions).",
         "forward: the FNO/TFNO forward the base ran in (legacy: lifting → projection, as the published checkpoints "
         "were trained; fixed: the_well 1.2.0), as the base check decided (base_check.json).",
         *_seed_note(plan),

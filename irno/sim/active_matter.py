@@ -1,4 +1,6 @@
-"""The active-matter moment model with a Bingham closure, integrated pseudo-spectrally (SPEC 5).
+"""The active-matter moment model with a Bingham closure, integrated pseudo-spectrally.
+
+The equations, in full: docs/method.md#active-matter-equations.
 
 This is a *closure-model re-simulation* of The Well's ``active_matter`` physics at low resolution,
 not the dataset: the real data solve the kinetic equation for the full orientation distribution
@@ -153,7 +155,7 @@ class ActiveMatterModel:
         real-space (N, N). Stops early once e changes less than `tolerance` (relative).
         """
         stress_without_e = self.alpha * q - 0.5 * self.zeta * BETA * (c * q - np.conj(q) * r)
-        for sweep in range(sweeps):
+        for _ in range(sweeps):
             sigma = stress_without_e + 0.5 * BETA * (c * e + np.conj(e) * r)  # Sxx - Syy + 2i Sxy
             sh = self.rfft(np.stack([sigma.real, sigma.imag])) / 2  # (2, N, N/2+1): Sxx (= -Syy), Sxy
             fx = self.ikx * sh[0] + self.iky * sh[1]  # div Sigma

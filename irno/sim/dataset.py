@@ -25,10 +25,10 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from irno.config import SimulationConfig, to_dict
+from irno.config import SimulationConfig
 from irno.data.wellfile import write_stats, write_well_file
 from irno.sim.active_matter import BETA, BOX_LENGTH, ROTATIONAL_DIFFUSION, TRANSLATIONAL_DIFFUSION, simulate_trajectory
-from irno.utils import IrnoError, log, stable_hash
+from irno.utils import IrnoError, log, stable_hash, to_dict
 
 # Bump when the numerics change: files written by another version are then simulated again.
 GENERATOR = "irno.sim.active_matter/1"

@@ -1,4 +1,6 @@
-"""Does the re-simulation look like the real data? Statistics against SPEC 4, and a stability sweep.
+"""Does the re-simulation look like the real data? Statistics against the real data's, and a stability sweep.
+
+The real statistics: docs/method.md#active_matter.
 
 Two checks, each written as CSV and Markdown under ``--out``:
 
@@ -26,7 +28,7 @@ from irno.sim.active_matter import Q_CAP, simulate_trajectory
 from irno.sim.dataset import parallel_map, simulate_dataset
 from irno.utils import IrnoError, atomic_path, read_yaml, write_json
 
-REAL_STATS_SOURCE = "The Well, active_matter (256^2, train split statistics), as quoted in SPEC 4 of this repository"
+REAL_STATS_SOURCE = "The Well, active_matter (256^2, stats.yaml of the train split), as listed in docs/method.md"
 # component: (std, rms of the frame-to-frame change). The rms of the change is quoted once per
 # field and applies to each of its components.
 REAL_STATS = {
@@ -39,7 +41,7 @@ REAL_STATS = {
     "E_xy": (0.432, 0.248),
 }
 TOLERANCE = 0.30  # relative
-ZETAS = tuple(range(1, 18, 2))  # the real dataset's parameter grid (SPEC 4)
+ZETAS = tuple(range(1, 18, 2))  # the real dataset's parameter grid (docs/method.md#active_matter)
 ALPHAS = (-1, -2, -3, -4, -5)
 GRID_PAIRS = [[zeta, alpha] for zeta in ZETAS for alpha in ALPHAS]
 KE_GROWTH_MIN = 100.0  # steady kinetic energy over the initial one
@@ -159,7 +161,8 @@ def run_validation(
         table,
         out_dir,
         "statistics",
-        f"# Simulated ({grid}^2, {len(GRID_PAIRS)} pairs x {trajectories} trajectories) vs real active_matter statistics\n\n"
+        f"# Simulated ({grid}^2, {len(GRID_PAIRS)} pairs x {trajectories} trajectories) "
+        "vs real active_matter statistics\n\n"
         f"Real values: {REAL_STATS_SOURCE}. Tolerance: {TOLERANCE:.0%}. The simulation is a closure-model "
         "re-simulation, so only statistics are comparable.",
     )

@@ -21,6 +21,9 @@ from typing import Any
 
 import pytest
 import yaml
+from workflow_copy import render_profile
+
+from irno.utils import deep_merge
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -31,11 +34,12 @@ WORKFLOW_PROFILE = REPO / "profiles" / "default"
 PARTITION = "gpu"
 ACCOUNT = "irno"
 
-# Overrides that make profiles/slurm fit the test node (2 CPUs, ~20 GB, two fake GPUs) and poll
-# quickly; everything else (GPU requests, runtimes growing with attempt, retries, status command)
-# is the profile as users get it. Memory keeps its growth with the attempt. One thread per job, as
-# in the local run (`--cores 2`, one thread per rule), so that two jobs run side by side and
-# their results can be compared with the local run's.
+# Overrides that make profiles/slurm and the rules' resources fit the test node (2 CPUs, ~20 GB, two
+# fake GPUs) and poll quickly; everything else (GPU requests, the rules' runtimes growing with the
+# attempt, retries, status command) is as users get it. Every rule's memory is set to fit the node
+# and keeps its growth with the attempt. One thread per job, as in the local run (`--cores 2`, one
+# thread per rule), so that two jobs run side by side and their results can be compared with the
+# local run's.
 TEST_NODE_MEM_MB = "1000 * attempt"
 TEST_NODE_THREADS = 1
 TEST_POLLING = {
@@ -45,31 +49,27 @@ TEST_POLLING = {
 }
 
 
-def merge(base: dict, overrides: Mapping) -> dict:
-    """Merge `overrides` into `base` in place, mapping by mapping (other values are replaced)."""
-    for key, value in overrides.items():
-        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-            merge(base[key], value)
-        else:
-            base[key] = value
-    return base
+def workflow_rules(workdir: Path) -> list[str]:
+    """The rules of the workflow in `workdir` (its Snakefile and workflow/rules/*.smk)."""
+    files = [workdir / "Snakefile", *sorted((workdir / "workflow" / "rules").glob("*.smk"))]
+    return [rule for f in files if f.is_file() for rule in re.findall(r"^rule (\w+):", f.read_text(), re.M)]
 
 
-def write_profile(dest: Path, overrides: Mapping | None = None) -> Path:
-    """Write profiles/slurm to `dest`/config.yaml, fitted to the test node, with `overrides` merged.
+def write_profile(dest: Path, workdir: Path, env: Mapping[str, str], overrides: Mapping | None = None) -> Path:
+    """Write profiles/slurm as Snakemake in `workdir` with `env` reads it to `dest`/config.yaml,
+    fitted to the test node, with `overrides` merged.
 
     Snakemake replaces a whole top-level key given on its command line, so a test that changes one
     rule's resources writes a profile instead: `{"set-resources": {"train_base": {"runtime":
     "attempt"}}}` changes that one value and keeps the rest.
     """
-    config = yaml.load((SLURM_PROFILE / "config.yaml").read_text(), Loader=yaml.FullLoader)
-    for resources in [config["default-resources"], *config["set-resources"].values()]:
-        if "mem_mb" in resources:
-            resources["mem_mb"] = TEST_NODE_MEM_MB
+    config = render_profile(SLURM_PROFILE, workdir, env)
+    per_rule = config.setdefault("set-resources", {})
+    for rule in workflow_rules(workdir):
+        per_rule.setdefault(rule, {})["mem_mb"] = TEST_NODE_MEM_MB
     if "set-threads" in config:
         config["set-threads"] = dict.fromkeys(config["set-threads"], TEST_NODE_THREADS)
-    merge(config, TEST_POLLING)
-    merge(config, overrides or {})
+    config = deep_merge(deep_merge(config, TEST_POLLING), dict(overrides or {}))
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return dest
@@ -205,14 +205,15 @@ class SlurmCluster:
         The workflow profile is the project's profiles/default, as in a real run; `workdir` holds
         the Snakefile (or pass --snakefile in extra_args).
         """
-        profile = write_profile(workdir / ".test-profile", overrides)
+        env = env or self.env()
+        profile = write_profile(workdir / ".test-profile", workdir, env, overrides)
         args = [
             sys.executable, "-m", "snakemake",
             "--profile", str(profile),
             "--workflow-profile", str(WORKFLOW_PROFILE),
             *targets, *extra_args,
         ]  # fmt: skip
-        return RunningSnakemake(workdir, args, env or self.env(), timeout)
+        return RunningSnakemake(workdir, args, env, timeout)
 
     def snakemake(self, workdir: Path, *targets: str, **kwargs: Any) -> SnakemakeRun:
         """Run Snakemake through the cluster and wait for it (see `start_snakemake`)."""

@@ -1,7 +1,8 @@
-"""profiles/slurm on the real test cluster, proven on a toy workflow that uses the pipeline's rule
-names (so the profile's own GPU requests, runtimes and retries apply): sbatch for every non-local
-rule, a GPU for GPU rules, and recovery from cancellation, requeueing and time-outs by a job that
-resumes from its own progress file, as the trainers do from their last epoch checkpoint.
+"""profiles/slurm on the real test cluster, proven on a toy workflow whose rules state their
+resources as the pipeline's do (runtimes growing with the attempt, a gpu resource for GPU rules),
+so that the profile derives its GPU rules from them: sbatch for every non-local rule, a GPU for
+GPU rules, and recovery from cancellation, requeueing and time-outs by a job that resumes from its
+own progress file, as the trainers do from their last epoch checkpoint.
 
 The time-out run takes about three minutes of mostly waiting (SLURM's shortest limit is a minute),
 so it starts before the first test and runs beside the others; its test only checks the result.
@@ -43,11 +44,13 @@ localrules: tables
 
 rule prepare_split:
     output: "data/split.txt"
+    resources: runtime=lambda wildcards, attempt: 120 * attempt
     shell: "echo job=${{SLURM_JOB_ID:-none}} cuda=${{CUDA_VISIBLE_DEVICES:-unset}} > {output}"
 
 rule evaluate:
     input: "data/split.txt"
     output: "eval/metrics.txt"
+    resources: runtime=lambda wildcards, attempt: 120 * attempt, gpu=1
     shell: "echo job=${{SLURM_JOB_ID:-none}} cuda=${{CUDA_VISIBLE_DEVICES:-unset}} > {output}"
 
 rule tables:
@@ -57,11 +60,13 @@ rule tables:
 
 rule train_refiner:
     output: "runs/refiner.txt"
+    resources: runtime=lambda wildcards, attempt: 1440 * attempt, gpu=1
     params: steps=config.get("steps", 1), seconds=config.get("step_seconds", 0.1)
     shell: "python toy_train.py {output} {params.steps} {params.seconds}"
 
 rule simulate_dataset:
     output: "data/simulated.txt"
+    resources: runtime=lambda wildcards, attempt: 240 * attempt
     params: steps=config.get("steps", 1), seconds=config.get("step_seconds", 0.1)
     shell: "python toy_train.py {output} {params.steps} {params.seconds}"
 """

@@ -27,20 +27,16 @@ import pytest
 import torch
 import yaml
 from slurm_harness import RunningSnakemake, SlurmCluster, SnakemakeRun
-from workflow_copy import copy_workflow, snakemake
+from workflow_copy import copy_workflow, gpu_rules, snakemake
 
 pytestmark = pytest.mark.slurm
 
 CONFIG = "config/test.yaml"
-GPU_RULES = {
-    "train_base",
-    "check_base",
-    "cache_base_predictions",
-    "train_refiner",
-    "evaluate",
-    "roma_train",
-    "roma_evaluate",
-}
+# The jobs of config/test.yaml that go through sbatch; which of them get a GPU the rules say.
+SUBMITTED_RULES = {
+    "simulate_dataset", "prepare_split", "train_base", "check_base", "cache_base_predictions", "train_refiner",
+    "evaluate", "roma_simulate", "roma_train", "roma_evaluate",
+}  # fmt: skip
 # The jobs of config/test.yaml that run beside Snakemake: the workflow's localrules and `all`.
 LOCAL_RULES = {
     "simulate_settings", "base_settings", "refiner_settings", "eval_settings", "plan_settings",
@@ -155,16 +151,19 @@ def test_every_rule_but_the_local_ones_runs_through_sbatch_gpu_rules_with_a_gpu(
     submitted = re.findall(r"^rule (\w+):", run.output, re.M)
     assert set(re.findall(r"^localrule (\w+):", run.output, re.M)) == LOCAL_RULES
     assert sorted(j.rule for j in jobs) == sorted(submitted) and not set(submitted) & LOCAL_RULES, jobs
-    assert set(submitted) == GPU_RULES | {"simulate_dataset", "prepare_split", "roma_simulate"}
+    assert set(submitted) == SUBMITTED_RULES
     assert all(j.state == "COMPLETED" for j in jobs), jobs
     assert {(j.partition, j.account) for j in jobs} == {(slurm.partition, slurm.account)}
-    assert all(j.gpus == (1 if j.rule in GPU_RULES else 0) for j in jobs), [(j.rule, j.alloc_tres) for j in jobs]
-    # the profile's runtimes (minutes, attempt 1) and one SLURM log per job, kept after success
+    gpu_jobs = gpu_rules()
+    assert gpu_jobs and all(j.gpus == (1 if j.rule in gpu_jobs else 0) for j in jobs), [
+        (j.rule, j.alloc_tres) for j in jobs
+    ]
+    # the rules' runtimes (minutes, attempt 1) and one SLURM log per job, kept after success
     limits = {j.rule: j.timelimit for j in jobs}
     assert (limits["train_refiner"], limits["evaluate"], limits["prepare_split"]) == (
-        "12:00:00",
+        "1-00:00:00",
         "02:00:00",
-        "02:00:00",
+        "04:00:00",
     )
     for job in jobs:
         assert list((run.workdir / "logs/slurm" / f"rule_{job.rule}").rglob(f"{job.job_id}.log")), job

@@ -69,7 +69,8 @@ rule train_base:
     threads: 2
     resources:
         runtime=scaled(720),
-        mem_mb=scaled(32000),
+        mem_mb=scaled(64000),
+        gpu=1,
     shell:
         "irno base train --config {input.settings} --train {input.train} --valid {input.valid}"
         " --out {output.model} > {log} 2>&1"
@@ -93,6 +94,7 @@ rule check_base:
     resources:
         runtime=scaled(60),
         mem_mb=scaled(32000),
+        gpu=1,
     shell:
         "irno base check --config {input.settings} --model {input.model} --valid {input.valid}"
         " --test {input.test} --out {output.check} > {log} 2>&1"
@@ -116,7 +118,8 @@ rule cache_base_predictions:
     threads: 1
     resources:
         runtime=scaled(120),
-        mem_mb=scaled(32000),
+        mem_mb=scaled(64000),
+        gpu=1,
     shell:
         "irno base cache --config {input.settings} --model {input.model} --store {input.store}"
         " --check {input.check} --out {output.cache} > {log} 2>&1"

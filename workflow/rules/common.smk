@@ -105,10 +105,16 @@ def settings_json(settings):
     return json.dumps(settings, sort_keys=True)
 
 
+# Resources live in the rules, and only there: each rule states its runtime (minutes) and memory
+# (MB), both growing with the attempt (`scaled`), and a job that uses a GPU says gpu=1. The
+# profiles add site settings only (partition, account, GPU model, CPU cores of GPU jobs), and
+# take the GPU rules from the rules' gpu resource (docs/slurm.md). Without a profile the gpu
+# resource limits nothing: a plain `snakemake --cores 2` runs on a machine without GPU.
+#
 # One thread per job (two for the simulator), so a workstation runs as many jobs side by side
 # as it has cores (--cores) and no job oversubscribes them (torch's OpenMP threads on a busy
-# machine slow to a crawl). On a cluster, GPU jobs get their CPU cores from the profile
-# (cpus_per_task); raise a rule's threads with --set-threads for CPU-only training.
+# machine slow to a crawl). On a cluster, GPU jobs get their CPU cores from the profile;
+# raise a rule's threads with --set-threads for CPU-only training.
 
 
 def scaled(amount):

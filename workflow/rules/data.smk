@@ -44,8 +44,8 @@ rule simulate_dataset:
         ENV
     threads: 2
     resources:
-        runtime=scaled(120),
-        mem_mb=scaled(8000),
+        runtime=scaled(240),
+        mem_mb=scaled(16000),
     params:
         root=lambda wc: STUDY.well_root(wc.dataset),
     shell:
@@ -90,6 +90,6 @@ rule prepare_split:
     threads: 1
     resources:
         runtime=scaled(240),
-        mem_mb=scaled(16000),
+        mem_mb=scaled(32000),
     shell:
         "irno prepare --manifest {input.manifest} --split {wildcards.split} --out {output.store} > {log} 2>&1"

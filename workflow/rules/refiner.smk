@@ -59,6 +59,7 @@ rule train_refiner:
     resources:
         runtime=scaled(1440),
         mem_mb=scaled(64000),
+        gpu=1,
     params:
         run_dir=lambda wc, output: os.path.dirname(output.checkpoint),
         # One DDP process per GPU when the job has several (`gpu` resource, e.g. from the SLURM
@@ -110,6 +111,7 @@ rule evaluate:
     resources:
         runtime=scaled(120),
         mem_mb=scaled(32000),
+        gpu=1,
     params:
         eval_dir=lambda wc, output: os.path.dirname(output.metrics),
         trained_on_base=lambda wc: STUDY.run(

@@ -98,9 +98,14 @@ rule figures:
 
 
 rule report:
-    """The HTML report of everything above and of the ROMA study, if any (the same as
-    `snakemake --report`), made by a nested Snakemake that reads this run's job records; the
-    config it used is kept beside its log.
+    """The HTML report of everything above and of the ROMA study, if any: the file
+    `snakemake all --report results/<run>/report.html` makes.
+
+    It has to nest a Snakemake: Snakemake writes its report only in a mode of its own (--report),
+    from the DAG and the records of finished jobs in .snakemake/, and no job can ask the running
+    Snakemake for it. So this localrule (the records are on this machine) starts that mode on the
+    same Snakefile with this run's config (kept beside the log), without taking the lock the
+    running Snakemake holds (--nolock; the report only reads).
     """
     input:
         base_checks(),
