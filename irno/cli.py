@@ -68,8 +68,9 @@ def _add_data_commands(sub) -> None:
         help="download a Well dataset, verify it against the registry, write its manifest",
         description="Download splits of a Well dataset with The Well's downloader (curl; interrupted "
         "downloads resume when run again), then verify that every file the package's registry lists "
-        "exists, is non-empty, opens with h5py and holds the fields stats.yaml describes. Writes the "
-        "manifest (files, sizes, fields) later steps depend on; any missing or bad file is an error naming it.",
+        "exists, is non-empty, opens with h5py and with The Well's loader and holds the fields stats.yaml "
+        "describes. Writes the manifest (files, sizes, SHA-256 hashes, fields) later steps depend on; any "
+        "missing or bad file is an error naming it.",
     )
     p.add_argument("--dataset", required=True, help="The Well dataset name, e.g. active_matter")
     p.add_argument("--root", required=True, help="folder that receives datasets/<name>/{stats.yaml,data/<split>/}")

@@ -1,6 +1,6 @@
 """The Well's on-disk format: write an HDF5 file `WellDataset` reads, and the split statistics.
 
-Schema (SPEC 4, as read by ``the_well/data/datasets.py``): root attributes ``dataset_name,
+Schema (as read by ``the_well/data/datasets.py``): root attributes ``dataset_name,
 grid_type, n_spatial_dims, n_trajectories`` (plus the simulation parameters); group
 ``dimensions`` (``time``, ``x``, ``y``); group ``boundary_conditions``; group ``scalars``;
 groups ``t0_fields``, ``t1_fields``, ``t2_fields`` whose arrays are ``(B, T, X, Y[, 2[, 2]])``
