@@ -84,7 +84,9 @@ def _add_data_commands(sub) -> None:
         help="normalise one split into a memory-mappable prepared store",
         description="Read every trajectory of one split once through The Well's WellDataset (z-score "
         "normalised with the dataset's stats.yaml) and write a prepared store: trajectories.npy "
-        "(N_traj, T, F, H, W) float32, windows.npy (the training windows, in WellDataset order) and meta.json.",
+        "(N_traj, T, F, H, W) float32, windows.npy (the training windows, in WellDataset order) and meta.json. "
+        "Every file must first have the size and SHA-256 the manifest recorded, and every value read must be "
+        "finite; otherwise the error names the file (and trajectory, field and frame) and nothing is written.",
     )
     p.add_argument("--manifest", required=True, help="manifest.json written by `irno download` or `irno simulate`")
     p.add_argument("--split", required=True, choices=["train", "valid", "test"])
