@@ -32,6 +32,7 @@ BENCHMARKS = [
     "simulate",
     "report_speed",
     "roma_graphs",
+    "hashing",
 ]
 
 

@@ -68,8 +68,9 @@ def _add_data_commands(sub) -> None:
         help="download a Well dataset, verify it against the registry, write its manifest",
         description="Download splits of a Well dataset with The Well's downloader (curl; interrupted "
         "downloads resume when run again), then verify that every file the package's registry lists "
-        "exists, is non-empty, opens with h5py and holds the fields stats.yaml describes. Writes the "
-        "manifest (files, sizes, fields) later steps depend on; any missing or bad file is an error naming it.",
+        "exists, is non-empty, opens with h5py and with The Well's loader and holds the fields stats.yaml "
+        "describes. Writes the manifest (files, sizes, SHA-256 hashes, fields) later steps depend on; any "
+        "missing or bad file is an error naming it.",
     )
     p.add_argument("--dataset", required=True, help="The Well dataset name, e.g. active_matter")
     p.add_argument("--root", required=True, help="folder that receives datasets/<name>/{stats.yaml,data/<split>/}")
@@ -83,7 +84,9 @@ def _add_data_commands(sub) -> None:
         help="normalise one split into a memory-mappable prepared store",
         description="Read every trajectory of one split once through The Well's WellDataset (z-score "
         "normalised with the dataset's stats.yaml) and write a prepared store: trajectories.npy "
-        "(N_traj, T, F, H, W) float32, windows.npy (the training windows, in WellDataset order) and meta.json.",
+        "(N_traj, T, F, H, W) float32, windows.npy (the training windows, in WellDataset order) and meta.json. "
+        "Every file must first have the size and SHA-256 the manifest recorded, and every value read must be "
+        "finite; otherwise the error names the file (and trajectory, field and frame) and nothing is written.",
     )
     p.add_argument("--manifest", required=True, help="manifest.json written by `irno download` or `irno simulate`")
     p.add_argument("--split", required=True, choices=["train", "valid", "test"])

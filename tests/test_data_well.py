@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from irno.data.well import field_names, open_well_dataset, window_to_xy
-from irno.utils import IrnoError
+from irno.utils import IrnoError, file_sha256
 
 ACTIVE_MATTER_FIELDS = [
     "concentration",
@@ -68,6 +68,9 @@ def test_manifest_describes_and_verifies(tiny_well, tmp_path):
     assert [e["file"] for e in m["splits"]["valid"]] == ["active_matter_L_10.0_zeta_5.0_alpha_-3.0.hdf5"]
     assert m["splits"]["train"][0]["n_trajectories"] == 2 and m["splits"]["train"][0]["grid"] == [32, 32]
     assert m["splits"]["train"][0]["fields"]["t2"] == ["D", "E"]
+    for split, entries in m["splits"].items():
+        for e in entries:
+            assert e["sha256"] == file_sha256(tiny_well / "datasets/active_matter/data" / split / e["file"])
 
     broken = tmp_path / "well"
     shutil.copytree(tiny_well, broken)
@@ -86,6 +89,27 @@ def test_manifest_describes_and_verifies(tiny_well, tmp_path):
                 "test": [e["file"] for e in m["splits"]["test"]],
             },
         )
+
+
+def test_a_file_the_loader_cannot_read_is_named(tiny_well, tmp_path):
+    import shutil
+
+    import h5py
+
+    from irno.data.well import build_manifest
+
+    broken = tmp_path / "well"
+    shutil.copytree(tiny_well, broken)
+    bad = broken / "datasets/active_matter/data/train/active_matter_L_10.0_zeta_3.0_alpha_-2.0.hdf5"
+    with h5py.File(bad, "r+") as f:
+        del f["boundary_conditions"]  # h5py still opens it and reads its fields; The Well's loader cannot
+    expected = f"{bad}: The Well's loader cannot read this file (KeyError: "
+    with pytest.raises(IrnoError) as err:
+        open_well_dataset(broken, "active_matter", "train")
+    assert expected in str(err.value) and "zeta_1.0" not in str(err.value)  # the damaged file, and it alone
+    with pytest.raises(IrnoError) as err:
+        build_manifest(broken, "active_matter", source="test")
+    assert expected in str(err.value) and str(err.value).count("cannot read") == 1
 
 
 def test_atomic_outputs_get_normal_permissions(tmp_path):

@@ -10,7 +10,7 @@ import yaml
 from irno.cli import main as irno_main
 from irno.data.download import download_dataset
 from irno.data.wellfile import write_well_file
-from irno.utils import IrnoError, read_json
+from irno.utils import IrnoError, file_sha256, read_json
 
 DATASET = "active_matter"
 
@@ -38,8 +38,9 @@ def test_download_copies_verifies_and_describes(tiny_well, registry, tmp_path):
     root = tmp_path / "fresh"
     manifest = download_dataset(DATASET, root, splits=("train", "valid"), registry_path=registry)
     for split in ("train", "valid"):
-        for src in _sources(tiny_well)[split]:
+        for src, entry in zip(_sources(tiny_well)[split], manifest["splits"][split], strict=True):
             assert (root / "datasets" / DATASET / "data" / split / src.name).read_bytes() == src.read_bytes()
+            assert entry["file"] == src.name and entry["sha256"] == file_sha256(src)
     assert set(manifest["splits"]) == {"train", "valid"}
     entry = manifest["splits"]["train"][0]
     assert entry["bytes"] > 0 and entry["fields"]["t1"] == ["velocity"] and entry["n_steps"] == 12

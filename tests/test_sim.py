@@ -24,7 +24,7 @@ from irno.sim.active_matter import (
     ActiveMatterModel,
     bingham_closure,
 )
-from irno.utils import IrnoError, from_dict
+from irno.utils import IrnoError, file_sha256, from_dict
 
 ZETA, ALPHA, GRID = 9.0, -3.0, 32
 
@@ -291,6 +291,8 @@ def test_dataset_layout_and_schema(simulated_well):
     assert manifest["source"] == "simulated" and "NOT The Well" in manifest["description"]
     assert manifest["simulation"]["grid"] == 16
     assert [e["n_trajectories"] for e in manifest["splits"]["train"]] == [2, 2]
+    for split, entries in manifest["splits"].items():
+        assert [e["sha256"] for e in entries] == [file_sha256(data / split / e["file"]) for e in entries]
 
 
 def test_well_dataset_reads_the_simulation(simulated_well):

@@ -1,6 +1,7 @@
 """Prepared stores: exactly WellDataset's tensors, from one memory-mapped array, atomically written."""
 
 import pickle
+import re
 import shutil
 
 import h5py
@@ -11,7 +12,7 @@ import torch
 from irno.cli import main as irno_main
 from irno.data.store import PreparedSplit, prepare_split
 from irno.data.well import build_manifest, open_well_dataset, window_to_xy
-from irno.utils import IrnoError, read_json, write_json
+from irno.utils import IrnoError, file_sha256, read_json, write_json
 
 
 @pytest.mark.parametrize("split", ["train", "valid"])
@@ -113,3 +114,109 @@ def test_prepare_cli_and_n_steps_input(tiny_well, tmp_path, capsys):
         irno_main(["prepare", "--manifest", str(tmp_path / "missing.json"), "--split", "test", "--out", str(out)]) == 1
     )
     assert "missing.json: file not found" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- damaged data
+
+
+def _copy_dataset(tiny_well, tiny_manifest, tmp_path):
+    """A copy of the tiny dataset to damage, and its manifest (written before the damage)."""
+    well = tmp_path / "well"
+    shutil.copytree(tiny_well, well)
+    manifest = {**read_json(tiny_manifest), "root": str(well)}
+    write_json(tmp_path / "manifest.json", manifest)
+    return well / "datasets/active_matter/data", tmp_path / "manifest.json"
+
+
+def _write_nan_frame(path, field, trajectory, frame, component=()):
+    """Overwrite one frame of one field's component with NaN in the file's bytes, as bit rot would (size unchanged)."""
+    with h5py.File(path, "r") as f:
+        data = f[field]
+        assert data.chunks is None and data.compression is None  # contiguous: the bytes are the array's
+        first = (trajectory, frame) + (0,) * (data.ndim - 2)
+        start = data.id.get_offset() + data.dtype.itemsize * int(np.ravel_multi_index(first, data.shape))
+        frame_shape, dtype = data.shape[2:], data.dtype
+    with open(path, "r+b") as raw:
+        raw.seek(start)
+        values = np.frombuffer(raw.read(dtype.itemsize * int(np.prod(frame_shape))), dtype).reshape(frame_shape).copy()
+        values[(..., *component)] = np.nan  # (X, Y[, 2[, 2]])
+        raw.seek(start)
+        raw.write(values.tobytes())
+
+
+def _record_as_is(manifest_path, folder, split):
+    """Make the manifest record the split's files as they now are (size and hash), damage included."""
+    manifest = read_json(manifest_path)
+    for entry in manifest["splits"][split]:
+        entry.update(
+            bytes=(folder / split / entry["file"]).stat().st_size, sha256=file_sha256(folder / split / entry["file"])
+        )
+    write_json(manifest_path, manifest)
+
+
+def _nothing_written(out):
+    return not out.exists() and not list(out.parent.glob(f".{out.name}*"))
+
+
+def test_damaged_bytes_fail_the_hash_check(tiny_well, tiny_manifest, tmp_path, capsys):
+    data, manifest = _copy_dataset(tiny_well, tiny_manifest, tmp_path)
+    damaged = data / "train/active_matter_L_10.0_zeta_3.0_alpha_-2.0.hdf5"
+    size, recorded = damaged.stat().st_size, file_sha256(damaged)
+    _write_nan_frame(damaged, "t2_fields/D", trajectory=1, frame=7, component=(0, 1))
+    assert damaged.stat().st_size == size
+    out = tmp_path / "prepared" / "train"
+    assert irno_main(["prepare", "--manifest", str(manifest), "--split", "train", "--out", str(out)]) == 1
+    message = capsys.readouterr().err
+    assert f"{damaged}: sha256 {file_sha256(damaged)}, the manifest says {recorded}" in message
+    assert "delete the files named above and run the download or simulation again" in message
+    assert f"--forcerun {manifest}" in message
+    assert _nothing_written(out)
+
+
+def test_non_finite_values_are_refused(tiny_well, tiny_manifest, tmp_path):
+    data, manifest = _copy_dataset(tiny_well, tiny_manifest, tmp_path)
+    damaged = data / "train/active_matter_L_10.0_zeta_3.0_alpha_-2.0.hdf5"
+    _write_nan_frame(damaged, "t2_fields/D", trajectory=1, frame=7, component=(0, 1))
+    # A manifest written after the damage: the hash matches, the values must be refused.
+    write_json(manifest, build_manifest(data.parent.parent.parent, "active_matter", source="simulated"))
+    out = tmp_path / "prepared" / "train"
+    with pytest.raises(IrnoError) as err:
+        prepare_split(manifest, "train", out)
+    message = str(err.value)
+    assert f"{damaged}: trajectory 1, field 'D_xy', frame 7: nan" in message
+    assert "1024 non-finite values in this trajectory, in 1 of its 12 frames" in message  # one 32 x 32 frame
+    assert "run the simulation (irno simulate) again" in message
+    assert _nothing_written(out)
+
+
+def test_damaged_structure_names_the_file(tiny_well, tiny_manifest, tmp_path):
+    data, manifest = _copy_dataset(tiny_well, tiny_manifest, tmp_path)
+    out = tmp_path / "prepared" / "split"
+    truncated = data / "test/active_matter_L_10.0_zeta_7.0_alpha_-4.0.hdf5"
+    truncated.write_bytes(truncated.read_bytes()[:4000])
+    with pytest.raises(IrnoError, match=rf"{re.escape(str(truncated))}: 4000 bytes, the manifest says \d+"):
+        prepare_split(manifest, "test", out)
+
+    no_bcs = data / "valid/active_matter_L_10.0_zeta_5.0_alpha_-3.0.hdf5"
+    with h5py.File(no_bcs, "r+") as f:
+        del f["boundary_conditions"]  # HDF5 keeps the file's size: the hash notices
+    with pytest.raises(IrnoError, match=rf"{re.escape(str(no_bcs))}: sha256 "):
+        prepare_split(manifest, "valid", out)
+    # Recorded as it is, the file reaches The Well's loader, whose error must name it.
+    _record_as_is(manifest, data, "valid")
+    with pytest.raises(
+        IrnoError,
+        match=rf"{re.escape(str(no_bcs))}: The Well's loader cannot read this file \(KeyError: .*boundary_conditions",
+    ):
+        prepare_split(manifest, "valid", out)
+
+    # A missing field's data shows only when a trajectory of that file is read.
+    no_velocity = data / "train/active_matter_L_10.0_zeta_3.0_alpha_-2.0.hdf5"
+    with h5py.File(no_velocity, "r+") as f:
+        del f["t1_fields/velocity"]
+    _record_as_is(manifest, data, "train")
+    with pytest.raises(
+        IrnoError, match=rf"{re.escape(str(no_velocity))}: The Well's loader could not read trajectory 0 \(KeyError"
+    ):
+        prepare_split(manifest, "train", out)
+    assert _nothing_written(out)

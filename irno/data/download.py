@@ -1,10 +1,12 @@
 """Download a Well dataset and verify every file against the package's own registry.
 
-The Well's `well_download` runs curl and exits quietly when the network fails (docs/method.md#the-well), so a
-download is only trusted after `build_manifest` has checked that every file the registry lists
-for the split arrived, is non-empty, opens with h5py and holds the fields the dataset's
-``stats.yaml`` describes. curl runs with ``--continue-at -``: a download interrupted half-way
-resumes where it stopped when run again.
+The Well's `well_download` runs curl and exits quietly when the network fails, so a download is
+only trusted after `build_manifest` has checked that every file the registry lists for the split
+arrived, is non-empty, opens with h5py and with The Well's loader and holds the fields the
+dataset's ``stats.yaml`` describes. The manifest records each file's SHA-256, which `irno prepare`
+checks before reading; the registry lists no hashes, so a file that arrives damaged yet readable
+is not caught here (`irno prepare` still refuses its non-finite values). curl runs with
+``--continue-at -``: a download interrupted half-way resumes where it stopped when run again.
 """
 
 from __future__ import annotations

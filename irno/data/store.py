@@ -28,14 +28,14 @@ import torch
 from einops import rearrange
 from tqdm import tqdm
 
-from irno.data.well import check_split, dataset_dir, field_names, open_well_dataset, split_dir
+from irno.data.well import READ_ERRORS, check_split, dataset_dir, field_names, open_well_dataset, split_dir
 from irno.utils import IrnoError, atomic_dir, file_sha256, log, read_json, stable_hash, write_json
 
 STORE_FORMAT = 1
 
 
 def manifest_hash(manifest: dict, split: str) -> str:
-    """Identity of one split's data: its files (names, sizes, shapes, fields) and the statistics.
+    """Identity of one split's data: its files (names, sizes, content hashes, shapes, fields) and the statistics.
 
     The dataset root is left out, so moving the data does not invalidate stores and caches.
     """
@@ -45,13 +45,17 @@ def manifest_hash(manifest: dict, split: str) -> str:
 
 
 def _verify_against_manifest(manifest: dict, manifest_path: Path, split: str) -> None:
-    """The split on disk must be the one the manifest describes (same files, sizes, statistics)."""
+    """The split on disk must be the one the manifest describes: same files, sizes, SHA-256 and statistics.
+
+    Cheap checks first (listing, sizes, the statistics); the files are hashed only when those pass.
+    """
     name, root = manifest["dataset"], manifest["root"]
     if split not in manifest.get("splits", {}):
         raise IrnoError(f"{manifest_path}: no split '{split}' (it holds {', '.join(manifest.get('splits', {}))})")
     folder = split_dir(root, name, split)
+    entries = manifest["splits"][split]
     on_disk = {p.name: p.stat().st_size for p in [*folder.glob("*.hdf5"), *folder.glob("*.h5")]}
-    listed = {e["file"]: e["bytes"] for e in manifest["splits"][split]}
+    listed = {e["file"]: e["bytes"] for e in entries}
     problems = [f"{folder / f}: listed in the manifest but missing" for f in sorted(set(listed) - set(on_disk))]
     problems += [f"{folder / f}: present but not in the manifest" for f in sorted(set(on_disk) - set(listed))]
     problems += [
@@ -59,24 +63,61 @@ def _verify_against_manifest(manifest: dict, manifest_path: Path, split: str) ->
         for f in sorted(set(listed) & set(on_disk))
         if on_disk[f] != listed[f]
     ]
+    unhashed = [e["file"] for e in entries if not e.get("sha256")]
+    if unhashed:
+        problems.append(
+            f"{manifest_path}: no sha256 for {len(unhashed)} file(s) of split '{split}' ({unhashed[0]}, ...); "
+            "it predates content hashes: run the download or simulation again to rewrite it (files already there "
+            "are kept)"
+        )
     stats = dataset_dir(root, name) / "stats.yaml"
     if "stats" in manifest and stats.is_file() and file_sha256(stats) != manifest["stats"]["sha256"]:
         problems.append(f"{stats}: differs from the statistics the manifest recorded")
-    steps = {e["n_steps"] for e in manifest["splits"][split]}
+    steps = {e["n_steps"] for e in entries}
     if len(steps) > 1:
-        lengths = ", ".join(f"{e['file']}: {e['n_steps']}" for e in manifest["splits"][split])
+        lengths = ", ".join(f"{e['file']}: {e['n_steps']}" for e in entries)
         problems.append(f"{folder}: trajectories of different lengths are not supported ({lengths})")
+    if not problems:
+        total = sum(e["bytes"] for e in entries)
+        log.info("checking the SHA-256 of %d files (%.2f GB) against %s", len(entries), total / 1e9, manifest_path)
+        for entry in entries:
+            found = file_sha256(folder / entry["file"])
+            if found != entry["sha256"]:
+                problems.append(
+                    f"{folder / entry['file']}: sha256 {found}, the manifest says {entry['sha256']} "
+                    "(same size, other content: the file was damaged or replaced after the manifest was written)"
+                )
     if problems:
         raise IrnoError(
-            f"split '{split}' of '{name}' does not match {manifest_path} (re-run the download or simulation):\n  "
+            f"split '{split}' of '{name}' does not match {manifest_path}:\n  "
             + "\n  ".join(problems)
+            + "\n"
+            + _repair_advice(manifest, manifest_path)
         )
+
+
+def _repair_advice(manifest: dict, manifest_path: Path) -> str:
+    """What to do when the data on disk are not what the manifest recorded, or cannot be read."""
+    step, action = {
+        "simulated": ("the simulation (irno simulate)", "simulates"),
+        "the_well download": ("the download (irno download)", "fetches"),
+    }.get(manifest.get("source"), ("the download or simulation", "fetches or simulates"))
+    return (
+        f"To repair: delete the files named above and run {step} again; it {action} the missing files anew and "
+        "rewrites the manifest, but keeps a file that is still there, damaged or not. "
+        f"In the workflow, add `--forcerun {manifest_path}` to the snakemake command."
+    )
 
 
 def prepare_split(
     manifest_path: str | os.PathLike, split: str, out_dir: str | os.PathLike, *, n_steps_input: int = 4
 ) -> Path:
-    """Build the prepared store of one split of the dataset a manifest describes; returns `out_dir`."""
+    """Build the prepared store of one split of the dataset a manifest describes; returns `out_dir`.
+
+    Every file is checked against the manifest (size, SHA-256) before anything is read, and every
+    trajectory must read through The Well's loader and hold finite values only; otherwise an
+    IrnoError names the file (and the trajectory, field and frame) and no store is written.
+    """
     manifest_path, out_dir = Path(manifest_path), Path(out_dir)
     check_split(split)
     if n_steps_input < 1:
@@ -124,36 +165,68 @@ def prepare_split(
         "n_samples": len(windows),
         "grid": [height, width],
         "files": [
-            {"file": Path(p).name, "n_trajectories": int(k)} for p, k in zip(ds.files_paths, ds.n_trajectories_per_file)
+            {"file": Path(p).name, "n_trajectories": int(k)}
+            for p, k in zip(ds.files_paths, ds.n_trajectories_per_file, strict=True)
         ],
         "dtype": "float32",
     }
+    stats = dataset_dir(root, name) / "stats.yaml"
     if len(meta["channel_mean"]) != n_fields:
-        raise IrnoError(
-            f"{dataset_dir(root, name) / 'stats.yaml'}: statistics for {len(meta['channel_mean'])} channels, "
-            f"data has {n_fields}"
-        )
+        raise IrnoError(f"{stats}: statistics for {len(meta['channel_mean'])} channels, data has {n_fields}")
+    for key in ("channel_mean", "channel_std"):
+        bad = [n for n, v in zip(names, meta[key], strict=True) if not np.isfinite(v)]
+        if bad:
+            raise IrnoError(f"{stats}: non-finite {key.split('_')[1]} for {', '.join(bad)}")
 
-    traj_files = [p for p, k in zip(ds.files_paths, ds.n_trajectories_per_file) for _ in range(k)]
+    # Trajectory n of the split is trajectory `index` of `file` (WellDataset's order: file by file).
+    sources = [(Path(p), i) for p, k in zip(ds.files_paths, ds.n_trajectories_per_file, strict=True) for i in range(k)]
     with atomic_dir(out_dir) as tmp:
         traj = np.lib.format.open_memmap(
             tmp / "trajectories.npy", mode="w+", dtype=np.float32, shape=(n_traj, n_frames, n_fields, height, width)
         )
         for n in tqdm(range(n_traj), desc=f"prepare {name}/{split}", unit="traj"):
-            item = ds[n]
+            file, index = sources[n]
+            try:
+                item = ds[n]
+            except READ_ERRORS as e:
+                raise IrnoError(
+                    f"{file}: The Well's loader could not read trajectory {index} ({type(e).__name__}: {e})\n"
+                    + _repair_advice(manifest, manifest_path)
+                ) from None
             frames = torch.cat([item["input_fields"], item["output_fields"]])  # (T, H, W, F)
             if frames.shape != (n_frames, height, width, n_fields):
                 raise IrnoError(
-                    f"{traj_files[n]}: a trajectory came back from WellDataset as {tuple(frames.shape)} (T, H, W, F), "
+                    f"{file}: a trajectory came back from WellDataset as {tuple(frames.shape)} (T, H, W, F), "
                     f"expected {(n_frames, height, width, n_fields)}"
                 )
-            traj[n] = rearrange(frames, "T H W F -> T F H W").float().numpy()
+            frames = rearrange(frames, "T H W F -> T F H W").float().numpy()  # (T, F, H, W)
+            problem = _non_finite(frames, names)
+            if problem:
+                raise IrnoError(
+                    f"{file}: trajectory {index}, {problem}. A prepared store holds finite values only; the file was "
+                    "damaged, or was written so.\n" + _repair_advice(manifest, manifest_path)
+                )
+            traj[n] = frames
         traj.flush()
         del traj
         np.save(tmp / "windows.npy", windows)
         write_json(tmp / "meta.json", meta)
     log.info("prepared %s/%s: %d trajectories, %d samples -> %s", name, split, n_traj, len(windows), out_dir)
     return out_dir
+
+
+def _non_finite(frames: np.ndarray, names: list[str]) -> str | None:
+    """Where the first NaN or infinity of one trajectory's (T, F, H, W) frames is, and how many there are."""
+    finite = np.isfinite(frames)
+    if finite.all():
+        return None
+    bad = ~finite
+    frame, field = (int(i) for i in np.argwhere(bad)[0][:2])  # the first in time, then in channel order
+    value = frames[frame, field][bad[frame, field]][0]
+    return (
+        f"field '{names[field]}', frame {frame}: {value} (normalised with stats.yaml); {int(bad.sum())} non-finite "
+        f"values in this trajectory, in {int(bad.any(axis=(1, 2, 3)).sum())} of its {len(frames)} frames"
+    )
 
 
 class PreparedSplit(torch.utils.data.Dataset):
@@ -164,8 +237,8 @@ class PreparedSplit(torch.utils.data.Dataset):
         self.meta = read_json(self.path / "meta.json")
         if self.meta.get("format") != STORE_FORMAT:
             raise IrnoError(
-                f"{self.path / 'meta.json'}: store format {self.meta.get('format')!r}, "
-                f"expected {STORE_FORMAT} (re-run irno prepare)"
+                f"{self.path / 'meta.json'}: store format {self.meta.get('format')!r}, expected {STORE_FORMAT} "
+                "(re-run irno prepare)"
             )
         self.field_names: list[str] = list(self.meta["field_names"])
         self.n_steps_input: int = int(self.meta["n_steps_input"])

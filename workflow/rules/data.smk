@@ -1,6 +1,6 @@
 """Datasets in The Well's format (downloaded or simulated) and their prepared stores.
 
-A dataset's manifest (files, sizes, fields, verified readable) is what later rules depend on;
+A dataset's manifest (files, sizes, SHA-256, fields, verified readable) is what later rules depend on;
 the files themselves live under STUDY.well_root(dataset).
 """
 
