@@ -336,12 +336,14 @@ def test_two_seeds_train_and_evaluate_each_and_the_tables_show_their_spread(test
     config = yaml.safe_load((work / "config" / "test.yaml").read_text())
     config.pop("roma")
     config["seeds"] = [1, 2]
+    # a training that diverges (every batch non-finite) is a result, not a failure of `all`
+    config["experiments"]["diverging"] = {"train": {"lr": 1.0e6, "alpha": 5.0}}
     (work / "seeds.yaml").write_text(yaml.safe_dump(config))
     # the ablation target builds one experiment, once per seed
     out = snakemake(work, "-n", "ablation", "--configfile", "seeds.yaml", "--config", "ablation=no_spectral")
     evaluations = sorted(set(re.findall(r"results/test/eval/(\S+)/metrics\.json", out.stdout)))
     assert evaluations == [f"active_matter/{b}/no_spectral/seed_{s}" for b in ("FNO", "TFNO") for s in (1, 2)]
-    out = snakemake(work, "--cores", "2", "tables", "--configfile", "seeds.yaml")
+    out = snakemake(work, "--cores", "2", "all", "--configfile", "seeds.yaml")
     assert "rule train_base" not in out.stdout + out.stderr  # the seeds share the bases: nothing retrained there
     run = work / "results" / "test"
     for seed in (1, 2):
@@ -357,6 +359,10 @@ def test_two_seeds_train_and_evaluate_each_and_the_tables_show_their_spread(test
     assert " ± " in (run / "tables" / "main.md").read_text()
     claims = pd.read_csv(run / "tables" / "claims.csv")
     assert set(claims["verdict"]) <= {"holds", "does not hold", "not significant", "not run"}
+    ablations = pd.read_csv(run / "tables" / "ablations.csv", keep_default_na=False)
+    status = ablations.loc[(ablations["base"] == "FNO") & (ablations["variant"] == "diverging"), "status"].item()
+    assert status.startswith("training diverged at epoch 1 (2 of 2 seeds)"), status
+    assert (run / "report.html").stat().st_size > 0
 
 
 @pytest.mark.slow
