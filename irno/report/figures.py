@@ -308,12 +308,12 @@ def _spectral_mse_panel(ax, group: list[SeededRun], max_samples: int) -> None:
         if run.n > 1:
             ax.fill_between(steps, medians.min(0), medians.max(0), color=style["color"], alpha=0.2, linewidth=0,
                             gid=f"seed range {run.experiment}")  # fmt: skip
-            label += f" (mean, range over {run.n} seeds)"
+            label += f", mean of {run.n} seeds (band: range)"
         handles.append(Line2D([], [], linewidth=2.2, marker="o", markersize=3.5, label=label, **style))
         any_beyond |= _mark_beyond(ax, steps, median, style["color"], top)
         if j == 0:
             handles.append(_shade_beyond(ax, run.K, int(steps[-1]), f"beyond training horizon K = {run.K}"))
-    _legend_below(ax, handles + ([BEYOND_HANDLE] if any_beyond else []))
+    _legend_below(ax, handles + ([BEYOND_HANDLE] if any_beyond else []), ncols=1)  # long labels: one column
 
 
 def convergence(

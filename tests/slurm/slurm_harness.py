@@ -37,11 +37,10 @@ ACCOUNT = "irno"
 # Overrides that make profiles/slurm and the rules' resources fit the test node (2 CPUs, ~20 GB, two
 # fake GPUs) and poll quickly; everything else (GPU requests, the rules' runtimes growing with the
 # attempt, retries, status command) is as users get it. Every rule's memory is set to fit the node
-# and keeps its growth with the attempt. One thread per job, as in the local run (`--cores 2`, one
-# thread per rule), so that two jobs run side by side and their results can be compared with the
-# local run's.
+# and keeps its growth with the attempt. Each job gets its rule's own threads, as in the local run
+# (`--cores 2`), not the profile's cores per GPU: torch's reductions depend on the thread count, so
+# only then can the results be compared with the local run's byte for byte.
 TEST_NODE_MEM_MB = "1000 * attempt"
-TEST_NODE_THREADS = 1
 TEST_POLLING = {
     "slurm-init-seconds-before-status-checks": 2,
     "seconds-between-status-checks": 2,
@@ -49,10 +48,16 @@ TEST_POLLING = {
 }
 
 
-def workflow_rules(workdir: Path) -> list[str]:
-    """The rules of the workflow in `workdir` (its Snakefile and workflow/rules/*.smk)."""
+def workflow_rules(workdir: Path) -> dict[str, int]:
+    """The rules of the workflow in `workdir` (its Snakefile and workflow/rules/*.smk) and the
+    threads each declares (1 where it declares none)."""
     files = [workdir / "Snakefile", *sorted((workdir / "workflow" / "rules").glob("*.smk"))]
-    return [rule for f in files if f.is_file() for rule in re.findall(r"^rule (\w+):", f.read_text(), re.M)]
+    rules = {}
+    for text in (f.read_text() for f in files if f.is_file()):
+        for block in re.split(r"^(?=rule \w+:)", text, flags=re.M)[1:]:
+            threads = re.search(r"^\s+threads:\s*(\d+)", block, re.M)
+            rules[re.match(r"rule (\w+):", block)[1]] = int(threads[1]) if threads else 1
+    return rules
 
 
 def write_profile(dest: Path, workdir: Path, env: Mapping[str, str], overrides: Mapping | None = None) -> Path:
@@ -68,7 +73,7 @@ def write_profile(dest: Path, workdir: Path, env: Mapping[str, str], overrides: 
     for rule in workflow_rules(workdir):
         per_rule.setdefault(rule, {})["mem_mb"] = TEST_NODE_MEM_MB
     if "set-threads" in config:
-        config["set-threads"] = dict.fromkeys(config["set-threads"], TEST_NODE_THREADS)
+        config["set-threads"] = {rule: workflow_rules(workdir)[rule] for rule in config["set-threads"]}
     config = deep_merge(deep_merge(config, TEST_POLLING), dict(overrides or {}))
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
