@@ -38,6 +38,7 @@ GPU_RULES = {
     "cache_base_predictions",
     "train_refiner",
     "evaluate",
+    "roma_encode",
     "roma_train",
     "roma_evaluate",
 }
