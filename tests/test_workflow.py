@@ -171,7 +171,7 @@ def test_paper_dry_run_builds_the_full_dag(workflow_copy):
     assert "results/paper/roma/data/bd3m/dataset.h5" in out.stdout
     assert counts["roma_encode"] == len(plan.encodings) == 3  # not the Burgers-like data: ROMA reads none there
     assert counts["roma_train"] == counts["roma_evaluate"] == len(plan.runs)
-    assert sum(run["dataset"] == "bd3m" for run in plan.runs.values()) == 6  # its effective dynamics and scaling
+    assert sum(run["dataset"] == "bd3m" for run in plan.runs.values()) == 4 + 3  # its effective dynamics and scaling
     assert counts["roma_settings"] == len(plan.datasets) + len(plan.encodings) + len(plan.runs)
     assert counts["roma_study"] == counts["roma_report"] == 1
     for key in plan.runs:
