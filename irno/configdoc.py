@@ -183,7 +183,14 @@ def schema_keys(node: dict, key: str, defs: dict, required: bool = False) -> lis
     if key in SAME_KEYS_AS:
         return [Key(key, "mapping", "{}", f"{marker}the keys of `{SAME_KEYS_AS[key]}`, overriding its values")]
     default = show(node["default"]) if "default" in node else ""
-    rows = [Key(key, schema_type(node), default, (marker + _one_line(node.get("description", ""))).strip())]
+    kind = schema_type(node)
+    alternatives = [_resolved(alt, defs) for alt in node.get("oneOf", [])]
+    if alternatives and "properties" not in node:
+        # e.g. one mapping or a list of them: the type names both, the keys are the mapping's
+        kind = " or ".join(schema_type(alt) for alt in alternatives)
+        mappings = [_resolved(alt.get("items", {}), defs) if "items" in alt else alt for alt in alternatives]
+        node = {**node, "properties": next((m["properties"] for m in mappings if "properties" in m), {})}
+    rows = [Key(key, kind, default, (marker + _one_line(node.get("description", ""))).strip())]
     for sub_name, sub in node.get("properties", {}).items():
         rows += schema_keys(sub, f"{key}.{sub_name}", defs, sub_name in node.get("required", []))
     entries = node.get("additionalProperties")

@@ -144,11 +144,15 @@ def test_paper_dry_run_builds_the_full_dag(workflow_copy):
             for experiment in config["experiments"]:
                 if (experiment, base) != ("transfer", "TFNO"):
                     assert f"results/paper/eval/{dataset}/{base}/{experiment}/metrics.json" in out.stdout
-    # the ROMA study: every dataset simulated, every run trained and evaluated, one report
+    # the ROMA study: every dataset simulated (the Burgers-like one too), the graph encodings of
+    # those ROMA reads them on, every run trained and evaluated, one report
     plan = roma_plan("config.yaml")
-    assert counts["roma_simulate"] == len(plan.datasets) == 3
+    assert counts["roma_simulate"] == len(plan.datasets) == 4
+    assert "results/paper/roma/data/bd3m/dataset.h5" in out.stdout
+    assert counts["roma_encode"] == len(plan.encodings) == 3  # not the Burgers-like data: ROMA reads none there
     assert counts["roma_train"] == counts["roma_evaluate"] == len(plan.runs)
-    assert counts["roma_settings"] == len(plan.datasets) + len(plan.runs)
+    assert sum(run["dataset"] == "bd3m" for run in plan.runs.values()) == 4 + 3  # its effective dynamics and scaling
+    assert counts["roma_settings"] == len(plan.datasets) + len(plan.encodings) + len(plan.runs)
     assert counts["roma_study"] == counts["roma_report"] == 1
     for key in plan.runs:
         assert f"results/paper/roma/eval/{key}" in out.stdout
@@ -251,7 +255,7 @@ BAD_CONFIGS = {
         lambda c: c["datasets"]["active_matter"].update(source="simulated"),
         "datasets.active_matter.source",
     ),
-    "roma_unknown_key": (lambda c: c["roma"]["train"].update(epochz=3), "roma.train.epochz"),
+    "roma_unknown_key": (lambda c: c["roma"]["train"].update(stepz=3), "roma.train.stepz"),
     "roma_unknown_experiment": (
         lambda c: c["roma"]["experiments"].update(ablation={"datasets": ["tiny"]}),
         "config key 'roma.experiments': Additional properties are not allowed ('ablation'",
@@ -399,17 +403,22 @@ def test_roma_study_runs_end_to_end(test_run):
     assert all(p.stat().st_size > 1000 for p in (roma / "figures").iterdir())
     results = pd.read_csv(roma / "tables" / "results.csv")
     assert sorted(results["run_key"]) == sorted(plan.runs)
-    assert results["smspe"].between(0, 1).all() and (results["epoch"] >= 0).all()
+    assert results["smspe"].between(0, 1).all() and (results["steps"] > 0).all()
+    assert set(results["system"]) == {"kuramoto", "burgers"}
     for key, run in plan.runs.items():
         evaluation = sorted(p.name for p in (roma / "eval" / key).iterdir() if not p.name.startswith("."))
         assert evaluation == (["attention.npz", "metrics.json"] if run["model"]["kind"] == "roma" else ["metrics.json"])
     scaling = pd.read_csv(roma / "tables" / "scaling.csv")
     assert (scaling["against"] == "parameters").all() and scaling["exponent_se"].notna().all()
-    # every job has its log and benchmark; ROMA's threads setting reached the jobs
-    for rule in ("roma_simulate", "roma_train", "roma_evaluate"):
-        assert len(list((test_run / "results/test/logs" / rule).glob("*.log"))) == (
-            len(plan.datasets) if rule == "roma_simulate" else len(plan.runs)
-        )
+    # every job has its log and benchmark
+    expected_jobs = {
+        "roma_simulate": len(plan.datasets),
+        "roma_encode": len(plan.encodings),
+        "roma_train": len(plan.runs),
+        "roma_evaluate": len(plan.runs),
+    }
+    for rule, jobs in expected_jobs.items():
+        assert len(list((test_run / "results/test/logs" / rule).glob("*.log"))) == jobs, rule
         assert list((test_run / "results/test/benchmarks" / rule).glob("*.tsv"))
 
 
@@ -417,12 +426,12 @@ def test_roma_study_runs_end_to_end(test_run):
 def test_editing_one_roma_experiment_reruns_its_runs_only(test_run):
     plan = roma_plan("test.yaml")
     config = yaml.safe_load((test_run / "config" / "test.yaml").read_text())
-    config["roma"]["experiments"]["positional"]["vary"]["model.positional"] = ["laplacian", "none"]
+    config["roma"]["experiments"]["graph_encodings"]["vary"]["model.encodings"] = [["laplacian", "node2vec"], []]
     (test_run / "edited_roma.yaml").write_text(yaml.safe_dump(config))
     out = snakemake(test_run, "-n", "all", "--configfile", "edited_roma.yaml")
     jobs = scheduled_jobs(out.stdout)
     new_runs = sorted(set(plan_study(study_from_dict(config["roma"])).runs) - set(plan.runs))
-    assert len(new_runs) == 1  # positional=none; the laplacian run is the default, shared and kept
+    assert len(new_runs) == 1  # encodings=[]; the run with both is the default, shared and kept
     per_run = sorted((rule, w.get("roma_run") or w["roma_folder"]) for rule, w in jobs if w)
     assert per_run == [
         ("roma_evaluate", new_runs[0]),
@@ -432,16 +441,18 @@ def test_editing_one_roma_experiment_reruns_its_runs_only(test_run):
     aggregates = {rule for rule, w in jobs if not w}
     assert aggregates == {"roma_study", "roma_report", "report", "all"}
 
-    # a dataset's settings reach its simulation and every run on it, and nothing of IRNO
+    # a dataset's settings reach its simulation, its encodings and every run on it, and nothing of IRNO
     config = yaml.safe_load((test_run / "config" / "test.yaml").read_text())
-    config["roma"]["datasets"]["tiny"]["dynamics"]["frames"] = 45
+    config["roma"]["datasets"]["tiny"]["kuramoto"]["frames"] = 45
     (test_run / "edited_data.yaml").write_text(yaml.safe_dump(config))
     counts = job_counts(snakemake(test_run, "-n", "all", "--configfile", "edited_data.yaml").stdout)
+    on_tiny = sum(run["dataset"] == "tiny" for run in plan.runs.values())
     assert counts == {
         "roma_settings": 1,
         "roma_simulate": 1,
-        "roma_train": len(plan.runs),
-        "roma_evaluate": len(plan.runs),
+        "roma_encode": 1,
+        "roma_train": on_tiny,
+        "roma_evaluate": on_tiny,
         "roma_study": 1,
         "roma_report": 1,
         "report": 1,

@@ -1,16 +1,19 @@
-"""The ROMA study: neural operators for Kuramoto oscillators on random hyperbolic graphs.
+"""The ROMA study: neural operators for many-body dynamics on random hyperbolic graphs.
 
-Reproduces Gabriel, Johnson, Karniadakis, "Connecting the geometry and dynamics of many-body
-complex systems with message passing neural operators" (arXiv 2502.15913; JAX code
-``nngabe/roma``) in PyTorch. Shares only ``irno.utils`` with the IRNO pipeline.
+Reproduces the model code of Gabriel, Johnson, Karniadakis, "Connecting the geometry and dynamics
+of many-body complex systems with message passing neural operators" (arXiv 2502.15913; JAX code
+``nngabe/roma``) in PyTorch, with its Kuramoto and Burgers-like datasets and experiments (what
+differs: docs/roma.md). Shares only ``irno.utils`` with the IRNO pipeline.
 
 Modules, in dependency order:
 
-- ``config``    dataclasses (data, model, training, study) and the study plan (grid -> runs)
-- ``graphs``    random hyperbolic graphs (radial-band sweep), random-walk subgraphs, positional encodings
-- ``kuramoto``  the dynamics on sparse operators, adaptive float64 integration, HDF5 datasets
-- ``models``    ROMA (message passing, renormalisation, multiscale Transformer, DeepONet) and baselines
-- ``train``     split, batches, sMSPE, the resumable training loop
+- ``config``    dataclasses (data, encodings, model, training, study) and the study plan (grids -> runs)
+- ``graphs``    random hyperbolic graphs (radial-band sweep), random-walk subgraphs, graph encodings
+- ``kuramoto``  Kuramoto dynamics on sparse operators, adaptive float64 integration
+- ``burgers``   Burgers-like social dynamics: aggregation curves, smoothing, message-passing coupling
+- ``datasets``  simulation into HDF5, graph encodings on disk, loading
+- ``models``    ROMA (HGCN encoder, renormalisation, multiscale Transformer, DeepONet, learned PDE) and baselines
+- ``train``     split, batches, losses, the resumable training loop
 - ``evaluate``  test metrics and attention maps of a trained run
 - ``report``    tables, power-law fits and figures from saved outputs only
 - ``cli``       the ``irno roma <verb>`` commands

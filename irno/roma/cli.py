@@ -1,11 +1,13 @@
 """``irno roma <verb>``: the ROMA study's steps, one command per workflow rule.
 
-    plan      study YAML (roma: section)   -> plan.json, data/<name>/settings.yaml, runs/<key>/settings.yaml
+    summary   study YAML                   -> each model's parameter count and every experiment's runs (stdout)
+    plan      study YAML (roma: section)   -> plan.json and every settings.yaml under OUT_DIR
     write-settings  one settings mapping (JSON) -> its YAML file (how the workflow writes them, one per job)
-    simulate  data settings                -> kuramoto.h5
-    train     run settings + kuramoto.h5   -> checkpoint.pt, train_log.csv (+ last.pt to resume)
+    simulate  data settings                -> dataset.h5
+    encode    encoding settings + dataset  -> encodings.h5 (Laplacian eigenvectors, node2vec)
+    train     run settings + dataset (+ encodings) -> checkpoint.pt, train_log.csv (+ last.pt to resume)
     evaluate  run settings + data + ckpt   -> metrics.json (+ attention.npz for roma)
-    tables    study YAML + metrics.json... -> results.csv, smspe.*, scaling.*, ablations.*
+    tables    study YAML + metrics.json... -> results.csv, smspe.*, effective_dynamics.*, scaling.*, ablations.*
     figures   study YAML + metrics, logs, attention -> training_curves.*, scaling_law.*, attention.*
 
 Heavy imports (torch, matplotlib) happen inside the verbs, so ``--help`` and ``plan`` stay fast.
@@ -25,18 +27,28 @@ def add_roma_commands(subparsers) -> None:
 
     roma = subparsers.add_parser(
         "roma",
-        help="the ROMA study (neural operators on Kuramoto oscillator graphs)",
-        description="The ROMA study: Kuramoto data on random hyperbolic graphs, ROMA and its baselines, "
-        "the paper's four experiments, tables and figures. Each verb is one workflow step.",
+        help="the ROMA study (neural operators on Kuramoto and Burgers-like dynamics on graphs)",
+        description="The ROMA study: Kuramoto and Burgers-like data on random hyperbolic graphs, ROMA and its "
+        "baselines, the paper's experiments, tables and figures. Each verb is one workflow step.",
     )
     verbs = roma.add_subparsers(dest="roma_command", metavar="VERB", required=True)
 
     p = verbs.add_parser(
+        "summary",
+        help="parameter counts of the models and the runs of every experiment (no data needed)",
+        description="Print one line per model kind, '<model> <parameters>', at the study's default settings "
+        "(the count as the reference reports it: the trained parameters and the ones it builds but does not "
+        "use), then every experiment's runs with their settings and counts. Builds no weights.",
+    )
+    p.add_argument("--config", required=True, help="YAML file with a roma: section (e.g. config/config.yaml)")
+    p.set_defaults(func=_summary)
+
+    p = verbs.add_parser(
         "plan",
         help="expand a study into per-dataset and per-run settings files",
-        description="Expand the roma: section's experiments into runs and write "
-        "OUT_DIR/plan.json, OUT_DIR/data/<dataset>/settings.yaml and OUT_DIR/runs/<run>/settings.yaml "
-        "(files whose content is unchanged are left alone).",
+        description="Expand the roma: section's experiments into runs and write OUT_DIR/plan.json, "
+        "OUT_DIR/data/<dataset>/settings.yaml, OUT_DIR/data/<dataset>/encodings/settings.yaml and "
+        "OUT_DIR/runs/<run>/settings.yaml (files whose content is unchanged are left alone).",
     )
     p.add_argument("--config", required=True, help="YAML file with a roma: section (e.g. config/demo.yaml)")
     p.add_argument("--out-dir", required=True, help="study folder, e.g. results/<run>/roma")
@@ -45,8 +57,8 @@ def add_roma_commands(subparsers) -> None:
     p = verbs.add_parser(
         "write-settings",
         help="validate one dataset's, run's or study's settings and write them",
-        description="Validate a JSON mapping as the settings of KIND (data: DataConfig, run: "
-        "RunConfig, study: a whole roma: section, checked by planning it) and write it, complete "
+        description="Validate a JSON mapping as the settings of KIND (data: DataConfig, encodings: "
+        "EncodingConfig, run: RunConfig, study: a whole roma: section, checked by planning it) and write it, complete "
         "with defaults, as YAML (a study under roma:). The workflow writes each settings file "
         "this way, from a parameter of its own job.",
     )
@@ -57,22 +69,34 @@ def add_roma_commands(subparsers) -> None:
 
     p = verbs.add_parser(
         "simulate",
-        help="random hyperbolic graph + Kuramoto dynamics -> HDF5",
-        description="Generate the graph and integrate the dynamics of one dataset; an interrupted "
+        help="random hyperbolic graph + Kuramoto or Burgers-like dynamics -> HDF5",
+        description="Generate the graph and the dynamics of one dataset; an interrupted Kuramoto "
         "simulation resumes from its last written block.",
     )
-    p.add_argument("--config", required=True, help="data settings YAML (graph, dynamics, seed)")
-    p.add_argument("--out", required=True, help="HDF5 file to write, e.g. .../data/<dataset>/kuramoto.h5")
+    p.add_argument("--config", required=True, help="data settings YAML (system, graph, kuramoto / burgers, seed)")
+    p.add_argument("--out", required=True, help="HDF5 file to write, e.g. .../data/<dataset>/dataset.h5")
     p.set_defaults(func=_simulate)
+
+    p = verbs.add_parser(
+        "encode",
+        help="graph encodings of a dataset's graph (Laplacian eigenvectors, node2vec) -> HDF5",
+        description="Compute the graph encodings of every node of a dataset's graph.",
+    )
+    p.add_argument("--config", required=True, help="encoding settings YAML")
+    p.add_argument("--data", required=True, help="the dataset's dataset.h5")
+    p.add_argument("--out", required=True, help="HDF5 file to write, e.g. .../data/<dataset>/encodings/encodings.h5")
+    _threads_option(p)
+    p.set_defaults(func=_encode)
 
     p = verbs.add_parser(
         "train",
         help="train one run (resumes from OUT_DIR/last.pt)",
         description="Train one operator on random-walk subgraphs; writes OUT_DIR/checkpoint.pt "
-        "(best validation sMSPE) and OUT_DIR/train_log.csv.",
+        "(the last model) and OUT_DIR/train_log.csv.",
     )
     p.add_argument("--config", required=True, help="run settings YAML (dataset, model, train)")
-    p.add_argument("--data", required=True, help="the dataset's kuramoto.h5")
+    p.add_argument("--data", required=True, help="the dataset's dataset.h5")
+    p.add_argument("--encodings", help="the dataset's encodings.h5 (models that read graph encodings)")
     p.add_argument("--out-dir", required=True, help="run folder")
     _threads_option(p)
     p.set_defaults(func=_train)
@@ -80,11 +104,12 @@ def add_roma_commands(subparsers) -> None:
     p = verbs.add_parser(
         "evaluate",
         help="test metrics of a trained run",
-        description="Score a checkpoint on the run's held-out test subgraphs (noisy and clean "
-        "inputs, with the persistence forecast as reference).",
+        description="Score a checkpoint on the run's held-out test subgraphs (clean, with the noisy-input "
+        "score and the persistence forecast beside it).",
     )
     p.add_argument("--config", required=True, help="run settings YAML the checkpoint was trained with")
-    p.add_argument("--data", required=True, help="the dataset's kuramoto.h5")
+    p.add_argument("--data", required=True, help="the dataset's dataset.h5")
+    p.add_argument("--encodings", help="the dataset's encodings.h5 (models that read graph encodings)")
     p.add_argument("--checkpoint", required=True, help="checkpoint.pt from 'irno roma train'")
     p.add_argument("--metrics", required=True, help="metrics.json to write")
     p.add_argument("--attention", help="attention.npz to write (roma models only)")
@@ -94,7 +119,8 @@ def add_roma_commands(subparsers) -> None:
     p = verbs.add_parser(
         "tables",
         help="tables from saved metrics",
-        description="Write results.csv and the smspe / scaling / ablations tables (.csv, .md, .tex).",
+        description="Write results.csv and the smspe / effective_dynamics / scaling / ablations tables "
+        "(.csv, .md, .tex).",
     )
     p.add_argument("--config", required=True, help="the study YAML (roma: section) the runs come from")
     p.add_argument("--metrics", nargs="+", required=True, help="metrics.json of every run of the study")
@@ -129,6 +155,14 @@ def _set_threads(args) -> None:
         torch.set_num_threads(args.threads)
 
 
+def _summary(args) -> int:
+    from irno.roma.config import load_study
+    from irno.roma.models import study_summary
+
+    print(study_summary(load_study(args.config)))
+    return 0
+
+
 def _plan(args) -> int:
     from irno.roma.config import load_study, plan_study, write_plan
 
@@ -153,10 +187,19 @@ def _write_settings(args) -> int:
 
 def _simulate(args) -> int:
     from irno.roma.config import load_data_config
-    from irno.roma.kuramoto import describe, simulate
+    from irno.roma.datasets import describe, simulate
 
     path = simulate(load_data_config(args.config), args.out)
     log.info("%s: %s", path, json.dumps(describe(path)))
+    return 0
+
+
+def _encode(args) -> int:
+    from irno.roma.config import load_encoding_config
+    from irno.roma.datasets import encode
+
+    _set_threads(args)
+    log.info("%s written", encode(load_encoding_config(args.config), args.data, args.out))
     return 0
 
 
@@ -165,8 +208,8 @@ def _train(args) -> int:
     from irno.roma.train import train
 
     _set_threads(args)
-    summary = train(load_run_config(args.config), args.data, args.out_dir)
-    log.info("best epoch %d, validation sMSPE %.4g", summary["epoch"], summary["valid_smspe"])
+    summary = train(load_run_config(args.config), args.data, args.out_dir, args.encodings)
+    log.info("%d steps, validation sMSPE %.4g", summary["step"], summary["valid_smspe"])
     return 0
 
 
@@ -175,11 +218,12 @@ def _evaluate(args) -> int:
     from irno.roma.evaluate import evaluate
 
     _set_threads(args)
-    metrics = evaluate(load_run_config(args.config), args.data, args.checkpoint, args.metrics, args.attention)
+    cfg = load_run_config(args.config)
+    metrics = evaluate(cfg, args.data, args.checkpoint, args.metrics, args.attention, args.encodings)
     log.info(
-        "test sMSPE %.4g (clean %.4g; persistence %.4g)",
+        "test sMSPE %.4g (noisy inputs %.4g; persistence %.4g)",
         metrics["smspe"],
-        metrics["smspe_clean"],
+        metrics["smspe_noisy_inputs"],
         metrics["smspe_persistence"],
     )
     return 0

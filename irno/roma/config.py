@@ -1,23 +1,29 @@
-"""Configuration of the ROMA study: data, model and training dataclasses, and the study plan.
+"""Configuration of the ROMA study: data, encoding, model and training dataclasses, and the study plan.
 
 A study (the ``roma:`` section of a pipeline config, e.g. ``config/demo.yaml``) names its
-datasets, the default model and training settings, and the four experiments of the paper, each
-a grid ``datasets x models x vary``:
+datasets, the default model and training settings, per-model defaults (the baselines' widths)
+and the paper's experiments. An experiment is one grid, or a list of grids, of
+``datasets x models x vary`` runs; ``overrides`` sets keys for one model (``nomad_mp``) or one
+model on one dataset (``km38k/nomad_mp``):
 
     roma:
-      datasets: {km3k: {graph: {nodes: 3000}, dynamics: {frames: 400, t_end: 4.0}, seed: 1}}
-      model: {width: 32}                    # defaults for every run
-      train: {epochs: 8}
+      datasets: {km3k: {graph: {nodes: 3400}, kuramoto: {frames: 301, t_end: 3.0}, seed: 2}}
+      model: {width: 32}                        # defaults of every run
+      per_model: {deeponet: {model.width: 48, model.learned_pde: false}}
+      train: {steps: 300}
       experiments:
-        data_noise:        {datasets: [km3k], models: [deeponet, roma], vary: {train.noise_eta: [0.0, 4.0e-4]}}
-        effective_dynamics: {datasets: [km3k], models: [roma], vary: {model.learned_pde: [false, true]}}
-        positional:        {datasets: [km3k], models: [roma], vary: {model.positional: [laplacian, none]}}
-        parameter_scaling: {datasets: [km3k], models: [roma], vary: {model.width: [16, 32, 64]}}
+        data_noise:
+          - {datasets: [km3k], models: [deeponet, roma], vary: {train.noise_eta: [4.0e-4]}}
+          - {datasets: [km3k], models: [deeponet, roma], vary: {train.noise_eta: [1.0e-2]}}
+        effective_dynamics:
+          datasets: [km3k]
+          models: [deeponet, roma]
+          overrides: {deeponet: {model.learned_pde: true, train.gpde_weight: 1.0}}
 
 `plan_study` expands the grids into runs. A run is identified by its resolved settings
-(``<dataset>-<model>-<hash>``), so the same settings reached from two experiments (the default
-ROMA run is in all four) train once. Every step of the pipeline then reads one resolved
-settings file: a `DataConfig` for ``irno roma simulate``, a `RunConfig` for ``train`` and
+(``<dataset>-<model>-<hash>``), so the same settings reached from two experiments train once.
+Every step of the pipeline then reads one resolved settings file: a `DataConfig` for
+``irno roma simulate``, an `EncodingConfig` for ``encode``, a `RunConfig` for ``train`` and
 ``evaluate``; `write_settings` writes them. `report_outputs` names the tables and figures a plan
 produces. Light on purpose (no torch, no pandas): the workflow imports it at parse time.
 """
@@ -43,7 +49,8 @@ from irno.utils import (
 )
 
 MODEL_KINDS = ("deeponet", "deeponet_mp", "nomad_mp", "roma")
-EXPERIMENTS = ("data_noise", "effective_dynamics", "positional", "parameter_scaling")
+EXPERIMENTS = ("data_noise", "effective_dynamics", "positional", "graph_encodings", "parameter_scaling")
+ENCODINGS = ("laplacian", "node2vec")
 TABLE_FORMATS = ("csv", "md", "tex")
 FIGURE_FORMATS = ("pdf", "png")
 
@@ -53,7 +60,7 @@ FIGURE_FORMATS = ("pdf", "png")
 
 @dataclass
 class GraphConfig:
-    """Random hyperbolic graph on the curvature -1 plane (SPEC 7); the largest component is kept.
+    """Random hyperbolic graph on the curvature -1 plane; the largest component is kept.
 
     ``nodes`` points are drawn with radius r = arcsinh(u (cosh R - 1)), u ~ U(0, 1), and a uniform
     angle; two points are linked when their hyperbolic distance is below R. With this radial law
@@ -72,13 +79,18 @@ class GraphConfig:
 
 
 @dataclass
-class DynamicsConfig:
-    """Kuramoto oscillators with degree-weighted coupling and time-varying K(t) (SPEC 7).
+class KuramotoConfig:
+    """Kuramoto oscillators with degree-weighted coupling and time-varying K(t).
 
     dtheta_i/dt = omega_i + K(t) sum_j w_ij sin(theta_j - theta_i),
     w_ij = sqrt(deg_j) / sum_{k in N(i)} sqrt(deg_k),
     K(t) = K [a + (1 - a) sin^2(t') ((1 - d) |cos(g t')|^b + d)],  t' = pi * periods * t / t_end
     (the reference code's time scaling: sin^2 t' rises and falls `periods` times over the run).
+
+    The reference trains on preprocessed phase files that no script of its repository writes;
+    its input functions live on [0, 1] and its prediction is a norm (>= 0). ``normalise: minmax``
+    therefore maps the unwrapped phases affinely onto [0, 1] (the dataset's global minimum and
+    maximum), the normalisation its Burgers-like series get; ``none`` keeps radians.
     """
 
     K: float = 5.0
@@ -91,19 +103,20 @@ class DynamicsConfig:
     omega_clip: float = 5.0
     theta0_std: float = 5.0  # theta(0) ~ N(0, 25)
     t_end: float = 20.0
-    frames: int = 2000  # saved frames at t = k * t_end / (frames - 1)
+    frames: int = 2001  # saved frames at t = k * t_end / (frames - 1): our choice of the frame spacing
     method: Literal["DOP853", "RK45"] = "DOP853"  # scipy's adaptive explicit Runge-Kutta, float64
     rtol: float = 1e-8
     atol: float = 1e-8
     dtype: Literal["float32", "float64"] = "float32"  # stored phases (the integration is float64)
+    normalise: Literal["minmax", "none"] = "minmax"
 
     def __post_init__(self):
-        require(self.t_end > 0, "dynamics.t_end", self.t_end, "> 0")
-        require(self.frames >= 3, "dynamics.frames", self.frames, ">= 3")
-        require(0 <= self.a <= 1, "dynamics.a", self.a, "in [0, 1]")
-        require(0 <= self.d <= 1, "dynamics.d", self.d, "in [0, 1]")
-        require(self.omega_std >= 0, "dynamics.omega_std", self.omega_std, ">= 0")
-        require(self.rtol > 0 and self.atol > 0, "dynamics.rtol/atol", (self.rtol, self.atol), "> 0")
+        require(self.t_end > 0, "kuramoto.t_end", self.t_end, "> 0")
+        require(self.frames >= 3, "kuramoto.frames", self.frames, ">= 3")
+        require(0 <= self.a <= 1, "kuramoto.a", self.a, "in [0, 1]")
+        require(0 <= self.d <= 1, "kuramoto.d", self.d, "in [0, 1]")
+        require(self.omega_std >= 0, "kuramoto.omega_std", self.omega_std, ">= 0")
+        require(self.rtol > 0 and self.atol > 0, "kuramoto.rtol/atol", (self.rtol, self.atol), "> 0")
 
     @property
     def frame_dt(self) -> float:
@@ -111,12 +124,98 @@ class DynamicsConfig:
 
 
 @dataclass
-class DataConfig:
-    """One Kuramoto dataset: a graph, its dynamics and the seed of both."""
+class BurgersConfig:
+    """Burgers-like social dynamics (the reference's lib/burgers_coupled.py), see irno.roma.burgers.
 
+    Each node's series mixes ``mixed`` of ``curves`` aggregation ("gel") growth curves, is smoothed
+    by a trailing Gaussian window and differenced, then ``iterations`` message-passing updates add
+    sqrt(mean_j (w_ij x_j(t-1))^2) / ``reduction`` to every increment (w_ij = deg_j / sum_k deg_k
+    over i's neighbours); the cumulative sum, divided by its global maximum, is the series.
+
+    The reference reads its gel curves from files no script of it writes ("G-N1k-F1"); ours come
+    from a stochastic aggregation model: ``influx`` agents join per step until there are
+    ``agents``, each with a character c ~ U(0, 1); each step ``pairs`` random pairs of present
+    agents join their groups with probability 1 - |c_i - c_j|; a curve is the largest group's
+    share of ``agents`` over time.
+    """
+
+    frames: int = 2001
+    agents: int = 1000
+    influx: int = 5
+    pairs: int = 1
+    curves: int = 64
+    mixed: int = 3
+    window: int = 64
+    window_std: float = 8.0
+    iterations: int = 6
+    reduction: float = 4.0
+
+    def __post_init__(self):
+        require(self.frames >= 3, "burgers.frames", self.frames, ">= 3")
+        require(self.agents >= 2, "burgers.agents", self.agents, ">= 2")
+        require(self.influx >= 1, "burgers.influx", self.influx, ">= 1")
+        require(self.pairs >= 1, "burgers.pairs", self.pairs, ">= 1")
+        require(self.curves >= 1, "burgers.curves", self.curves, ">= 1")
+        require(self.mixed >= 1, "burgers.mixed", self.mixed, ">= 1")
+        require(self.window >= 1, "burgers.window", self.window, ">= 1")
+        require(self.window_std > 0, "burgers.window_std", self.window_std, "> 0")
+        require(self.iterations >= 0, "burgers.iterations", self.iterations, ">= 0")
+        require(self.reduction > 0, "burgers.reduction", self.reduction, "> 0")
+
+
+@dataclass
+class DataConfig:
+    """One dataset: a graph, the dynamics on it (``system``) and the seed of both."""
+
+    system: Literal["kuramoto", "burgers"] = "kuramoto"
     graph: GraphConfig = field(default_factory=GraphConfig)
-    dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
+    kuramoto: KuramotoConfig = field(default_factory=KuramotoConfig)
+    burgers: BurgersConfig = field(default_factory=BurgersConfig)
     seed: int = 0
+
+    @property
+    def frames(self) -> int:
+        return self.kuramoto.frames if self.system == "kuramoto" else self.burgers.frames
+
+
+@dataclass
+class EncodingConfig:
+    """Graph encodings of every node of a dataset's graph (the reference's positional encodings).
+
+    ``laplacian`` eigenvectors of the symmetric normalised Laplacian with the smallest eigenvalues,
+    the trivial one dropped, and ``node2vec`` dimensions (p = q = 1: uniform random walks of
+    ``walk_length`` steps, ``walks_per_node`` per node per epoch, windows of ``context`` nodes,
+    ``negatives`` random negatives per walk, sparse Adam); each kind min-max normalised over the
+    whole graph. The defaults are the reference's.
+    """
+
+    laplacian: int = 512
+    node2vec: int = 512
+    walk_length: int = 20
+    context: int = 10
+    walks_per_node: int = 10
+    negatives: int = 1
+    epochs: int = 21
+    batch_nodes: int = 512  # walk roots per step (the reference: the embedding dimension)
+    lr: float = 0.005
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self):
+        require(self.laplacian >= 0, "encodings.laplacian", self.laplacian, ">= 0")
+        require(self.node2vec >= 0, "encodings.node2vec", self.node2vec, ">= 0")
+        require(2 <= self.context <= self.walk_length + 1, "encodings.context", self.context, "in [2, walk_length + 1]")
+        require(self.walks_per_node >= 1, "encodings.walks_per_node", self.walks_per_node, ">= 1")
+        require(self.negatives >= 1, "encodings.negatives", self.negatives, ">= 1")
+        require(self.epochs >= 1, "encodings.epochs", self.epochs, ">= 1")
+        require(self.batch_nodes >= 1, "encodings.batch_nodes", self.batch_nodes, ">= 1")
+
+
+@dataclass
+class StudyDataset(DataConfig):
+    """A dataset of the study: its data settings and the settings of its graph encodings."""
+
+    encodings: EncodingConfig = field(default_factory=EncodingConfig)
 
 
 # ----------------------------------------------------------------------------- model and training
@@ -124,102 +223,141 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """A neural operator on graphs: ROMA or one of the paper's baselines.
+    """A neural operator on graphs: ROMA or one of the paper's baselines (irno.roma.models).
 
-    - ``deeponet``: per-node MLP branch on the history (no graph) + Fourier-feature trunk
-    - ``deeponet_mp``: message-passing encoder + the same DeepONet decoder
-    - ``nomad_mp``: message-passing encoder + NOMAD's nonlinear decoder MLP([branch, trunk input])
-    - ``roma``: message passing, learned renormalisation into ``coarse_nodes`` levels, a
-      Transformer over fine + coarse tokens, DeepONet decoder
+    Every model reads each node's ``history`` through ``input_functions`` random Gaussian-process
+    functions and predicts the next value as the norm of a decoded vector u in R^outputs.
+
+    - ``deeponet``: a residual-MLP branch per node, no graph
+    - ``deeponet_mp``: a Euclidean message-passing layer, a Transformer branch, DeepONet decoder
+    - ``nomad_mp``: the same with NOMAD's nonlinear decoder
+    - ``roma``: a message-passing layer on the Poincare ball (``manifold``), a learned
+      renormalisation into ``coarse_nodes``, graph encodings, a Transformer over fine + coarse
+      tokens with index, level and context embeddings, DeepONet decoder
+
+    The baselines are built as the reference's baseline runs are configured: Euclidean message
+    passing, no encodings, no pooling, index embeddings of scale 1, no level or context embedding;
+    the ROMA-only keys do not apply to them. Widths are matched by parameter count per experiment
+    (``per_model`` and ``overrides`` in the study). Defaults are the reference's.
     """
 
     kind: Literal["deeponet", "deeponet_mp", "nomad_mp", "roma"] = "roma"
-    width: int = 64  # token width of encoder, pooling, Transformer and trunk
-    encoder_layers: int = 2
-    coarse_nodes: list[int] = field(default_factory=lambda: [32, 8])  # reference: 32 // 4^i, two steps
-    transformer_layers: int = 2
-    heads: int = 4
-    basis: int = 32  # DeepONet basis size p (NOMAD: branch code size)
-    trunk_layers: int = 2
-    fourier_features: int = 32  # trunk input: cos/sin of 2 pi B (t, xi), B ~ N(0, fourier_scale^2)
-    fourier_scale: float = 1.0
-    coord_dim: int = 3  # learned coordinates xi of every token (the learned PDE's space)
-    positional: Literal["laplacian", "random_walk", "laplacian+random_walk", "none"] = "laplacian"
-    pe_dim: int = 16  # per encoding kind
-    learned_pde: bool = False  # effective dynamics: du/dt = F(t, xi, u, grad u, lap u), residual loss
+    width: int = 1024  # Transformer width; residual networks are 2 x width wide
+    depth: int = 7  # Transformer blocks; residual networks have depth + 1 hidden layers
+    heads: int = 8
+    basis: int = 2048  # DeepONet basis size p per output
+    outputs: int = 3  # dimension of u and of the learned PDE's space coordinates x
+    fourier_features: int = 2048  # trunk input [sin, cos]((t, x) B), B ~ N(0, scale^2), no 2 pi
+    time_scale: float = 1e-4
+    space_scale: float = 1e-4
+    input_functions: int = 128  # Gaussian-process functions each history value goes through
+    function_length_scale: float = 1.0  # RBF kernel on [0, 1]
+    function_grid: int = 1000  # grid the functions are sampled on (interpolated in between)
+    function_layout: Literal["reference", "node"] = "reference"  # see irno.roma.models.InputFunctions
+    encoder_width: int = 512
+    manifold: Literal["poincare", "euclidean"] = "poincare"  # roma's message passing and pooling
+    curvature: float = 0.125  # c of the Poincare ball
+    edge_mlp: bool = True  # messages MLP([x_i, x_j - x_i]) (else the sender's features)
+    coarse_nodes: int = 64  # roma: nodes of the renormalised graph (one level, as in every reference run)
+    encodings: list[Literal["laplacian", "node2vec"]] = field(default_factory=lambda: ["laplacian", "node2vec"])
+    encoding_width: int = 192  # roma: the encodings' linear embedding, beside the history
+    index_embedding: list[float] = field(default_factory=lambda: [0.25, 1.0])  # roma: scale fine, coarse
+    level_embedding: float = 1.0  # roma
+    context_embedding: bool = True  # roma: LayerNorm(MLP(encoder features)) added to the tokens
+    learned_pde: bool = True  # the effective dynamics: a residual loss of a learned PDE
+    pde: Literal["emergent", "burgers"] = "emergent"
+    fermi_dirac: list[float] = field(default_factory=lambda: [0.5, 3.0])  # roma: initial (r, t), learned
+    frozen_skips: bool = True  # skip projections fixed at their random initialisation, as the reference's
 
     def __post_init__(self):
-        require(self.width >= 4, "model.width", self.width, ">= 4")
-        require(self.width % self.heads == 0, "model.heads", self.heads, f"a divisor of model.width = {self.width}")
-        require(self.encoder_layers >= 1, "model.encoder_layers", self.encoder_layers, ">= 1")
-        require(all(m >= 1 for m in self.coarse_nodes), "model.coarse_nodes", self.coarse_nodes, "positive sizes")
-        require(self.basis >= 1, "model.basis", self.basis, ">= 1")
+        for key in ("width", "depth", "heads", "basis", "outputs", "input_functions", "encoder_width"):
+            require(getattr(self, key) >= 1, f"model.{key}", getattr(self, key), ">= 1")
+        require(self.width >= self.heads, "model.heads", self.heads, f"at most model.width = {self.width}")
         require(
             self.fourier_features >= 2 and self.fourier_features % 2 == 0,
             "model.fourier_features",
             self.fourier_features,
             "an even number >= 2",
         )
-        require(self.coord_dim >= 1, "model.coord_dim", self.coord_dim, ">= 1")
-        require(self.pe_dim >= 1, "model.pe_dim", self.pe_dim, ">= 1")
-        if self.kind == "roma":
-            require(len(self.coarse_nodes) >= 1, "model.coarse_nodes", self.coarse_nodes, "at least one level for roma")
+        require(self.function_grid >= 2, "model.function_grid", self.function_grid, ">= 2")
+        require(self.function_length_scale > 0, "model.function_length_scale", self.function_length_scale, "> 0")
+        require(self.curvature > 0, "model.curvature", self.curvature, "> 0")
+        require(self.coarse_nodes >= 1, "model.coarse_nodes", self.coarse_nodes, ">= 1")
+        require(len(set(self.encodings)) == len(self.encodings), "model.encodings", self.encodings, "no repeats")
+        require(self.encoding_width >= 0, "model.encoding_width", self.encoding_width, ">= 0")
+        require(len(self.index_embedding) == 2, "model.index_embedding", self.index_embedding, "[fine, coarse]")
+        require(len(self.fermi_dirac) == 2, "model.fermi_dirac", self.fermi_dirac, "[r, t]")
 
     @property
-    def pe_kinds(self) -> list[str]:
-        return [] if self.positional == "none" else self.positional.split("+")
+    def graph(self) -> bool:
+        return self.kind != "deeponet"
+
+    @property
+    def used_encodings(self) -> list[str]:
+        """The graph encodings the model reads (roma only, and only with an embedding width)."""
+        return list(self.encodings) if self.kind == "roma" and self.encoding_width > 0 else []
 
 
 @dataclass
 class TrainConfig:
-    """Training on random-walk subgraphs with the sMSPE loss, AdamW, warm-up and linear decay."""
+    """One subgraph x ``windows`` time windows per step, as the reference trains (defaults: its own).
+
+    AdamW on element-wise clipped gradients (a tensor with a NaN gradient gets none that step);
+    learning rate 0 -> lr over ``warmup_steps`` (at most half the steps), linearly to ``min_lr``,
+    then to ``final_lr`` over the last ``warmup_steps``. Noise x exp(sqrt(eta) xi) on the inputs
+    and the targets in training; the test is clean. The last model is kept.
+    """
 
     history: int = 64  # kappa: input frames per node
-    horizon: int = 1  # forecast lead times 1 .. horizon frames
     subgraph_nodes: int = 512
     walk_length: int = 16  # GraphSAINT-style random walks build each subgraph
-    subgraphs_per_step: int = 1
-    windows_per_subgraph: int = 4  # time windows per subgraph in one step
-    epochs: int = 50
-    steps_per_epoch: int = 100
-    lr: float = 1e-3
-    weight_decay: float = 1e-3
-    warmup_fraction: float = 0.1  # of all steps, linear from 0
-    final_lr_fraction: float = 0.01  # linear decay to lr * this at the last step
-    grad_clip: float = 1.0
-    noise_eta: float = 4e-4  # multiplicative input noise x * exp(sqrt(eta) xi)
-    # ROMA's auxiliary terms, relative to a data sMSPE of order 1e-3 on these phases
-    coarse_weight: float = 0.1  # sMSPE on coarse tokens
-    entropy_weight: float = 1e-3  # assignment entropy, mean of -S log S (reference: 1e-2 x [1, 0, 0.1])
-    link_weight: float = 1e-3  # link prediction, mean (A - S S^T)^2
-    pde_weight: float = 1e-3  # learned-PDE residual, mean square (model.learned_pde); residuals are O(1)
-    valid_subgraphs: int = 2  # held-out node sets: validation (model selection) ...
-    test_subgraphs: int = 4  # ... and test (evaluation); both removed from the training graph
-    eval_windows: int = 16  # evenly spaced windows per held-out subgraph
+    windows: int = 1  # time windows per step
+    subgraph_reuse: int = 2  # steps on one subgraph before the next is drawn
+    steps: int = 50_000
+    lr: float = 2e-5
+    min_lr: float = 2e-7
+    final_lr: float = 2e-8
+    warmup_steps: int = 10_000
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-7
+    weight_decay: float = 5e-3
+    grad_clip: float = 1.0  # element-wise
+    noise_eta: float = 4e-4
+    coarse_weight: float = 0.0  # data loss on coarse tokens (the reference: 0)
+    pde_weight: float = 1.0
+    gpde_weight: float = 1e8  # the PDE residual's gradient with respect to (t, x)
+    multiscale_weight: float = 1.0  # times the weighted pooling losses
+    pool_weights: list[float] = field(default_factory=lambda: [1.0, 1e-3, 1e2])  # entropy S, entropy A', link
+    log_every: int = 100  # steps between log rows (train loss means, validation sMSPE)
+    checkpoint_every: int = 1000  # steps between resume points (last.pt), a multiple of log_every
+    valid_subgraphs: int = 1
+    test_subgraphs: int = 1
+    eval_windows: int = 20
     split_seed: int = 0
     seed: int = 0
     device: str = "auto"
 
     def __post_init__(self):
         require(self.history >= 2, "train.history", self.history, ">= 2")
-        require(self.horizon >= 1, "train.horizon", self.horizon, ">= 1")
         require(self.subgraph_nodes >= 4, "train.subgraph_nodes", self.subgraph_nodes, ">= 4")
-        require(self.walk_length >= 1, "train.walk_length", self.walk_length, ">= 1")
-        require(self.subgraphs_per_step >= 1, "train.subgraphs_per_step", self.subgraphs_per_step, ">= 1")
-        require(self.windows_per_subgraph >= 1, "train.windows_per_subgraph", self.windows_per_subgraph, ">= 1")
-        require(self.epochs >= 1, "train.epochs", self.epochs, ">= 1")
-        require(self.steps_per_epoch >= 1, "train.steps_per_epoch", self.steps_per_epoch, ">= 1")
+        for key in ("walk_length", "windows", "subgraph_reuse", "steps", "log_every", "checkpoint_every"):
+            require(getattr(self, key) >= 1, f"train.{key}", getattr(self, key), ">= 1")
+        require(
+            self.checkpoint_every % self.log_every == 0,
+            "train.checkpoint_every",
+            self.checkpoint_every,
+            f"a multiple of train.log_every = {self.log_every}",
+        )
         require(self.lr > 0, "train.lr", self.lr, "> 0")
-        require(0 <= self.warmup_fraction < 1, "train.warmup_fraction", self.warmup_fraction, "in [0, 1)")
-        require(0 < self.final_lr_fraction <= 1, "train.final_lr_fraction", self.final_lr_fraction, "in (0, 1]")
+        require(self.min_lr >= 0 and self.final_lr >= 0, "train.min_lr/final_lr", (self.min_lr, self.final_lr), ">= 0")
+        require(self.warmup_steps >= 0, "train.warmup_steps", self.warmup_steps, ">= 0")
+        require(len(self.betas) == 2, "train.betas", self.betas, "[beta1, beta2]")
+        require(self.grad_clip > 0, "train.grad_clip", self.grad_clip, "> 0")
         require(self.noise_eta >= 0, "train.noise_eta", self.noise_eta, ">= 0")
+        require(len(self.pool_weights) == 3, "train.pool_weights", self.pool_weights, "[entropy S, entropy A', link]")
         require(self.valid_subgraphs >= 1, "train.valid_subgraphs", self.valid_subgraphs, ">= 1")
         require(self.test_subgraphs >= 1, "train.test_subgraphs", self.test_subgraphs, ">= 1")
         require(self.eval_windows >= 1, "train.eval_windows", self.eval_windows, ">= 1")
-
-    @property
-    def total_steps(self) -> int:
-        return self.epochs * self.steps_per_epoch
 
 
 @dataclass
@@ -239,26 +377,31 @@ class RunConfig:
 
 @dataclass
 class ExperimentConfig:
-    """One experiment: every dataset x model x combination of the `vary` values."""
+    """One grid: every dataset x model x combination of the `vary` values; then `overrides`."""
 
     datasets: list[str] = field(default_factory=list)
     models: list[str] = field(default_factory=lambda: ["roma"])
     vary: dict = field(default_factory=dict)  # "model.width" / "train.noise_eta" -> list of values
+    overrides: dict[str, dict] = field(default_factory=dict)  # "<model>" or "<dataset>/<model>" -> settings
 
 
 @dataclass
 class ExperimentsConfig:
-    data_noise: ExperimentConfig | None = None  # graph sizes x noise eta x models
-    effective_dynamics: ExperimentConfig | None = None  # learned-PDE loss off / on
-    positional: ExperimentConfig | None = None  # positional-encoding variants
-    parameter_scaling: ExperimentConfig | None = None  # widths; power law of loss vs parameters
+    """Each experiment is a list of grids (one grid may be written without the list)."""
+
+    data_noise: list[ExperimentConfig] | None = None  # graph sizes x noise eta x models
+    effective_dynamics: list[ExperimentConfig] | None = None  # every model with the learned-PDE loss
+    positional: list[ExperimentConfig] | None = None  # the Transformer's index / level / context embeddings
+    graph_encodings: list[ExperimentConfig] | None = None  # (ours) which graph encodings roma reads
+    parameter_scaling: list[ExperimentConfig] | None = None  # widths; power laws of the losses
 
 
 @dataclass
 class StudyConfig:
-    datasets: dict[str, DataConfig] = field(default_factory=dict)
+    datasets: dict[str, StudyDataset] = field(default_factory=dict)
     model: ModelConfig = field(default_factory=ModelConfig)  # defaults of every run
     train: TrainConfig = field(default_factory=TrainConfig)
+    per_model: dict[str, dict] = field(default_factory=dict)  # model kind -> settings, e.g. its width
     experiments: ExperimentsConfig = field(default_factory=ExperimentsConfig)
 
 
@@ -267,11 +410,17 @@ class StudyPlan:
     """The expanded study: resolved settings of every dataset and run, and who belongs where."""
 
     datasets: dict[str, dict]  # name -> DataConfig as a dict
+    encodings: dict[str, dict]  # name -> EncodingConfig, for the datasets whose runs read encodings
     runs: dict[str, dict]  # run key -> RunConfig as a dict
-    experiments: dict[str, list[dict]]  # experiment -> [{"run", "dataset", "model", <vary key>: value}]
+    experiments: dict[str, list[dict]]  # experiment -> [{"run", "dataset", "model", "setting", <vary key>: value}]
 
     def to_dict(self) -> dict:
-        return {"datasets": self.datasets, "runs": self.runs, "experiments": self.experiments}
+        return {
+            "datasets": self.datasets,
+            "encodings": self.encodings,
+            "runs": self.runs,
+            "experiments": self.experiments,
+        }
 
 
 def load_study(path: str | Path) -> StudyConfig:
@@ -284,14 +433,26 @@ def load_study(path: str | Path) -> StudyConfig:
 
 
 def study_from_dict(section: dict) -> StudyConfig:
+    if isinstance(section, dict) and isinstance(section.get("experiments"), dict):
+        # a single grid is a list of one
+        experiments = {k: [v] if isinstance(v, dict) else v for k, v in section["experiments"].items()}
+        section = {**section, "experiments": experiments}
     study = from_dict(StudyConfig, section, "roma")
     if not study.datasets:
         raise IrnoError("config key 'roma.datasets': at least one dataset is required")
+    for kind, settings in study.per_model.items():
+        if kind not in MODEL_KINDS:
+            raise IrnoError(f"config key 'roma.per_model.{kind}': unknown model (one of {', '.join(MODEL_KINDS)})")
+        _check_settings(settings, f"roma.per_model.{kind}")
     return study
 
 
 def load_data_config(path: str | Path) -> DataConfig:
     return load_settings(DataConfig, path)
+
+
+def load_encoding_config(path: str | Path) -> EncodingConfig:
+    return load_settings(EncodingConfig, path)
 
 
 def load_run_config(path: str | Path) -> RunConfig:
@@ -303,52 +464,102 @@ def run_key(settings: dict) -> str:
     return f"{settings['dataset']}-{settings['model']['kind']}-{stable_hash(settings, 8)}"
 
 
+def model_defaults(study: StudyConfig, kind: str, dataset: str) -> dict:
+    """A run's settings before its experiment: the study's model and train defaults, the kind,
+    and the study's ``per_model`` settings of that kind (as a RunConfig dict, not yet validated)."""
+    settings = {"dataset": dataset, "model": to_dict(study.model), "train": to_dict(study.train)}
+    settings["model"]["kind"] = kind
+    return apply_settings(settings, study.per_model.get(kind, {}))
+
+
+def apply_settings(settings: dict, dotted: dict) -> dict:
+    """A copy of a RunConfig dict with ``{"model.width": 64, "train.lr": 1e-3}`` set."""
+    out = {**settings, "model": dict(settings["model"]), "train": dict(settings["train"])}
+    for key, value in dotted.items():
+        section, leaf = key.split(".")
+        out[section][leaf] = value
+    return out
+
+
 def plan_study(study: StudyConfig) -> StudyPlan:
-    """Expand every experiment's grid into resolved, validated, de-duplicated runs."""
+    """Expand every experiment's grids into resolved, validated, de-duplicated runs."""
     runs: dict[str, dict] = {}
     experiments: dict[str, list[dict]] = {}
     for name in EXPERIMENTS:
-        exp = getattr(study.experiments, name)
-        if exp is None:
+        grids = getattr(study.experiments, name)
+        if grids is None:
             continue
-        where = f"roma.experiments.{name}"
-        _check_experiment(exp, study, where)
-        axes = list(exp.vary)
-        combos = list(itertools.product(*(exp.vary[k] for k in axes)))
-        if name == "parameter_scaling" and len(combos) < 3:
-            raise IrnoError(
-                f"config key '{where}.vary': {len(combos)} settings; a power-law fit with an "
-                "uncertainty needs at least 3 (e.g. model.width: [16, 32, 64])"
-            )
         entries = []
-        for dataset, kind, combo in itertools.product(exp.datasets, exp.models, combos):
-            settings = {"dataset": dataset, "model": to_dict(study.model), "train": to_dict(study.train)}
-            settings["model"]["kind"] = kind
-            for key, value in zip(axes, combo):
-                section, leaf = key.split(".")
-                settings[section][leaf] = value
-            settings = to_dict(from_dict(RunConfig, settings, where))  # validates and normalises types
-            key = run_key(settings)
-            runs[key] = settings
-            values = {k: settings[k.split(".")[0]][k.split(".")[1]] for k in axes}  # as validated
-            entries.append({"run": key, "dataset": dataset, "model": kind, **values})
+        for index, grid in enumerate(grids):
+            where = f"roma.experiments.{name}" + (f"[{index}]" if len(grids) > 1 else "")
+            entries += _expand_grid(study, grid, name, index, where, runs)
+        if name == "parameter_scaling":
+            _check_scaling(entries, runs)
         experiments[name] = entries
     if not runs:
         raise IrnoError("config key 'roma.experiments': no experiment is configured")
-    datasets = {name: to_dict(study.datasets[name]) for name in sorted({r["dataset"] for r in runs.values()})}
-    return StudyPlan(datasets=datasets, runs=runs, experiments=experiments)
+    used = sorted({r["dataset"] for r in runs.values()})
+    datasets = {name: _data_settings(study.datasets[name]) for name in used}
+    encoded = sorted({r["dataset"] for r in runs.values() if reads_encodings(r)})
+    encodings = {name: to_dict(study.datasets[name].encodings) for name in encoded}
+    return StudyPlan(datasets=datasets, encodings=encodings, runs=runs, experiments=experiments)
 
 
-SETTINGS_KINDS = {"data": DataConfig, "run": RunConfig, "study": StudyConfig}
+def reads_encodings(run: dict) -> bool:
+    """Whether a run (its RunConfig as a dict) reads its dataset's graph encodings."""
+    return bool(ModelConfig(**run["model"]).used_encodings)
+
+
+def _expand_grid(study, grid: ExperimentConfig, name: str, index: int, where: str, runs: dict) -> list[dict]:
+    _check_experiment(grid, study, where)
+    axes = list(grid.vary)
+    entries = []
+    for dataset, kind, combo in itertools.product(
+        grid.datasets, grid.models, itertools.product(*(grid.vary[k] for k in axes))
+    ):
+        settings = apply_settings(model_defaults(study, kind, dataset), dict(zip(axes, combo, strict=True)))
+        for target in (kind, f"{dataset}/{kind}"):
+            settings = apply_settings(settings, grid.overrides.get(target, {}))
+        settings = to_dict(from_dict(RunConfig, settings, where))  # validates and normalises types
+        key = run_key(settings)
+        runs[key] = settings
+        values = {k: settings[k.split(".")[0]][k.split(".")[1]] for k in axes}  # as validated
+        label = ", ".join(f"{k.split('.')[1]}={v}" for k, v in values.items()) or "default"
+        entries.append({"run": key, "dataset": dataset, "model": kind, "grid": index, "setting": label, **values})
+    return entries
+
+
+def _check_scaling(entries: list[dict], runs: dict) -> None:
+    """Each dataset x model of parameter_scaling needs 3 widths (a power-law fit with an error)."""
+    widths: dict[tuple, set] = {}
+    for entry in entries:
+        run = runs[entry["run"]]
+        widths.setdefault((entry["dataset"], entry["model"]), set()).add(run["model"]["width"])
+    for (dataset, kind), values in widths.items():
+        if len(values) < 3:
+            raise IrnoError(
+                f"config key 'roma.experiments.parameter_scaling': {dataset} x {kind} has {len(values)} "
+                "width(s); a power-law fit with an uncertainty needs at least 3 (e.g. model.width: [16, 32, 64])"
+            )
+
+
+def _data_settings(dataset: StudyDataset) -> dict:
+    """The DataConfig part of a study's dataset (its encodings have their own settings file)."""
+    settings = to_dict(dataset)
+    del settings["encodings"]
+    return settings
+
+
+SETTINGS_KINDS = {"data": DataConfig, "encodings": EncodingConfig, "run": RunConfig, "study": StudyConfig}
 
 
 def write_settings(kind: str, data: dict, path: str | Path) -> None:
     """Validate `data` as the settings of `kind` and write them, complete with defaults, as YAML.
 
-    The workflow writes every dataset's and run's settings.yaml, and the study.yaml its report
-    reads, this way, each from a parameter of its own job: a file changes (and the steps that
-    read it rerun) exactly when its settings do. A study is checked as a whole (`plan_study`)
-    and written as a ``roma:`` section, the form `load_study` reads.
+    The workflow writes every dataset's, encoding's and run's settings.yaml, and the study.yaml
+    its report reads, this way, each from a parameter of its own job: a file changes (and the
+    steps that read it rerun) exactly when its settings do. A study is checked as a whole
+    (`plan_study`) and written as a ``roma:`` section, the form `load_study` reads.
     """
     if kind not in SETTINGS_KINDS:
         raise IrnoError(f"unknown settings kind {kind!r} (known: {', '.join(SETTINGS_KINDS)})")
@@ -366,9 +577,11 @@ def report_outputs(plan: StudyPlan) -> dict[str, list[str]]:
     tables = ["results.csv"]
     if "data_noise" in has:
         tables += [f"smspe.{f}" for f in TABLE_FORMATS]
+    if "effective_dynamics" in has:
+        tables += [f"effective_dynamics.{f}" for f in TABLE_FORMATS]
     if "parameter_scaling" in has:
         tables += [f"scaling.{f}" for f in TABLE_FORMATS]
-    if has & {"effective_dynamics", "positional"}:
+    if has & {"positional", "graph_encodings"}:
         tables += [f"ablations.{f}" for f in TABLE_FORMATS]
     figures = ["training_curves"]
     if "parameter_scaling" in has:
@@ -379,18 +592,39 @@ def report_outputs(plan: StudyPlan) -> dict[str, list[str]]:
 
 
 def write_plan(plan: StudyPlan, out_dir: str | Path) -> None:
-    """plan.json, data/<dataset>/settings.yaml and runs/<run>/settings.yaml under out_dir.
+    """plan.json and every settings file under out_dir: data/<dataset>/settings.yaml,
+    data/<dataset>/encodings/settings.yaml, runs/<run>/settings.yaml.
 
     A settings file whose content is unchanged is not rewritten: its modification time, which
     the workflow compares, then only moves when the settings do.
     """
     out_dir = Path(out_dir)
-    files = {out_dir / "data" / name / "settings.yaml": settings for name, settings in plan.datasets.items()}
-    files.update({out_dir / "runs" / key / "settings.yaml": settings for key, settings in plan.runs.items()})
-    for path, settings in files.items():
+    for path, (_, settings) in settings_files(plan).items():
+        path = out_dir / path / "settings.yaml"
         if not path.is_file() or read_yaml(path) != settings:
             write_yaml(path, settings)
     write_json(out_dir / "plan.json", plan.to_dict())
+
+
+def settings_files(plan: StudyPlan) -> dict[str, tuple[str, dict]]:
+    """Folder (relative to the study's) -> (settings kind, settings) of every settings.yaml."""
+    return {
+        **{f"data/{name}": ("data", s) for name, s in plan.datasets.items()},
+        **{f"data/{name}/encodings": ("encodings", s) for name, s in plan.encodings.items()},
+        **{f"runs/{key}": ("run", s) for key, s in plan.runs.items()},
+    }
+
+
+def _check_settings(dotted: dict, where: str) -> None:
+    if not isinstance(dotted, dict):
+        raise IrnoError(f"config key '{where}': expected a mapping of 'model.<key>' / 'train.<key>', got {dotted!r}")
+    for key in dotted:
+        section, _, leaf = key.partition(".")
+        if section not in ("model", "train") or not leaf or "." in leaf or key == "model.kind":
+            raise IrnoError(
+                f"config key '{where}.{key}': expected 'model.<key>' or 'train.<key>' "
+                "(models are chosen with 'models:')"
+            )
 
 
 def _check_experiment(exp: ExperimentConfig, study: StudyConfig, where: str) -> None:
@@ -405,12 +639,15 @@ def _check_experiment(exp: ExperimentConfig, study: StudyConfig, where: str) -> 
     for kind in exp.models:
         if kind not in MODEL_KINDS:
             raise IrnoError(f"config key '{where}.models': unknown model '{kind}' (one of {', '.join(MODEL_KINDS)})")
+    _check_settings(exp.vary, f"{where}.vary")
     for key, values in exp.vary.items():
-        section, _, leaf = key.partition(".")
-        if section not in ("model", "train") or not leaf or "." in leaf or key == "model.kind":
-            raise IrnoError(
-                f"config key '{where}.vary.{key}': expected 'model.<key>' or 'train.<key>' "
-                "(models are chosen with 'models:')"
-            )
         if not isinstance(values, list) or not values:
             raise IrnoError(f"config key '{where}.vary.{key}': expected a non-empty list of values, got {values!r}")
+    for target, settings in exp.overrides.items():
+        dataset, _, kind = target.rpartition("/")
+        if kind not in exp.models or (dataset and dataset not in exp.datasets):
+            raise IrnoError(
+                f"config key '{where}.overrides.{target}': expected '<model>' or '<dataset>/<model>' "
+                f"of this grid (models: {', '.join(exp.models)}; datasets: {', '.join(exp.datasets)})"
+            )
+        _check_settings(settings, f"{where}.overrides.{target}")

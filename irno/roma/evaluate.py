@@ -1,21 +1,23 @@
 """Test metrics of a trained run, and ROMA's fine-to-coarse attention maps.
 
 The test set is the run's held-out test subgraphs (the same split as in training) at
-``eval_windows`` evenly spaced window ends. Inputs are scored twice: with the run's noise
-(``smspe``: the paper's setting for a run trained at that eta; fixed seed) and clean
-(``smspe_clean``). The persistence forecast y_hat = last input phase is scored the same way, so
-every number has its trivial reference next to it.
+``eval_windows`` evenly spaced window ends, scored clean, as the reference tests (``smspe``: the
+headline number), with fixed input functions. For reference beside it: ``smspe_noisy_inputs``
+(the run's input noise, fixed seed; targets clean), ``smspe_persistence`` (y_hat = the last
+input value, the trivial forecast every number should beat) and the losses the reference
+reports: the coarse tokens' sMSPE, the learned PDE's residual terms and the pooling losses.
 
-``metrics.json`` (flat): run_key, dataset, nodes, edges, mean_degree, model, width, parameters,
-positional, pe_dim, learned_pde, noise_eta, history, horizon, subgraph_nodes, test_subgraphs,
-test_windows, epoch, valid_smspe, train_seconds; smspe, smspe_clean, smspe_persistence,
-smspe_persistence_clean, mse, mse_clean, smspe_coarse (roma, else null), pde_residual_rms
-(learned PDE, else null).
+``metrics.json`` (flat): run_key, dataset, system, nodes, edges, mean_degree, model, width, depth,
+parameters, reference_parameters, learned_pde, pde, manifold, encodings, index_embedding,
+level_embedding, context_embedding, noise_eta, history, steps, subgraph_nodes, test_subgraphs,
+test_windows, valid_smspe, train_seconds; smspe, smspe_noisy_inputs, smspe_persistence, mse,
+smspe_coarse, loss_pde, loss_gpde, loss_entropy, loss_coarse_entropy, loss_link (null where
+the model has no such part).
 
-``attention.npz`` (roma): the last Transformer layer's attention of test subgraph 0, averaged
-over heads and windows: ``fine_to_coarse`` (n, sum m) rows of fine tokens, columns of the coarse
-tokens level by level; ``assignment`` (n, m_1) the first renormalisation's S; ``coarse_nodes``;
-``degree`` (n,) of the fine nodes in the subgraph; ``run_key``.
+``attention.npz`` (roma): the last Transformer block's attention on test subgraph 0, averaged
+over heads and windows: ``fine_to_coarse`` (n, m) rows of fine tokens, columns of the coarse
+tokens; ``assignment`` (n, m) the renormalisation's S; ``coarse_nodes``; ``degree`` (n,) of the
+fine nodes in the subgraph; ``run_key``.
 """
 
 from __future__ import annotations
@@ -26,14 +28,17 @@ import numpy as np
 import torch
 
 from irno.roma.config import RunConfig
-from irno.roma.kuramoto import load
+from irno.roma.datasets import load
 from irno.roma.train import (
-    assemble,
+    EVALUATION_SEED,
+    POOL_LOSSES,
+    Subgraph,
     coarse_targets,
     evaluation_ends,
-    lead_times,
     load_checkpoint,
-    predict,
+    make_batch,
+    read_encodings,
+    run,
     smspe,
     split_nodes,
 )
@@ -46,96 +51,104 @@ def evaluate(
     checkpoint_path: str | os.PathLike,
     metrics_out: str | os.PathLike,
     attention_out: str | os.PathLike | None = None,
+    encodings_path: str | os.PathLike | None = None,
 ) -> dict:
     if attention_out is not None and cfg.model.kind != "roma":
         raise IrnoError(f"--attention: model '{cfg.model.kind}' has no multiscale attention (roma only)")
     data = load(data_path)
+    encodings = read_encodings(cfg, data, encodings_path)
     model, ckpt = load_checkpoint(checkpoint_path, cfg, data)
     t = cfg.train
     device = select_device(t.device)
     model.to(device)
     split = split_nodes(data, t)
-    scale = ckpt["increment_scale"]
     ends = evaluation_ends(data, t)
     noise_rng = np.random.default_rng([t.seed, 1 << 21])
-    scores = {
-        name: []
-        for name in (
-            "smspe",
-            "smspe_clean",
-            "smspe_persistence",
-            "smspe_persistence_clean",
-            "mse",
-            "mse_clean",
-            "smspe_coarse",
-            "pde_residual_ms",
-        )
-    }
-    attention = None
-    for index, nodes in enumerate(split.test):
-        for noisy in (True, False):
-            suffix = "" if noisy else "_clean"
-            batch = assemble(
-                data, [nodes], ends[None], cfg, scale, noise_eta=t.noise_eta if noisy else 0.0, rng=noise_rng
-            ).to(device)
-            want_attention = cfg.model.kind == "roma" and index == 0 and not noisy
-            prediction, out = predict(model, batch, cfg, scale, attention=want_attention)
-            persistence = batch.last.unsqueeze(-1).expand_as(batch.target)
-            scores["smspe" + suffix].append(float(smspe(batch.target, prediction)))
-            scores["smspe_persistence" + suffix].append(float(smspe(batch.target, persistence)))
-            scores["mse" + suffix].append(float((batch.target - prediction).square().mean()))
-            if noisy and out.levels:
-                coarse = [smspe(y, last + scale * u) for (y, last), u in zip(coarse_targets(out, batch), out.coarse)]
-                scores["smspe_coarse"].append(float(torch.stack(coarse).mean()))
-            if noisy and cfg.model.learned_pde:
-                with torch.enable_grad():
-                    residual = model(
-                        batch.history, batch.pe, batch.adj, lead_times(t, batch.history.device), pde=True
-                    ).pde_residual
-                scores["pde_residual_ms"].append(float(residual.detach().square().mean()))
-            if want_attention:
-                attention = _attention_maps(out, batch, nodes.size)
-    mean = {k: (float(np.mean(v)) if v else None) for k, v in scores.items()}
-    pde_ms = mean.pop("pde_residual_ms")
+    scores: dict[str, list[float]] = {}
+
+    def add(name: str, value) -> None:
+        scores.setdefault(name, []).append(float(value))
+
+    attention = []
+    with torch.no_grad():  # the learned PDE's derivatives are forward-mode: no graph needed
+        for index, nodes in enumerate(split.test):
+            sub = Subgraph.of(data, nodes, device)
+            for window, end in enumerate(ends):  # one window at a time: the PDE terms' memory stays a step's
+                clean = make_batch(data, sub, end[None], t.history, encodings, device)
+                seed = EVALUATION_SEED + window
+                out = run(model, sub, clean, seed=seed, pde=cfg.model.learned_pde, attention=attention_out is not None)
+                add("smspe", smspe(clean.target, out.fine).mean())
+                add("smspe_persistence", smspe(clean.target, clean.history[..., -1]).mean())
+                add("mse", (clean.target - out.fine).square().mean())
+                if out.renormalised is not None:
+                    add("smspe_coarse", smspe(coarse_targets(out, clean), out.coarse).mean())
+                    for name, value in zip(POOL_LOSSES, out.renormalised.losses, strict=True):
+                        add(f"loss_{name}", value)
+                if out.pde_loss is not None:
+                    add("loss_pde", out.pde_loss)
+                    add("loss_gpde", out.pde_gradient_loss)
+                if attention_out is not None and index == 0:
+                    attention.append(_attention_maps(out, sub))
+                noisy = make_batch(
+                    data, sub, end[None], t.history, encodings, device,
+                    noise_eta=t.noise_eta, noisy_targets=False, rng=noise_rng,
+                )  # fmt: skip
+                add("smspe_noisy_inputs", smspe(noisy.target, run(model, sub, noisy, seed=seed, pde=False).fine).mean())
+    mean = {k: float(np.mean(v)) for k, v in scores.items()}
+    m = cfg.model
     metrics = {
         "run_key": ckpt["run_key"],
         "dataset": cfg.dataset,
+        "system": data.system,
         "nodes": data.num_nodes,
         "edges": int(data.edges.shape[0]),
         "mean_degree": 2.0 * data.edges.shape[0] / data.num_nodes,
-        "model": cfg.model.kind,
-        "width": cfg.model.width,
+        "model": m.kind,
+        "width": m.width,
+        "depth": m.depth,
         "parameters": ckpt["parameters"],
-        "positional": cfg.model.positional,
-        "pe_dim": cfg.model.pe_dim,
-        "learned_pde": cfg.model.learned_pde,
+        "reference_parameters": ckpt["reference_parameters"],
+        "learned_pde": m.learned_pde,
+        "pde": m.pde if m.learned_pde else None,
+        "manifold": m.manifold if m.kind == "roma" else "euclidean",
+        "encodings": "+".join(m.used_encodings) or "none",
+        "index_embedding": m.index_embedding if m.kind == "roma" else [1.0, 1.0],
+        "level_embedding": m.level_embedding if m.kind == "roma" else 0.0,
+        "context_embedding": m.context_embedding and m.kind == "roma",
         "noise_eta": t.noise_eta,
         "history": t.history,
-        "horizon": t.horizon,
+        "steps": t.steps,
         "subgraph_nodes": t.subgraph_nodes,
         "test_subgraphs": len(split.test),
         "test_windows": int(ends.size),
-        "epoch": ckpt["epoch"],
         "valid_smspe": ckpt["valid_smspe"],
         "train_seconds": ckpt["train_seconds"],
-        **mean,
-        "pde_residual_rms": None if pde_ms is None else float(np.sqrt(pde_ms)),
+        **{
+            name: mean.get(name)
+            for name in (
+                "smspe",
+                "smspe_noisy_inputs",
+                "smspe_persistence",
+                "mse",
+                "smspe_coarse",
+                "loss_pde",
+                "loss_gpde",
+                *(f"loss_{n}" for n in POOL_LOSSES),
+            )
+        },
     }
     if attention_out is not None:
-        write_npz(
-            attention_out,
-            run_key=np.asarray(ckpt["run_key"]),
-            coarse_nodes=np.asarray(cfg.model.coarse_nodes),
-            **attention,
-        )
+        maps = {k: np.mean([a[k] for a in attention], axis=0) for k in attention[0]}  # mean over the windows
+        write_npz(attention_out, run_key=np.asarray(ckpt["run_key"]), coarse_nodes=np.asarray(m.coarse_nodes), **maps)
     write_json(metrics_out, metrics)
     return metrics
 
 
-def _attention_maps(out, batch, n: int) -> dict:
-    weights = out.attention.mean(0).cpu().numpy()  # (T, T) mean over windows
+def _attention_maps(out, sub: Subgraph) -> dict:
+    n = out.num_fine
+    weights = out.attention.mean((0, 1)).cpu().numpy()  # (T, T): mean over the heads
     return {
-        "fine_to_coarse": weights[:n, n:],  # (n, sum m)
-        "assignment": out.levels[0].assignment.mean(0).cpu().numpy(),  # (n, m_1)
-        "degree": batch.adj[0].sum(-1).cpu().numpy(),  # (n,)
+        "fine_to_coarse": weights[:n, n:],  # (n, m)
+        "assignment": out.renormalised.assignment[0].cpu().numpy(),  # (n, m)
+        "degree": (sub.adjacency.sum(-1) - 1).cpu().numpy(),  # (n,) without the self loop
     }

@@ -1,4 +1,4 @@
-"""Graphs of the ROMA study: random hyperbolic graphs, random-walk subgraphs, positional encodings.
+"""Graphs of the ROMA study: random hyperbolic graphs, random-walk subgraphs, graph encodings.
 
 The generator never looks at all pairs. Points are bucketed into radial bands and sorted by
 angle inside each band. For a point i and a band of points at least as far out as i
@@ -9,19 +9,15 @@ found once, from its inner point. Most points sit near the rim, where theta_max 
 candidates stay within a small factor of the edges: O(N log N + E) overall (about 2 s for 10^6
 points on one core, see benchmarks/roma_graphs.py).
 
-Positional encodings are computed on the subgraph a model sees (random-walk subgraphs of a few
-hundred nodes), not on the full graph: the cost does not grow with the graph (3M nodes), train
-and test nodes get encodings of the same kind of graph, and one dense eigendecomposition of
-the subgraph's normalised adjacency N = D^-1/2 A D^-1/2 = V diag(lambda) V^T gives both kinds:
-- Laplacian eigenvectors: the columns of V with the largest lambda, i.e. the smallest
-  eigenvalues of the normalised Laplacian I - N (random signs in training, as usual);
-- random-walk encodings (the cheap variant; node2vec would need a new dependency): the return
-  probabilities diag(P^t) of the walk P = D^-1 A, t = 1..k, which equal diag(N^t) =
-  (V * V) @ lambda^t.
-A dense solver is the right tool at this size: ARPACK (eigsh) needs k < n/2 for stable
-convergence, and the paper's 256 encodings of a 512-node subgraph are half the spectrum. It is
-torch's (float64, CPU), whose threads follow ``torch.set_num_threads``: OpenBLAS's own threads,
-which scipy's eigh uses, spin on a shared, oversubscribed node (100x slower at n = 256).
+Graph encodings (the reference's positional encodings) are computed once on the whole graph,
+as the reference does, and every model that reads them takes its subgraph's rows:
+- Laplacian eigenvectors: the eigenvectors of the symmetric normalised Laplacian
+  L = I - D^-1/2 A D^-1/2 with the smallest eigenvalues, the trivial one (eigenvalue 0) dropped,
+  each with a random sign. They are the top eigenvectors of D^-1/2 A D^-1/2: Lanczos (ARPACK's
+  eigsh) on the sparse matrix, a dense solver on small graphs;
+- node2vec with p = q = 1 (uniform random walks; skip-gram with negative sampling on windows of
+  the walks, sparse Adam), in torch on the configured device.
+Each kind is min-max normalised over the whole graph (one minimum and maximum per kind).
 """
 
 from __future__ import annotations
@@ -31,13 +27,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-import torch
+import scipy.sparse.linalg
 from scipy.sparse.csgraph import connected_components
 
-from irno.utils import IrnoError
+from irno.utils import IrnoError, select_device
 
 _BAND_WIDTH = 0.5  # radial band width of the sweep; ~e^(w/2) candidates per edge near the rim
 _MAX_CANDIDATES = 1 << 23  # candidate pairs held at once (memory bound of the sweep)
+_DENSE_NODES = 2000  # graphs up to this size get a dense eigensolver
 
 
 @dataclass
@@ -61,7 +58,7 @@ def disk_radius(nodes: int, mean_degree: float) -> float:
 
 
 def sample_points(nodes: int, R: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Radii r = arcsinh(u (cosh R - 1)), u ~ U(0, 1) (SPEC 7), and uniform angles."""
+    """Radii r = arcsinh(u (cosh R - 1)), u ~ U(0, 1) (docs/roma.md, "Data"), and uniform angles."""
     radius = np.arcsinh(rng.random(nodes) * (math.cosh(R) - 1.0))
     angle = 2.0 * math.pi * rng.random(nodes)
     return radius, angle
@@ -69,7 +66,6 @@ def sample_points(nodes: int, R: float, rng: np.random.Generator) -> tuple[np.nd
 
 def hyperbolic_edges(radius: np.ndarray, angle: np.ndarray, R: float) -> np.ndarray:
     """(E, 2) int64 array of all pairs i < j at hyperbolic distance below R (radial-band sweep)."""
-    n = radius.shape[0]
     n_bands = max(1, math.ceil(R / _BAND_WIDTH))
     band_start = np.linspace(0.0, R, n_bands + 1)[:-1]
     band = np.minimum(np.searchsorted(band_start, radius, side="right") - 1, n_bands - 1)
@@ -193,37 +189,105 @@ def induced_subgraph(adj: sp.csr_matrix, nodes: np.ndarray) -> sp.csr_matrix:
     return adj[nodes][:, nodes].tocsr()
 
 
-# ----------------------------------------------------------------------------- positional encodings
+# ----------------------------------------------------------------------------- graph encodings
 
 
-def positional_encoding(
-    adj: sp.csr_matrix, kinds: list[str], dim: int, rng: np.random.Generator | None = None
-) -> np.ndarray:
-    """(n, len(kinds) * dim) float32 encodings of a (sub)graph's nodes; kinds from
-    ``laplacian``, ``random_walk``. With `rng`, Laplacian eigenvectors get random signs (the
-    sign of an eigenvector is arbitrary; training on both teaches the model not to rely on it).
-    Fewer nodes than `dim`: zero-padded.
-    """
-    n = adj.shape[0]
-    if not kinds:
-        return np.zeros((n, 0), dtype=np.float32)
+def normalised_adjacency(adj: sp.csr_matrix) -> sp.csr_matrix:
+    """D^-1/2 A D^-1/2 (isolated nodes: zero rows)."""
     degree = np.asarray(adj.sum(axis=1)).ravel()
     inv_sqrt = np.where(degree > 0, 1.0 / np.sqrt(np.maximum(degree, 1e-300)), 0.0)
-    normalised = (adj.multiply(inv_sqrt[:, None]).multiply(inv_sqrt[None, :])).toarray()
-    eigenvalues, eigenvectors = (x.numpy() for x in torch.linalg.eigh(torch.from_numpy(normalised)))  # ascending
-    parts = []
-    for kind in kinds:
-        out = np.zeros((n, dim))
-        if kind == "laplacian":
-            k = min(dim, n)
-            vectors = eigenvectors[:, ::-1][:, :k]  # smallest Laplacian eigenvalues first
-            if rng is not None:
-                vectors = vectors * rng.choice([-1.0, 1.0], size=k)
-            out[:, :k] = vectors
-        elif kind == "random_walk":
-            steps = np.arange(1, dim + 1)
-            out[:] = (eigenvectors**2) @ (eigenvalues[:, None] ** steps[None, :])  # diag(P^t)
-        else:
-            raise IrnoError(f"unknown positional encoding '{kind}' (laplacian, random_walk)")
-        parts.append(out)
-    return np.concatenate(parts, axis=1).astype(np.float32)
+    return sp.diags(inv_sqrt) @ adj @ sp.diags(inv_sqrt)
+
+
+def laplacian_eigenvectors(adj: sp.csr_matrix, k: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, k) eigenvectors of L = I - D^-1/2 A D^-1/2 with the 2nd .. (k+1)th smallest
+    eigenvalues, in that order, each with a random sign; zero columns where n <= k."""
+    n = adj.shape[0]
+    out = np.zeros((n, k))
+    wanted = min(k + 1, n)
+    if wanted < 2:
+        return out
+    normalised = normalised_adjacency(adj.astype(np.float64))
+    if n <= _DENSE_NODES or wanted >= n // 2:  # dense: small graphs, or half the spectrum
+        # torch's solver: OpenBLAS's (numpy's) threads spin on a busy node, 100x slower at n = 256
+        import torch
+
+        values, vectors = (a.numpy() for a in torch.linalg.eigh(torch.from_numpy(normalised.toarray())))
+    else:
+        values, vectors = scipy.sparse.linalg.eigsh(normalised, k=wanted, which="LA", tol=1e-6)
+    order = np.argsort(-values)[:wanted]  # largest of N = smallest of L, the trivial one first
+    vectors = vectors[:, order[1:]]
+    out[:, : vectors.shape[1]] = vectors * rng.choice([-1.0, 1.0], size=vectors.shape[1])
+    return out
+
+
+def node2vec(adj: sp.csr_matrix, dim: int, cfg, device: str = "cpu") -> np.ndarray:
+    """(n, dim) node2vec embedding with p = q = 1 (`cfg`: an EncodingConfig).
+
+    Per epoch, every node (in a random order, `batch_nodes` at a time) starts `walks_per_node`
+    random walks of `walk_length` steps and as many walks of uniformly random nodes; every window
+    of `context` consecutive nodes of a walk is a sample: sigmoid(<e_first, e_other>) should be 1
+    on real walks and 0 on random ones (binary cross-entropy on each pair, a mean per kind).
+    """
+    import torch
+
+    device = select_device(device)
+    n = adj.shape[0]
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    indptr = torch.as_tensor(adj.indptr, dtype=torch.int64, device=device)
+    indices = torch.as_tensor(adj.indices, dtype=torch.int64, device=device)
+    degree = indptr[1:] - indptr[:-1]
+    embedding = torch.nn.Embedding(n, dim, sparse=True, device=device)
+    torch.nn.init.normal_(embedding.weight, generator=generator)
+    optimizer = torch.optim.SparseAdam(embedding.parameters(), lr=cfg.lr)
+    windows = cfg.walk_length + 2 - cfg.context  # windows of `context` nodes in a walk of walk_length + 1 nodes
+
+    def walk(roots: torch.Tensor) -> torch.Tensor:  # (R,) -> (R, walk_length + 1)
+        steps = [roots]
+        position = roots
+        for _ in range(cfg.walk_length):
+            offset = (torch.rand(position.shape, generator=generator, device=device) * degree[position]).long()
+            position = torch.where(degree[position] > 0, indices[indptr[position] + offset], position)
+            steps.append(position)
+        return torch.stack(steps, dim=1)
+
+    # the pairs (first node of a window, another node of it): positions (i, j), i < windows, 0 < j - i < context
+    position = torch.arange(cfg.walk_length + 1, device=device)
+    gap = position[None, :] - position[:, None]  # (L, L): j - i
+    pairs = (position[:, None] < windows) & (gap > 0) & (gap < cfg.context)
+
+    def pair_loss(walks: torch.Tensor, positive: bool) -> torch.Tensor:
+        e = embedding(walks)  # (R, L, dim): each walk's nodes looked up once, not once per window
+        p = torch.sigmoid((e @ e.transpose(1, 2))[:, pairs])  # (R, pairs)
+        return -torch.log((p if positive else 1 - p) + 1e-15).mean()
+
+    for _ in range(cfg.epochs):
+        order = torch.randperm(n, generator=generator, device=device)
+        for batch in order.split(cfg.batch_nodes):
+            real = walk(batch.repeat_interleave(cfg.walks_per_node))
+            roots = batch.repeat_interleave(cfg.walks_per_node * cfg.negatives)
+            noise = torch.randint(n, (roots.numel(), cfg.walk_length), generator=generator, device=device)
+            fake = torch.cat([roots[:, None], noise], dim=1)
+            loss = pair_loss(real, True) + pair_loss(fake, False)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return embedding.weight.detach().cpu().numpy().astype(np.float64)
+
+
+def minmax(x: np.ndarray) -> np.ndarray:
+    """x mapped onto [0, 1] by its overall minimum and maximum (unchanged if constant or empty)."""
+    if x.size == 0 or x.max() == x.min():
+        return x
+    return (x - x.min()) / (x.max() - x.min())
+
+
+def graph_encodings(adj: sp.csr_matrix, cfg) -> dict[str, np.ndarray]:
+    """{"laplacian": (n, cfg.laplacian), "node2vec": (n, cfg.node2vec)} float32, each min-max
+    normalised over the whole graph (`cfg`: an EncodingConfig)."""
+    rng = np.random.default_rng([cfg.seed, 11])
+    out = {"laplacian": minmax(laplacian_eigenvectors(adj, cfg.laplacian, rng))}
+    out["node2vec"] = (
+        minmax(node2vec(adj, cfg.node2vec, cfg, cfg.device)) if cfg.node2vec else np.zeros((adj.shape[0], 0))
+    )
+    return {k: v.astype(np.float32) for k, v in out.items()}

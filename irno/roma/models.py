@@ -1,238 +1,703 @@
-"""Neural operators on graphs: ROMA and the paper's baselines, in one composable module.
+"""Neural operators on graphs: ROMA and the paper's baselines, as the reference builds them, in torch.
 
-Every model maps a node's input features (its history, as the trainer encodes it, plus
-positional encodings) on a subgraph to a function of the lead time, u_i(t) (the forecast's
-increment, in units the trainer chooses):
+One subgraph of n nodes, B time windows of it. Sizes: history k, input functions F, encoder
+width e, Transformer width w, basis p, outputs o, Fourier features c, coarse nodes m.
 
-    features (B, n, k), pe (B, n, P) -> embed             -> h (B, n, d)
-    encoder: residual layers; with a graph, h <- h + MLP([h, A_norm h])   (message passing)
-    roma only:
-      renormalisation, level l: S = softmax_rows(GNN(h_l, A_l))           (B, n_l, m_l), rows sum to 1
-                                h_{l+1} = S^T GNN(h_l) / S^T 1           (B, m_l, d)  weighted means
-                                A_{l+1} = S^T A_l S                      (B, m_l, m_l) symmetric
-      Transformer over the tokens [fine; coarse_1; coarse_2; ...] + level embeddings  (B, n + sum m, d)
-    decoder, per token and lead time t in (0, 1]:
-      coordinates xi = Linear(h)                                        (B, T, c)
-      trunk input phi = [cos, sin](2 pi B (t, xi))                      (B, T, H, F), B fixed ~ N(0, s^2)
-      DeepONet: u = <branch(h), trunk(phi)> / p + bias                 (B, T, H)
-      NOMAD:    u = MLP([branch(h), phi])
-    learned PDE (effective dynamics): residual du/dt - F(phi, u, grad_xi u, lap_xi u), by autograd
+    history u (B, n, k), graph encodings (B, n, P)
+    encoder (deeponet: none): one HGCN layer on [u, Linear(encodings)] -> h (B, n, e)
+    roma: renormalisation  S = (LN(HGCN_pool(h)) / ||.||_column)^2                  (B, n, m), columns sum to 1
+                           coarse tokens [u, z] = S^T [u, HGCN_embed(h)] (m / n)   (B, m, k + e)
+                           A' = S^T A S; losses: entropy of S and of A', Fermi-Dirac link prediction on h
+    tokens T = n (+ m for roma), each with its history and features z (= h, or the coarse z)
+    branch input: every history value through F random functions f ~ GP(0, RBF)       (B, T, F k)
+    branch: deeponet: residual MLP per token; others: Transformer over the tokens, input plus
+            index embedding (per slot) + level embedding + context LN(MLP(z)) (roma)  -> b (B, T, p o)
+    decoder, per token, at the absolute time t of the window's last frame and x = 0 in R^o:
+      phi = [sin, cos]((t, x) B)                                                      (c,), B fixed, N(0, scale^2)
+      DeepONet: u = b^T trunk([phi, z]) / p   (b as p x o);  NOMAD: u = trunk([phi, b, z]) / o
+      prediction = ||u||_2 (the series are >= 0)
+    learned PDE (effective dynamics), with the derivatives of u in (t, x) by forward-mode autodiff:
+      emergent: r = du/dt - F,   F = <b, trunk_F([phi, z, u, du/dx, lap_x u])> / (p o)
+      burgers:  r = du/dt + F (du/dx) u - v lap_x u,  F, v = <b, trunk_{F,v}([phi, z])> / (p o)
+      losses mean r^2 and mean (dr/d(t, x))^2 over the fine tokens
 
-Kinds: ``deeponet`` (no graph: the encoder's layers see only the node itself), ``deeponet_mp``,
-``nomad_mp`` (message passing), ``roma``.
+The HGCN layer (Chami et al. 2019, the reference's version): a Mobius linear map on the Poincare
+ball of curvature -c, then in the tangent space at 0 messages MLP([x_i, x_j - x_i]) on the
+subgraph's edges (self loops included), the sum, mean, variance and maximum over each node's
+messages through an MLP, a GELU; back on the ball after each step. The layer's output is a
+linear skip of its input plus the layer, in the tangent space. With ``manifold: euclidean`` the
+maps are the identity and the layer is an ordinary message-passing layer.
+
+As in the reference: GELUs are the tanh approximation; trainable linear maps start orthogonal
+(scaled by sqrt(out / in) when they widen) with zero biases; residual networks are
+x <- LN(GELU(W x + b)) + skip(x) at every layer, the last included; ``frozen_skips`` keeps the
+skip projections at their random initialisation (they are static fields in the reference, neither
+trained nor counted).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import functools
+import math
+from dataclasses import dataclass
+from itertools import pairwise
 
+import numpy as np
 import torch
+import torch.nn.functional as fn
 from torch import nn
+from torch.func import jacfwd, vmap
 
 from irno.roma.config import ModelConfig
+
+_MIN_NORM = 1e-15
+_BALL_EPS = 1e-5  # points stay within (1 - eps) / sqrt(c) of the centre
+
+
+def gelu(x: torch.Tensor) -> torch.Tensor:
+    return fn.gelu(x, approximate="tanh")  # jax's default
 
 
 def mlp(dims: list[int]) -> nn.Sequential:
     """Linear layers with GELU between them (none after the last)."""
     layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+    for i, (a, b) in enumerate(pairwise(dims)):
         layers.append(nn.Linear(a, b))
         if i < len(dims) - 2:
-            layers.append(nn.GELU())
+            layers.append(nn.GELU(approximate="tanh"))
     return nn.Sequential(*layers)
 
 
-def normalised_adjacency(adj: torch.Tensor) -> torch.Tensor:
-    """D^-1/2 (A + I) D^-1/2 of a batch of weighted adjacencies (B, n, n): the GCN propagation."""
-    a = adj + torch.eye(adj.shape[-1], dtype=adj.dtype, device=adj.device)
-    inv_sqrt = a.sum(-1).clamp_min(1e-12).rsqrt()  # (B, n)
-    return inv_sqrt[..., :, None] * a * inv_sqrt[..., None, :]
+class FrozenLinear(nn.Module):
+    """A linear map fixed at nn.Linear's random initialisation (buffers: saved, not trained)."""
 
-
-class NodeLayer(nn.Module):
-    """Pre-norm residual layer: h + MLP([h, A_norm h]) with a graph, h + MLP(h) without."""
-
-    def __init__(self, width: int, graph: bool):
+    def __init__(self, d_in: int, d_out: int):
         super().__init__()
-        self.graph = graph
-        self.norm = nn.LayerNorm(width)
-        self.mlp = mlp([2 * width if graph else width, 2 * width, width])
+        layer = nn.Linear(d_in, d_out)
+        self.register_buffer("weight", layer.weight.detach())
+        self.register_buffer("bias", layer.bias.detach())
 
-    def forward(self, h: torch.Tensor, a_norm: torch.Tensor | None) -> torch.Tensor:
-        x = self.norm(h)
-        if self.graph:
-            x = torch.cat([x, a_norm @ x], dim=-1)  # (B, n, 2d): self and neighbourhood mean
-        return h + self.mlp(x)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fn.linear(x, self.weight, self.bias)
+
+
+def skip(d_in: int, d_out: int, frozen: bool) -> nn.Module:
+    return FrozenLinear(d_in, d_out) if frozen else nn.Linear(d_in, d_out)
+
+
+# ----------------------------------------------------------------------------- the Poincare ball
+
+
+class Ball:
+    """Maps of the Poincare ball of curvature -c (points of norm < 1 / sqrt(c)); c = None: Euclidean."""
+
+    def __init__(self, c: float | None):
+        self.c = c
+
+    @property
+    def euclidean(self) -> bool:
+        return self.c is None
+
+    def proj(self, x: torch.Tensor) -> torch.Tensor:
+        if self.euclidean:
+            return x
+        norm = x.norm(dim=-1, keepdim=True).clamp_min(_MIN_NORM)
+        limit = (1 - _BALL_EPS) / math.sqrt(self.c)
+        return torch.where(norm > limit, x / norm * limit, x)
+
+    def exp0(self, v: torch.Tensor) -> torch.Tensor:
+        """Tangent vector at 0 -> point on the ball (projected inside)."""
+        if self.euclidean:
+            return v
+        sqrt_c = math.sqrt(self.c)
+        norm = v.norm(dim=-1, keepdim=True).clamp_min(_MIN_NORM)
+        return self.proj(_tanh(sqrt_c * norm) * v / (sqrt_c * norm))
+
+    def log0(self, x: torch.Tensor) -> torch.Tensor:
+        """Point on the ball -> tangent vector at 0."""
+        if self.euclidean:
+            return x
+        sqrt_c = math.sqrt(self.c)
+        norm = x.norm(dim=-1, keepdim=True).clamp_min(_MIN_NORM)
+        return _artanh(sqrt_c * norm) * x / (sqrt_c * norm)
+
+    def mobius_add(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.euclidean:
+            return x + y
+        c = self.c
+        x2, y2, xy = x.square().sum(-1, keepdim=True), y.square().sum(-1, keepdim=True), (x * y).sum(-1, keepdim=True)
+        numerator = (1 + 2 * c * xy + c * y2) * x + (1 - c * x2) * y
+        return numerator / (1 + 2 * c * xy + c**2 * x2 * y2).clamp_min(_MIN_NORM)
+
+    def linear(self, x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+        """Mobius matrix-vector product, then Mobius addition of the bias mapped onto the ball."""
+        if self.euclidean:
+            return layer(x)
+        sqrt_c = math.sqrt(self.c)
+        x_norm = x.norm(dim=-1, keepdim=True).clamp_min(_MIN_NORM)
+        mx = x @ layer.weight.T
+        mx_norm = mx.norm(dim=-1, keepdim=True).clamp_min(_MIN_NORM)
+        out = _tanh(mx_norm / x_norm * _artanh(sqrt_c * x_norm)) * mx / (mx_norm * sqrt_c)
+        out = self.proj(torch.where((mx == 0).all(-1, keepdim=True), torch.zeros_like(out), out))
+        return self.proj(self.mobius_add(out, self.exp0(layer.bias)))
+
+    def pairwise_sqdist(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, n, d) points -> (B, n, n) squared geodesic distances (Euclidean: squared distances)."""
+        gram = x @ x.transpose(-1, -2)
+        sq = gram.diagonal(dim1=-2, dim2=-1)
+        x2, y2 = sq[..., :, None], sq[..., None, :]
+        if self.euclidean:
+            return (x2 + y2 - 2 * gram).clamp_min(0)
+        c = self.c
+        # |(-x) (+) y|: Mobius addition's norm from inner products only
+        a, b = 1 - 2 * c * gram + c * y2, 1 - c * x2
+        numerator = (a.square() * x2 - 2 * a * b * gram + b.square() * y2).clamp_min(0)
+        denominator = (1 - 2 * c * gram + c**2 * x2 * y2).clamp_min(_MIN_NORM)
+        norm = numerator.clamp_min(_MIN_NORM).sqrt() / denominator
+        return (2 / math.sqrt(c) * _artanh(math.sqrt(c) * norm)).square()
+
+
+def _tanh(x: torch.Tensor) -> torch.Tensor:
+    return torch.tanh(x.clamp(-15, 15))
+
+
+def _artanh(x: torch.Tensor) -> torch.Tensor:
+    return torch.atanh(x.clamp(-1 + 1e-7, 1 - 1e-7))
+
+
+# ----------------------------------------------------------------------------- message passing
+
+
+class GraphLayer(nn.Module):
+    """HGCN layer: Mobius linear, edge MLP, sum/mean/var/max aggregation MLP, GELU (see the module doc)."""
+
+    def __init__(self, d_in: int, d_out: int, ball: Ball, edge_mlp: bool):
+        super().__init__()
+        self.ball = ball
+        self.linear = nn.Linear(d_in, d_out)
+        self.edge = mlp([2 * d_out, 4 * d_out, 4 * d_out, d_out]) if edge_mlp else None
+        self.aggregate = mlp([4 * d_out, 4 * d_out, 4 * d_out, d_out])
+
+    def forward(self, x: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+        """x (B, n, d_in) points, edges (2, E) senders and receivers -> (B, n, d_out) points."""
+        ball = self.ball
+        t = ball.log0(ball.linear(x, self.linear))  # (B, n, d)
+        sender, receiver = edges
+        message = t[:, sender]
+        if self.edge is not None:
+            message = self.edge(torch.cat([t[:, receiver], message - t[:, receiver]], dim=-1))  # (B, E, d)
+        h = self.aggregate(segment_statistics(message, receiver, t.shape[1]))  # (B, n, d)
+        h = ball.exp0(h)
+        return ball.exp0(gelu(ball.log0(h)))
+
+
+def segment_statistics(message: torch.Tensor, receiver: torch.Tensor, n: int) -> torch.Tensor:
+    """(B, E, d) messages -> (B, n, 4d): their sum, mean, (population) variance and maximum per receiver."""
+    B, _, d = message.shape
+    index = receiver.view(1, -1, 1).expand_as(message)
+    count = torch.zeros(n, device=message.device, dtype=message.dtype).index_add_(
+        0, receiver, torch.ones_like(receiver, dtype=message.dtype)
+    )
+    count = count.clamp_min(1).view(1, n, 1)
+    total = message.new_zeros(B, n, d).scatter_add(1, index, message)
+    mean = total / count
+    deviation = message - mean.gather(1, index)
+    variance = message.new_zeros(B, n, d).scatter_add(1, index, deviation.square()) / count
+    maximum = message.new_full((B, n, d), -torch.inf).scatter_reduce(1, index, message, "amax")
+    return torch.cat([total, mean, variance, maximum], dim=-1)
+
+
+class GraphNet(nn.Module):
+    """HGCN layers with linear skips: v <- skip(v) + log(layer(exp(v))), in the tangent space."""
+
+    def __init__(self, dims: list[int], ball: Ball, edge_mlp: bool, frozen_skips: bool):
+        super().__init__()
+        self.ball = ball
+        self.layers = nn.ModuleList(GraphLayer(a, b, ball, edge_mlp) for a, b in pairwise(dims))
+        self.skips = nn.ModuleList(skip(a, b, frozen_skips) for a, b in pairwise(dims))
+
+    def forward(self, v: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+        x = self.ball.exp0(v)
+        for layer, skip_map in zip(self.layers, self.skips, strict=True):
+            v = skip_map(self.ball.log0(x)) + self.ball.log0(layer(x, edges))
+            x = self.ball.exp0(v)
+        return v
+
+
+class ResNet(nn.Module):
+    """x <- LN(GELU(W x + b)) + skip(x) through dims[0] -> ... -> dims[-1] (the reference's Res)."""
+
+    def __init__(self, dims: list[int], frozen_skips: bool):
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(dims))
+        self.norms = nn.ModuleList(nn.LayerNorm(b) for b in dims[1:])
+        self.skips = nn.ModuleList(skip(a, b, frozen_skips) for a, b in pairwise(dims))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer, norm, skip_map in zip(self.layers, self.norms, self.skips, strict=True):
+            x = layer_norm(gelu(layer(x)), norm) + skip_map(x)
+        return x
+
+
+def layer_norm(x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
+    """`norm`(x) from elementary operations: under nested forward-mode autodiff (the learned PDE's
+    derivatives) torch's fused layer norm falls back to a slow Python decomposition."""
+    mean = x.mean(-1, keepdim=True)
+    centred = x - mean
+    variance = centred.square().mean(-1, keepdim=True)
+    return centred * torch.rsqrt(variance + norm.eps) * norm.weight + norm.bias
+
+
+# ----------------------------------------------------------------------------- renormalisation
 
 
 @dataclass
 class Renormalised:
-    """One coarsening step: coarse tokens, coarse adjacency, assignment and its auxiliary losses."""
-
-    tokens: torch.Tensor  # (B, m, d)
-    adjacency: torch.Tensor  # (B, m, m)
-    assignment: torch.Tensor  # (B, n, m), rows sum to 1
-    entropy: torch.Tensor  # mean of -S log S over the assignment's entries
-    link: torch.Tensor  # mean (A / max A - S S^T)^2
+    assignment: torch.Tensor  # (B, n, m) S, columns sum to 1
+    history: torch.Tensor  # (B, m, k) coarse tokens' histories
+    features: torch.Tensor  # (B, m, e) coarse tokens' features
+    adjacency: torch.Tensor  # (B, m, m) S^T A S
+    losses: torch.Tensor  # (3,) entropy of S, entropy of A', Fermi-Dirac link loss
 
 
 class Renormalisation(nn.Module):
-    """Learned coarse-graining of n nodes into m (DiffPool-style soft assignment)."""
+    """One learned coarse-graining of the n fine nodes into m (see the module doc)."""
 
-    def __init__(self, width: int, coarse_nodes: int):
+    def __init__(self, width: int, coarse_nodes: int, ball: Ball, edge_mlp: bool, frozen_skips: bool, fermi_dirac):
         super().__init__()
-        self.embed = NodeLayer(width, graph=True)
-        self.assign = NodeLayer(width, graph=True)
-        self.logits = nn.Linear(width, coarse_nodes)
+        self.ball = ball
+        self.pool = GraphNet([width, coarse_nodes], ball, edge_mlp, frozen_skips)
+        self.embed = GraphNet([width, width], ball, edge_mlp, frozen_skips)
+        self.norm = nn.LayerNorm(coarse_nodes)
+        self.fermi_dirac = nn.Parameter(torch.tensor(fermi_dirac, dtype=torch.float32))  # (r, t): learned
 
-    def forward(self, h: torch.Tensor, adj: torch.Tensor) -> Renormalised:
-        a_norm = normalised_adjacency(adj)
-        s = torch.softmax(self.logits(self.assign(h, a_norm)), dim=-1)  # (B, n, m)
-        mass = s.sum(dim=1).clamp_min(1e-9)  # (B, m)
-        tokens = s.transpose(1, 2) @ self.embed(h, a_norm) / mass[..., None]  # (B, m, d)
-        coarse_adj = s.transpose(1, 2) @ adj @ s  # (B, m, m)
-        entropy = -(s * torch.log(s.clamp_min(1e-12))).mean()  # low: confident assignments
-        scale = adj.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
-        link = (adj / scale - s @ s.transpose(1, 2)).square().mean()
-        return Renormalised(tokens, coarse_adj, s, entropy, link)
+    def forward(self, u: torch.Tensor, h: torch.Tensor, edges: torch.Tensor, adj: torch.Tensor) -> Renormalised:
+        """u (B, n, k), h (B, n, e) encoder features, edges (2, E), adj (n, n) dense 0/1 with self loops."""
+        n = h.shape[1]
+        s = self.norm(self.ball.log0(self.ball.exp0(self.pool(h, edges))))  # (B, n, m)
+        assignment = (s / s.norm(dim=1, keepdim=True).clamp_min(_MIN_NORM)).square()
+        embedded = self.ball.log0(self.ball.exp0(self.embed(h, edges)))  # (B, n, e)
+        ratio = assignment.shape[-1] / n
+        coarse_history = assignment.transpose(1, 2) @ u * ratio  # (B, m, k)
+        coarse_features = assignment.transpose(1, 2) @ embedded * ratio  # (B, m, e)
+        coarse_adj = assignment.transpose(1, 2) @ adj @ assignment  # (B, m, m)
+        entropy = torch.special.entr(assignment).mean() * math.e
+        coarse_entropy = torch.special.entr(coarse_adj).mean() * math.e
+        losses = torch.stack([entropy, coarse_entropy, self.link_loss(h, adj)])
+        return Renormalised(assignment, coarse_history, coarse_features, coarse_adj, losses)
+
+    def link_loss(self, h: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
+        """Fermi-Dirac link prediction on the encoder features: p_ij = sigmoid(-(d_ij^2 / e - exp r) /
+        (exp t + 1e-5)) against A_ij over the pairs i <= j; the mean fourth power of the error on
+        non-edges and on edges, averaged (the reference's weighting)."""
+        x = self.ball.exp0(h)
+        distance = self.ball.pairwise_sqdist(x) / x.shape[-1]  # (B, n, n)
+        r, t = self.fermi_dirac
+        p = torch.sigmoid(-(distance - r.exp()) / (t.exp() + 1e-5))
+        upper = torch.ones_like(adj, dtype=torch.bool).triu()
+        error4 = (adj - p).square().square()  # (B, n, n)
+        edge, non_edge = upper & (adj > 0), upper & (adj == 0)
+        per_window = (error4 * non_edge).sum((-2, -1)) / non_edge.sum().clamp_min(1) + (error4 * edge).sum(
+            (-2, -1)
+        ) / edge.sum().clamp_min(1)
+        return (per_window / 2).mean()
 
 
-class FourierFeatures(nn.Module):
-    """[cos, sin](2 pi v B) with a fixed Gaussian B (Tancik et al. 2020): the trunk's input."""
+# ----------------------------------------------------------------------------- branch networks
 
-    def __init__(self, in_dim: int, features: int, scale: float):
+
+@functools.lru_cache(maxsize=8)
+def _gaussian_process_basis(grid: int, length_scale: float) -> np.ndarray:
+    """(grid, modes) V sqrt(lambda) of the RBF kernel on `grid` points of [0, 1]: f = basis @ xi,
+    xi ~ N(0, 1), is a Gaussian-process sample (modes below 1e-12 of the largest dropped)."""
+    x = np.linspace(0.0, 1.0, grid)
+    kernel = np.exp(-0.5 * ((x[:, None] - x[None, :]) / length_scale) ** 2)
+    # torch's solver: OpenBLAS's (numpy's) threads spin on a busy node, 50x slower here
+    values, vectors = (a.numpy() for a in torch.linalg.eigh(torch.from_numpy(kernel).to("cpu")))
+    keep = values > 1e-12 * values.max()
+    return vectors[:, keep] * np.sqrt(values[keep])
+
+
+class InputFunctions(nn.Module):
+    """Each history value through `count` random functions f ~ GP(0, RBF(length_scale)) on [0, 1].
+
+    The functions are drawn on a grid of `grid` points per window (fresh in every training step,
+    fixed in evaluation) and interpolated linearly in between (linearly extrapolated outside
+    [0, 1]); the reference interpolates cubic splines on the same grid, which differ by about
+    h^2 f'' / 8 ~ 1e-7 on these smooth functions.
+
+    ``layout``: ``node`` gives token i the values f_1(u_i), ..., f_F(u_i) (F k numbers);
+    ``reference`` reproduces the reference's reshape of the (F, T, k) array into (T, F k), which
+    gives token i the values of one or two functions on the histories of a block of F
+    consecutive tokens (its own history only when it falls in that block).
+    """
+
+    def __init__(self, count: int, length_scale: float, grid: int, layout: str):
         super().__init__()
-        self.register_buffer("B", torch.randn(in_dim, features // 2) * scale)
+        self.count, self.layout = count, layout
+        basis = torch.as_tensor(_gaussian_process_basis(grid, length_scale), dtype=torch.float32)
+        self.register_buffer("basis", basis, persistent=False)  # (G, modes), fixed by the settings
 
-    def forward(self, v: torch.Tensor) -> torch.Tensor:
-        x = 2 * torch.pi * v @ self.B
-        return torch.cat([torch.cos(x), torch.sin(x)], dim=-1)
+    def sample(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(batch, count, G) function values on the grid."""
+        xi = torch.randn(batch, self.count, self.basis.shape[1], generator=generator, device=self.basis.device)
+        return xi @ self.basis.T
+
+    def forward(self, u: torch.Tensor, functions: torch.Tensor) -> torch.Tensor:
+        """u (B, T, k) values, functions (B, F, G) -> (B, T, F k)."""
+        B, T, k = u.shape
+        G = functions.shape[-1]
+        position = u.reshape(B, 1, T * k) * (G - 1)
+        left = position.floor().clamp(0, G - 2)
+        index = left.long().expand(B, self.count, T * k)
+        f0, f1 = functions.gather(2, index), functions.gather(2, index + 1)  # (B, F, T k)
+        values = (f0 + (position - left) * (f1 - f0)).view(B, self.count, T, k)
+        if self.layout == "node":
+            values = values.transpose(1, 2)
+        return values.reshape(B, T, self.count * k)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention without biases; heads of width // heads channels."""
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads, self.head_dim = heads, width // heads
+        inner = heads * self.head_dim
+        self.query, self.key, self.value = (nn.Linear(width, inner, bias=False) for _ in range(3))
+        self.out = nn.Linear(inner, width, bias=False)
+
+    def forward(self, x: torch.Tensor, weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        B, T, _ = x.shape
+        q, k, v = (
+            proj(x).view(B, T, self.heads, self.head_dim).transpose(1, 2) for proj in (self.query, self.key, self.value)
+        )
+        if weights:
+            attention = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(self.head_dim), dim=-1)  # (B, h, T, T)
+            y = attention @ v
+        else:
+            attention, y = None, fn.scaled_dot_product_attention(q, k, v)
+        return self.out(y.transpose(1, 2).reshape(B, T, -1)), attention
+
+
+class Block(nn.Module):
+    """Pre-norm Transformer block: x + Attention(LN(x)), then x + MLP(LN(x)) with a 4x hidden layer."""
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.attention = Attention(width, heads)
+        self.up, self.down = nn.Linear(width, 4 * width), nn.Linear(4 * width, width)
+
+    def forward(self, x: torch.Tensor, weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        y, attention = self.attention(self.norm1(x), weights)
+        x = x + y
+        return x + self.down(gelu(self.up(self.norm2(x)))), attention
+
+
+class Transformer(nn.Module):
+    """Tokens (B, T, d_in) + index, level (and context) embeddings -> Linear -> blocks -> LN -> Linear."""
+
+    def __init__(self, cfg: ModelConfig, d_in: int, d_out: int, fine: int, coarse: int):
+        super().__init__()
+        roma = cfg.kind == "roma"
+        self.fine = fine
+        self.index_scale = cfg.index_embedding if roma else [1.0, 1.0]
+        self.level_scale = cfg.level_embedding if roma else 0.0
+        self.index_embedding = nn.Parameter(torch.randn(fine + coarse, d_in))  # one per token slot
+        levels = 2 if coarse else 1
+        self.level_embedding = nn.Parameter(torch.randn(levels, d_in)) if self.level_scale else None
+        self.lin_in = nn.Linear(d_in, cfg.width)
+        self.blocks = nn.ModuleList(Block(cfg.width, cfg.heads) for _ in range(cfg.depth))
+        self.norm = nn.LayerNorm(cfg.width)
+        self.lin_out = nn.Linear(cfg.width, d_out)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, attention: bool = False):
+        """x (B, T, d_in) -> ((B, T, d_out), last block's attention (B, heads, T, T) or None)."""
+        T = x.shape[1]
+        scale = torch.full((T, 1), self.index_scale[1], device=x.device, dtype=x.dtype)
+        scale[: self.fine] = self.index_scale[0]
+        x = x + self.index_embedding[:T] * scale
+        if self.level_embedding is not None:
+            level = (torch.arange(T, device=x.device) >= self.fine).long()
+            x = x + self.level_embedding[level] * self.level_scale
+        if context is not None:
+            x = x + context
+        h = self.lin_in(x)
+        weights = None
+        for i, block in enumerate(self.blocks):
+            h, weights = block(h, weights=attention and i == len(self.blocks) - 1)
+        return self.lin_out(self.norm(h)), weights
+
+
+# ----------------------------------------------------------------------------- decoder and PDE
+
+
+class Decoder(nn.Module):
+    """u(t, x) per token from its branch output b and features z (DeepONet or NOMAD), and the PDE."""
+
+    def __init__(self, cfg: ModelConfig, features: int):
+        super().__init__()
+        self.cfg = cfg
+        p, o, c = cfg.basis, cfg.outputs, cfg.fourier_features
+        scales = torch.tensor([cfg.time_scale] + [cfg.space_scale] * o).view(-1, 1)
+        self.register_buffer("fourier", scales * torch.randn(1 + o, c // 2))  # B: fixed, not trained
+        hidden = [2 * cfg.width] * (cfg.depth + 1)
+        self.nonlinear = cfg.kind == "nomad_mp"
+        trunk_in = c + features + (p * o if self.nonlinear else 0)
+        self.trunk = ResNet([trunk_in, *hidden, o if self.nonlinear else p], cfg.frozen_skips)
+        self.pde_trunks = nn.ModuleList()
+        if cfg.learned_pde:
+            pde_in = c + features + (2 * o + o * o if cfg.pde == "emergent" else 0)  # + u, du/dx, lap u
+            count = 1 if cfg.pde == "emergent" else 2  # F; or F and v
+            self.pde_trunks.extend(ResNet([pde_in, *hidden, p], cfg.frozen_skips) for _ in range(count))
+
+    def features_of(self, tx: torch.Tensor) -> torch.Tensor:
+        x = tx @ self.fourier
+        return torch.cat([torch.sin(x), torch.cos(x)], dim=-1)
+
+    def forward(self, tx: torch.Tensor, z: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """tx (N, 1 + o), z (N, e), b (N, p o) of N tokens -> u (N, o)."""
+        phi = self.features_of(tx)  # (N, c)
+        o = self.cfg.outputs
+        if self.nonlinear:
+            return self.trunk(torch.cat([phi, b, z], dim=-1)) / o
+        return (b.view(b.shape[0], -1, o) * self.trunk(torch.cat([phi, z], dim=-1))[..., None]).sum(1) / self.cfg.basis
+
+    def residual(self, tx, z, b, u, jacobian, laplacian) -> torch.Tensor:
+        """r (N, o) from u (N, o), jacobian (N, o, 1 + o) = [du/dt, du/dx] and laplacian (N, o)."""
+        phi = self.features_of(tx)
+        basis = b.view(b.shape[0], -1, self.cfg.outputs)  # (N, p, o)
+
+        def learned(trunk, inputs):  # a DeepONet on the shared branch: one number per token
+            return (basis * trunk(inputs)[..., None]).sum((1, 2)).unsqueeze(-1) / b.shape[-1]  # (N, 1)
+
+        du_dt, du_dx = jacobian[..., 0], jacobian[..., 1:]
+        if self.cfg.pde == "emergent":
+            inputs = torch.cat([phi, z, u, du_dx.flatten(1), laplacian], dim=-1)
+            return du_dt - learned(self.pde_trunks[0], inputs)
+        inputs = torch.cat([phi, z], dim=-1)
+        F, v = learned(self.pde_trunks[0], inputs), learned(self.pde_trunks[1], inputs)
+        return du_dt + F * (du_dx @ u[..., None]).squeeze(-1) - v * laplacian
+
+    def with_pde(self, tx: torch.Tensor, z: torch.Tensor, b: torch.Tensor):
+        """u (N, o), the residual r (N, o) and its derivative in (t, x) (N, o, 1 + o), by nested
+        forward-mode autodiff per token (vmapped over the tokens), as the reference does."""
+
+        def residual(tx, z, b):  # one token: tx (1 + o,), z (e,), b (p o,)
+            def value(tx):
+                u = self(tx[None], z[None], b[None])[0]
+                return u, u
+
+            def first(tx):
+                jacobian, u = jacfwd(value, has_aux=True)(tx)
+                return jacobian, (jacobian, u)
+
+            hessian, (jacobian, u) = jacfwd(first, has_aux=True)(tx)  # (o, 1 + o, 1 + o)
+            laplacian = hessian.diagonal(dim1=-2, dim2=-1)[:, 1:].sum(-1)
+            r = self.residual(tx[None], z[None], b[None], u[None], jacobian[None], laplacian[None])[0]
+            return r, (r, u)
+
+        gradient, (r, u) = vmap(jacfwd(residual, has_aux=True))(tx, z, b)
+        return u, r, gradient
+
+
+# ----------------------------------------------------------------------------- the operator
 
 
 @dataclass
-class Forecast:
-    """What a forward pass returns; `u` covers all tokens, fine nodes first."""
-
-    u: torch.Tensor  # (B, T, H) decoded values of every token at every lead time
+class Output:
+    prediction: torch.Tensor  # (B, T) ||u|| of every token, fine nodes first
     num_fine: int
-    levels: list[Renormalised] = field(default_factory=list)  # roma: one per coarsening step
-    pde_residual: torch.Tensor | None = None  # (B, T, H) when asked for
-    attention: torch.Tensor | None = None  # (B, T, T) last Transformer layer, mean over heads
+    renormalised: Renormalised | None = None  # roma
+    pde_loss: torch.Tensor | None = None  # mean r^2 over the fine tokens (learned PDE)
+    pde_gradient_loss: torch.Tensor | None = None  # mean (dr/d(t, x))^2 over the fine tokens
+    attention: torch.Tensor | None = None  # (B, heads, T, T) the last Transformer block's
 
     @property
     def fine(self) -> torch.Tensor:
-        return self.u[:, : self.num_fine]  # (B, n, H)
+        return self.prediction[:, : self.num_fine]  # (B, n)
 
     @property
-    def coarse(self) -> list[torch.Tensor]:
-        """[(B, m_l, H)] per renormalisation level."""
-        out, start = [], self.num_fine
-        for level in self.levels:
-            m = level.assignment.shape[-1]
-            out.append(self.u[:, start : start + m])
-            start += m
-        return out
+    def coarse(self) -> torch.Tensor:
+        return self.prediction[:, self.num_fine :]  # (B, m)
 
 
 class GraphOperator(nn.Module):
-    def __init__(self, cfg: ModelConfig, node_features: int, pe_features: int):
+    def __init__(self, cfg: ModelConfig, history: int, subgraph_nodes: int, encoding_dim: int):
         super().__init__()
         self.cfg = cfg
-        d = cfg.width
-        graph = cfg.kind != "deeponet"
-        self.embed = nn.Linear(node_features + pe_features, d)
-        self.encoder = nn.ModuleList(NodeLayer(d, graph) for _ in range(cfg.encoder_layers))
-        if cfg.kind == "roma":
-            self.renormalisation = nn.ModuleList(Renormalisation(d, m) for m in cfg.coarse_nodes)
-            self.level_embedding = nn.Embedding(len(cfg.coarse_nodes) + 1, d)
-            self.transformer = nn.ModuleList(
-                nn.TransformerEncoderLayer(
-                    d,
-                    cfg.heads,
-                    dim_feedforward=2 * d,
-                    dropout=0.0,
-                    activation="gelu",
-                    batch_first=True,
-                    norm_first=True,
-                )
-                for _ in range(cfg.transformer_layers)
-            )
-        self.out_norm = nn.LayerNorm(d)
-        self.coordinates = nn.Linear(d, cfg.coord_dim)
-        self.fourier = FourierFeatures(1 + cfg.coord_dim, cfg.fourier_features, cfg.fourier_scale)
-        self.branch = nn.Linear(d, cfg.basis)
-        if cfg.kind == "nomad_mp":
-            self.nomad = mlp([cfg.basis + cfg.fourier_features] + [d] * cfg.trunk_layers + [1])
+        self.history = history
+        roma = cfg.kind == "roma"
+        ball = Ball(cfg.curvature if roma and cfg.manifold == "poincare" else None)
+        self.encodings = nn.Linear(encoding_dim, cfg.encoding_width) if cfg.used_encodings else None
+        e = cfg.encoder_width if cfg.graph else 0
+        if cfg.graph:
+            encoder_in = history + (cfg.encoding_width if self.encodings else 0)
+            self.encoder = GraphNet([encoder_in, e], ball, cfg.edge_mlp, cfg.frozen_skips)
+        coarse = cfg.coarse_nodes if roma else 0
+        if roma:
+            self.renormalisation = Renormalisation(e, coarse, ball, cfg.edge_mlp, cfg.frozen_skips, cfg.fermi_dirac)
+        self.inputs = InputFunctions(
+            cfg.input_functions, cfg.function_length_scale, cfg.function_grid, cfg.function_layout
+        )
+        d_branch, d_out = cfg.input_functions * history, cfg.basis * cfg.outputs
+        if cfg.kind == "deeponet":
+            self.branch = ResNet([d_branch, *[2 * cfg.width] * (cfg.depth + 1), d_out], cfg.frozen_skips)
         else:
-            self.trunk = mlp([cfg.fourier_features] + [d] * cfg.trunk_layers + [cfg.basis])
-            self.bias = nn.Parameter(torch.zeros(()))
-        if cfg.learned_pde:
-            self.pde = mlp([cfg.fourier_features + 2 + cfg.coord_dim, d, d, 1])
+            self.branch = Transformer(cfg, d_branch, d_out, subgraph_nodes, coarse)
+        self.context = None
+        if roma and cfg.context_embedding:
+            self.context = nn.Sequential(mlp([e, 4 * e, 4 * e, d_branch]), nn.LayerNorm(d_branch))
+        self.decoder = Decoder(cfg, e)
 
     def forward(
         self,
         history: torch.Tensor,
-        pe: torch.Tensor,
-        adj: torch.Tensor,
-        lead: torch.Tensor,
+        time: torch.Tensor,
+        edges: torch.Tensor,
+        adjacency: torch.Tensor | None = None,
+        encodings: torch.Tensor | None = None,
         *,
+        generator: torch.Generator | None = None,
         pde: bool = False,
         attention: bool = False,
-    ) -> Forecast:
-        """history (B, n, k) node features, pe (B, n, P), adj (B, n, n) 0/1, lead (H,) times in (0, 1]."""
-        h = self.embed(torch.cat([history, pe], dim=-1))  # (B, n, d)
-        a_norm = normalised_adjacency(adj) if self.cfg.kind != "deeponet" else None
-        for layer in self.encoder:
-            h = layer(h, a_norm)
-        levels: list[Renormalised] = []
-        weights = None
-        if self.cfg.kind == "roma":
-            tokens, z, a = [h], h, adj
-            for step in self.renormalisation:
-                level = step(z, a)
-                levels.append(level)
-                tokens.append(level.tokens)
-                z, a = level.tokens, level.adjacency
-            level_ids = torch.cat([torch.full((t.shape[1],), i, device=h.device) for i, t in enumerate(tokens)])
-            h = torch.cat(tokens, dim=1) + self.level_embedding(level_ids)  # (B, n + sum m, d)
-            for i, layer in enumerate(self.transformer):
-                if attention and i == len(self.transformer) - 1:
-                    x = layer.norm1(h)
-                    _, weights = layer.self_attn(x, x, x, need_weights=True, average_attn_weights=True)
-                h = layer(h)
-        h = self.out_norm(h)
-        u, residual = self._decode(h, lead, pde)
-        return Forecast(u=u, num_fine=history.shape[1], levels=levels, pde_residual=residual, attention=weights)
-
-    def _decode(self, h: torch.Tensor, lead: torch.Tensor, pde: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        B, T, _ = h.shape
-        H = lead.shape[0]
-        t = lead.to(h.dtype).view(1, 1, H, 1).expand(B, T, H, 1)
-        xi = self.coordinates(h).unsqueeze(2).expand(B, T, H, self.cfg.coord_dim)
-        if pde:  # separate copies, so that autograd gives each (token, lead) its own derivatives
-            t, xi = t.clone().requires_grad_(True), xi.clone()
-        phi = self.fourier(torch.cat([t, xi], dim=-1))  # (B, T, H, F)
-        branch = self.branch(h)  # (B, T, p)
-        if self.cfg.kind == "nomad_mp":
-            u = self.nomad(torch.cat([branch.unsqueeze(2).expand(B, T, H, -1), phi], dim=-1)).squeeze(-1)
+    ) -> Output:
+        """history (B, n, k) values, time (B,) absolute time of the last input frame, edges (2, E)
+        of the subgraph with self loops, adjacency (n, n) dense 0/1 with self loops (roma),
+        encodings (B, n, P); `generator` draws the input functions; `pde`: the learned-PDE losses."""
+        B, n, _ = history.shape
+        u, renormalised = history, None
+        if self.cfg.graph:
+            x = history if self.encodings is None else torch.cat([history, self.encodings(encodings)], dim=-1)
+            z = self.encoder(x, edges)  # (B, n, e)
+            if self.cfg.kind == "roma":
+                renormalised = self.renormalisation(history, z, edges, adjacency)
+                u = torch.cat([history, renormalised.history], dim=1)  # (B, T, k)
+                z = torch.cat([z, renormalised.features], dim=1)  # (B, T, e)
         else:
-            u = (branch.unsqueeze(2) * self.trunk(phi)).mean(-1) + self.bias  # (B, T, H)
-        if not pde:
-            return u, None
-        if not self.cfg.learned_pde:
-            raise ValueError("a PDE residual needs a model built with learned_pde")
-        du_dt, du_dxi = torch.autograd.grad(u.sum(), (t, xi), create_graph=True)  # (B,T,H,1), (B,T,H,c)
-        laplacian = sum(
-            torch.autograd.grad(du_dxi[..., k].sum(), xi, create_graph=True)[0][..., k] for k in range(xi.shape[-1])
-        )  # (B, T, H)
-        rhs = self.pde(torch.cat([phi, u.unsqueeze(-1), du_dxi, laplacian.unsqueeze(-1)], dim=-1)).squeeze(-1)
-        return u, du_dt.squeeze(-1) - rhs
+            z = history.new_zeros(B, n, 0)
+        T = u.shape[1]
+        tokens = self.inputs(u, self.inputs.sample(B, generator))  # (B, T, F k)
+        if self.cfg.kind == "deeponet":
+            b, weights = self.branch(tokens), None
+        else:
+            context = self.context(z) if self.context is not None else None
+            b, weights = self.branch(tokens, context, attention)  # (B, T, p o)
+        tx = torch.zeros(B, T, 1 + self.cfg.outputs, device=history.device, dtype=history.dtype)
+        tx[..., 0] = time.view(B, 1)
+        out = Output(prediction=history.new_zeros(B, T), num_fine=n, renormalised=renormalised, attention=weights)
+        fine = [_tokens(a, 0, n) for a in (tx, z, b)]  # (B n, .) each
+        if pde:
+            value, r, gradient = self.decoder.with_pde(*fine)
+            out.pde_loss, out.pde_gradient_loss = r.square().mean(), gradient.square().mean()
+        else:
+            value = self.decoder(*fine)
+        prediction = [value.norm(dim=-1).view(B, n)]
+        if T > n:  # the coarse tokens
+            value = self.decoder(*(_tokens(a, n, T) for a in (tx, z, b)))
+            prediction.append(value.norm(dim=-1).view(B, T - n))
+        out.prediction = torch.cat(prediction, dim=1)  # (B, T)
+        return out
 
 
-def build_model(cfg: ModelConfig, node_features: int) -> GraphOperator:
-    return GraphOperator(cfg, node_features=node_features, pe_features=cfg.pe_dim * len(cfg.pe_kinds))
+def _tokens(a: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """(B, T, d) -> (B (stop - start), d): tokens start..stop of every window, one row each."""
+    return a[:, start:stop].reshape(a.shape[0] * (stop - start), a.shape[-1])
+
+
+def init_weights(model: nn.Module) -> None:
+    """The reference's initialisation: every trainable linear map orthogonal (rows or columns
+    orthonormal; widening maps scaled by sqrt(out / in)), biases zero."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear) and not module.weight.is_meta:
+            out_dim, in_dim = module.weight.shape
+            with torch.no_grad():
+                nn.init.orthogonal_(module.weight)
+                if out_dim > in_dim:
+                    module.weight.mul_(math.sqrt(out_dim / in_dim))
+                if module.bias is not None:
+                    module.bias.zero_()
+
+
+def build_model(cfg: ModelConfig, history: int, subgraph_nodes: int, encoding_dim: int = 0) -> GraphOperator:
+    """The model, initialised as the reference does (seed torch first for a reproducible draw)."""
+    model = GraphOperator(cfg, history, subgraph_nodes, encoding_dim)
+    init_weights(model)
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Trainable parameters (the fixed Fourier matrix is a buffer, not counted)."""
+    """Trainable parameters (fixed skips, the Fourier matrix and the function basis are not)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def reference_parameter_count(model: GraphOperator) -> int:
+    """The parameter count the reference reports for this configuration: ours plus what it builds
+    and counts but never uses in a forward pass: each PDE network's own context MLP and
+    LayerNorm, the context MLP of a model without context embedding (when it has an encoder), a
+    linear map of the history to the encoding width and a (o -> 1) map of its PDE module, the
+    level embedding when its scale is 0, and a LayerNorm per message-passing network."""
+    cfg = model.cfg
+    e = cfg.encoder_width if cfg.graph else 0
+    d_branch = cfg.input_functions * model.history
+    context = (e * 4 * e + 4 * e) + (4 * e * 4 * e + 4 * e) + (4 * e * d_branch + d_branch) + 2 * d_branch if e else 0
+    unused = 0
+    if cfg.learned_pde:
+        unused += len(model.decoder.pde_trunks) * context + cfg.outputs + 1
+    if model.context is None:
+        unused += context
+    if cfg.used_encodings:
+        unused += model.history * cfg.encoding_width + cfg.encoding_width
+    if cfg.kind != "deeponet" and model.branch.level_embedding is None:
+        unused += 2 * d_branch  # its level embedding, scaled by 0
+    if cfg.graph:
+        unused += 2 * e  # the encoder's LayerNorm
+    if cfg.kind == "roma":
+        unused += 2 * cfg.coarse_nodes + 2 * e  # the pooling and embedding networks' LayerNorms
+    return count_parameters(model) + unused
+
+
+# ----------------------------------------------------------------------------- a study's models
+
+
+def parameter_counts(cfg, encoding_dim: int) -> tuple[int, int]:
+    """(trained, as the reference counts them) parameters of a RunConfig's model, built without weights."""
+    with torch.device("meta"):
+        model = GraphOperator(cfg.model, cfg.train.history, cfg.train.subgraph_nodes, encoding_dim)
+    return count_parameters(model), reference_parameter_count(model)
+
+
+def study_summary(study) -> str:
+    """Each model kind's parameter count at the study's defaults ('<model> <count>', the reference's
+    convention), then every experiment's runs: dataset, model, settings, key and count."""
+    from irno.roma.config import MODEL_KINDS, RunConfig, model_defaults, plan_study
+    from irno.utils import from_dict, stable_hash, to_dict
+
+    plan = plan_study(study)
+
+    counts: dict[str, int] = {}
+
+    def count(run: RunConfig) -> int:  # as the reference counts them; equal models counted once
+        encodings = study.datasets[run.dataset].encodings
+        dim = sum(getattr(encodings, kind) for kind in run.model.used_encodings)
+        key = stable_hash([to_dict(run.model), run.train.history, run.train.subgraph_nodes, dim])
+        if key not in counts:
+            counts[key] = parameter_counts(run, dim)[1]
+        return counts[key]
+
+    dataset = next(iter(study.datasets))
+    lines = [f"# parameters of each model at the study's defaults (dataset {dataset}; counted as the reference does)"]
+    for kind in MODEL_KINDS:
+        run = from_dict(RunConfig, model_defaults(study, kind, dataset), f"roma.per_model.{kind}")
+        lines.append(f"{kind} {count(run)}")
+    for name, entries in plan.experiments.items():
+        lines.append(f"# {name}: {len(entries)} runs (dataset model setting width pde steps run-key parameters)")
+        for entry in entries:
+            run = from_dict(RunConfig, plan.runs[entry["run"]])
+            pde = run.model.pde if run.model.learned_pde else "none"
+            lines.append(
+                f"{name} {entry['dataset']} {entry['model']} [{entry['setting']}] width={run.model.width} "
+                f"pde={pde} steps={run.train.steps} {entry['run']} {count(run)}"
+            )
+    return "\n".join(lines)

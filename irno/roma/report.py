@@ -1,16 +1,21 @@
 """Tables and figures of the ROMA study, from saved outputs only (metrics.json, train_log.csv,
 attention.npz); the study plan says which run belongs to which experiment.
 
-Tables (each as .csv, .md and .tex):
+Tables (each as .csv, .md and .tex; every sMSPE is the clean test score):
 - ``results.csv``: every run's metrics, one row per run (CSV only).
-- ``smspe``: test sMSPE, model x (graph size N, noise eta) (data_noise).
-- ``scaling``: power-law fits log L = a log N + b with exponent -a and its standard error:
-  loss against parameter count (parameter_scaling, per dataset and model) and against graph size
-  (data_noise, per model and eta, where it has at least 3 sizes).
-- ``ablations``: effective dynamics (learned-PDE loss off/on) and positional-encoding variants.
+- ``smspe``: test sMSPE, model x (dataset, graph size N, noise eta) (data_noise).
+- ``effective_dynamics``: every model trained with the learned-PDE loss: its test sMSPE, the PDE
+  residual and residual-gradient losses, its parameter count (effective_dynamics).
+- ``scaling``: power laws log L = a log N + b of the test sMSPE and of the PDE loss against the
+  parameter count N (as the reference counts them), per dataset and model: exponent alpha = -a
+  with its standard error, N_c = exp(-b / a) (L = (N_c / N)^alpha) with its standard error by
+  the delta method, r^2 (parameter_scaling); and of the sMSPE against the graph size (data_noise,
+  per model and eta, where it has at least 3 sizes).
+- ``ablations``: the Transformer's embeddings (positional) and the graph encodings ROMA reads
+  (graph_encodings).
 
 Figures (.pdf and .png; colour-blind-safe palette):
-- ``training_curves``: validation sMSPE per epoch, one panel per experiment.
+- ``training_curves``: validation sMSPE against the training step, one panel per experiment.
 - ``scaling_law``: test sMSPE against parameters on log-log axes with the fitted power laws.
 - ``attention``: ROMA's fine-to-coarse attention (fine nodes grouped by their coarse node).
 """
@@ -22,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy.stats
 
 from irno.roma.config import FIGURE_FORMATS, MODEL_KINDS, TABLE_FORMATS, StudyConfig, StudyPlan, plan_study
 from irno.utils import IrnoError, atomic_path, read_json
@@ -31,18 +35,27 @@ from irno.utils import IrnoError, atomic_path, read_json
 
 
 def fit_power_law(x: np.ndarray, y: np.ndarray) -> dict:
-    """Least squares on log y = a log x + b. Returns the exponent -a, its standard error, b, r^2."""
+    """Least squares on log y = a log x + b: the exponent alpha = -a and its standard error,
+    N_c = exp(-b / a) (y = (N_c / x)^alpha) and its standard error (delta method), b, r^2."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if x.size < 3 or np.unique(x).size < 2:
         raise IrnoError(f"a power-law fit needs at least 3 points with distinct x; got x = {x.tolist()}")
     if (x <= 0).any() or (y <= 0).any():
         raise IrnoError(f"a power-law fit needs positive values; got x = {x.tolist()}, y = {y.tolist()}")
-    fit = scipy.stats.linregress(np.log(x), np.log(y))
+    design = np.stack([np.log(x), np.ones_like(x)], axis=1)
+    (a, b), *_ = np.linalg.lstsq(design, np.log(y), rcond=None)
+    residual = np.log(y) - design @ np.array([a, b])
+    covariance = residual @ residual / (x.size - 2) * np.linalg.inv(design.T @ design)
+    total = np.square(np.log(y) - np.log(y).mean()).sum()
+    nc = float(np.exp(-b / a)) if a != 0 else float("nan")
+    gradient = np.array([nc * b / a**2, -nc / a]) if a != 0 else np.full(2, np.nan)  # d N_c / d(a, b)
     return {
-        "exponent": -fit.slope,
-        "exponent_se": fit.stderr,
-        "intercept": fit.intercept,
-        "r2": fit.rvalue**2,
+        "exponent": -a,
+        "exponent_se": float(np.sqrt(covariance[0, 0])),
+        "critical_size": nc,
+        "critical_size_se": float(np.sqrt(max(gradient @ covariance @ gradient, 0.0))),
+        "intercept": b,
+        "r2": 1 - residual @ residual / total if total > 0 else 1.0,
         "points": int(x.size),
     }
 
@@ -52,7 +65,7 @@ def fit_power_law(x: np.ndarray, y: np.ndarray) -> dict:
 
 def load_metrics(paths: list[str | os.PathLike]) -> pd.DataFrame:
     rows = [read_json(p) for p in paths]
-    for path, row in zip(paths, rows):
+    for path, row in zip(paths, rows, strict=True):
         if not isinstance(row, dict) or "run_key" not in row:
             raise IrnoError(f"{path}: not a ROMA metrics.json (no run_key)")
     return pd.DataFrame(rows).set_index("run_key", drop=False)
@@ -83,14 +96,6 @@ def _experiment_frame(plan: StudyPlan, metrics: pd.DataFrame, name: str) -> pd.D
     return joined
 
 
-def _vary_label(entry: pd.Series, keys: list[str]) -> str:
-    return ", ".join(f"{k.split('.')[1]}={entry[k]}" for k in keys)
-
-
-def _vary_keys(frame: pd.DataFrame) -> list[str]:
-    return [c for c in frame.columns if c.startswith(("model.", "train."))]
-
-
 # ----------------------------------------------------------------------------- tables
 
 
@@ -98,33 +103,25 @@ def build_tables(plan: StudyPlan, metrics: pd.DataFrame) -> dict[str, pd.DataFra
     tables = {"results": metrics.reset_index(drop=True)}
     data_noise = _experiment_frame(plan, metrics, "data_noise")
     if not data_noise.empty:
-        table = data_noise.pivot_table(index="model", columns=["nodes", "noise_eta"], values="smspe", observed=True)
-        table.columns = [f"N={n}, eta={eta:g}" for n, eta in table.columns]
+        table = data_noise.pivot_table(
+            index="model", columns=["dataset", "nodes", "noise_eta"], values="smspe", observed=True
+        )
+        table.columns = [f"{d} (N={n}), eta={eta:g}" for d, n, eta in table.columns]
         tables["smspe"] = table.reset_index()
+    effective = _experiment_frame(plan, metrics, "effective_dynamics")
+    if not effective.empty:
+        columns = ["dataset", "model", "pde", "width", "reference_parameters", "smspe", "loss_pde", "loss_gpde"]
+        tables["effective_dynamics"] = effective[columns].sort_values(["dataset", "model"]).reset_index(drop=True)
     if "parameter_scaling" in plan.experiments:
         tables["scaling"] = _scaling_table(plan, metrics, data_noise)
     ablations = []
-    for name in ("effective_dynamics", "positional"):
+    for name in ("positional", "graph_encodings"):
         frame = _experiment_frame(plan, metrics, name)
         if frame.empty:
             continue
-        frame["setting"] = frame.apply(_vary_label, axis=1, keys=_vary_keys(frame))
         frame["experiment"] = name
-        ablations.append(
-            frame[
-                [
-                    "experiment",
-                    "dataset",
-                    "model",
-                    "setting",
-                    "parameters",
-                    "smspe",
-                    "smspe_clean",
-                    "smspe_persistence",
-                    "pde_residual_rms",
-                ]
-            ]
-        )
+        columns = ["experiment", "dataset", "model", "setting", "reference_parameters", "smspe", "smspe_persistence"]
+        ablations.append(frame[columns])
     if ablations:
         tables["ablations"] = pd.concat(ablations, ignore_index=True)
     return tables
@@ -134,22 +131,27 @@ def _scaling_table(plan: StudyPlan, metrics: pd.DataFrame, data_noise: pd.DataFr
     rows = []
     frame = _experiment_frame(plan, metrics, "parameter_scaling")
     for (dataset, model), group in frame.groupby(["dataset", "model"], observed=True):
-        rows.append(
-            {
-                "experiment": "parameter_scaling",
-                "against": "parameters",
-                "dataset": dataset,
-                "model": model,
-                "noise_eta": group["noise_eta"].iloc[0],
-                **fit_power_law(group["parameters"], group["smspe"]),
-            }
-        )
+        for loss in ("smspe", "loss_pde"):
+            values = group[loss].astype(float)
+            if values.notna().all():
+                rows.append(
+                    {
+                        "experiment": "parameter_scaling",
+                        "loss": loss,
+                        "against": "parameters",
+                        "dataset": dataset,
+                        "model": model,
+                        "noise_eta": group["noise_eta"].iloc[0],
+                        **fit_power_law(group["reference_parameters"], values),
+                    }
+                )
     if not data_noise.empty:
         for (model, eta), group in data_noise.groupby(["model", "noise_eta"], observed=True):
             if group["nodes"].nunique() >= 3:
                 rows.append(
                     {
                         "experiment": "data_noise",
+                        "loss": "smspe",
                         "against": "nodes",
                         "dataset": "all",
                         "model": model,
@@ -223,14 +225,13 @@ def write_figures(
 def _training_curves(plan, metrics, logs, plt, sns):
     names = list(plan.experiments)
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), squeeze=False)
-    for ax, name in zip(axes[0], names):
+    for ax, name in zip(axes[0], names, strict=True):
         frame = _experiment_frame(plan, metrics, name)
-        keys = _vary_keys(frame)
-        frame["setting"] = frame["dataset"] + " " + frame.apply(_vary_label, axis=1, keys=keys)
+        frame["setting"] = frame["dataset"] + " " + frame["setting"]
         curves = logs.merge(frame[["run", "model", "setting"]], left_on="run_key", right_on="run")
         sns.lineplot(
             data=curves,
-            x="epoch",
+            x="step",
             y="valid_smspe",
             hue="model",
             style="setting",
@@ -254,10 +255,11 @@ def _scaling_figure(plan, metrics, plt, sns):
     fig, ax = plt.subplots(figsize=(4.8, 3.6))
     palette = sns.color_palette("colorblind")
     for i, ((dataset, model), group) in enumerate(frame.groupby(["dataset", "model"], observed=True)):
-        fit = fit_power_law(group["parameters"], group["smspe"])
-        x = np.geomspace(group["parameters"].min(), group["parameters"].max(), 50)
+        parameters = group["reference_parameters"]
+        fit = fit_power_law(parameters, group["smspe"])
+        x = np.geomspace(parameters.min(), parameters.max(), 50)
         label = f"{dataset} {model}: exponent {fit['exponent']:.3f} ± {fit['exponent_se']:.3f}"
-        ax.plot(group["parameters"], group["smspe"], "o", color=palette[i % len(palette)])
+        ax.plot(parameters, group["smspe"], "o", color=palette[i % len(palette)])
         ax.plot(
             x, np.exp(fit["intercept"]) * x ** (-fit["exponent"]), "-", color=palette[i % len(palette)], label=label
         )
@@ -267,8 +269,8 @@ def _scaling_figure(plan, metrics, plt, sns):
     # (matplotlib's default minor labels) and have no others, which would overlap.
     for axis in (ax.xaxis, ax.yaxis):
         axis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
-    ax.set_xlabel("parameters")
-    ax.set_ylabel("test sMSPE")
+    ax.set_xlabel("parameters (as the reference counts them)")
+    ax.set_ylabel("test sMSPE (clean)")
     ax.legend(fontsize=6)
     return fig
 
@@ -285,19 +287,17 @@ def _attention_figure(paths, metrics, plt):
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False)
     for ax in axes.ravel()[len(maps) :]:
         ax.set_visible(False)
-    for ax, item in zip(axes.ravel(), maps):
+    for ax, item in zip(axes.ravel(), maps, strict=False):  # a grid cell per map, spare cells hidden
         key = str(item["run_key"])
         # fine nodes grouped by their coarse node, hubs first inside a group
         order = np.lexsort((-item["degree"], item["assignment"].argmax(axis=1)))
         image = ax.imshow(item["fine_to_coarse"][order], aspect="auto", cmap="viridis", interpolation="nearest")
         ax.grid(False)
-        for boundary in np.cumsum(item["coarse_nodes"])[:-1]:
-            ax.axvline(boundary - 0.5, color="white", linewidth=1)
         row = metrics.loc[key] if key in metrics.index else None
         ax.set_title(
             key if row is None else f"{row['dataset']} (N={row['nodes']}), eta={row['noise_eta']:g}", fontsize=8
         )
-        ax.set_xlabel("coarse token (level 1 | level 2 ...)")
+        ax.set_xlabel("coarse token")
         ax.set_ylabel("fine node (by coarse assignment)")
         fig.colorbar(image, ax=ax, label="attention")
     return fig

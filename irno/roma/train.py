@@ -1,30 +1,31 @@
-"""Training of a graph operator on random-walk subgraphs of a Kuramoto dataset.
+"""Training of a graph operator on random-walk subgraphs of a dataset (the reference's train.py, in torch).
 
-Data split (by nodes, as the reference code does; deterministic in ``train.split_seed``):
+Data split (by nodes, as the reference does; deterministic in ``train.split_seed``):
 ``valid_subgraphs`` + ``test_subgraphs`` random-walk subgraphs of ``subgraph_nodes`` nodes are
-held out; training samples subgraphs of the graph induced on the remaining nodes. Every window
-uses all frames of the series, so train and test differ in nodes, not in time.
+held out; training draws subgraphs of the graph induced on the remaining nodes. Every window
+uses all frames, so train and test differ in nodes, not in time.
 
-One sample is a subgraph and a window end t: the input is each node's phases theta(t - kappa + 1
-.. t) with multiplicative noise x exp(sqrt(eta) xi) (inputs only, as the reference code), the
-target is theta(t + 1 .. t + horizon). Phases are unwrapped and grow like omega t, so the model
-sees the history relative to its last (noisy) value, in units of s * kappa where s is the rms
-frame-to-frame change of the training nodes, plus the phases on the circle, which the coupling
-sin(theta_j - theta_i) depends on; it predicts the change:
+A step takes one subgraph (kept for ``subgraph_reuse`` steps) and ``windows`` window ends e,
+uniform in [history, T - history): the input is each node's values at e - history + 1 .. e, the
+target its value at e + 1, both with multiplicative noise x exp(sqrt(eta) xi) (in training only);
+the model also gets the absolute time e. The loss is
 
-    features = [(x - x_last) / (s kappa), cos x, sin x]   (B, n, 3 kappa)
-    y_hat    = x_last + s u(tau / horizon)                (B, n, horizon)
+    sMSPE over all tokens (coarse ones weighted by ``coarse_weight``, the reference's 0)
+    + pde_weight mean r^2 + gpde_weight mean (dr/d(t, x))^2             (learned PDE)
+    + multiscale_weight (w_S H(S) + w_A H(A') + w_link L_link)             (roma)
 
-The data loss is the paper's sMSPE on the phases themselves, mean((|y - y_hat| / (|y| + |y_hat|
-+ 1e-4))^2). ROMA adds the same loss on coarse tokens (targets coarse-grained with the detached
-assignment, so the assignment cannot make the targets easy), the assignment entropy and link
-prediction losses, and, for the effective-dynamics experiment, the learned-PDE residual.
+with sMSPE = (|y - y_hat| / (|y| + |y_hat| + 1e-4))^2 per token (coarse targets y S (m / n)).
+AdamW (``betas``, ``eps``, ``weight_decay``) on gradients clipped element-wise to
+[-grad_clip, grad_clip]; a parameter whose gradient has a NaN gets a zero gradient that step.
+The learning rate rises linearly from 0 to ``lr`` over w = min(warmup_steps, steps / 2) steps,
+falls linearly to ``min_lr`` by step steps - w and to ``final_lr`` at the end. The last model
+is kept (``checkpoint.pt``); every ``log_every`` steps ``train_log.csv`` gets the mean training
+losses and the validation sMSPE (clean, fine tokens).
 
-Checkpointing follows the IRNO trainer: ``last.pt`` (model, optimiser, scheduler, best weights,
-log history, a hash of the settings and of the dataset) is replaced atomically after every epoch,
-and a job started again on the same folder resumes from it; every epoch draws its samples from
-its own generator (seed, epoch), so a resumed run is identical to an uninterrupted one.
-Outputs: ``checkpoint.pt`` (best validation sMSPE) and ``train_log.csv``.
+Resume: `ResumeState` keeps ``last.pt`` (model, optimiser, step, log rows, a hash of the settings
+and the data) every ``checkpoint_every`` steps. Every step draws its subgraph, windows, noise and
+input functions from generators seeded by (seed, step), so the random state is the step count
+and a resumed run is identical to an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -42,45 +43,47 @@ import scipy.sparse as sp
 import torch
 
 from irno.roma.config import RunConfig, TrainConfig, run_key
-from irno.roma.graphs import induced_subgraph, positional_encoding, random_walk_subgraph
-from irno.roma.kuramoto import KuramotoData, load
-from irno.roma.models import Forecast, GraphOperator, build_model, count_parameters
+from irno.roma.datasets import Dataset, load, load_encodings
+from irno.roma.graphs import induced_subgraph, random_walk_subgraph
+from irno.roma.models import GraphOperator, Output, build_model, count_parameters, reference_parameter_count
 from irno.utils import IrnoError, atomic_path, seed_everything, select_device, stable_hash, to_dict
 
 log = logging.getLogger("irno.roma")
 
-FEATURES_PER_FRAME = 3  # relative phase, cos, sin
-
 LOG_COLUMNS = [
     "run_key",
-    "epoch",
+    "step",
     "loss",
     "loss_data",
     "loss_coarse",
-    "loss_entropy",
-    "loss_link",
     "loss_pde",
+    "loss_gpde",
+    "loss_entropy",
+    "loss_coarse_entropy",
+    "loss_link",
     "valid_smspe",
     "lr",
     "seconds",
-    "skipped_steps",
-    "best",
+    "zeroed_gradients",
 ]
+POOL_LOSSES = ("entropy", "coarse_entropy", "link")
+EVALUATION_SEED = 1 << 20  # the input functions of every evaluation (the reference's fixed key)
 
 
 def smspe(y: torch.Tensor, y_hat: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
-    """Symmetric mean squared percentage error, mean((|y - y_hat| / (|y| + |y_hat| + eps))^2)."""
-    return ((y - y_hat).abs() / (y.abs() + y_hat.abs() + eps)).square().mean()
+    """Elementwise (|y - y_hat| / (|y| + |y_hat| + eps))^2; its mean is the sMSPE."""
+    return ((y - y_hat).abs() / (y.abs() + y_hat.abs() + eps)).square()
 
 
-def lr_factor(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up from 0 over warmup_fraction of the steps, then linear decay to final_lr_fraction."""
-    total = cfg.total_steps
-    warmup = int(cfg.warmup_fraction * total)
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 1.0 - (1.0 - cfg.final_lr_fraction) * min(1.0, progress)
+def learning_rate(step: int, cfg: TrainConfig) -> float:
+    """Linear 0 -> lr over w steps, lr -> min_lr until steps - w, min_lr -> final_lr over the last w."""
+    w = min(cfg.warmup_steps, cfg.steps / 2)
+    decay = cfg.steps - 2 * w
+    if step < w:
+        return cfg.lr * step / w
+    if step < w + decay:
+        return cfg.lr + (cfg.min_lr - cfg.lr) * (step - w) / decay
+    return cfg.min_lr + (cfg.final_lr - cfg.min_lr) * min(1.0, (step - w - decay) / w) if w else cfg.final_lr
 
 
 # ----------------------------------------------------------------------------- data: split and batches
@@ -94,7 +97,7 @@ class Split:
     test: list[np.ndarray]
 
 
-def split_nodes(data: KuramotoData, cfg: TrainConfig) -> Split:
+def split_nodes(data: Dataset, cfg: TrainConfig) -> Split:
     n, size = data.num_nodes, cfg.subgraph_nodes
     held_out = cfg.valid_subgraphs + cfg.test_subgraphs
     if (held_out + 1) * size > n:
@@ -114,263 +117,252 @@ def split_nodes(data: KuramotoData, cfg: TrainConfig) -> Split:
     )
 
 
-def window_ends(data: KuramotoData, cfg: TrainConfig) -> tuple[int, int]:
-    """Smallest and largest last input frame of a window."""
-    lo, hi = cfg.history - 1, data.num_frames - 1 - cfg.horizon
+def window_ends(data: Dataset, cfg: TrainConfig) -> tuple[int, int]:
+    """Smallest and largest last input frame of a training window (the reference's [kappa, T - kappa))."""
+    lo, hi = cfg.history, data.num_frames - cfg.history - 1
     if hi < lo:
         raise IrnoError(
-            f"train.history + train.horizon = {cfg.history + cfg.horizon} frames exceed the "
-            f"dataset's {data.num_frames} (dynamics.frames)"
+            f"train.history = {cfg.history}: windows need at least {2 * cfg.history + 1} frames, "
+            f"the dataset has {data.num_frames}"
         )
     return lo, hi
 
 
-def evaluation_ends(data: KuramotoData, cfg: TrainConfig) -> np.ndarray:
-    lo, hi = window_ends(data, cfg)
-    return np.unique(np.linspace(lo, hi, cfg.eval_windows).round().astype(np.int64))
+def evaluation_ends(data: Dataset, cfg: TrainConfig) -> np.ndarray:
+    """``eval_windows`` evenly spaced window ends from history to T - history (the reference's)."""
+    window_ends(data, cfg)
+    return np.unique(np.linspace(cfg.history, data.num_frames - cfg.history, cfg.eval_windows).astype(np.int64))
 
 
-def increment_scale(data: KuramotoData, nodes: np.ndarray) -> float:
-    """rms of theta(t + 1) - theta(t) over (up to 10^4 of) the given nodes and all frames."""
-    sample = nodes[np.linspace(0, nodes.size - 1, min(nodes.size, 10_000)).astype(np.int64)]
-    scale = float(np.sqrt(np.mean(np.diff(data.phases[sample].astype(np.float64), axis=1) ** 2)))
-    if not math.isfinite(scale) or scale <= 0:
-        raise IrnoError("the dataset's phases do not change between frames; nothing to forecast")
-    return scale
+@dataclass
+class Subgraph:
+    nodes: np.ndarray  # (n,) global ids
+    edges: torch.Tensor  # (2, E) senders, receivers (local ids), self loops included
+    adjacency: torch.Tensor  # (n, n) 0/1 with self loops
+
+    @classmethod
+    def of(cls, data: Dataset, nodes: np.ndarray, device: torch.device) -> Subgraph:
+        adj = induced_subgraph(data.adjacency, nodes) + sp.identity(nodes.size, format="csr")
+        coo = adj.tocoo()
+        edges = torch.as_tensor(np.stack([coo.col, coo.row]), dtype=torch.long, device=device)
+        return cls(nodes, edges, torch.as_tensor((adj > 0).toarray(), dtype=torch.float32, device=device))
 
 
 @dataclass
 class Batch:
-    history: torch.Tensor  # (B, n, 3 kappa) features of the input phases
-    pe: torch.Tensor  # (B, n, P)
-    adj: torch.Tensor  # (B, n, n) 0/1
-    last: torch.Tensor  # (B, n) last (noisy) input phase
-    target: torch.Tensor  # (B, n, H) phases
-
-    def to(self, device: torch.device) -> Batch:
-        return Batch(*(t.to(device) for t in (self.history, self.pe, self.adj, self.last, self.target)))
+    history: torch.Tensor  # (B, n, k)
+    target: torch.Tensor  # (B, n)
+    time: torch.Tensor  # (B,) absolute time (frame index) of the last input frame
+    encodings: torch.Tensor | None  # (B, n, P)
 
 
-def assemble(
-    data: KuramotoData,
-    node_sets: list[np.ndarray],
+def make_batch(
+    data: Dataset,
+    sub: Subgraph,
     ends: np.ndarray,
-    cfg: RunConfig,
-    scale: float,
+    history: int,
+    encodings: np.ndarray | None,
+    device: torch.device,
     *,
     noise_eta: float = 0.0,
+    noisy_targets: bool = True,
     rng: np.random.Generator | None = None,
-    flip_signs: bool = False,
 ) -> Batch:
-    """Windows ending at ends[g] (G, W) on subgraphs node_sets[g] -> a batch of G * W samples.
-
-    `rng` draws the input noise (when noise_eta > 0) and, with `flip_signs` (training), random
-    signs of the Laplacian eigenvectors.
-    """
-    t = cfg.train
-    past = np.arange(-t.history + 1, 1)
-    ahead = np.arange(1, t.horizon + 1)
-    histories, targets, pes, adjs = [], [], [], []
-    for nodes, window_end in zip(node_sets, ends):
-        histories.append(data.phases[nodes[None, :, None], window_end[:, None, None] + past])  # (W, n, kappa)
-        targets.append(data.phases[nodes[None, :, None], window_end[:, None, None] + ahead])  # (W, n, H)
-        sub = induced_subgraph(data.adjacency, nodes)
-        pe = positional_encoding(sub, cfg.model.pe_kinds, cfg.model.pe_dim, rng if flip_signs else None)  # (n, P)
-        pes.append(np.broadcast_to(pe, (len(window_end), *pe.shape)))
-        adjs.append(np.broadcast_to(sub.toarray(), (len(window_end), len(nodes), len(nodes))))
-    history = np.concatenate(histories).astype(np.float64)
+    """Windows ending at `ends` (B,) on the subgraph; noise x exp(sqrt(eta) xi) from `rng`."""
+    past = np.arange(-history + 1, 1)
+    x = data.values[sub.nodes[None, :, None], ends[:, None, None] + past].astype(np.float64)  # (B, n, k)
+    y = data.values[sub.nodes[None, :], ends[:, None] + 1].astype(np.float64)  # (B, n)
     if noise_eta > 0:
-        history = history * np.exp(math.sqrt(noise_eta) * rng.standard_normal(history.shape))
-    last = history[..., -1]
-    features = np.concatenate(
-        [(history - last[..., None]) / (scale * t.history), np.cos(history), np.sin(history)], axis=-1
+        x = x * np.exp(math.sqrt(noise_eta) * rng.standard_normal(x.shape))
+        if noisy_targets:
+            y = y * np.exp(math.sqrt(noise_eta) * rng.standard_normal(y.shape))
+    as_tensor = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32), device=device)  # noqa: E731
+    pe = None
+    if encodings is not None:
+        pe = as_tensor(encodings[sub.nodes]).expand(len(ends), -1, -1)
+    return Batch(as_tensor(x), as_tensor(y), as_tensor(ends), pe)
+
+
+def run(model: GraphOperator, sub: Subgraph, batch: Batch, *, seed: int, pde: bool, attention: bool = False) -> Output:
+    """The model on a batch, its input functions drawn from `seed`."""
+    generator = torch.Generator(device=batch.history.device).manual_seed(seed)
+    return model(
+        batch.history,
+        batch.time,
+        sub.edges,
+        sub.adjacency,
+        batch.encodings,
+        generator=generator,
+        pde=pde,
+        attention=attention,
     )
-    as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
-    return Batch(
-        as_tensor(features),
-        as_tensor(np.concatenate(pes)),
-        as_tensor(np.concatenate(adjs)),
-        as_tensor(last),
-        as_tensor(np.concatenate(targets)),
-    )
 
 
-def lead_times(cfg: TrainConfig, device: torch.device) -> torch.Tensor:
-    return torch.arange(1, cfg.horizon + 1, device=device, dtype=torch.float32) / cfg.horizon  # (H,)
+def coarse_targets(out: Output, batch: Batch) -> torch.Tensor:
+    """(B, m) targets of the coarse tokens: y S (m / n), as their inputs are coarse-grained."""
+    s = out.renormalised.assignment
+    return (batch.target.unsqueeze(1) @ s).squeeze(1) * (s.shape[-1] / s.shape[1])
 
 
-def coarse_targets(out: Forecast, batch: Batch) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """[(target, last)] coarse-grained level by level with the detached assignments: weighted
-    means y_c = S^T y / S^T 1, shapes (B, m, H) and (B, m, 1)."""
-    y, last, pairs = batch.target, batch.last.unsqueeze(-1), []
-    for level in out.levels:
-        s = level.assignment.detach()
-        w = s / s.sum(dim=1, keepdim=True).clamp_min(1e-9)  # (B, n_l, m): columns sum to 1
-        y, last = w.transpose(1, 2) @ y, w.transpose(1, 2) @ last
-        pairs.append((y, last))
-    return pairs
-
-
-def objective(model: GraphOperator, batch: Batch, cfg: RunConfig, scale: float) -> tuple[torch.Tensor, dict]:
-    """Training loss and its parts (detached floats)."""
-    lead = lead_times(cfg.train, batch.history.device)
-    out = model(batch.history, batch.pe, batch.adj, lead, pde=cfg.model.learned_pde)
-    prediction = batch.last.unsqueeze(-1) + scale * out.fine  # (B, n, H)
-    parts = {"data": smspe(batch.target, prediction)}
-    loss = parts["data"]
+def objective(model: GraphOperator, sub: Subgraph, batch: Batch, cfg: RunConfig, seed: int):
+    """Training loss and its parts (floats; ``data`` and ``coarse`` are sMSPE means)."""
     t = cfg.train
-    if out.levels:
-        coarse = [smspe(y, last + scale * u) for (y, last), u in zip(coarse_targets(out, batch), out.coarse)]
-        parts["coarse"] = torch.stack(coarse).mean()
-        parts["entropy"] = torch.stack([level.entropy for level in out.levels]).sum()
-        parts["link"] = torch.stack([level.link for level in out.levels]).sum()
-        loss = (
-            loss
-            + t.coarse_weight * parts["coarse"]
-            + t.entropy_weight * parts["entropy"]
-            + t.link_weight * parts["link"]
-        )
-    if out.pde_residual is not None:
-        parts["pde"] = out.pde_residual.square().mean()
-        loss = loss + t.pde_weight * parts["pde"]
+    out = run(model, sub, batch, seed=seed, pde=cfg.model.learned_pde)
+    fine = smspe(batch.target, out.fine)  # (B, n)
+    parts = {"data": fine.mean()}
+    total, count = fine.sum(), fine.numel()
+    if out.renormalised is not None:
+        coarse = smspe(coarse_targets(out, batch), out.coarse)  # (B, m)
+        parts["coarse"] = coarse.mean()
+        total, count = total + t.coarse_weight * coarse.sum(), count + coarse.numel()
+    loss = total / count
+    if out.pde_loss is not None:
+        parts["pde"], parts["gpde"] = out.pde_loss, out.pde_gradient_loss
+        loss = loss + t.pde_weight * out.pde_loss + t.gpde_weight * out.pde_gradient_loss
+    if out.renormalised is not None:
+        losses = out.renormalised.losses
+        parts.update(zip(POOL_LOSSES, losses, strict=True))
+        loss = loss + t.multiscale_weight * (torch.as_tensor(t.pool_weights, device=losses.device) * losses).sum()
     return loss, {k: float(v.detach()) for k, v in parts.items()}
 
 
-@torch.no_grad()
-def predict(model: GraphOperator, batch: Batch, cfg: RunConfig, scale: float, *, attention: bool = False):
-    """(prediction (B, n, H), forecast) without gradients."""
-    out = model(batch.history, batch.pe, batch.adj, lead_times(cfg.train, batch.history.device), attention=attention)
-    return batch.last.unsqueeze(-1) + scale * out.fine, out
+def sanitise_gradients(model: torch.nn.Module, clip: float) -> int:
+    """Zero the gradient of every parameter whose gradient has a NaN, clip the rest element-wise;
+    the number zeroed."""
+    zeroed = 0
+    for p in model.parameters():
+        if p.grad is None:
+            continue
+        if torch.isnan(p.grad).any():
+            p.grad.zero_()
+            zeroed += 1
+        p.grad.clamp_(-clip, clip)
+    return zeroed
+
+
+# ----------------------------------------------------------------------------- resume
+
+
+class ResumeState:
+    """A training's resume point, ``last.pt``: model, optimiser, the step reached, the log rows and a
+    fingerprint of the settings and data (a file with another fingerprint is ignored). The random
+    state needs no saving: every step seeds its own generators from (seed, step)."""
+
+    def __init__(self, path: Path, fingerprint: str):
+        self.path, self.fingerprint = path, fingerprint
+
+    def load(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict]]:
+        """(step to continue from, log rows so far); (0, []) without a matching file."""
+        if not self.path.exists():
+            return 0, []
+        saved = torch.load(self.path, map_location="cpu", weights_only=True)
+        if saved.get("fingerprint") != self.fingerprint:
+            log.info("%s is from other settings or data; starting afresh", self.path)
+            return 0, []
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        log.info("resuming at step %d", saved["step"])
+        return saved["step"], saved["rows"]
+
+    def save(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int, rows: list[dict]) -> None:
+        state = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "step": step,
+            "rows": rows,
+            "fingerprint": self.fingerprint,
+        }
+        with atomic_path(self.path) as tmp:
+            torch.save(state, tmp)
 
 
 # ----------------------------------------------------------------------------- the training loop
 
 
-def train(cfg: RunConfig, data_path: str | os.PathLike, out_dir: str | os.PathLike) -> dict:
+def train(
+    cfg: RunConfig,
+    data_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    encodings_path: str | os.PathLike | None = None,
+) -> dict:
     """Train (or resume) one run; write checkpoint.pt and train_log.csv into out_dir."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     data = load(data_path)
+    encodings = read_encodings(cfg, data, encodings_path)
     key = run_key(to_dict(cfg))
     t = cfg.train
     device = select_device(t.device)
     split = split_nodes(data, t)
     lo, hi = window_ends(data, t)
-    scale = increment_scale(data, split.train_nodes)
     valid_ends = evaluation_ends(data, t)
-    valid_rng = np.random.default_rng([t.seed, 1 << 20])
-    valid = [
-        assemble(data, [nodes], valid_ends[None], cfg, scale, noise_eta=t.noise_eta, rng=valid_rng).to(device)
-        for nodes in split.valid
-    ]
+    valid = []
+    for nodes in split.valid:
+        sub = Subgraph.of(data, nodes, device)
+        valid.append((sub, make_batch(data, sub, valid_ends, t.history, encodings, device)))
 
     seed_everything(t.seed)
-    model = build_model(cfg.model, FEATURES_PER_FRAME * t.history).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, t))
-    resume_hash = stable_hash([to_dict(cfg), data.settings_hash])
-    state = {"epoch": 0, "history": [], "best_state": None, "best_epoch": -1, "best_valid": math.inf}
-    last_path = out_dir / "last.pt"
-    if last_path.exists():
-        saved = torch.load(last_path, map_location="cpu", weights_only=True)
-        if saved.get("resume_hash") == resume_hash:
-            model.load_state_dict(saved["model"])
-            optimizer.load_state_dict(saved["optimizer"])
-            scheduler.load_state_dict(saved["scheduler"])
-            state = {k: saved[k] for k in state}
-            log.info("%s: resuming after epoch %d", key, state["epoch"])
-        else:
-            log.info("%s: %s is from other settings or data; starting afresh", key, last_path)
-
+    encoding_dim = 0 if encodings is None else encodings.shape[1]
+    model = build_model(cfg.model, t.history, t.subgraph_nodes, encoding_dim).to(device)
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=t.lr,
+        betas=tuple(t.betas),
+        eps=t.eps,
+        weight_decay=t.weight_decay,
+    )
+    resume = ResumeState(out_dir / "last.pt", stable_hash([to_dict(cfg), data.settings_hash]))
+    start, rows = resume.load(model, optimizer)
     log.info(
-        "%s: %d parameters, %d training nodes, subgraphs of %d, increment scale %.3g",
+        "%s: %d parameters (%d as the reference counts them), %d training nodes, subgraphs of %d",
         key,
         count_parameters(model),
+        reference_parameter_count(model),
         split.train_nodes.size,
         t.subgraph_nodes,
-        scale,
     )
-    for epoch in range(state["epoch"], t.epochs):
-        started = time.time()
-        rng = np.random.default_rng([t.seed, epoch])
+    sums, steps, zeroed, started, sub = {}, 0, 0, time.time(), None
+    for step in range(start, t.steps):
+        if sub is None or step % t.subgraph_reuse == 0:
+            draw = np.random.default_rng([t.seed, step // t.subgraph_reuse, 1])
+            local = random_walk_subgraph(split.train_adjacency, t.subgraph_nodes, t.walk_length, draw)
+            sub = Subgraph.of(data, split.train_nodes[local], device)
+        rng = np.random.default_rng([t.seed, step])
+        ends = rng.integers(lo, hi + 1, size=t.windows)
+        batch = make_batch(data, sub, ends, t.history, encodings, device, noise_eta=t.noise_eta, rng=rng)
+        lr = learning_rate(step, t)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
         model.train()
-        sums, steps, skipped = {}, 0, 0
-        for _ in range(t.steps_per_epoch):
-            node_sets = [
-                split.train_nodes[random_walk_subgraph(split.train_adjacency, t.subgraph_nodes, t.walk_length, rng)]
-                for _ in range(t.subgraphs_per_step)
-            ]
-            ends = rng.integers(lo, hi + 1, size=(t.subgraphs_per_step, t.windows_per_subgraph))
-            batch = assemble(data, node_sets, ends, cfg, scale, noise_eta=t.noise_eta, rng=rng, flip_signs=True)
-            batch = batch.to(device)
-            loss, parts = objective(model, batch, cfg, scale)
-            optimizer.zero_grad(set_to_none=True)
-            if not torch.isfinite(loss):
-                skipped += 1
-                scheduler.step()  # keep the schedule aligned with the step count
-                continue
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            steps += 1
-            for name, value in {"loss": float(loss.detach()), **parts}.items():
-                sums[name] = sums.get(name, 0.0) + value
-        if steps == 0:
-            raise IrnoError(f"{key}: every step of epoch {epoch} had a non-finite loss (try a lower train.lr)")
-        model.eval()
-        valid_smspe = float(np.mean([float(smspe(b.target, predict(model, b, cfg, scale)[0])) for b in valid]))
-        best = valid_smspe < state["best_valid"]
-        if best:
-            state.update(
-                best_valid=valid_smspe,
-                best_epoch=epoch,
-                best_state={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-            )
-        row = {
-            "run_key": key,
-            "epoch": epoch,
-            "valid_smspe": valid_smspe,
-            "lr": optimizer.param_groups[0]["lr"],
-            "seconds": time.time() - started,
-            "skipped_steps": skipped,
-            "best": best,
-        }
-        row.update({("loss" if k == "loss" else f"loss_{k}"): v / steps for k, v in sums.items()})
-        state["history"].append(row)
-        state["epoch"] = epoch + 1
-        log.info(
-            "%s epoch %d: loss %.4g, valid sMSPE %.4g%s",
-            key,
-            epoch,
-            row["loss"],
-            valid_smspe,
-            " (best)" if best else "",
-        )
-        with atomic_path(last_path) as tmp:
-            torch.save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "resume_hash": resume_hash,
-                    **state,
-                },
-                tmp,
-            )
+        loss, parts = objective(model, sub, batch, cfg, seed=int(rng.integers(1 << 62)))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        zeroed += sanitise_gradients(model, t.grad_clip)
+        optimizer.step()
+        steps += 1
+        for name, value in {"loss": float(loss.detach()), **parts}.items():
+            sums[name] = sums.get(name, 0.0) + value
+        if (step + 1) % t.log_every == 0 or step + 1 == t.steps:
+            row = {"run_key": key, "step": step + 1, "valid_smspe": validate(model, valid, cfg), "lr": lr}
+            row.update({("loss" if k == "loss" else f"loss_{k}"): v / steps for k, v in sums.items()})
+            row.update(seconds=time.time() - started, zeroed_gradients=zeroed)
+            rows.append(row)
+            log.info("%s step %d: loss %.4g, valid sMSPE %.4g", key, step + 1, row["loss"], row["valid_smspe"])
+            sums, steps, zeroed, started = {}, 0, 0, time.time()
+            if (step + 1) % t.checkpoint_every == 0 or step + 1 == t.steps:
+                resume.save(model, optimizer, step + 1, rows)
 
-    if state["best_state"] is None:
-        raise IrnoError(f"{key}: no epoch reached a finite validation sMSPE (try a lower train.lr)")
-    history = pd.DataFrame(state["history"]).reindex(columns=LOG_COLUMNS)
+    history = pd.DataFrame(rows).reindex(columns=LOG_COLUMNS)
     checkpoint = {
-        "model": state["best_state"],
+        "model": model.state_dict(),
         "settings": to_dict(cfg),
         "run_key": key,
         "data_hash": data.settings_hash,
-        "increment_scale": scale,
-        "epoch": state["best_epoch"],
-        "valid_smspe": state["best_valid"],
+        "encoding_dim": encoding_dim,
+        "step": t.steps,
+        "valid_smspe": float(history["valid_smspe"].iloc[-1]),
         "parameters": count_parameters(model),
+        "reference_parameters": reference_parameter_count(model),
         "train_seconds": float(history["seconds"].sum()),
     }
     with atomic_path(out_dir / "checkpoint.pt") as tmp:
@@ -380,7 +372,25 @@ def train(cfg: RunConfig, data_path: str | os.PathLike, out_dir: str | os.PathLi
     return {k: v for k, v in checkpoint.items() if k not in ("model", "settings")}
 
 
-def load_checkpoint(path: str | os.PathLike, cfg: RunConfig, data: KuramotoData) -> tuple[GraphOperator, dict]:
+@torch.no_grad()
+def validate(model: GraphOperator, valid: list[tuple[Subgraph, Batch]], cfg: RunConfig) -> float:
+    """Clean sMSPE of the fine tokens on the validation subgraphs (fixed input functions)."""
+    model.eval()
+    scores = [float(smspe(b.target, run(model, s, b, seed=EVALUATION_SEED, pde=False).fine).mean()) for s, b in valid]
+    return float(np.mean(scores))
+
+
+def read_encodings(cfg: RunConfig, data: Dataset, path: str | os.PathLike | None) -> np.ndarray | None:
+    """The graph encodings the model reads, or None; names the missing option."""
+    kinds = cfg.model.used_encodings
+    if not kinds:
+        return None
+    if path is None:
+        raise IrnoError(f"model '{cfg.model.kind}' reads graph encodings ({', '.join(kinds)}): pass --encodings")
+    return load_encodings(path, kinds, data)
+
+
+def load_checkpoint(path: str | os.PathLike, cfg: RunConfig, data: Dataset) -> tuple[GraphOperator, dict]:
     """The trained model (eval mode, CPU) and the checkpoint's metadata; checks they belong together."""
     path = Path(path)
     if not path.is_file():
@@ -392,6 +402,6 @@ def load_checkpoint(path: str | os.PathLike, cfg: RunConfig, data: KuramotoData)
         raise IrnoError(
             f"{path}: trained on another dataset (settings hash {ckpt['data_hash']}, this one is {data.settings_hash})"
         )
-    model = build_model(cfg.model, FEATURES_PER_FRAME * cfg.train.history)
+    model = build_model(cfg.model, cfg.train.history, cfg.train.subgraph_nodes, ckpt["encoding_dim"])
     model.load_state_dict(ckpt["model"])
     return model.eval(), {k: v for k, v in ckpt.items() if k != "model"}

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from irno.cli import main
-from irno.roma.config import load_study, plan_study, report_outputs
+from irno.roma.config import load_study, plan_study, reads_encodings, report_outputs
 from irno.utils import read_json, read_yaml
 
 CONFIG = "config/test.yaml"
@@ -20,91 +20,60 @@ def test_study_end_to_end(tmp_path):
     plan = read_json(root / "plan.json")
     for name in plan["datasets"]:
         folder = root / "data" / name
-        assert (
-            main(["roma", "simulate", "--config", str(folder / "settings.yaml"), "--out", str(folder / "kuramoto.h5")])
-            == 0
-        )
+        data = str(folder / "dataset.h5")
+        assert main(["roma", "simulate", "--config", str(folder / "settings.yaml"), "--out", data]) == 0
+        if name in plan["encodings"]:
+            encodings = ["--config", str(folder / "encodings" / "settings.yaml"), "--data", data]
+            assert main(["roma", "encode", *encodings, "--out", str(folder / "encodings" / "encodings.h5")]) == 0
     metrics, logs, attention = [], [], []
     for key, settings in plan["runs"].items():
         run, ev = root / "runs" / key, root / "eval" / key
-        data = str(root / "data" / settings["dataset"] / "kuramoto.h5")
-        assert (
-            main(
-                [
-                    "roma",
-                    "train",
-                    "--config",
-                    str(run / "settings.yaml"),
-                    "--data",
-                    data,
-                    "--out-dir",
-                    str(run),
-                    "--threads",
-                    "1",
-                ]
-            )
-            == 0
-        )
+        folder = root / "data" / settings["dataset"]
+        inputs = ["--config", str(run / "settings.yaml"), "--data", str(folder / "dataset.h5")]
+        if reads_encodings(settings):
+            inputs += ["--encodings", str(folder / "encodings" / "encodings.h5")]
+        assert main(["roma", "train", *inputs, "--out-dir", str(run), "--threads", "1"]) == 0
         extra = ["--attention", str(ev / "attention.npz")] if settings["model"]["kind"] == "roma" else []
-        assert (
-            main(
-                [
-                    "roma",
-                    "evaluate",
-                    "--config",
-                    str(run / "settings.yaml"),
-                    "--data",
-                    data,
-                    "--checkpoint",
-                    str(run / "checkpoint.pt"),
-                    "--metrics",
-                    str(ev / "metrics.json"),
-                    *extra,
-                ]
-            )
-            == 0
-        )
+        checkpoint = ["--checkpoint", str(run / "checkpoint.pt")]
+        assert main(["roma", "evaluate", *inputs, *checkpoint, "--metrics", str(ev / "metrics.json"), *extra]) == 0
         metrics.append(str(ev / "metrics.json"))
         logs.append(str(run / "train_log.csv"))
         attention += extra[1:]
     assert main(["roma", "tables", "--config", CONFIG, "--metrics", *metrics, "--out-dir", str(root / "tables")]) == 0
-    assert (
-        main(
-            [
-                "roma",
-                "figures",
-                "--config",
-                CONFIG,
-                "--metrics",
-                *metrics,
-                "--train-logs",
-                *logs,
-                "--attention",
-                *attention,
-                "--out-dir",
-                str(root / "figures"),
-            ]
-        )
-        == 0
-    )
+    figures = ["--metrics", *metrics, "--train-logs", *logs, "--attention", *attention]
+    assert main(["roma", "figures", "--config", CONFIG, *figures, "--out-dir", str(root / "figures")]) == 0
 
     expected = report_outputs(plan_study(load_study(CONFIG)))
     assert sorted(p.name for p in (root / "tables").iterdir()) == sorted(expected["tables"])
     assert sorted(p.name for p in (root / "figures").iterdir()) == sorted(expected["figures"])
     assert all(p.stat().st_size > 1000 for p in (root / "figures").iterdir())
     results = pd.read_csv(root / "tables" / "results.csv")
-    assert len(results) == len(plan["runs"]) == 6
+    assert len(results) == len(plan["runs"]) == 8
     assert results["smspe"].between(0, 1).all() and results["smspe_persistence"].between(0, 1).all()
+    assert set(results["system"]) == {"kuramoto", "burgers"}
     smspe = pd.read_csv(root / "tables" / "smspe.csv")
     assert list(smspe["model"]) == ["deeponet", "roma"] and smspe.shape[1] == 1 + 1  # one size, one eta
     scaling = pd.read_csv(root / "tables" / "scaling.csv")
     assert scaling["exponent_se"].notna().all() and (scaling["points"] == 3).all()
+    assert set(scaling["loss"]) == {"smspe", "loss_pde"}
     assert "\\begin{tabular}" in (root / "tables" / "ablations.tex").read_text()
     # a second plan leaves the settings alone (the workflow relies on their modification times)
     settings = next((root / "runs").glob("*/settings.yaml"))
     before = settings.stat().st_mtime_ns
     assert main(["roma", "plan", "--config", CONFIG, "--out-dir", str(root)]) == 0
     assert settings.stat().st_mtime_ns == before
+
+
+def test_summary_prints_each_model_and_every_run(capsys):
+    assert main(["roma", "summary", "--config", CONFIG]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    counts = {line.split()[0]: int(line.split()[-1]) for line in lines[1:5]}
+    assert list(counts) == ["deeponet", "deeponet_mp", "nomad_mp", "roma"] and all(c > 0 for c in counts.values())
+    plan = plan_study(load_study(CONFIG))
+    for name, entries in plan.experiments.items():
+        runs = [line for line in lines if line.startswith(f"{name} ")]
+        assert len(runs) == len(entries) and all(e["run"] in line for e, line in zip(entries, runs, strict=True))
+        assert all(int(line.split()[-1]) > 0 for line in runs)
 
 
 def test_write_settings_validates_and_completes(tmp_path, capsys):
@@ -114,21 +83,23 @@ def test_write_settings_validates_and_completes(tmp_path, capsys):
     plan = plan_study(load_study(CONFIG))
     assert write("study", read_yaml(CONFIG)["roma"], tmp_path / "study.yaml") == 0
     written = read_yaml(tmp_path / "study.yaml")["roma"]
-    assert written["train"]["lr"] == 1e-3 and written["experiments"]["data_noise"]["models"] == ["deeponet", "roma"]
+    assert written["train"]["steps"] == 4 and written["experiments"]["data_noise"][0]["models"] == ["deeponet", "roma"]
     assert plan_study(load_study(tmp_path / "study.yaml")).runs == plan.runs  # completed, same runs
     key, run = next(iter(plan.runs.items()))
     assert write("run", run, tmp_path / "run.yaml") == 0 and read_yaml(tmp_path / "run.yaml") == run
     assert write("data", {"graph": {"nodes": 500}}, tmp_path / "data.yaml") == 0
-    assert read_yaml(tmp_path / "data.yaml")["dynamics"]["K"] == 5.0
+    assert read_yaml(tmp_path / "data.yaml")["kuramoto"]["K"] == 5.0
+    assert write("encodings", {"laplacian": 8}, tmp_path / "enc.yaml") == 0
+    assert read_yaml(tmp_path / "enc.yaml")["node2vec"] == 512
 
     assert write("run", {**run, "train": {**run["train"], "epochz": 3}}, tmp_path / "bad_run.yaml") == 1
     assert "unknown config key 'train.epochz'" in capsys.readouterr().err
     assert write("data", {"graph": {"nodes": 5}}, tmp_path / "bad_data.yaml") == 1
     assert "config key 'graph.nodes': 5 is invalid" in capsys.readouterr().err
     study = read_yaml(CONFIG)["roma"]
-    study["experiments"]["positional"]["datasets"] = ["huge"]
+    study["experiments"]["graph_encodings"]["datasets"] = ["huge"]
     assert write("study", study, tmp_path / "bad_study.yaml") == 1
-    assert "roma.experiments.positional.datasets': unknown dataset 'huge'" in capsys.readouterr().err
+    assert "roma.experiments.graph_encodings.datasets': unknown dataset 'huge'" in capsys.readouterr().err
     assert not list(tmp_path.glob("bad_*"))
 
 
@@ -148,5 +119,5 @@ def test_help_lists_the_verbs(capsys):
         main(["roma", "--help"])
     assert exit_info.value.code == 0
     help_text = capsys.readouterr().out
-    for verb in ("plan", "simulate", "train", "evaluate", "tables", "figures"):
+    for verb in ("summary", "plan", "simulate", "encode", "train", "evaluate", "tables", "figures"):
         assert verb in help_text

@@ -1,4 +1,4 @@
-"""Random hyperbolic graphs, random-walk subgraphs and positional encodings."""
+"""Random hyperbolic graphs, random-walk subgraphs and graph encodings (Laplacian eigenvectors, node2vec)."""
 
 import math
 
@@ -7,12 +7,17 @@ import pytest
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
+import irno.roma.graphs as graphs
+from irno.roma.config import EncodingConfig
 from irno.roma.graphs import (
     adjacency,
     disk_radius,
+    graph_encodings,
     hyperbolic_edges,
     induced_subgraph,
-    positional_encoding,
+    laplacian_eigenvectors,
+    minmax,
+    node2vec,
     random_hyperbolic_graph,
     random_walk_subgraph,
     sample_points,
@@ -80,35 +85,52 @@ def test_random_walk_subgraph():
         random_walk_subgraph(a, g.num_nodes + 1, 8, np.random.default_rng(0))
 
 
-def test_positional_encodings_by_hand():
-    # a path 0-1-2-3 plus an isolated node 4
-    a = sp.csr_matrix(
-        np.array([[0, 1, 0, 0, 0], [1, 0, 1, 0, 0], [0, 1, 0, 1, 0], [0, 0, 1, 0, 0], [0, 0, 0, 0, 0]], dtype=float)
-    )
-    pe = positional_encoding(a, ["laplacian", "random_walk"], 3)
-    assert pe.shape == (5, 6) and pe.dtype == np.float32
-    # Laplacian part: eigenvectors of I - D^-1/2 A D^-1/2 for its 3 smallest eigenvalues
-    deg = np.array([1, 2, 2, 1, 0.0])
-    inv = np.where(deg > 0, 1 / np.sqrt(np.maximum(deg, 1)), 0)
-    lap = np.eye(5) - inv[:, None] * a.toarray() * inv[None, :]
-    vectors = pe[:, :3].astype(float)
-    eigenvalues = np.linalg.eigvalsh(lap)[:3]
+def path_with_branch() -> sp.csr_matrix:
+    """0-1-2-3 with 4 hanging off 1: five nodes, connected."""
+    return adjacency(5, np.array([[0, 1], [1, 2], [2, 3], [1, 4]]))
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_laplacian_eigenvectors_by_hand(sparse, monkeypatch):
+    if sparse:  # the Lanczos branch
+        monkeypatch.setattr(graphs, "_DENSE_NODES", 10)
+        g = random_hyperbolic_graph(300, 24 / math.pi, np.random.default_rng(2))
+        a = adjacency(g.num_nodes, g.edges)
+    else:
+        a = path_with_branch()
+    k = 3
+    vectors = laplacian_eigenvectors(a, k, np.random.default_rng(0))
+    assert vectors.shape == (a.shape[0], k)
+    degree = np.asarray(a.sum(axis=1)).ravel()
+    lap = np.eye(a.shape[0]) - a.toarray() / np.sqrt(np.outer(degree, degree))
+    eigenvalues = np.linalg.eigvalsh(lap)[1 : k + 1]  # the 2nd .. (k+1)th smallest: the trivial 0 dropped
     np.testing.assert_allclose(lap @ vectors, vectors * eigenvalues, atol=1e-5)
-    np.testing.assert_allclose(vectors.T @ vectors, np.eye(3), atol=1e-5)
-    # random-walk part: return probabilities diag(P^t), P = D^-1 A, t = 1, 2, 3
-    p = np.where(deg[:, None] > 0, a.toarray() / np.maximum(deg, 1)[:, None], 0)
-    expected = np.stack([np.diag(np.linalg.matrix_power(p, t)) for t in (1, 2, 3)], axis=1)
-    np.testing.assert_allclose(pe[:, 3:], expected, atol=1e-6)
-    assert expected[1, 1] == pytest.approx(0.75)  # 1 -> 0 -> 1 (1/2) or 1 -> 2 -> 1 (1/4)
+    np.testing.assert_allclose(vectors.T @ vectors, np.eye(k), atol=1e-5)
+    np.testing.assert_allclose(vectors.T @ np.sqrt(degree), 0, atol=1e-5)  # orthogonal to the trivial one
+    flipped = laplacian_eigenvectors(a, k, np.random.default_rng(1))  # random signs
+    np.testing.assert_allclose(np.abs(flipped), np.abs(vectors), atol=1e-5)
+    # more than the graph has: zero columns
+    assert (laplacian_eigenvectors(path_with_branch(), 6, np.random.default_rng(0))[:, 4:] == 0).all()
 
 
-def test_positional_encoding_signs_and_padding():
-    a = adjacency(3, np.array([[0, 1], [1, 2]]))
-    plain = positional_encoding(a, ["laplacian"], 5)
-    assert plain.shape == (3, 5) and (plain[:, 3:] == 0).all()  # 3 nodes: 2 columns of padding
-    flipped = positional_encoding(a, ["laplacian"], 5, np.random.default_rng(0))
-    np.testing.assert_allclose(np.abs(flipped), np.abs(plain), atol=1e-6)
-    assert any(
-        not np.allclose(positional_encoding(a, ["laplacian"], 5, np.random.default_rng(s)), plain) for s in range(5)
-    )
-    assert positional_encoding(a, [], 5).shape == (3, 0)
+def test_node2vec_embeds_neighbours_close():
+    g = random_hyperbolic_graph(400, 24 / math.pi, np.random.default_rng(3))
+    a = adjacency(g.num_nodes, g.edges)
+    cfg = EncodingConfig(node2vec=16, epochs=4, batch_nodes=128, lr=0.05, device="cpu")
+    e = node2vec(a, 16, cfg)
+    assert e.shape == (g.num_nodes, 16)
+    e = e / np.linalg.norm(e, axis=1, keepdims=True)
+    rng = np.random.default_rng(0)
+    pairs = rng.integers(g.num_nodes, size=(2000, 2))
+    assert (e[g.edges[:, 0]] * e[g.edges[:, 1]]).sum(1).mean() > (e[pairs[:, 0]] * e[pairs[:, 1]]).sum(1).mean() + 0.2
+    once = EncodingConfig(node2vec=4, epochs=1, batch_nodes=256, device="cpu")
+    np.testing.assert_array_equal(node2vec(a, 4, once), node2vec(a, 4, once))  # seeded
+
+
+def test_graph_encodings_are_min_max_normalised():
+    cfg = EncodingConfig(laplacian=3, node2vec=2, epochs=1, device="cpu")
+    out = graph_encodings(path_with_branch(), cfg)
+    assert out["laplacian"].shape == (5, 3) and out["node2vec"].shape == (5, 2)
+    for array in out.values():  # one minimum and maximum per kind, over the whole graph
+        assert array.dtype == np.float32 and array.min() == 0 and array.max() == pytest.approx(1)
+    assert minmax(np.array([[2.0, 4.0], [3.0, 6.0]])).tolist() == [[0.0, 0.5], [0.25, 1.0]]

@@ -17,7 +17,13 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 from irno.config import seed_dir
-from irno.roma.config import plan_study, report_outputs, study_from_dict
+from irno.roma.config import (
+    plan_study,
+    reads_encodings,
+    report_outputs,
+    settings_files,
+    study_from_dict,
+)
 from irno.study import SPLITS, load_study
 from irno.utils import IrnoError
 
@@ -187,10 +193,7 @@ ROMA_PLAN = roma_plan(config.get("roma"))
 ROMA_DATASETS = ROMA_PLAN.datasets if ROMA_PLAN else {}
 ROMA_RUNS = ROMA_PLAN.runs if ROMA_PLAN else {}
 # the settings files by their folder under ROMA: kind (irno roma write-settings) and settings
-ROMA_SETTINGS = {
-    **{f"data/{name}": ("data", s) for name, s in ROMA_DATASETS.items()},
-    **{f"runs/{key}": ("run", s) for key, s in ROMA_RUNS.items()},
-}
+ROMA_SETTINGS = settings_files(ROMA_PLAN) if ROMA_PLAN else {}
 ROMA = f"{RUN}/roma"
 ROMA_DATA = f"{ROMA}/data/{{roma_dataset}}"
 ROMA_RUNDIR = f"{ROMA}/runs/{{roma_run}}"
@@ -205,7 +208,15 @@ wildcard_constraints:
 
 def roma_dataset(wildcards):
     """The simulated dataset a run trains and is evaluated on."""
-    return f"{ROMA}/data/{ROMA_RUNS[wildcards.roma_run]['dataset']}/kuramoto.h5"
+    return f"{ROMA}/data/{ROMA_RUNS[wildcards.roma_run]['dataset']}/dataset.h5"
+
+
+def roma_encodings(wildcards):
+    """The graph encodings a run reads: {"encodings": path}, or nothing (baselines, no encodings)."""
+    run = ROMA_RUNS[wildcards.roma_run]
+    if not reads_encodings(run):
+        return {}
+    return {"encodings": f"{ROMA}/data/{run['dataset']}/encodings/encodings.h5"}
 
 
 def roma_evaluations():

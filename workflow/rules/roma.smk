@@ -1,6 +1,6 @@
-"""The ROMA study (irno.roma, docs/roma.md): Kuramoto oscillators on random hyperbolic graphs,
-ROMA and its baselines, the paper's four experiments. Optional: without a `roma:` section in the
-config these rules match nothing and `all` leaves the study out.
+"""The ROMA study (irno.roma, docs/roma.md): Kuramoto oscillators and Burgers-like social dynamics
+on random hyperbolic graphs, ROMA and its baselines, the paper's experiments. Optional: without a
+`roma:` section in the config these rules match nothing and `all` leaves the study out.
 
 The section expands into datasets and runs (irno.roma.config.plan_study), each with its own
 settings job whose parameter is the resolved settings. Editing a dataset therefore reruns its
@@ -10,7 +10,8 @@ and outputs (runs with equal settings are shared between experiments). study.yam
 report reads, follows every edit of the section, so the tables and figures always rerun.
 
     results/<run>/roma/study.yaml
-                       data/<dataset>/{settings.yaml, kuramoto.h5}
+                       data/<dataset>/{settings.yaml, dataset.h5}
+                       data/<dataset>/encodings/{settings.yaml, encodings.h5} (datasets ROMA reads them of)
                        runs/<run key>/{settings.yaml, checkpoint.pt, train_log.csv, last.pt}
                        eval/<run key>/{metrics.json, attention.npz (roma runs)}
                        tables/   figures/
@@ -44,7 +45,8 @@ rule roma_study:
 
 
 rule roma_settings:
-    """One dataset's (data/<dataset>) or run's (runs/<run key>) settings.yaml."""
+    """One dataset's (data/<dataset>), graph encodings' (data/<dataset>/encodings) or run's
+    (runs/<run key>) settings.yaml."""
     output:
         f"{ROMA}/{{roma_folder}}/settings.yaml",
     log:
@@ -68,8 +70,8 @@ rule roma_simulate:
     input:
         settings=f"{ROMA_DATA}/settings.yaml",
     output:
-        # an interrupted simulation resumes from .kuramoto.h5.partial beside it
-        data=f"{ROMA_DATA}/kuramoto.h5",
+        # an interrupted Kuramoto simulation resumes from .dataset.h5.partial beside it
+        data=f"{ROMA_DATA}/dataset.h5",
     log:
         f"{LOGS}/roma_simulate/{{roma_dataset}}.log",
     benchmark:
@@ -79,15 +81,39 @@ rule roma_simulate:
     threads: 1
     resources:
         runtime=scaled(240),
-        mem_mb=scaled(16000),
+        mem_mb=scaled(48000),
     shell:
         # scipy's Runge-Kutta stages use BLAS, whose idle threads spin on a busy node
         "OPENBLAS_NUM_THREADS={threads} irno roma simulate --config {input.settings} --out {output.data}"
         " > {log} 2>&1"
 
 
+rule roma_encode:
+    """Laplacian eigenvectors and node2vec of every node of a dataset's graph (node2vec: GPU)."""
+    input:
+        settings=f"{ROMA_DATA}/encodings/settings.yaml",
+        data=rules.roma_simulate.output.data,
+    output:
+        encodings=f"{ROMA_DATA}/encodings/encodings.h5",
+    log:
+        f"{LOGS}/roma_encode/{{roma_dataset}}.log",
+    benchmark:
+        f"{BENCHMARKS}/roma_encode/{{roma_dataset}}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        runtime=scaled(1440),
+        mem_mb=scaled(96000),
+        gpu=1,
+    shell:
+        "OPENBLAS_NUM_THREADS={threads} irno roma encode --config {input.settings} --data {input.data}"
+        " --out {output.encodings} --threads {threads} > {log} 2>&1"
+
+
 rule roma_train:
     input:
+        unpack(roma_encodings),
         settings=f"{ROMA_RUNDIR}/settings.yaml",
         data=roma_dataset,
     output:
@@ -103,17 +129,22 @@ rule roma_train:
         ENV
     threads: 1
     resources:
-        runtime=scaled(720),
-        mem_mb=scaled(64000),
+        runtime=scaled(1440),
+        mem_mb=scaled(96000),
+        gpu=1,
     params:
         run_dir=lambda wc, output: os.path.dirname(output.checkpoint),
+        encodings=lambda wc, input: (
+            f"--encodings {input.encodings}" if "encodings" in input.keys() else ""
+        ),
     shell:
-        "irno roma train --config {input.settings} --data {input.data} --out-dir {params.run_dir}"
-        " --threads {threads} > {log} 2>&1"
+        "irno roma train --config {input.settings} --data {input.data} {params.encodings}"
+        " --out-dir {params.run_dir} --threads {threads} > {log} 2>&1"
 
 
 rule roma_evaluate:
     input:
+        unpack(roma_encodings),
         settings=f"{ROMA_RUNDIR}/settings.yaml",
         data=roma_dataset,
         checkpoint=rules.roma_train.output.checkpoint,
@@ -130,15 +161,20 @@ rule roma_evaluate:
     resources:
         runtime=scaled(60),
         mem_mb=scaled(32000),
+        gpu=1,
     params:
         attention=lambda wc, output: (
             f"--attention {output.evaluation}/attention.npz"
             if ROMA_RUNS[wc.roma_run]["model"]["kind"] == "roma"
             else ""
         ),
+        encodings=lambda wc, input: (
+            f"--encodings {input.encodings}" if "encodings" in input.keys() else ""
+        ),
     shell:
-        "irno roma evaluate --config {input.settings} --data {input.data} --checkpoint {input.checkpoint}"
-        " --metrics {output.evaluation}/metrics.json {params.attention} --threads {threads} > {log} 2>&1"
+        "irno roma evaluate --config {input.settings} --data {input.data} {params.encodings}"
+        " --checkpoint {input.checkpoint} --metrics {output.evaluation}/metrics.json {params.attention}"
+        " --threads {threads} > {log} 2>&1"
 
 
 rule roma_report:
