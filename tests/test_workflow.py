@@ -24,7 +24,7 @@ import yaml
 from workflow_copy import ROOT, copy_workflow, snakemake
 
 from irno.roma.config import EXPERIMENTS as ROMA_EXPERIMENTS
-from irno.roma.config import plan_study, report_outputs, study_from_dict
+from irno.roma.config import expand_study, report_outputs, study_from_dict
 
 PAPER_EXPERIMENTS = 19
 
@@ -54,7 +54,7 @@ def job_counts(dry_run_output: str) -> dict[str, int]:
 
 def roma_plan(config_name: str):
     config = yaml.safe_load((ROOT / "config" / config_name).read_text())
-    return plan_study(study_from_dict(config["roma"]))
+    return expand_study(study_from_dict(config["roma"]))
 
 
 # ----------------------------------------------------------------------------- static checks
@@ -430,7 +430,7 @@ def test_editing_one_roma_experiment_reruns_its_runs_only(test_run):
     (test_run / "edited_roma.yaml").write_text(yaml.safe_dump(config))
     out = snakemake(test_run, "-n", "all", "--configfile", "edited_roma.yaml")
     jobs = scheduled_jobs(out.stdout)
-    new_runs = sorted(set(plan_study(study_from_dict(config["roma"])).runs) - set(plan.runs))
+    new_runs = sorted(set(expand_study(study_from_dict(config["roma"])).runs) - set(plan.runs))
     assert len(new_runs) == 1  # encodings=[]; the run with both is the default, shared and kept
     per_run = sorted((rule, w.get("roma_run") or w["roma_folder"]) for rule, w in jobs if w)
     assert per_run == [

@@ -1,7 +1,7 @@
 """``irno roma <verb>``: the ROMA study's steps, one command per workflow rule.
 
     summary   study YAML                   -> each model's parameter count and every experiment's runs (stdout)
-    plan      study YAML (roma: section)   -> plan.json and every settings.yaml under OUT_DIR
+    expand    study YAML (roma: section)   -> study.json and every settings.yaml under OUT_DIR
     write-settings  one settings mapping (JSON) -> its YAML file (how the workflow writes them, one per job)
     simulate  data settings                -> dataset.h5
     encode    encoding settings + dataset  -> encodings.h5 (Laplacian eigenvectors, node2vec)
@@ -10,7 +10,7 @@
     tables    study YAML + metrics.json... -> results.csv, smspe.*, effective_dynamics.*, scaling.*, ablations.*
     figures   study YAML + metrics, logs, attention -> training_curves.*, scaling_law.*, attention.*
 
-Heavy imports (torch, matplotlib) happen inside the verbs, so ``--help`` and ``plan`` stay fast.
+Heavy imports (torch, matplotlib) happen inside the verbs, so ``--help`` and ``expand`` stay fast.
 """
 
 from __future__ import annotations
@@ -44,21 +44,21 @@ def add_roma_commands(subparsers) -> None:
     p.set_defaults(func=_summary)
 
     p = verbs.add_parser(
-        "plan",
+        "expand",
         help="expand a study into per-dataset and per-run settings files",
-        description="Expand the roma: section's experiments into runs and write OUT_DIR/plan.json, "
+        description="Expand the roma: section's experiments into runs and write OUT_DIR/study.json, "
         "OUT_DIR/data/<dataset>/settings.yaml, OUT_DIR/data/<dataset>/encodings/settings.yaml and "
         "OUT_DIR/runs/<run>/settings.yaml (files whose content is unchanged are left alone).",
     )
     p.add_argument("--config", required=True, help="YAML file with a roma: section (e.g. config/demo.yaml)")
     p.add_argument("--out-dir", required=True, help="study folder, e.g. results/<run>/roma")
-    p.set_defaults(func=_plan)
+    p.set_defaults(func=_expand)
 
     p = verbs.add_parser(
         "write-settings",
         help="validate one dataset's, run's or study's settings and write them",
         description="Validate a JSON mapping as the settings of KIND (data: DataConfig, encodings: "
-        "EncodingConfig, run: RunConfig, study: a whole roma: section, checked by planning it) and write it, complete "
+        "EncodingConfig, run: RunConfig, study: a whole roma: section, checked by expanding it) and write it, complete "
         "with defaults, as YAML (a study under roma:). The workflow writes each settings file "
         "this way, from a parameter of its own job.",
     )
@@ -156,18 +156,18 @@ def _set_threads(args) -> None:
 
 
 def _summary(args) -> int:
-    from irno.roma.config import load_study
+    from irno.roma.config import read_study_config
     from irno.roma.models import study_summary
 
-    print(study_summary(load_study(args.config)))
+    print(study_summary(read_study_config(args.config)))
     return 0
 
 
-def _plan(args) -> int:
-    from irno.roma.config import load_study, plan_study, write_plan
+def _expand(args) -> int:
+    from irno.roma.config import expand_study, read_study_config, write_expanded_study
 
-    plan = plan_study(load_study(args.config))
-    write_plan(plan, args.out_dir)
+    plan = expand_study(read_study_config(args.config))
+    write_expanded_study(plan, args.out_dir)
     log.info(
         "%d datasets, %d runs (%s)",
         len(plan.datasets),
@@ -230,16 +230,16 @@ def _evaluate(args) -> int:
 
 
 def _tables(args) -> int:
-    from irno.roma.config import load_study
+    from irno.roma.config import read_study_config
     from irno.roma.report import write_tables
 
-    write_tables(load_study(args.config), args.metrics, args.out_dir)
+    write_tables(read_study_config(args.config), args.metrics, args.out_dir)
     return 0
 
 
 def _figures(args) -> int:
-    from irno.roma.config import load_study
+    from irno.roma.config import read_study_config
     from irno.roma.report import write_figures
 
-    write_figures(load_study(args.config), args.metrics, args.train_logs, args.attention, args.out_dir)
+    write_figures(read_study_config(args.config), args.metrics, args.train_logs, args.attention, args.out_dir)
     return 0

@@ -20,7 +20,7 @@ model on one dataset (``km38k/nomad_mp``):
           models: [deeponet, roma]
           overrides: {deeponet: {model.learned_pde: true, train.gpde_weight: 1.0}}
 
-`plan_study` expands the grids into runs. A run is identified by its resolved settings
+`expand_study` expands the grids into runs. A run is identified by its resolved settings
 (``<dataset>-<model>-<hash>``), so the same settings reached from two experiments train once.
 Every step of the pipeline then reads one resolved settings file: a `DataConfig` for
 ``irno roma simulate``, an `EncodingConfig` for ``encode``, a `RunConfig` for ``train`` and
@@ -406,7 +406,7 @@ class StudyConfig:
 
 
 @dataclass
-class StudyPlan:
+class ExpandedStudy:
     """The expanded study: resolved settings of every dataset and run, and who belongs where."""
 
     datasets: dict[str, dict]  # name -> DataConfig as a dict
@@ -423,7 +423,7 @@ class StudyPlan:
         }
 
 
-def load_study(path: str | Path) -> StudyConfig:
+def read_study_config(path: str | Path) -> StudyConfig:
     """The ``roma:`` section of a YAML file (a pipeline config such as config/demo.yaml, or the
     study.yaml the workflow writes)."""
     raw = read_yaml(path)
@@ -481,7 +481,7 @@ def apply_settings(settings: dict, dotted: dict) -> dict:
     return out
 
 
-def plan_study(study: StudyConfig) -> StudyPlan:
+def expand_study(study: StudyConfig) -> ExpandedStudy:
     """Expand every experiment's grids into resolved, validated, de-duplicated runs."""
     runs: dict[str, dict] = {}
     experiments: dict[str, list[dict]] = {}
@@ -502,7 +502,7 @@ def plan_study(study: StudyConfig) -> StudyPlan:
     datasets = {name: _data_settings(study.datasets[name]) for name in used}
     encoded = sorted({r["dataset"] for r in runs.values() if reads_encodings(r)})
     encodings = {name: to_dict(study.datasets[name].encodings) for name in encoded}
-    return StudyPlan(datasets=datasets, encodings=encodings, runs=runs, experiments=experiments)
+    return ExpandedStudy(datasets=datasets, encodings=encodings, runs=runs, experiments=experiments)
 
 
 def reads_encodings(run: dict) -> bool:
@@ -559,19 +559,19 @@ def write_settings(kind: str, data: dict, path: str | Path) -> None:
     The workflow writes every dataset's, encoding's and run's settings.yaml, and the study.yaml
     its report reads, this way, each from a parameter of its own job: a file changes (and the
     steps that read it rerun) exactly when its settings do. A study is checked as a whole
-    (`plan_study`) and written as a ``roma:`` section, the form `load_study` reads.
+    (`expand_study`) and written as a ``roma:`` section, the form `read_study_config` reads.
     """
     if kind not in SETTINGS_KINDS:
         raise IrnoError(f"unknown settings kind {kind!r} (known: {', '.join(SETTINGS_KINDS)})")
     if kind == "study":
         study = study_from_dict(data)
-        plan_study(study)
+        expand_study(study)
         write_yaml(path, {"roma": to_dict(study)})
     else:
         write_yaml(path, to_dict(from_dict(SETTINGS_KINDS[kind], data)))
 
 
-def report_outputs(plan: StudyPlan) -> dict[str, list[str]]:
+def report_outputs(plan: ExpandedStudy) -> dict[str, list[str]]:
     """File names ``irno roma tables`` and ``figures`` write for this plan (the workflow's outputs)."""
     has = plan.experiments.keys()
     tables = ["results.csv"]
@@ -591,8 +591,8 @@ def report_outputs(plan: StudyPlan) -> dict[str, list[str]]:
     return {"tables": tables, "figures": [f"{name}.{f}" for name in figures for f in FIGURE_FORMATS]}
 
 
-def write_plan(plan: StudyPlan, out_dir: str | Path) -> None:
-    """plan.json and every settings file under out_dir: data/<dataset>/settings.yaml,
+def write_expanded_study(plan: ExpandedStudy, out_dir: str | Path) -> None:
+    """study.json and every settings file under out_dir: data/<dataset>/settings.yaml,
     data/<dataset>/encodings/settings.yaml, runs/<run>/settings.yaml.
 
     A settings file whose content is unchanged is not rewritten: its modification time, which
@@ -603,10 +603,10 @@ def write_plan(plan: StudyPlan, out_dir: str | Path) -> None:
         path = out_dir / path / "settings.yaml"
         if not path.is_file() or read_yaml(path) != settings:
             write_yaml(path, settings)
-    write_json(out_dir / "plan.json", plan.to_dict())
+    write_json(out_dir / "study.json", plan.to_dict())
 
 
-def settings_files(plan: StudyPlan) -> dict[str, tuple[str, dict]]:
+def settings_files(plan: ExpandedStudy) -> dict[str, tuple[str, dict]]:
     """Folder (relative to the study's) -> (settings kind, settings) of every settings.yaml."""
     return {
         **{f"data/{name}": ("data", s) for name, s in plan.datasets.items()},

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from irno.roma.config import FIGURE_FORMATS, MODEL_KINDS, TABLE_FORMATS, StudyConfig, StudyPlan, plan_study
+from irno.roma.config import FIGURE_FORMATS, MODEL_KINDS, TABLE_FORMATS, ExpandedStudy, StudyConfig, expand_study
 from irno.utils import IrnoError, atomic_path, read_json
 
 # ----------------------------------------------------------------------------- analysis
@@ -83,7 +83,7 @@ def load_train_logs(paths: list[str | os.PathLike]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _experiment_frame(plan: StudyPlan, metrics: pd.DataFrame, name: str) -> pd.DataFrame:
+def _experiment_frame(plan: ExpandedStudy, metrics: pd.DataFrame, name: str) -> pd.DataFrame:
     """The experiment's grid entries joined with their runs' metrics."""
     entries = pd.DataFrame(plan.experiments.get(name, []))
     if entries.empty:
@@ -99,7 +99,7 @@ def _experiment_frame(plan: StudyPlan, metrics: pd.DataFrame, name: str) -> pd.D
 # ----------------------------------------------------------------------------- tables
 
 
-def build_tables(plan: StudyPlan, metrics: pd.DataFrame) -> dict[str, pd.DataFrame]:
+def build_tables(plan: ExpandedStudy, metrics: pd.DataFrame) -> dict[str, pd.DataFrame]:
     tables = {"results": metrics.reset_index(drop=True)}
     data_noise = _experiment_frame(plan, metrics, "data_noise")
     if not data_noise.empty:
@@ -127,7 +127,7 @@ def build_tables(plan: StudyPlan, metrics: pd.DataFrame) -> dict[str, pd.DataFra
     return tables
 
 
-def _scaling_table(plan: StudyPlan, metrics: pd.DataFrame, data_noise: pd.DataFrame) -> pd.DataFrame:
+def _scaling_table(plan: ExpandedStudy, metrics: pd.DataFrame, data_noise: pd.DataFrame) -> pd.DataFrame:
     rows = []
     frame = _experiment_frame(plan, metrics, "parameter_scaling")
     for (dataset, model), group in frame.groupby(["dataset", "model"], observed=True):
@@ -163,7 +163,7 @@ def _scaling_table(plan: StudyPlan, metrics: pd.DataFrame, data_noise: pd.DataFr
 
 
 def write_tables(study: StudyConfig, metrics_paths: list, out_dir: str | os.PathLike) -> list[Path]:
-    plan = plan_study(study)
+    plan = expand_study(study)
     tables = build_tables(plan, load_metrics(metrics_paths))
     out_dir = Path(out_dir)
     written = []
@@ -199,7 +199,7 @@ def write_figures(
     import seaborn as sns
 
     sns.set_theme(style="whitegrid", palette="colorblind", context="paper")
-    plan = plan_study(study)
+    plan = expand_study(study)
     metrics = load_metrics(metrics_paths)
     out_dir = Path(out_dir)
     written = []

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from irno.cli import main
-from irno.roma.config import load_study, plan_study, reads_encodings, report_outputs
+from irno.roma.config import expand_study, read_study_config, reads_encodings, report_outputs
 from irno.utils import read_json, read_yaml
 
 CONFIG = "config/test.yaml"
@@ -16,8 +16,8 @@ CONFIG = "config/test.yaml"
 @pytest.mark.slow
 def test_study_end_to_end(tmp_path):
     root = tmp_path / "roma"
-    assert main(["roma", "plan", "--config", CONFIG, "--out-dir", str(root)]) == 0
-    plan = read_json(root / "plan.json")
+    assert main(["roma", "expand", "--config", CONFIG, "--out-dir", str(root)]) == 0
+    plan = read_json(root / "study.json")
     for name in plan["datasets"]:
         folder = root / "data" / name
         data = str(folder / "dataset.h5")
@@ -43,7 +43,7 @@ def test_study_end_to_end(tmp_path):
     figures = ["--metrics", *metrics, "--train-logs", *logs, "--attention", *attention]
     assert main(["roma", "figures", "--config", CONFIG, *figures, "--out-dir", str(root / "figures")]) == 0
 
-    expected = report_outputs(plan_study(load_study(CONFIG)))
+    expected = report_outputs(expand_study(read_study_config(CONFIG)))
     assert sorted(p.name for p in (root / "tables").iterdir()) == sorted(expected["tables"])
     assert sorted(p.name for p in (root / "figures").iterdir()) == sorted(expected["figures"])
     assert all(p.stat().st_size > 1000 for p in (root / "figures").iterdir())
@@ -60,7 +60,7 @@ def test_study_end_to_end(tmp_path):
     # a second plan leaves the settings alone (the workflow relies on their modification times)
     settings = next((root / "runs").glob("*/settings.yaml"))
     before = settings.stat().st_mtime_ns
-    assert main(["roma", "plan", "--config", CONFIG, "--out-dir", str(root)]) == 0
+    assert main(["roma", "expand", "--config", CONFIG, "--out-dir", str(root)]) == 0
     assert settings.stat().st_mtime_ns == before
 
 
@@ -69,7 +69,7 @@ def test_summary_prints_each_model_and_every_run(capsys):
     lines = capsys.readouterr().out.splitlines()
     counts = {line.split()[0]: int(line.split()[-1]) for line in lines[1:5]}
     assert list(counts) == ["deeponet", "deeponet_mp", "nomad_mp", "roma"] and all(c > 0 for c in counts.values())
-    plan = plan_study(load_study(CONFIG))
+    plan = expand_study(read_study_config(CONFIG))
     for name, entries in plan.experiments.items():
         runs = [line for line in lines if line.startswith(f"{name} ")]
         assert len(runs) == len(entries) and all(e["run"] in line for e, line in zip(entries, runs, strict=True))
@@ -80,11 +80,11 @@ def test_write_settings_validates_and_completes(tmp_path, capsys):
     def write(kind, settings, out):
         return main(["roma", "write-settings", "--kind", kind, "--json", json.dumps(settings), "--out", str(out)])
 
-    plan = plan_study(load_study(CONFIG))
+    plan = expand_study(read_study_config(CONFIG))
     assert write("study", read_yaml(CONFIG)["roma"], tmp_path / "study.yaml") == 0
     written = read_yaml(tmp_path / "study.yaml")["roma"]
     assert written["train"]["steps"] == 4 and written["experiments"]["data_noise"][0]["models"] == ["deeponet", "roma"]
-    assert plan_study(load_study(tmp_path / "study.yaml")).runs == plan.runs  # completed, same runs
+    assert expand_study(read_study_config(tmp_path / "study.yaml")).runs == plan.runs  # completed, same runs
     key, run = next(iter(plan.runs.items()))
     assert write("run", run, tmp_path / "run.yaml") == 0 and read_yaml(tmp_path / "run.yaml") == run
     assert write("data", {"graph": {"nodes": 500}}, tmp_path / "data.yaml") == 0
@@ -106,7 +106,7 @@ def test_write_settings_validates_and_completes(tmp_path, capsys):
 def test_bad_input_is_one_line_naming_it(tmp_path, capsys):
     bad = tmp_path / "study.yaml"
     bad.write_text("roma:\n  datasets: {a: {graph: {nodes: 100}}}\n  experiments:\n    positional: {datasets: [b]}\n")
-    assert main(["roma", "plan", "--config", str(bad), "--out-dir", str(tmp_path / "out")]) == 1
+    assert main(["roma", "expand", "--config", str(bad), "--out-dir", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert "irno roma: error:" in err and "unknown dataset 'b'" in err and "Traceback" not in err
     assert main(["roma", "simulate", "--config", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "x.h5")]) == 1
@@ -119,5 +119,5 @@ def test_help_lists_the_verbs(capsys):
         main(["roma", "--help"])
     assert exit_info.value.code == 0
     help_text = capsys.readouterr().out
-    for verb in ("summary", "plan", "simulate", "encode", "train", "evaluate", "tables", "figures"):
+    for verb in ("summary", "expand", "simulate", "encode", "train", "evaluate", "tables", "figures"):
         assert verb in help_text

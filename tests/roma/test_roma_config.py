@@ -3,7 +3,7 @@ apply in order; bad config names its key."""
 
 import pytest
 
-from irno.roma.config import load_study, plan_study, settings_files, study_from_dict, write_plan
+from irno.roma.config import expand_study, read_study_config, settings_files, study_from_dict, write_expanded_study
 from irno.utils import IrnoError, read_json, read_yaml
 
 
@@ -20,7 +20,7 @@ def study(per_model=None, **experiments):
 
 
 def test_grid_expansion_and_deduplication():
-    plan = plan_study(
+    plan = expand_study(
         study(
             data_noise={
                 "datasets": ["a", "b"],
@@ -49,7 +49,7 @@ def test_grid_expansion_and_deduplication():
 
 
 def test_per_model_settings_then_vary_then_overrides():
-    plan = plan_study(
+    plan = expand_study(
         study(
             per_model={"deeponet": {"model.width": 40, "model.learned_pde": False}},
             effective_dynamics=[
@@ -69,20 +69,20 @@ def test_per_model_settings_then_vary_then_overrides():
     files = settings_files(plan)
     assert files["data/a/encodings"][0] == "encodings" and files["data/a"][0] == "data"
     # without a run that reads encodings, no encodings settings
-    baselines = plan_study(study(data_noise={"datasets": ["a"], "models": ["deeponet", "nomad_mp"]}))
+    baselines = expand_study(study(data_noise={"datasets": ["a"], "models": ["deeponet", "nomad_mp"]}))
     assert baselines.encodings == {} and "data/a/encodings" not in settings_files(baselines)
 
 
 def test_write_plan_keeps_unchanged_files(tmp_path):
-    plan = plan_study(study(positional={"datasets": ["a"], "vary": {"model.context_embedding": [True, False]}}))
-    write_plan(plan, tmp_path)
+    plan = expand_study(study(positional={"datasets": ["a"], "vary": {"model.context_embedding": [True, False]}}))
+    write_expanded_study(plan, tmp_path)
     key = next(iter(plan.runs))
     path = tmp_path / "runs" / key / "settings.yaml"
     assert read_yaml(path) == plan.runs[key] and read_yaml(tmp_path / "data" / "a" / "settings.yaml")
     assert read_yaml(tmp_path / "data" / "a" / "encodings" / "settings.yaml")["laplacian"] == 512
-    assert read_json(tmp_path / "plan.json")["experiments"] == plan.experiments
+    assert read_json(tmp_path / "study.json")["experiments"] == plan.experiments
     before = path.stat().st_mtime_ns
-    write_plan(plan, tmp_path)
+    write_expanded_study(plan, tmp_path)
     assert path.stat().st_mtime_ns == before
 
 
@@ -112,14 +112,14 @@ def test_write_plan_keeps_unchanged_files(tmp_path):
 )
 def test_bad_study_names_the_key(experiments, message):
     with pytest.raises(IrnoError, match=message):
-        plan_study(study(**experiments))
+        expand_study(study(**experiments))
 
 
 def test_model_and_train_validation():
     with pytest.raises(IrnoError, match="model.heads"):
-        plan_study(study(positional={"datasets": ["a"], "vary": {"model.width": [2]}}))
+        expand_study(study(positional={"datasets": ["a"], "vary": {"model.width": [2]}}))
     with pytest.raises(IrnoError, match="train.checkpoint_every"):
-        plan_study(study(positional={"datasets": ["a"], "vary": {"train.checkpoint_every": [150]}}))
+        expand_study(study(positional={"datasets": ["a"], "vary": {"train.checkpoint_every": [150]}}))
     with pytest.raises(IrnoError, match="roma.train.lr"):
         study_from_dict({"datasets": {"a": {}}, "train": {"lr": "fast"}})
     with pytest.raises(IrnoError, match="roma.datasets.a.graph.nodes"):
@@ -132,7 +132,7 @@ def test_model_and_train_validation():
 
 def test_shipped_configs_plan(tmp_path):
     for name in ("test", "demo", "config"):
-        plan = plan_study(load_study(f"config/{name}.yaml"))
+        plan = expand_study(read_study_config(f"config/{name}.yaml"))
         assert set(plan.experiments) == {
             "data_noise",
             "effective_dynamics",
@@ -144,12 +144,12 @@ def test_shipped_configs_plan(tmp_path):
         assert systems == {"kuramoto", "burgers"}, name
     with pytest.raises(IrnoError, match="no 'roma:' section"):
         (tmp_path / "x.yaml").write_text("run_name: demo\n")
-        load_study(tmp_path / "x.yaml")
+        read_study_config(tmp_path / "x.yaml")
 
 
 def test_paper_config_is_the_reference_study():
     """config/config.yaml's runs as the reference's args/*.txt set them up."""
-    plan = plan_study(load_study("config/config.yaml"))
+    plan = expand_study(read_study_config("config/config.yaml"))
     runs = {k: v for k, v in plan.runs.items()}
 
     def of(experiment, dataset, model, **train):

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from irno.roma.config import ModelConfig, load_study, model_defaults
+from irno.roma.config import ModelConfig, model_defaults, read_study_config
 from irno.roma.models import (
     Ball,
     Decoder,
@@ -353,7 +353,7 @@ def reference_count(study, kind: str, **model) -> int:
 def test_paper_sizes_and_matched_baselines():
     """The reference's sizes (264M, 738M, 1.1B; 324M, 896M, 1.3B on the Burgers-like data) and its
     baselines within 10 % of ROMA's count, at the paper config's widths."""
-    study = load_study("config/config.yaml")
+    study = read_study_config("config/config.yaml")
     roma = reference_count(study, "roma")
     assert roma == pytest.approx(264e6, rel=0.01)
     for kind in ("deeponet", "deeponet_mp", "nomad_mp"):  # the data experiment's widths (per_model)

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from irno.roma.config import plan_study, report_outputs, study_from_dict
+from irno.roma.config import expand_study, report_outputs, study_from_dict
 from irno.roma.report import build_tables, fit_power_law
 from irno.utils import IrnoError
 
@@ -88,7 +88,7 @@ def synthetic_metrics(plan):
 
 
 def test_tables_from_metrics():
-    plan = plan_study(synthetic_study())
+    plan = expand_study(synthetic_study())
     tables = build_tables(plan, synthetic_metrics(plan))
     smspe = tables["smspe"].set_index("model")
     assert list(smspe.index) == ["deeponet", "roma"]
@@ -108,7 +108,7 @@ def test_tables_from_metrics():
 
 
 def test_missing_metrics_and_outputs():
-    plan = plan_study(synthetic_study())
+    plan = expand_study(synthetic_study())
     metrics = synthetic_metrics(plan)
     with pytest.raises(IrnoError, match="no metrics given for run"):
         build_tables(plan, metrics.iloc[1:])

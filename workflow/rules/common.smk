@@ -18,7 +18,7 @@ from snakemake.utils import min_version, validate
 
 from irno.config import seed_dir
 from irno.roma.config import (
-    plan_study,
+    expand_study,
     reads_encodings,
     report_outputs,
     settings_files,
@@ -184,7 +184,7 @@ def roma_plan(section):
     if section is None:
         return None
     try:
-        return plan_study(study_from_dict(section))
+        return expand_study(study_from_dict(section))
     except IrnoError as e:
         raise invalid_config(e) from None
 

@@ -2,7 +2,7 @@
 on random hyperbolic graphs, ROMA and its baselines, the paper's experiments. Optional: without a
 `roma:` section in the config these rules match nothing and `all` leaves the study out.
 
-The section expands into datasets and runs (irno.roma.config.plan_study), each with its own
+The section expands into datasets and runs (irno.roma.config.expand_study), each with its own
 settings job whose parameter is the resolved settings. Editing a dataset therefore reruns its
 simulation and every run on it; editing an experiment reruns the runs it changes only: a run's
 key is a hash of its settings, so new values make new runs while unchanged runs keep their key
