@@ -283,6 +283,20 @@ def test_the_cpu_study_is_the_papers_method_with_three_seeds():
     assert base["model_kwargs"]["modes1"] / (grid // 2) == 16 / 128
 
 
+def test_the_demo_is_set_up_like_the_papers_run():
+    study = load_study(config("demo"))
+    irno = from_dict(RefinerConfig, study.refiner_settings("irno", "FNO", study.seeds[0]))
+    paper = RefinerConfig()
+    assert (irno.phi.base_channels, irno.phi.depth, irno.phi.norm) == (16, 4, "layer")
+    assert (irno.train.alpha, irno.loss.spectral_weight, irno.loss.fixed_point_weight) == (
+        paper.train.alpha, paper.loss.spectral_weight, paper.loss.fixed_point_weight,
+    )  # fmt: skip
+    # 1/8 of the Nyquist range, trained as the published checkpoints were; run as the base check decides
+    base = study.base_settings("active_matter", "FNO")
+    assert base["model_kwargs"]["modes1"] / (study.simulate_settings("active_matter")["grid"] // 2) == 16 / 128
+    assert (base["train_forward"], base["forward"]) == ("legacy", "auto")
+
+
 @pytest.mark.parametrize("name", ["config", "demo", "test", "cpu_study", "cpu_study_bases"])
 def test_report_plan_is_a_valid_report_plan(name):
     from irno.config import ReportPlan

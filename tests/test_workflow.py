@@ -238,6 +238,7 @@ def test_without_configfile_the_demo_runs(workflow_copy):
     out = snakemake(workflow_copy, "-n", "ablation", "--config", "ablation=irno")
     assert "results/demo/eval/active_matter/FNO/irno/metrics.json" in out.stdout
     assert "simulate_dataset" in job_counts(out.stdout)
+    assert "results/demo/tables/claims.md" in snakemake(workflow_copy, "-n", "all").stdout  # the claims table
 
 
 BAD_CONFIGS = {

@@ -22,8 +22,9 @@ falls linearly to ``min_lr`` by step steps - w and to ``final_lr`` at the end. T
 is kept (``checkpoint.pt``); every ``log_every`` steps ``train_log.csv`` gets the mean training
 losses and the validation sMSPE (clean, fine tokens).
 
-Resume: `ResumeState` keeps ``last.pt`` (model, optimiser, step, log rows, a hash of the settings
-and the data) every ``checkpoint_every`` steps. Every step draws its subgraph, windows, noise and
+Resume: `irno.resume.TrainingState`, as every trainer of the package, with optimiser steps for
+epochs: ``last.pt`` (model, optimiser, log rows; the settings and the data's hash decide whether
+it applies) every ``checkpoint_every`` steps. Every step draws its subgraph, windows, noise and
 input functions from generators seeded by (seed, step), so the random state is the step count
 and a resumed run is identical to an uninterrupted one.
 """
@@ -42,11 +43,12 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from irno.resume import STATE_FILE, TrainingState
 from irno.roma.config import RunConfig, TrainConfig, run_key
 from irno.roma.datasets import Dataset, load, load_encodings
 from irno.roma.graphs import induced_subgraph, random_walk_subgraph
 from irno.roma.models import GraphOperator, Output, build_model, count_parameters, reference_parameter_count
-from irno.utils import IrnoError, atomic_path, seed_everything, select_device, stable_hash, to_dict
+from irno.utils import IrnoError, atomic_path, seed_everything, select_device, to_dict
 
 log = logging.getLogger("irno.roma")
 
@@ -240,42 +242,6 @@ def sanitise_gradients(model: torch.nn.Module, clip: float) -> int:
     return zeroed
 
 
-# ----------------------------------------------------------------------------- resume
-
-
-class ResumeState:
-    """A training's resume point, ``last.pt``: model, optimiser, the step reached, the log rows and a
-    fingerprint of the settings and data (a file with another fingerprint is ignored). The random
-    state needs no saving: every step seeds its own generators from (seed, step)."""
-
-    def __init__(self, path: Path, fingerprint: str):
-        self.path, self.fingerprint = path, fingerprint
-
-    def load(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict]]:
-        """(step to continue from, log rows so far); (0, []) without a matching file."""
-        if not self.path.exists():
-            return 0, []
-        saved = torch.load(self.path, map_location="cpu", weights_only=True)
-        if saved.get("fingerprint") != self.fingerprint:
-            log.info("%s is from other settings or data; starting afresh", self.path)
-            return 0, []
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        log.info("resuming at step %d", saved["step"])
-        return saved["step"], saved["rows"]
-
-    def save(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int, rows: list[dict]) -> None:
-        state = {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "step": step,
-            "rows": rows,
-            "fingerprint": self.fingerprint,
-        }
-        with atomic_path(self.path) as tmp:
-            torch.save(state, tmp)
-
-
 # ----------------------------------------------------------------------------- the training loop
 
 
@@ -311,8 +277,15 @@ def train(
         eps=t.eps,
         weight_decay=t.weight_decay,
     )
-    resume = ResumeState(out_dir / "last.pt", stable_hash([to_dict(cfg), data.settings_hash]))
-    start, rows = resume.load(model, optimizer)
+    # the state's "epochs" are optimiser steps: saved["epoch"] is the number of steps done
+    state = TrainingState(out_dir / STATE_FILE, {"config": to_dict(cfg), "data": data.settings_hash}, t.steps)
+    saved = state.load()
+    rows = []
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        rows = saved["rows"]
+        log.info("resuming after step %d", saved["epoch"])
     log.info(
         "%s: %d parameters (%d as the reference counts them), %d training nodes, subgraphs of %d",
         key,
@@ -322,7 +295,7 @@ def train(
         t.subgraph_nodes,
     )
     sums, steps, zeroed, started, sub = {}, 0, 0, time.time(), None
-    for step in range(start, t.steps):
+    for step in (done - 1 for done in state.epochs_to_run(saved)):  # 0-based step indices left
         if sub is None or step % t.subgraph_reuse == 0:
             draw = np.random.default_rng([t.seed, step // t.subgraph_reuse, 1])
             local = random_walk_subgraph(split.train_adjacency, t.subgraph_nodes, t.walk_length, draw)
@@ -350,7 +323,7 @@ def train(
             log.info("%s step %d: loss %.4g, valid sMSPE %.4g", key, step + 1, row["loss"], row["valid_smspe"])
             sums, steps, zeroed, started = {}, 0, 0, time.time()
             if (step + 1) % t.checkpoint_every == 0 or step + 1 == t.steps:
-                resume.save(model, optimizer, step + 1, rows)
+                state.save(step + 1, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rows": rows})
 
     history = pd.DataFrame(rows).reindex(columns=LOG_COLUMNS)
     checkpoint = {

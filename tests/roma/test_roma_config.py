@@ -73,7 +73,7 @@ def test_per_model_settings_then_vary_then_overrides():
     assert baselines.encodings == {} and "data/a/encodings" not in settings_files(baselines)
 
 
-def test_write_plan_keeps_unchanged_files(tmp_path):
+def test_write_expanded_study_keeps_unchanged_files(tmp_path):
     plan = expand_study(study(positional={"datasets": ["a"], "vary": {"model.context_embedding": [True, False]}}))
     write_expanded_study(plan, tmp_path)
     key = next(iter(plan.runs))

@@ -190,7 +190,7 @@ def test_interrupted_training_resumes_identically(tiny_kuramoto, tiny_run, tmp_p
     with pytest.raises(KeyboardInterrupt):
         train(cfg, tiny_kuramoto, tmp_path / "resumed")
     assert (tmp_path / "resumed" / "last.pt").exists() and not (tmp_path / "resumed" / "checkpoint.pt").exists()
-    assert torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)["step"] == 2
+    assert torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)["epoch"] == 2  # steps done
     monkeypatch.setattr(train_module, "objective", real_objective)
     train(cfg, tiny_kuramoto, tmp_path / "resumed")
 
