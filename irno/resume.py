@@ -1,9 +1,9 @@
 """Resumable training: the state a trainer saves after every epoch, and whether to continue from it.
 
 Every trainer (Phi's in `irno.train`, the base's in `irno.base.train`, the ROMA study's in
-`irno.roma.train`, whose "epochs" are its optimiser steps) keeps what it needs to continue in one file, replaced atomically after each epoch,
-so that a job killed at any moment (time limit, pre-emption) and started again ends exactly as an
-uninterrupted one. The pattern:
+`irno.roma.train`, whose "epochs" are its optimiser steps) keeps what it needs to continue in one
+file, replaced atomically after each epoch, so that a job killed at any moment (time limit,
+pre-emption) and started again ends exactly as an uninterrupted one. The pattern:
 
     state = TrainingState(run_dir / STATE_FILE, settings={"config": ..., "data": ...}, epochs=n)
     seed_everything(seed)
