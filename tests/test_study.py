@@ -285,7 +285,7 @@ def test_the_cpu_study_is_the_papers_method_with_three_seeds():
 
 def test_the_demo_is_set_up_like_the_papers_run():
     study = load_study(config("demo"))
-    irno = from_dict(RefinerConfig, study.refiner_settings("irno", "FNO", study.seeds[0]))
+    irno = from_dict(RefinerConfig, study.refiner_settings("irno", "FNO", study.runs[0].seed))
     paper = RefinerConfig()
     assert (irno.phi.base_channels, irno.phi.depth, irno.phi.norm) == (16, 4, "layer")
     assert (irno.train.alpha, irno.loss.spectral_weight, irno.loss.fixed_point_weight) == (
