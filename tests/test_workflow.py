@@ -182,14 +182,15 @@ def test_paper_dag_trains_phi_with_K_6_on_FNO_and_K_4_on_TFNO(workflow_copy):
 def test_cpu_study_dry_runs(workflow_copy, name):
     out = snakemake(workflow_copy, "-n", "all", "--configfile", f"config/{name}.yaml")
     study = yaml.safe_load((ROOT / "config" / f"{name}.yaml").read_text())
-    experiments = study.get("runs", {}).get("experiments", study["experiments"])  # `all` builds these only
-    n_runs = len(study["bases"]) * len(experiments) * len(study["seeds"])
+    selected = study.get("runs", {})  # `all` builds the selected bases and experiments only
+    bases, experiments = selected.get("bases", study["bases"]), selected.get("experiments", study["experiments"])
+    n_runs = len(bases) * len(experiments) * len(study["seeds"])
     counts = job_counts(out.stdout)
-    assert counts["train_refiner"] == counts["evaluate"] == n_runs and counts["train_base"] == len(study["bases"])
+    assert counts["train_refiner"] == counts["evaluate"] == n_runs and counts["train_base"] == len(bases)
     assert not [rule for rule in counts if rule.startswith("roma")]
     seeds = [f"/seed_{seed}" for seed in study["seeds"]] if len(study["seeds"]) > 1 else [""]
     for seed in seeds:  # one seed keeps the plain layout
-        assert f"results/{name}/eval/active_matter/FNO/irno{seed}/metrics.json" in out.stdout
+        assert f"results/{name}/eval/active_matter/{bases[0]}/irno{seed}/metrics.json" in out.stdout
 
 
 def test_ablation_target_builds_one_experiment_only(workflow_copy):
