@@ -190,7 +190,7 @@ def test_cpu_study_dry_runs(workflow_copy, name):
     assert not [rule for rule in counts if rule.startswith("roma")]
     seeds = [f"/seed_{seed}" for seed in study["seeds"]] if len(study["seeds"]) > 1 else [""]
     for seed in seeds:  # one seed keeps the plain layout
-        assert f"results/{name}/eval/active_matter/{bases[0]}/irno{seed}/metrics.json" in out.stdout
+        assert f"results/{name}/eval/active_matter/{list(bases)[0]}/irno{seed}/metrics.json" in out.stdout
 
 
 def test_ablation_target_builds_one_experiment_only(workflow_copy):
