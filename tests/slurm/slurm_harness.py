@@ -70,10 +70,11 @@ def write_profile(dest: Path, workdir: Path, env: Mapping[str, str], overrides: 
     """
     config = render_profile(SLURM_PROFILE, workdir, env)
     per_rule = config.setdefault("set-resources", {})
-    for rule in workflow_rules(workdir):
+    rules = workflow_rules(workdir)  # rule -> its threads, read once
+    for rule in rules:
         per_rule.setdefault(rule, {})["mem_mb"] = TEST_NODE_MEM_MB
     if "set-threads" in config:
-        config["set-threads"] = {rule: workflow_rules(workdir)[rule] for rule in config["set-threads"]}
+        config["set-threads"] = {rule: rules[rule] for rule in config["set-threads"]}
     config = deep_merge(deep_merge(config, TEST_POLLING), dict(overrides or {}))
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
