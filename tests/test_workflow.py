@@ -150,7 +150,7 @@ def test_paper_dry_run_builds_the_full_dag(workflow_copy):
     assert counts["roma_simulate"] == len(plan.datasets) == 4
     assert "results/paper/roma/data/bd3m/dataset.h5" in out.stdout
     assert counts["roma_encode"] == len(plan.encodings) == 3  # not the Burgers-like data: ROMA reads none there
-    assert counts["roma_train"] == counts["roma_evaluate"] == len(plan.runs)
+    assert counts["roma_train"] == len(plan.runs)  # each scores its model too
     assert sum(run["dataset"] == "bd3m" for run in plan.runs.values()) == 4 + 3  # its effective dynamics and scaling
     assert counts["roma_settings"] == len(plan.datasets) + len(plan.encodings) + len(plan.runs)
     assert counts["roma_study"] == counts["roma_report"] == 1
@@ -417,7 +417,6 @@ def test_roma_study_runs_end_to_end(test_run):
         "roma_simulate": len(plan.datasets),
         "roma_encode": len(plan.encodings),
         "roma_train": len(plan.runs),
-        "roma_evaluate": len(plan.runs),
     }
     for rule, jobs in expected_jobs.items():
         assert len(list((test_run / "results/test/logs" / rule).glob("*.log"))) == jobs, rule
@@ -436,7 +435,6 @@ def test_editing_one_roma_experiment_reruns_its_runs_only(test_run):
     assert len(new_runs) == 1  # encodings=[]; the run with both is the default, shared and kept
     per_run = sorted((rule, w.get("roma_run") or w["roma_folder"]) for rule, w in jobs if w)
     assert per_run == [
-        ("roma_evaluate", new_runs[0]),
         ("roma_settings", f"runs/{new_runs[0]}"),
         ("roma_train", new_runs[0]),
     ]
@@ -454,7 +452,6 @@ def test_editing_one_roma_experiment_reruns_its_runs_only(test_run):
         "roma_simulate": 1,
         "roma_encode": 1,
         "roma_train": on_tiny,
-        "roma_evaluate": on_tiny,
         "roma_study": 1,
         "roma_report": 1,
         "report": 1,

@@ -1,11 +1,13 @@
-"""``irno roma <verb>``: the ROMA study's steps, one command per workflow rule.
+"""``irno roma <verb>``: the ROMA study's steps, one command per workflow rule (``evaluate`` is
+run by the training job, ``train --evaluation``, and stays a verb to re-score a checkpoint).
 
     summary   study YAML                   -> each model's parameter count and every experiment's runs (stdout)
     expand    study YAML (roma: section)   -> study.json and every settings.yaml under OUT_DIR
     write-settings  one settings mapping (JSON) -> its YAML file (how the workflow writes them, one per job)
     simulate  data settings                -> dataset.h5
     encode    encoding settings + dataset  -> encodings.h5 (Laplacian eigenvectors, node2vec)
-    train     run settings + dataset (+ encodings) -> checkpoint.pt, train_log.csv (+ last.pt to resume)
+    train     run settings + dataset (+ encodings) -> checkpoint.pt, train_log.csv (+ last.pt to resume),
+              and with --evaluation FOLDER evaluate's outputs in FOLDER
     evaluate  run settings + data + ckpt   -> metrics.json (+ attention.npz for roma)
     tables    study YAML + metrics.json... -> results.csv, smspe.*, effective_dynamics.*, scaling.*, ablations.*
     figures   study YAML + metrics, logs, attention -> training_curves.*, scaling_law.*, attention.*
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from pathlib import Path
 
 log = logging.getLogger("irno.roma")
 
@@ -98,6 +101,11 @@ def add_roma_commands(subparsers) -> None:
     p.add_argument("--data", required=True, help="the dataset's dataset.h5")
     p.add_argument("--encodings", help="the dataset's encodings.h5 (models that read graph encodings)")
     p.add_argument("--out-dir", required=True, help="run folder")
+    p.add_argument(
+        "--evaluation",
+        help="folder for the test metrics (and ROMA's attention maps) of the trained model, scored in the "
+        "same process as 'irno roma evaluate' would",
+    )
     _threads_option(p)
     p.set_defaults(func=_train)
 
@@ -205,28 +213,43 @@ def _encode(args) -> int:
 
 def _train(args) -> int:
     from irno.roma.config import load_run_config
-    from irno.roma.train import train
+    from irno.roma.train import CHECKPOINT_FILE, train
 
     _set_threads(args)
-    summary = train(load_run_config(args.config), args.data, args.out_dir, args.encodings)
+    cfg = load_run_config(args.config)
+    summary = train(cfg, args.data, args.out_dir, args.encodings)
     log.info("%d steps, validation sMSPE %.4g", summary["step"], summary["valid_smspe"])
+    if args.evaluation:
+        # scored by the training job itself: a second job would pay torch's start-up and, on a
+        # cluster, a second GPU allocation for seconds of work
+        folder = Path(args.evaluation)
+        attention = folder / "attention.npz" if cfg.model.kind == "roma" else None
+        _log_test_metrics(
+            cfg, args.data, Path(args.out_dir) / CHECKPOINT_FILE, folder / "metrics.json", attention, args.encodings
+        )
     return 0
 
 
 def _evaluate(args) -> int:
     from irno.roma.config import load_run_config
-    from irno.roma.evaluate import evaluate
 
     _set_threads(args)
-    cfg = load_run_config(args.config)
-    metrics = evaluate(cfg, args.data, args.checkpoint, args.metrics, args.attention, args.encodings)
+    _log_test_metrics(
+        load_run_config(args.config), args.data, args.checkpoint, args.metrics, args.attention, args.encodings
+    )
+    return 0
+
+
+def _log_test_metrics(cfg, data, checkpoint, metrics_out, attention_out, encodings) -> None:
+    from irno.roma.evaluate import evaluate
+
+    metrics = evaluate(cfg, data, checkpoint, metrics_out, attention_out, encodings)
     log.info(
         "test sMSPE %.4g (noisy inputs %.4g; persistence %.4g)",
         metrics["smspe"],
         metrics["smspe_noisy_inputs"],
         metrics["smspe_persistence"],
     )
-    return 0
 
 
 def _tables(args) -> int:

@@ -52,6 +52,7 @@ from irno.utils import IrnoError, atomic_path, seed_everything, select_device, t
 
 log = logging.getLogger("irno.roma")
 
+CHECKPOINT_FILE = "checkpoint.pt"  # the trained model; last.pt beside it is the resume state
 LOG_COLUMNS = [
     "run_key",
     "step",
@@ -338,7 +339,7 @@ def train(
         "reference_parameters": reference_parameter_count(model),
         "train_seconds": float(history["seconds"].sum()),
     }
-    with atomic_path(out_dir / "checkpoint.pt") as tmp:
+    with atomic_path(out_dir / CHECKPOINT_FILE) as tmp:
         torch.save(checkpoint, tmp)
     with atomic_path(out_dir / "train_log.csv") as tmp:
         history.to_csv(tmp, index=False)

@@ -35,7 +35,7 @@ CONFIG = "config/test.yaml"
 # The jobs of config/test.yaml that go through sbatch; which of them get a GPU the rules say.
 SUBMITTED_RULES = {
     "simulate_dataset", "prepare_split", "train_base", "check_base", "cache_base_predictions", "train_refiner",
-    "evaluate", "roma_simulate", "roma_encode", "roma_train", "roma_evaluate",
+    "evaluate", "roma_simulate", "roma_encode", "roma_train",
 }  # fmt: skip
 # The jobs of config/test.yaml that run beside Snakemake: the workflow's localrules and `all`.
 LOCAL_RULES = {

@@ -13,7 +13,7 @@ report reads, follows every edit of the section, so the tables and figures alway
                        data/<dataset>/{settings.yaml, dataset.h5}
                        data/<dataset>/encodings/{settings.yaml, encodings.h5} (datasets ROMA reads them of)
                        runs/<run key>/{settings.yaml, checkpoint.pt, train_log.csv, last.pt}
-                       eval/<run key>/{metrics.json, attention.npz (roma runs)}
+                       eval/<run key>/{metrics.json, attention.npz (roma runs)}   (both by roma_train)
                        tables/   figures/
 """
 
@@ -112,15 +112,19 @@ rule roma_encode:
 
 
 rule roma_train:
+    """Train one run, then score it on the test subgraphs in the same job: one start-up and,
+    on a cluster, one GPU allocation per run (`irno roma evaluate` re-scores by hand)."""
     input:
         unpack(roma_encodings),
         settings=f"{ROMA_RUNDIR}/settings.yaml",
         data=roma_dataset,
     output:
         # last.pt beside them is the resume state: a killed job started again continues from
-        # its last complete epoch
+        # its last complete step, or, trained, only scores the model again
         checkpoint=f"{ROMA_RUNDIR}/checkpoint.pt",
         train_log=f"{ROMA_RUNDIR}/train_log.csv",
+        # metrics.json, and for ROMA runs attention.npz: a folder, as the files differ by model
+        evaluation=directory(ROMA_EVAL),
     log:
         f"{LOGS}/roma_train/{{roma_run}}.log",
     benchmark:
@@ -139,42 +143,7 @@ rule roma_train:
         ),
     shell:
         "irno roma train --config {input.settings} --data {input.data} {params.encodings}"
-        " --out-dir {params.run_dir} --threads {threads} > {log} 2>&1"
-
-
-rule roma_evaluate:
-    input:
-        unpack(roma_encodings),
-        settings=f"{ROMA_RUNDIR}/settings.yaml",
-        data=roma_dataset,
-        checkpoint=rules.roma_train.output.checkpoint,
-    output:
-        # metrics.json, and for ROMA runs attention.npz: a folder, as the files differ by model
-        evaluation=directory(ROMA_EVAL),
-    log:
-        f"{LOGS}/roma_evaluate/{{roma_run}}.log",
-    benchmark:
-        f"{BENCHMARKS}/roma_evaluate/{{roma_run}}.tsv"
-    conda:
-        ENV
-    threads: 1
-    resources:
-        runtime=scaled(60),
-        mem_mb=scaled(32000),
-        gpu=1,
-    params:
-        attention=lambda wc, output: (
-            f"--attention {output.evaluation}/attention.npz"
-            if ROMA_RUNS[wc.roma_run]["model"]["kind"] == "roma"
-            else ""
-        ),
-        encodings=lambda wc, input: (
-            f"--encodings {input.encodings}" if "encodings" in input.keys() else ""
-        ),
-    shell:
-        "irno roma evaluate --config {input.settings} --data {input.data} {params.encodings}"
-        " --checkpoint {input.checkpoint} --metrics {output.evaluation}/metrics.json {params.attention}"
-        " --threads {threads} > {log} 2>&1"
+        " --out-dir {params.run_dir} --evaluation {output.evaluation} --threads {threads} > {log} 2>&1"
 
 
 rule roma_report:
