@@ -113,7 +113,8 @@ rule roma_encode:
 
 rule roma_train:
     """Train one run, then score it on the test subgraphs in the same job: one start-up and,
-    on a cluster, one GPU allocation per run (`irno roma evaluate` re-scores by hand)."""
+    on a cluster, one GPU allocation per run (`irno roma evaluate` re-scores by hand).
+    """
     input:
         unpack(roma_encodings),
         settings=f"{ROMA_RUNDIR}/settings.yaml",
