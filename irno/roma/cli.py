@@ -213,37 +213,37 @@ def _encode(args) -> int:
 
 def _train(args) -> int:
     from irno.roma.config import load_run_config
-    from irno.roma.train import CHECKPOINT_FILE, train
+    from irno.roma.train import CHECKPOINT_FILE, read_inputs, train
 
     _set_threads(args)
     cfg = load_run_config(args.config)
-    summary = train(cfg, args.data, args.out_dir, args.encodings)
+    inputs = read_inputs(cfg, args.data, args.encodings)
+    summary = train(cfg, inputs, args.out_dir)
     log.info("%d steps, validation sMSPE %.4g", summary["step"], summary["valid_smspe"])
     if args.evaluation:
-        # scored by the training job itself: a second job would pay torch's start-up and, on a
-        # cluster, a second GPU allocation for seconds of work
+        # scored by the training job itself, on the data it has read: a second job would read
+        # the series again, pay torch's start-up and, on a cluster, a second GPU allocation
         folder = Path(args.evaluation)
         attention = folder / "attention.npz" if cfg.model.kind == "roma" else None
-        _log_test_metrics(
-            cfg, args.data, Path(args.out_dir) / CHECKPOINT_FILE, folder / "metrics.json", attention, args.encodings
-        )
+        _score(cfg, inputs, Path(args.out_dir) / CHECKPOINT_FILE, folder / "metrics.json", attention)
     return 0
 
 
 def _evaluate(args) -> int:
     from irno.roma.config import load_run_config
+    from irno.roma.train import read_inputs
 
     _set_threads(args)
-    _log_test_metrics(
-        load_run_config(args.config), args.data, args.checkpoint, args.metrics, args.attention, args.encodings
-    )
+    cfg = load_run_config(args.config)
+    _score(cfg, read_inputs(cfg, args.data, args.encodings), args.checkpoint, args.metrics, args.attention)
     return 0
 
 
-def _log_test_metrics(cfg, data, checkpoint, metrics_out, attention_out, encodings) -> None:
+def _score(cfg, inputs, checkpoint, metrics_out, attention_out) -> None:
+    """Test metrics of a checkpoint (irno.roma.evaluate), with the headline numbers logged."""
     from irno.roma.evaluate import evaluate
 
-    metrics = evaluate(cfg, data, checkpoint, metrics_out, attention_out, encodings)
+    metrics = evaluate(cfg, inputs, checkpoint, metrics_out, attention_out)
     log.info(
         "test sMSPE %.4g (noisy inputs %.4g; persistence %.4g)",
         metrics["smspe"],

@@ -28,16 +28,15 @@ import numpy as np
 import torch
 
 from irno.roma.config import RunConfig
-from irno.roma.datasets import load
 from irno.roma.train import (
     EVALUATION_SEED,
     POOL_LOSSES,
+    RunInputs,
     Subgraph,
     coarse_targets,
     evaluation_ends,
     load_checkpoint,
     make_batch,
-    read_encodings,
     run,
     smspe,
     split_nodes,
@@ -47,16 +46,14 @@ from irno.utils import IrnoError, select_device, write_json, write_npz
 
 def evaluate(
     cfg: RunConfig,
-    data_path: str | os.PathLike,
+    inputs: RunInputs,
     checkpoint_path: str | os.PathLike,
     metrics_out: str | os.PathLike,
     attention_out: str | os.PathLike | None = None,
-    encodings_path: str | os.PathLike | None = None,
 ) -> dict:
     if attention_out is not None and cfg.model.kind != "roma":
         raise IrnoError(f"--attention: model '{cfg.model.kind}' has no multiscale attention (roma only)")
-    data = load(data_path)
-    encodings = read_encodings(cfg, data, encodings_path)
+    data, encodings = inputs.data, inputs.encodings
     model, ckpt = load_checkpoint(checkpoint_path, cfg, data)
     t = cfg.train
     device = select_device(t.device)

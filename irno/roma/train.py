@@ -246,17 +246,11 @@ def sanitise_gradients(model: torch.nn.Module, clip: float) -> int:
 # ----------------------------------------------------------------------------- the training loop
 
 
-def train(
-    cfg: RunConfig,
-    data_path: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    encodings_path: str | os.PathLike | None = None,
-) -> dict:
+def train(cfg: RunConfig, inputs: RunInputs, out_dir: str | os.PathLike) -> dict:
     """Train (or resume) one run; write checkpoint.pt and train_log.csv into out_dir."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = load(data_path)
-    encodings = read_encodings(cfg, data, encodings_path)
+    data, encodings = inputs.data, inputs.encodings
     key = run_key(to_dict(cfg))
     t = cfg.train
     device = select_device(t.device)
@@ -354,14 +348,26 @@ def validate(model: GraphOperator, valid: list[tuple[Subgraph, Batch]], cfg: Run
     return float(np.mean(scores))
 
 
-def read_encodings(cfg: RunConfig, data: Dataset, path: str | os.PathLike | None) -> np.ndarray | None:
-    """The graph encodings the model reads, or None; names the missing option."""
+@dataclass
+class RunInputs:
+    """What a run reads: the dataset and, for models that read them, the graph encodings; read
+    once by a job that trains and then scores."""
+
+    data: Dataset
+    encodings: np.ndarray | None  # (N, P) or None
+
+
+def read_inputs(
+    cfg: RunConfig, data_path: str | os.PathLike, encodings_path: str | os.PathLike | None = None
+) -> RunInputs:
+    """The dataset and the graph encodings `cfg`'s model reads; names the missing option."""
+    data = load(data_path)
     kinds = cfg.model.used_encodings
     if not kinds:
-        return None
-    if path is None:
+        return RunInputs(data, None)
+    if encodings_path is None:
         raise IrnoError(f"model '{cfg.model.kind}' reads graph encodings ({', '.join(kinds)}): pass --encodings")
-    return load_encodings(path, kinds, data)
+    return RunInputs(data, load_encodings(encodings_path, kinds, data))
 
 
 def load_checkpoint(path: str | os.PathLike, cfg: RunConfig, data: Dataset) -> tuple[GraphOperator, dict]:

@@ -37,6 +37,13 @@ def test_study_end_to_end(tmp_path):
         rescored = ["--checkpoint", str(run / "checkpoint.pt"), "--metrics", str(tmp_path / "rescored.json")]
         assert main(["roma", "evaluate", *inputs, *rescored]) == 0
         assert read_json(tmp_path / "rescored.json") == read_json(ev / "metrics.json")
+        if not metrics:  # a job killed once trained, its outputs removed as Snakemake does: it only scores again
+            log_before, metrics_before = (run / "train_log.csv").read_text(), read_json(ev / "metrics.json")
+            for done in (run / "checkpoint.pt", run / "train_log.csv", ev / "metrics.json"):
+                done.unlink()
+            assert main(["roma", "train", *inputs, "--out-dir", str(run), "--evaluation", str(ev)]) == 0
+            assert (run / "train_log.csv").read_text() == log_before  # its seconds too: not trained again
+            assert read_json(ev / "metrics.json") == metrics_before
         metrics.append(str(ev / "metrics.json"))
         logs.append(str(run / "train_log.csv"))
         if settings["model"]["kind"] == "roma":

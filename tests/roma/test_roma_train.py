@@ -12,7 +12,16 @@ import irno.roma.train as train_module
 from irno.roma.config import TrainConfig
 from irno.roma.datasets import load
 from irno.roma.evaluate import evaluate
-from irno.roma.train import Subgraph, learning_rate, make_batch, sanitise_gradients, smspe, split_nodes, train
+from irno.roma.train import (
+    Subgraph,
+    learning_rate,
+    make_batch,
+    read_inputs,
+    sanitise_gradients,
+    smspe,
+    split_nodes,
+    train,
+)
 from irno.utils import IrnoError
 
 
@@ -114,8 +123,9 @@ def test_noise_on_targets_in_training_only(tiny_kuramoto, tiny_run, tmp_path, mo
     monkeypatch.setattr(train_module, "objective", objective)
     monkeypatch.setattr(train_module, "validate", validate)
     monkeypatch.setattr(evaluate_module, "run", run)
-    train(cfg, tiny_kuramoto, tmp_path / "run")
-    evaluate(cfg, tiny_kuramoto, tmp_path / "run" / "checkpoint.pt", tmp_path / "metrics.json")
+    inputs = read_inputs(cfg, tiny_kuramoto)
+    train(cfg, inputs, tmp_path / "run")
+    evaluate(cfg, inputs, tmp_path / "run" / "checkpoint.pt", tmp_path / "metrics.json")
     assert len(seen["train"]) == 2 and all(d.abs().max() > 1e-4 for d in seen["train"])
     assert seen["valid"] and all(d.abs().max() == 0 for d in seen["valid"])
     assert seen["test"] and all(d.abs().max() == 0 for d in seen["test"])
@@ -123,17 +133,13 @@ def test_noise_on_targets_in_training_only(tiny_kuramoto, tiny_run, tmp_path, mo
 
 def test_train_and_evaluate(tiny_kuramoto, tiny_encodings, tiny_run, tmp_path):
     cfg = tiny_run("roma")
-    summary = train(cfg, tiny_kuramoto, tmp_path / "run", tiny_encodings)
+    inputs = read_inputs(cfg, tiny_kuramoto, tiny_encodings)
+    summary = train(cfg, inputs, tmp_path / "run")
     log = pd.read_csv(tmp_path / "run" / "train_log.csv")
     assert list(log["step"]) == [2, 4] and summary["step"] == 4
     assert (log["loss_entropy"] > 0).all() and (log["loss_pde"] > 0).all() and (log["loss_gpde"] >= 0).all()
     metrics = evaluate(
-        cfg,
-        tiny_kuramoto,
-        tmp_path / "run" / "checkpoint.pt",
-        tmp_path / "metrics.json",
-        tmp_path / "attention.npz",
-        tiny_encodings,
+        cfg, inputs, tmp_path / "run" / "checkpoint.pt", tmp_path / "metrics.json", tmp_path / "attention.npz"
     )
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
     assert metrics["run_key"] == summary["run_key"] == log["run_key"][0]
@@ -146,36 +152,27 @@ def test_train_and_evaluate(tiny_kuramoto, tiny_encodings, tiny_run, tmp_path):
         np.testing.assert_allclose(att["assignment"].sum(0), 1.0, atol=1e-5)  # columns of S sum to 1
     # a checkpoint only evaluates with the settings it was trained with, and encodings are needed
     with pytest.raises(IrnoError, match="other settings"):
-        evaluate(
-            tiny_run("roma", noise_eta=0.01),
-            tiny_kuramoto,
-            tmp_path / "run" / "checkpoint.pt",
-            tmp_path / "m.json",
-            None,
-            tiny_encodings,
-        )
+        evaluate(tiny_run("roma", noise_eta=0.01), inputs, tmp_path / "run" / "checkpoint.pt", tmp_path / "m.json")
     with pytest.raises(IrnoError, match="--encodings"):
-        train(cfg, tiny_kuramoto, tmp_path / "other")
+        read_inputs(cfg, tiny_kuramoto)
     with pytest.raises(IrnoError, match="roma only"):
         evaluate(
-            tiny_run("deeponet"),
-            tiny_kuramoto,
-            tmp_path / "run" / "checkpoint.pt",
-            tmp_path / "m.json",
-            tmp_path / "a.npz",
+            tiny_run("deeponet"), inputs, tmp_path / "run" / "checkpoint.pt", tmp_path / "m.json", tmp_path / "a.npz"
         )
 
 
 def test_train_on_burgers_data(tiny_burgers, tiny_run, tmp_path):
     cfg = tiny_run("nomad_mp", model={"pde": "burgers"}, steps=2, log_every=1, checkpoint_every=2)
-    train(cfg, tiny_burgers, tmp_path / "run")
-    metrics = evaluate(cfg, tiny_burgers, tmp_path / "run" / "checkpoint.pt", tmp_path / "metrics.json")
+    inputs = read_inputs(cfg, tiny_burgers)
+    train(cfg, inputs, tmp_path / "run")
+    metrics = evaluate(cfg, inputs, tmp_path / "run" / "checkpoint.pt", tmp_path / "metrics.json")
     assert metrics["system"] == "burgers" and metrics["pde"] == "burgers" and metrics["loss_pde"] >= 0
 
 
 def test_interrupted_training_resumes_identically(tiny_kuramoto, tiny_run, tmp_path, monkeypatch):
     cfg = tiny_run("deeponet_mp", model={"learned_pde": False}, steps=6, log_every=2, checkpoint_every=2)
-    train(cfg, tiny_kuramoto, tmp_path / "straight")
+    inputs = read_inputs(cfg, tiny_kuramoto)
+    train(cfg, inputs, tmp_path / "straight")
 
     real_objective = train_module.objective
     calls = {"n": 0}
@@ -188,11 +185,11 @@ def test_interrupted_training_resumes_identically(tiny_kuramoto, tiny_run, tmp_p
 
     monkeypatch.setattr(train_module, "objective", killed_after_step_three)
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, tiny_kuramoto, tmp_path / "resumed")
+        train(cfg, inputs, tmp_path / "resumed")
     assert (tmp_path / "resumed" / "last.pt").exists() and not (tmp_path / "resumed" / "checkpoint.pt").exists()
     assert torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)["epoch"] == 2  # steps done
     monkeypatch.setattr(train_module, "objective", real_objective)
-    train(cfg, tiny_kuramoto, tmp_path / "resumed")
+    train(cfg, inputs, tmp_path / "resumed")
 
     straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
     resumed = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
@@ -204,7 +201,8 @@ def test_interrupted_training_resumes_identically(tiny_kuramoto, tiny_run, tmp_p
 
 def test_changed_settings_start_afresh(tiny_kuramoto, tiny_run, tmp_path):
     settings = dict(model={"learned_pde": False}, steps=2, log_every=2, checkpoint_every=2)
-    train(tiny_run("deeponet", **settings), tiny_kuramoto, tmp_path / "run")
-    train(tiny_run("deeponet", lr=5e-4, **settings), tiny_kuramoto, tmp_path / "run")
+    inputs = read_inputs(tiny_run("deeponet"), tiny_kuramoto)
+    train(tiny_run("deeponet", **settings), inputs, tmp_path / "run")
+    train(tiny_run("deeponet", lr=5e-4, **settings), inputs, tmp_path / "run")
     log = pd.read_csv(tmp_path / "run" / "train_log.csv")
     assert list(log["step"]) == [2]  # not resumed from the other run's last.pt
