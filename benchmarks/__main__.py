@@ -1,6 +1,6 @@
 """Run the benchmarks, each in a fresh process, and print one table of their headline figures.
 
-    python -m benchmarks                 # the figures of benchmarks/README.md (about 25 min on 2 idle cores)
+    python -m benchmarks                 # the figures of benchmarks/README.md (about 30 min on 2 idle cores)
     python -m benchmarks --quick         # smaller problems and no end-to-end run: a few minutes
     python -m benchmarks --only train evaluate
 
@@ -32,7 +32,10 @@ BENCHMARKS = [
     "simulate",
     "report_speed",
     "roma_graphs",
+    "roma_train",
     "hashing",
+    "job_memory",
+    "workers",
 ]
 
 

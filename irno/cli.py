@@ -1,7 +1,9 @@
 """The ``irno`` command: one subcommand per pipeline step, each a thin call into the package.
 
 Workflow rules call these with a settings YAML and explicit paths. Errors the user can fix
-(`IrnoError`) print one line naming the file, key or value and exit with status 1.
+(`IrnoError`) print one line naming the file, key or value and exit with status 1. Commands that
+compute on a device choose it (`select_device`) right after reading their settings, before any
+data: a GPU job without usable CUDA ends within seconds, saying why.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import sys
 from pathlib import Path
 
 from irno import __version__
+from irno.cluster import use_job_cpus
 from irno.roma.cli import add_roma_commands
-from irno.utils import IrnoError, from_dict, load_settings, read_yaml, setup_logging, write_json
+from irno.utils import IrnoError, from_dict, load_settings, read_yaml, select_device, setup_logging, write_json
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,8 +35,76 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_report_commands(sub)
     add_roma_commands(sub)
+    _add_estimate(sub)
     _add_write_settings(sub)  # plumbing for the workflow's settings rules
     return parser
+
+
+def _add_estimate(sub) -> None:
+    p = sub.add_parser(
+        "estimate",
+        help="what a config's run costs: GPU-hours (requested, expected) per rule, disk per folder",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+What `snakemake all` on CONFIG costs, before anything is submitted (no data, no GPU, seconds):
+one row per rule with its jobs, GPUs per job, the GPU-hours they request at the first attempt
+(the rules' own resources and your IRNO_SLURM_* settings, as sbatch will see them), the GPU-hours
+they are expected to take (their work in FLOPs, counted by torch's FLOP counter at the data's
+sizes, over the throughput printed below the table with its source) and the memory each job
+requests; then the disk of every output folder and the free space where it will land.""",
+        epilog="""\
+examples:
+  irno estimate --config config/config.yaml
+  irno estimate --config config/roma.yaml --gpu a100
+  irno estimate --config config/config.yaml --set results_root=/scratch/me/irno seeds='[42, 43, 44]'""",
+    )
+    p.add_argument("--config", required=True, nargs="+", type=Path, metavar="CONFIG", help="the run's config file(s)")
+    p.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config values on top, as snakemake's --config (VALUE read as YAML)",
+    )
+    p.add_argument("--gpu", choices=["h100", "a100"], default="h100", help="the GPU whose peak the bound uses")
+    p.add_argument(
+        "--utilisation",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help="share of the GPU's peak assumed where nothing is measured (default 0.2)",
+    )
+    p.add_argument(
+        "--measured",
+        type=Path,
+        default=Path("results/benchmarks/train.json"),
+        help="benchmarks/train.py's JSON from a GPU, for Phi's measured throughput (used where it exists)",
+    )
+    p.set_defaults(func=_estimate)
+
+
+def _estimate(args) -> None:
+    import yaml
+
+    from irno import estimate
+    from irno.cluster import SiteSettings
+    from irno.study import REPOSITORY, load_study, read_config
+
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise IrnoError(f"--set {item!r}: expected KEY=VALUE")
+        overrides[key] = yaml.safe_load(value)
+    study = load_study(read_config(args.config, overrides), REPOSITORY)
+    plan = estimate.roma_plan(study)
+    utilisation = args.utilisation if args.utilisation is not None else estimate.DEFAULT_UTILISATION
+    if not 0 < utilisation <= 1:
+        raise IrnoError(f"--utilisation {utilisation}: must be in (0, 1]")
+    rates = estimate.Rates(args.gpu, utilisation, estimate.measured_training(args.measured))
+    site = SiteSettings.from_environ(os.environ)
+    result = estimate.estimate(study, plan, site, rates)
+    print(estimate.render(result, estimate.memory_table(study, plan, site)), end="")
 
 
 def _add_write_settings(sub) -> None:
@@ -72,12 +143,27 @@ def _add_data_commands(sub) -> None:
         "describes. Writes the manifest (files, sizes, SHA-256 hashes, fields) later steps depend on; any "
         "missing or bad file is an error naming it.",
     )
-    p.add_argument("--dataset", required=True, help="The Well dataset name, e.g. active_matter")
-    p.add_argument("--root", required=True, help="folder that receives datasets/<name>/{stats.yaml,data/<split>/}")
-    p.add_argument("--manifest", required=True, help="manifest.json to write")
-    p.add_argument("--splits", nargs="+", default=["train", "valid", "test"], choices=["train", "valid", "test"])
-    p.add_argument("--registry", help="registry YAML of file URLs (default: the one shipped with the_well)")
+    _dataset_arguments(p, "folder that receives datasets/<name>/{stats.yaml,data/<split>/}", "manifest.json to write")
     p.set_defaults(func=_download)
+
+    p = sub.add_parser(
+        "index",
+        help="verify an existing copy of a Well dataset in place (read only) and write its manifest",
+        description="Check an existing copy of a Well dataset (e.g. a shared, read-only one) exactly as a download "
+        "is checked: every file the package's registry lists is present, opens with h5py and The Well's loader and "
+        "holds the fields stats.yaml describes. Writes the manifest (files, sizes, SHA-256 hashes, fields) to "
+        "--manifest; nothing is written under --root and no network is used.",
+    )
+    _dataset_arguments(
+        p, "folder that holds datasets/<name>/{stats.yaml,data/<split>/}", "manifest.json to write (outside the copy)"
+    )
+    p.add_argument(
+        "--files-present",
+        action="store_true",
+        help="the files present are the dataset (a re-simulation in The Well's format); default: every file the "
+        "registry lists must be there",
+    )
+    p.set_defaults(func=_index)
 
     p = sub.add_parser(
         "prepare",
@@ -95,10 +181,32 @@ def _add_data_commands(sub) -> None:
     p.set_defaults(func=_prepare)
 
 
+def _dataset_arguments(p, root_help: str, manifest_help: str) -> None:
+    """The options `irno download` and `irno index` share: which dataset, where, which splits."""
+    p.add_argument("--dataset", required=True, help="The Well dataset name, e.g. active_matter")
+    p.add_argument("--root", required=True, help=root_help)
+    p.add_argument("--manifest", required=True, help=manifest_help)
+    p.add_argument("--splits", nargs="+", default=["train", "valid", "test"], choices=["train", "valid", "test"])
+    p.add_argument("--registry", help="registry YAML of file URLs (default: the one shipped with the_well)")
+
+
 def _download(args) -> None:
     from irno.data.download import download_dataset
 
     manifest = download_dataset(args.dataset, args.root, splits=tuple(args.splits), registry_path=args.registry)
+    write_json(args.manifest, manifest)
+
+
+def _index(args) -> None:
+    from irno.data.download import index_local_dataset
+
+    manifest = index_local_dataset(
+        args.dataset,
+        args.root,
+        splits=tuple(args.splits),
+        registry_path=args.registry,
+        complete=not args.files_present,
+    )
     write_json(args.manifest, manifest)
 
 
@@ -190,7 +298,9 @@ def _base_train(args) -> None:
     from irno.config import BaseConfig
     from irno.data.store import PreparedSplit
 
-    train_base(load_settings(BaseConfig, args.config), PreparedSplit(args.train), PreparedSplit(args.valid), args.out)
+    cfg = load_settings(BaseConfig, args.config)
+    select_device(cfg.device)
+    train_base(cfg, PreparedSplit(args.train), PreparedSplit(args.valid), args.out)
 
 
 def _base_check(args) -> None:
@@ -198,8 +308,10 @@ def _base_check(args) -> None:
     from irno.config import BaseConfig
     from irno.data.store import PreparedSplit
 
+    cfg = load_settings(BaseConfig, args.config)
+    select_device(cfg.device)
     test = PreparedSplit(args.test) if args.test else None
-    check_base(load_settings(BaseConfig, args.config), args.model, PreparedSplit(args.valid), args.out, test=test)
+    check_base(cfg, args.model, PreparedSplit(args.valid), args.out, test=test)
 
 
 def _base_cache(args) -> None:
@@ -208,8 +320,10 @@ def _base_cache(args) -> None:
     from irno.config import BaseConfig
     from irno.data.store import PreparedSplit
 
+    cfg = load_settings(BaseConfig, args.config)
+    select_device(cfg.device)
     forward = checked_forward(args.check) if args.check else None
-    cache_base(load_settings(BaseConfig, args.config), args.model, PreparedSplit(args.store), args.out, forward)
+    cache_base(cfg, args.model, PreparedSplit(args.store), args.out, forward)
 
 
 # ----------------------------------------------------------------------------- train
@@ -258,12 +372,29 @@ example:
         metavar="N",
         help="processes for DDP on this node (torchrun; nccl on GPUs, gloo on CPU)",
     )
+    p.add_argument(
+        "--memory-mb",
+        type=int,
+        metavar="MB",
+        help="the job's memory (the workflow passes its mem_mb): whether the stores and caches fit in it beside "
+        "the training, or are copied to --stage-dir",
+    )
+    p.add_argument(
+        "--stage-dir",
+        default="",
+        metavar="DIR",
+        help="node-local folder for copies of the stores and caches when they do not fit in --memory-mb (the "
+        "workflow passes IRNO_STAGE_DIR, else $TMPDIR); empty: read them in place",
+    )
     p.set_defaults(func=_train)
 
 
 def _train(args) -> int:
-    from irno.config import BaseConfig, RefinerConfig
-    from irno.train import relaunch_with_torchrun, train_refiner
+    from irno.cluster import JOBS
+    from irno.config import RefinerConfig
+    from irno.runlock import LOCK_FILE, RunFolderLock
+    from irno.staging import data_folders
+    from irno.train import relaunch_with_torchrun
 
     cfg = load_settings(RefinerConfig, args.config)
     caches = (args.train_cache, args.valid_cache)
@@ -272,18 +403,73 @@ def _train(args) -> int:
         raise IrnoError("give either --train-cache and --valid-cache, or --base-model and --base-config (not a mix)")
     if args.nproc < 1:
         raise IrnoError(f"--nproc {args.nproc}: must be at least 1")
-    if args.nproc > 1 and "LOCAL_RANK" not in os.environ:  # not yet under torchrun: start the N processes
-        return relaunch_with_torchrun(args.nproc, args.argv)
+    if args.memory_mb is not None and args.memory_mb < 1:
+        raise IrnoError(f"--memory-mb {args.memory_mb}: must be at least 1")
+    device = select_device(cfg.train.device)  # before torchrun starts N processes
+    if "LOCAL_RANK" in os.environ:  # one of torchrun's processes: the launching one decided where the data are
+        return _train_here(cfg, args, _data_folders(args))
+    spec = JOBS["train_refiner"]  # its measured needs, without the headroom of its request
+    own_mb = (spec.own_mb if device.type == "cuda" else spec.measured_mb) * args.nproc
+    # A run folder in use fails here, before data are copied or processes start; the training's
+    # (rank 0's) process holds the lock while it trains.
+    with RunFolderLock(args.out / LOCK_FILE):
+        pass
+    with data_folders(
+        _data_folders(args),
+        memory_mb=args.memory_mb,
+        own_mb=own_mb,
+        stage_dir=Path(args.stage_dir) if args.stage_dir else None,
+    ) as folders:
+        if args.nproc > 1:  # start the N processes, reading from `folders`
+            options = {DATA_OPTIONS[name]: folder for name, folder in folders.items()}
+            return relaunch_with_torchrun(args.nproc, with_option_values(args.argv, options))
+        return _train_here(cfg, args, folders)
 
+
+# The data folders of `irno train`, by name (irno.staging's), and their options.
+DATA_OPTIONS = {
+    "train store": "--train",
+    "train cache": "--train-cache",
+    "valid store": "--valid",
+    "valid cache": "--valid-cache",
+}
+
+
+def _data_folders(args) -> dict[str, Path]:
+    """The data folders `irno train` reads, by name: the stores, and the caches where given."""
+    given = {name: getattr(args, option[2:].replace("-", "_")) for name, option in DATA_OPTIONS.items()}
+    return {name: folder for name, folder in given.items() if folder is not None}
+
+
+def with_option_values(argv: list[str], values: dict[str, os.PathLike]) -> list[str]:
+    """`argv` with the values of the options named in `values` replaced ("--opt V" or "--opt=V")."""
+    out, replace_next = [], None
+    for arg in argv:
+        name, equals, _ = arg.partition("=")
+        if replace_next is not None:
+            out.append(str(values[replace_next]))
+            replace_next = None
+        elif equals and name in values:
+            out.append(f"{name}={values[name]}")
+        else:
+            out.append(arg)
+            replace_next = arg if arg in values else None
+    return out
+
+
+def _train_here(cfg, args, folders: dict[str, Path]) -> int:
+    """Train in this process (or as one of torchrun's) on the data in `folders` (`_data_folders`)."""
+    from irno.config import BaseConfig
     from irno.data.store import PreparedSplit
+    from irno.train import train_refiner
 
-    train, valid = PreparedSplit(args.train), PreparedSplit(args.valid)
+    train, valid = PreparedSplit(folders["train store"]), PreparedSplit(folders["valid store"])
     base = None
-    if all(caches):
+    if "train cache" in folders:
         from irno.base.cache import BasePredictionCache, RefinementDataset
 
-        train = RefinementDataset(train, BasePredictionCache.open(args.train_cache))
-        valid = RefinementDataset(valid, BasePredictionCache.open(args.valid_cache))
+        train = RefinementDataset(train, BasePredictionCache.open(folders["train cache"]))
+        valid = RefinementDataset(valid, BasePredictionCache.open(folders["valid cache"]))
     else:
         from irno.base import load_base
 
@@ -352,6 +538,7 @@ def _evaluate(args) -> None:
     from irno.evaluate import evaluate_checkpoint
 
     cfg = load_settings(EvalConfig, args.config)
+    select_device(cfg.device)
     # The data layer loads only for the commands that read data (keeps `irno --help` fast).
     from irno.base.cache import BasePredictionCache, RefinementDataset
     from irno.data.store import PreparedSplit
@@ -500,6 +687,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for commands that re-launch themselves
     setup_logging(args.verbose)
+    use_job_cpus(os.environ)  # inside a SLURM job: every core it was given (before torch starts)
     try:
         return int(args.func(args) or 0)
     except IrnoError as e:

@@ -163,11 +163,14 @@ def schema_type(node: dict) -> str:
     return " or ".join(words.get(n, n) for n in names if n) or "any"
 
 
-def schema_keys(node: dict, key: str, defs: dict, required: bool = False) -> list[Key]:
-    """The rows of schema `node` at `key`: itself, then its properties and named entries."""
+def schema_keys(node: dict, key: str, defs: dict, required: bool | str = False) -> list[Key]:
+    """The rows of schema `node` at `key`: itself, then its properties and named entries.
+
+    `required`: whether the key must be given, or the words that say when (e.g. "Required with
+    `datasets`. ")."""
     own_description = node.get("description", "")
     node = _resolved(node, defs)
-    marker = "Required. " if required else ""
+    marker = required if isinstance(required, str) else "Required. " if required else ""
     if key in SETTINGS:
         cls = SETTINGS[key]
         name = f"{cls.__module__}.{cls.__name__}"
@@ -228,15 +231,24 @@ def render(schema_path: Path = SCHEMA) -> str:
         "",
         _one_line(schema.get("description", "")),
         "",
-        "A workflow config is a YAML file (`config/config.yaml`: the paper; `config/demo.yaml`: the",
-        "default run; `config/test.yaml`: the tests' smallest run). `<name>` stands for a name the",
-        "config chooses (a dataset, a base, an experiment); an empty default means none.",
+        "A workflow config is a YAML file (`config/config.yaml`: the IRNO paper run; `config/roma.yaml`:",
+        "the ROMA paper study; `config/demo.yaml`: the default run, both studies; `config/test.yaml`:",
+        "the tests' smallest run). A config holds the IRNO study (`datasets`, `bases`, `experiments`),",
+        "the ROMA study (`roma`), or both. `<name>` stands for a name the config chooses (a dataset, a",
+        "base, an experiment); an empty default means none.",
         "",
     ]
+    needed_with = {  # key -> the keys it comes with (the schema's dependentRequired)
+        name: [key for key, needs in schema.get("dependentRequired", {}).items() if name in needs]
+        for name in schema["properties"]
+    }
     for name, node in schema["properties"].items():
         out += [f"## `{name}`", ""]
         out += ["| key | type | default | meaning |", "|---|---|---|---|"]
-        for row in schema_keys(node, name, defs, name in required):
+        marker = name in required or (
+            f"Required with {', '.join(f'`{k}`' for k in needed_with[name])}. " if needed_with[name] else False
+        )
+        for row in schema_keys(node, name, defs, marker):
             cells = [f"`{row.key}`", row.type, f"`{row.default}`" if row.default else "", row.meaning]
             out.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
         out.append("")

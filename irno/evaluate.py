@@ -59,7 +59,7 @@ from irno.config import EvalConfig
 from irno.metrics import pooled_vrmse_cf, well_metadata, well_vrmse
 from irno.models import load_refiner, phi_memory_format, refine_steps
 from irno.train import iterate_batches, sequential_batches
-from irno.utils import IrnoError, atomic_path, log, select_device, write_json, write_npz
+from irno.utils import IrnoError, atomic_path, log, log_device, select_device, write_json, write_npz
 
 BANDS = ("low", "mid", "high")  # binned_spectral_mse's 3 default bins, in order
 
@@ -398,6 +398,7 @@ def evaluate_checkpoint(
     if not path.is_file():
         raise IrnoError(f"{path}: checkpoint not found")
     device = select_device(cfg.device)
+    log_device(device, "fp32")
     try:
         phi, refiner_cfg, ckpt = load_refiner(path, device)
     except IrnoError as e:

@@ -30,21 +30,31 @@ tables report mean and spread over seeds. Without it (or with one seed) each run
 the folders keep the plain layout ``<dataset>/<base>/<experiment>/``. A single-seed result
 becomes seed 42's of a multi-seed config by moving its folder's files into ``seed_42/``
 (training resumes from ``last.pt`` only when config and data match, so a wrong move retrains).
+
+Where outputs land (docs/outputs.md): everything under ``<results_root>/<run_name>/``, except
+the prepared data and the base operators when ``shared_root`` is set: those go under
+``<shared_root>/{data,base}/`` in folders named by a hash of what determines them (the data's
+source and settings; the base's settings and its data), so that run names preparing the same
+data the same way share them. A config without ``datasets`` has no IRNO study (e.g. a ROMA-only
+config).
 """
 
 from __future__ import annotations
 
+import copy
 import importlib.util
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from irno.config import SIMULATED_DATASETS, SWEEP_KEYS, BaseConfig, EvalConfig, RefinerConfig, SimulationConfig
-from irno.utils import IrnoError, deep_merge, flatten, from_dict
+from irno.utils import IrnoError, deep_merge, flatten, from_dict, read_yaml, stable_hash
 
-RESULTS = Path("results")
+RESULTS_ROOT = "results"  # the config's results_root by default
 SPLITS = ("train", "valid", "test")
+DATA_SOURCES = ("download", "local", "simulate")
 TRANSFER_KEYS = ("transfer_from", "transfer_experiment")
 EXPERIMENT_META = ("group", "label")  # how the report shows an experiment
 
@@ -71,15 +81,26 @@ class Run:
 
 
 class Study:
-    """A validated workflow config; built by `load_study`."""
+    """A validated workflow config; built by `load_study`.
 
-    def __init__(self, config: dict):
+    `repository` is the folder relative to which results_root and shared_root are read (the
+    workflow's; None: the working directory). A path inside the working directory is kept
+    relative to it, so that outputs read `results/<run>/...` when Snakemake runs in the checkout.
+    """
+
+    def __init__(self, config: dict, repository: str | os.PathLike | None = None):
         self.run_name: str = config["run_name"]
-        self.data_root = Path(config["data_root"])
-        self.datasets: dict[str, dict] = config["datasets"]
-        self.bases: dict[str, dict] = config["bases"]
+        self.results_root = output_root(config.get("results_root") or RESULTS_ROOT, repository)
+        shared = config.get("shared_root")
+        self.shared_root = output_root(shared, repository) if shared else None
+        # None: each step's own device setting (default auto); else the device of every step that sets none
+        self.device: str | None = config.get("device")
+        self.data_root = Path(config.get("data_root") or "data/the_well")
+        # a config without datasets has no IRNO study (e.g. the ROMA study alone)
+        self.datasets: dict[str, dict] = config.get("datasets") or {}
+        self.bases: dict[str, dict] = config.get("bases") or {}
         # label and group only shape the report; the rest defines what is trained and evaluated
-        specs = {name: dict(spec or {}) for name, spec in config["experiments"].items()}
+        specs = {name: dict(spec or {}) for name, spec in (config.get("experiments") or {}).items()}
         self.experiment_meta = {
             name: {k: spec.pop(k) for k in EXPERIMENT_META if k in spec} for name, spec in specs.items()
         }
@@ -90,6 +111,7 @@ class Study:
         # None: one training per run with the experiment's own train.seed (and no seed level in paths)
         self.seeds: list[int] | None = config.get("seeds")
         self.evaluate: dict = config.get("evaluate") or {}
+        self._roma: dict | None = config.get("roma")
         self.ablation: str = config.get("ablation") or ""
         self.report: dict = config.get("report") or {}
         selected = config.get("runs") or {}
@@ -99,6 +121,14 @@ class Study:
 
         self._simulate = {d: self._resolve_simulation(d) for d in self.datasets}
         self._base = {(d, b): self._resolve_base(d, b) for d in self.datasets for b in self.bases}
+        # What determines a dataset's prepared data and a base's model and caches: the names of
+        # their folders under shared_root.
+        self._data_key = {d: self._data_identity(d) for d in self.datasets}
+        self._base_key = {
+            (d, b): stable_hash({"data": self._data_key[d], "base": self._base[(d, b)]}, 8)
+            for d in self.datasets
+            for b in self.bases
+        }
         _validated(RefinerConfig, self.refiner_defaults, "refiner")
         self._check_by_base()
         self._check_seeds()
@@ -108,33 +138,95 @@ class Study:
         for e in self.experiments:
             if self.is_transfer(e):
                 self._check_transfer(e)
+        self.evaluate = self._with_device(self.evaluate, ())
         _validated(EvalConfig, self.evaluate, "evaluate")
         self.runs: list[Run] = [r for e in self.selected_experiments for r in self.runs_of(e)]
         if self.ablation and self.ablation not in self.experiments:
             raise IrnoError(
                 f"config key 'ablation': {self.ablation!r} is not an experiment ({', '.join(self.experiments)})"
             )
-        self.main_experiment = self._main_experiment()
+        self.main_experiment = self._main_experiment() if self.has_irno else ""
         self._check_report()
+
+    def roma_section(self) -> dict | None:
+        """The config's roma: section (None without one), with the top-level device as the device of
+        its trainings and graph encodings where they set none."""
+        if self._roma is None or self.device is None:
+            return self._roma
+        section = self._with_device(self._roma, ("train",))
+        datasets = {
+            name: self._with_device(spec or {}, ("encodings",))
+            for name, spec in (section.get("datasets") or {}).items()
+        }
+        return {**section, "datasets": datasets}
+
+    @property
+    def has_irno(self) -> bool:
+        """Whether the config has an IRNO study (datasets, bases, experiments); else it is ROMA's alone."""
+        return bool(self.datasets)
 
     # ------------------------------------------------------------------ where things live
 
     @property
     def run_dir(self) -> Path:
-        return RESULTS / self.run_name
+        return self.results_root / self.run_name
+
+    @property
+    def data_home(self) -> Path:
+        """The folder holding data/ (prepared datasets) and base/ (base operators and caches)."""
+        return self.shared_root or self.run_dir
+
+    def data_id(self, dataset: str) -> str:
+        """The folder name of a dataset's data under data_home/data/: its name, or under shared_root
+        its name and the hash of what determines it."""
+        return f"{dataset}-{self._data_key[dataset]}" if self.shared_root else dataset
+
+    def base_id(self, dataset: str, base: str) -> str:
+        """The folder name of a base under data_home/base/<data id>/, like `data_id`."""
+        return f"{base}-{self._base_key[(dataset, base)]}" if self.shared_root else base
+
+    def data_dir(self, dataset: str) -> Path:
+        return self.data_home / "data" / self.data_id(dataset)
+
+    def base_dir(self, dataset: str, base: str) -> Path:
+        return self.data_home / "base" / self.data_id(dataset) / self.base_id(dataset, base)
+
+    @property
+    def data_ids(self) -> dict[str, str]:
+        """Data folder name -> dataset, for every selected dataset."""
+        return {self.data_id(d): d for d in self.selected_datasets}
+
+    @property
+    def base_ids(self) -> dict[tuple[str, str], tuple[str, str]]:
+        """(data id, base id) -> (dataset, base), for every selected dataset and base."""
+        return {
+            (self.data_id(d), self.base_id(d, b)): (d, b) for d in self.selected_datasets for b in self.selected_bases
+        }
 
     def well_root(self, dataset: str) -> Path:
         """Root of `dataset` in The Well's layout (<root>/datasets/<dataset>/...).
 
-        Downloads go to the configured data_root; simulations to the run's own folder, so that a
-        re-simulation can never overwrite downloaded data and two runs never share simulated data.
+        Downloads go to the configured data_root; a local copy is read where it is (its `path`);
+        simulations are written into the dataset's own data folder, so that a re-simulation can
+        never overwrite downloaded data and differently simulated data never share a folder.
         """
-        if self.datasets[dataset]["source"] == "simulate":
-            return self.run_dir / "data" / "well"
+        spec = self.datasets[dataset]
+        if spec["source"] == "simulate":
+            return self.data_dir(dataset) / "well"
+        if spec["source"] == "local":
+            return Path(spec["path"])
         return self.data_root
 
     def datasets_from(self, source: str) -> list[str]:
         return [d for d in self.selected_datasets if self.datasets[d]["source"] == source]
+
+    def data_ids_from(self, source: str) -> list[str]:
+        """The data folder names of the selected datasets with this source."""
+        return [self.data_id(d) for d in self.datasets_from(source)]
+
+    def base_ids_from(self, source: str) -> list[str]:
+        """The base folder names of the selected bases with this source, on every selected dataset."""
+        return [self.base_id(d, b) for d in self.selected_datasets for b in self.bases_from(source)]
 
     def bases_from(self, source: str) -> list[str]:
         return [b for b in self.selected_bases if self.bases[b]["source"] == source]
@@ -248,9 +340,40 @@ class Study:
 
     # ------------------------------------------------------------------ validation
 
+    def _with_device(self, settings: dict, at: tuple[str, ...]) -> dict:
+        """`settings` with the top-level device set at key path `at` (e.g. ("train",)), where the
+        config sets a device and these settings set none of their own."""
+        if self.device is None:
+            return settings
+        holder = settings
+        for key in at:
+            holder = holder.get(key) or {}
+        if "device" in holder:
+            return settings
+        return deep_merge(settings, _nested(at, {"device": self.device}))
+
+    def _data_identity(self, dataset: str) -> str:
+        """A hash of what determines a dataset's files and prepared stores: its source and where the
+        files are read from (downloads and local copies) or how they are made (simulations)."""
+        spec = self.datasets[dataset]
+        source = spec["source"]
+        if source == "simulate":
+            origin = self._simulate[dataset]
+        else:
+            origin = str((Path(spec["path"]) if source == "local" else self.data_root).resolve())
+        return stable_hash({"dataset": dataset, "source": source, "origin": origin}, 8)
+
     def _resolve_simulation(self, dataset: str) -> dict:
         spec = self.datasets[dataset]
         where = f"datasets.{dataset}"
+        if spec["source"] == "local" and not spec.get("path"):
+            raise IrnoError(
+                f"config key '{where}.path': a dataset with source: local needs the folder that holds "
+                f"datasets/{dataset}/ (an existing copy of The Well, read in place)"
+            )
+        for key in ("path", "complete"):
+            if key in spec and spec["source"] != "local":
+                raise IrnoError(f"config key '{where}.{key}': only a dataset with source: local takes it")
         if spec["source"] == "simulate":
             if dataset not in SIMULATED_DATASETS:
                 raise IrnoError(
@@ -281,7 +404,7 @@ class Study:
                 f"config key 'bases.{base}.by_dataset.{dataset}.source': a base's source applies to every "
                 "dataset; define another base (e.g. FNO_local) instead"
             )
-        settings = deep_merge(spec, override)
+        settings = self._with_device(deep_merge(spec, override), ())
         if isinstance(settings.get("pretrained"), str):
             settings["pretrained"] = settings["pretrained"].replace("{dataset}", dataset)
         try:
@@ -299,7 +422,7 @@ class Study:
                 "takes it"
             )
         by_base = self.refiner_by_base.get(base) or {}
-        settings = deep_merge(deep_merge(self.refiner_defaults, by_base), overrides)
+        settings = self._with_device(deep_merge(deep_merge(self.refiner_defaults, by_base), overrides), ("train",))
         where = f"experiments.{experiment}" + (f" on base {base} (refiner.by_base.{base})" if by_base else "")
         _validated(RefinerConfig, settings, where)
         return settings
@@ -386,9 +509,60 @@ class Study:
                 )
 
 
-def load_study(config: dict) -> Study:
-    """Validate a (schema-checked) workflow config and resolve it; IrnoError names the bad key."""
-    return Study(config)
+REPOSITORY = Path(__file__).resolve().parents[1]  # the checkout (the package is installed editable)
+SCHEMA = REPOSITORY / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def read_config(paths: list[str | os.PathLike], overrides: dict | None = None) -> dict:
+    """A workflow config as the Snakefile sees it, outside Snakemake: the config files merged in order
+    (later keys win, mappings merged), `overrides` on top (as --config), checked against the
+    workflow's schema with its defaults filled in. Errors name the file and the key."""
+    import jsonschema
+
+    config: dict = {}
+    for path in paths:
+        data = read_yaml(path)
+        if not isinstance(data, dict):
+            raise IrnoError(f"{path}: not a mapping of config keys")
+        config = deep_merge(config, data)
+    config = deep_merge(config, overrides or {})
+    if not SCHEMA.is_file():
+        raise IrnoError(f"{SCHEMA}: the workflow's config schema is missing (run from a checkout of the workflow)")
+    schema = read_yaml(SCHEMA)
+    validator = _defaults_filling(jsonschema.validators.validator_for(schema))(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is not None:
+        key = ".".join(map(str, error.absolute_path))
+        sources = ", ".join(map(str, paths)) or "--config"
+        raise IrnoError(
+            f"invalid config ({sources}): " + (f"config key '{key}': {error.message}" if key else error.message)
+        )
+    return config
+
+
+def _defaults_filling(validator_class):
+    """A jsonschema validator class that also sets every property's default where it is missing, as
+    snakemake.utils.validate(set_default=True) does for the workflow."""
+    import jsonschema
+
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def properties(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema and name not in instance:
+                    instance[name] = copy.deepcopy(subschema["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": properties})
+
+
+def load_study(config: dict, repository: str | os.PathLike | None = None) -> Study:
+    """Validate a (schema-checked) workflow config and resolve it; IrnoError names the bad key.
+
+    `repository`: the folder relative paths of results_root and shared_root start from (the
+    workflow's folder; None: the working directory)."""
+    return Study(config, repository)
 
 
 def _selection(selected: dict, key: str, defined: dict) -> list[str]:
@@ -401,6 +575,23 @@ def _selection(selected: dict, key: str, defined: dict) -> list[str]:
                 f"config key 'runs.{key}[{i}]': {name!r} is not defined under '{key}' ({', '.join(defined)})"
             )
     return list(names)
+
+
+def output_root(path: str | os.PathLike, repository: str | os.PathLike | None) -> Path:
+    """A configured output folder: absolute as given; relative to `repository` (None: the working
+    directory); and relative to the working directory when it lies inside it."""
+    path = Path(os.path.abspath(Path(repository or ".") / Path(path).expanduser()))
+    try:
+        return path.relative_to(os.getcwd())
+    except ValueError:
+        return path
+
+
+def _nested(keys: tuple[str, ...], leaf: dict) -> dict:
+    """{k1: {k2: ... leaf}} for keys (k1, k2, ...)."""
+    for key in reversed(keys):
+        leaf = {key: leaf}
+    return leaf
 
 
 def _if_in(name: str, names: list[str]) -> str:

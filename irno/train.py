@@ -34,6 +34,9 @@ Files in the output folder, all written atomically (temporary name, then rename)
   MSE (mean over non-outlier samples; a non-finite sample MSE counts as an outlier), outlier %,
   the learning rate used, seconds, skipped batches, and whether the epoch became the best.
 
+While it trains, ``run.lock`` names the process (`irno.runlock`): a second process on the same
+folder exits at once, naming it, instead of writing the same files.
+
 Non-finite policy. A batch whose loss or gradient norm is NaN/inf is skipped (no optimiser step)
 and counted. The skip happens on the device (`skip_update_if_not_finite`), and the count is read
 every ``LOG_EVERY`` batches and at the epoch's end, so that a batch costs no host-device sync.
@@ -43,7 +46,9 @@ finished training from the best Phi so far, else the last good epoch's, else the
 with ``training: {"status": "diverged", "epoch": E, "message": ...}``. The command succeeds: a
 diverging configuration is a result (the report shows it), not a failed workflow.
 
-Devices and speed. CUDA when available (``train.device: auto``), else CPU. The U-Net Phi runs in
+Devices and speed. ``train.device: auto`` takes CUDA when usable, else the CPU, except in a job
+that was given GPUs, which fails at once instead (`irno.utils.select_device`); the log's first
+line names the device and the precision (`irno.utils.log_device`). The U-Net Phi runs in
 the channels_last memory format (``train.channels_last``, on by default): its LayerNorm and the
 mkldnn / cuDNN convolutions work natively in it (benchmarks/README.md). bf16 autocast and
 torch.compile apply on CUDA only: CPU trains in fp32, and the losses are computed in fp32
@@ -85,7 +90,8 @@ from irno.config import LossConfig, RefinerConfig
 from irno.losses import objective, term_weights
 from irno.models import build_phi, phi_memory_format, refine_steps
 from irno.resume import STATE_FILE, TrainingState
-from irno.utils import IrnoError, atomic_path, log, seed_everything, select_device, to_dict
+from irno.runlock import LOCK_FILE, RunFolderLock
+from irno.utils import IrnoError, atomic_path, log, log_device, seed_everything, select_device, to_dict
 
 TRAIN_LOG_COLUMNS = [
     "epoch",
@@ -352,6 +358,11 @@ class Trainer:
         return t.to(self.device, non_blocking=True, memory_format=self.memory_format)
 
 
+def uses_bf16(tc, device: torch.device) -> bool:
+    """Whether training runs under bf16 autocast: where configured, on CUDA only."""
+    return tc.bf16 and device.type == "cuda"
+
+
 def set_up(cfg: RefinerConfig, in_channels: int, out_channels: int, device, rank: int, world: int, base) -> Trainer:
     """Phi, its optimiser and schedule, seeded, on `device`; compile and DDP where they apply."""
     tc = cfg.train
@@ -375,7 +386,7 @@ def set_up(cfg: RefinerConfig, in_channels: int, out_channels: int, device, rank
         model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if on_cuda else None, gradient_as_bucket_view=True
         )
-    use_bf16 = tc.bf16 and on_cuda
+    use_bf16 = uses_bf16(tc, device)
 
     def autocast():
         return torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
@@ -531,7 +542,8 @@ def train_refiner(
 
     `base`: a frozen base operator computing h0 = base(x) per batch (on the training device);
     without it the items must carry h0. Returns the log history, one dict per epoch (including
-    those of earlier, resumed-from jobs).
+    those of earlier, resumed-from jobs). Only one process trains in `out_dir` at a time
+    (`irno.runlock`): rank 0 holds the run folder's lock for all processes of a DDP training.
     """
     tc = cfg.train
     out_dir = Path(out_dir)
@@ -540,6 +552,8 @@ def train_refiner(
         if device.type == "cuda" and world > 1:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             torch.cuda.set_device(device)
+        if rank == 0:
+            log_device(device, "bf16 autocast" if uses_bf16(tc, device) else "fp32")
         if tc.batch_size < world:
             raise IrnoError(
                 f"config key 'train.batch_size': {tc.batch_size} is smaller than the {world} training processes"
@@ -548,7 +562,8 @@ def train_refiner(
             raise IrnoError(
                 f"{_describe(train_data, 'train')}: {len(train_data)} samples for {world} training processes"
             )
-        return _train(cfg, train_data, valid_data, out_dir, base, device, rank, world)
+        with RunFolderLock(out_dir / LOCK_FILE) if rank == 0 else contextlib.nullcontext():
+            return _train(cfg, train_data, valid_data, out_dir, base, device, rank, world)
 
 
 def _train(cfg, train_data, valid_data, out_dir: Path, base, device: torch.device, rank: int, world: int) -> list[dict]:

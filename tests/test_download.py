@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from irno.cli import main as irno_main
-from irno.data.download import download_dataset
+from irno.data.download import download_dataset, index_local_dataset
 from irno.data.wellfile import write_well_file
 from irno.utils import IrnoError, file_sha256, read_json
 
@@ -140,3 +140,26 @@ def test_download_cli_writes_the_manifest(registry, tmp_path, capsys):
     bad = _registry(tmp_path / "bad.yaml", "file:///nonexistent/stats.yaml", {"test": ["file:///nonexistent/x.hdf5"]})
     assert irno_main([*args[:-1], str(bad), "--splits", "test"]) == 1
     assert "x.hdf5: missing or empty" in capsys.readouterr().err
+
+
+def test_a_local_copy_is_indexed_in_place(tiny_well, registry, tmp_path, capsys):
+    """`irno index`: the checks of a download on a copy already on disk, writing nothing beside it."""
+    before = {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in tiny_well.rglob("*")}
+    manifest = index_local_dataset(DATASET, tiny_well, registry_path=registry)
+    assert manifest["source"] == "local copy" and manifest["root"] == str(tiny_well.resolve())
+    assert [e["sha256"] for e in manifest["splits"]["train"]] == [file_sha256(p) for p in _sources(tiny_well)["train"]]
+    assert {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in tiny_well.rglob("*")} == before
+    # every file the registry lists must be there, unless the files present are the dataset
+    longer = _registry(tmp_path / "longer.yaml", "stats.yaml", {
+        s: [p.as_uri() for p in f] + ([f"file:///x/{s}_more.hdf5"] if s == "valid" else [])
+        for s, f in _sources(tiny_well).items()
+    })  # fmt: skip
+    with pytest.raises(IrnoError, match="valid_more.hdf5: missing or empty"):
+        index_local_dataset(DATASET, tiny_well, registry_path=longer)
+    assert index_local_dataset(DATASET, tiny_well, registry_path=longer, complete=False)["registry"] is None
+    out = tmp_path / "manifest.json"
+    args = ["index", "--dataset", DATASET, "--root", str(tmp_path / "nothing"), "--manifest", str(out)]
+    assert irno_main(args) == 1 and not out.exists()
+    assert "nothing/datasets/active_matter: no such folder" in capsys.readouterr().err
+    assert irno_main([*args[:4], str(tiny_well), *args[5:], "--registry", str(registry)]) == 0
+    assert read_json(out)["splits"]["test"]

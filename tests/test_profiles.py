@@ -1,28 +1,38 @@
-"""The Snakemake profiles as Snakemake 9 reads them (no cluster needed; tests/slurm runs them on one).
+"""The Snakemake profiles and the jobs' resources, as Snakemake reads them (no cluster needed;
+tests/slurm runs them on one).
 
-Resources have one source: each rule states its runtime, memory and GPUs; the profiles hold site
-settings only. profiles/slurm takes partition, account, GPU model and GPUs per training from
-environment variables (through YTE, the template engine Snakemake applies to profiles) and derives
-its GPU rules from the rules' gpu resource: 8 CPU cores per GPU, the GPU model, the training's GPU
-count. profiles/local runs GPU jobs one at a time; profiles/default holds only keys that suit every
-executor. The tests below fail wherever a rule and a profile could disagree.
+Resources have one source: every cluster rule takes its runtime, memory, GPUs and the site's SLURM
+settings from irno.cluster (its JOBS table and the IRNO_SLURM_* variables), and the localrules
+state none. The profiles hold how jobs run, never what a rule asks for: profiles/slurm the
+executor, retries, status checks and the paper's config; profiles/local one GPU job at a time;
+profiles/redraw the report rules alone; profiles/default only keys that suit every executor. The
+tests below fail wherever a rule, irno.cluster and a profile could disagree.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from snakemake.profiles import ProfileConfigFileParser
-from workflow_copy import ROOT, SITE_VARIABLES, copy_workflow, gpu_rules, render_profile, snakemake, started_in
+from workflow_copy import (
+    ROOT,
+    SITE_VARIABLES,
+    copy_workflow,
+    dry_run_resources,
+    gpu_rules,
+    render_profile,
+    snakemake,
+    started_in,
+)
 
-PROFILES = ("default", "local", "slurm")
-RULE_FILES = sorted((ROOT / "workflow" / "rules").glob("*.smk"))
+from irno.cluster import JOBS, SiteSettings, site_resources
+
+PROFILES = ("default", "local", "slurm", "redraw")
+RULE_FILES = ("Snakefile", *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "workflow" / "rules").glob("*.smk")))
 
 
 def parse_profile(name: str, **env: str) -> dict:
@@ -33,142 +43,131 @@ def parse_profile(name: str, **env: str) -> dict:
         return dict(ProfileConfigFileParser().parse(f))
 
 
-def resources(assignments: list[str]) -> dict[str, dict[str, str]]:
-    """["rule:name=value", ...] (or ["name=value", ...] under the key "") -> {rule: {name: value}}."""
-    out: dict[str, dict[str, str]] = {}
-    for item in assignments:
-        target, value = item.split("=", 1)
-        rule, _, name = target.rpartition(":")
-        out.setdefault(rule, {})[name] = value
-    return out
+@pytest.fixture(scope="module")
+def workflow(tmp_path_factory) -> Path:
+    return copy_workflow(tmp_path_factory.mktemp("profiles"))
 
 
-def rule_blocks() -> dict[str, str]:
-    """Rule name -> its text, for every rule of workflow/rules/*.smk."""
-    text = "".join(f.read_text() for f in RULE_FILES)
-    return {
-        m.group(1): block
-        for block in re.split(r"^(?=rule \w+:)", text, flags=re.M)
-        if (m := re.match(r"rule (\w+):", block))
-    }
+@pytest.fixture
+def no_site(monkeypatch):
+    for var in SITE_VARIABLES:
+        monkeypatch.delenv(var, raising=False)
 
 
-def jobs_resources(dry_run_output: str) -> dict[str, dict[str, str]]:
-    """Rule -> the resources of its jobs in a dry run (equal for every job of a rule here)."""
-    out: dict[str, dict[str, str]] = {}
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", dry_run_output):
-        rule = re.match(r"(?:local)?rule (\w+):", block)
-        found = re.search(r"^\s+resources: (.*)$", block, re.M)
-        if rule and found:
-            job = dict(kv.split("=", 1) for kv in found.group(1).split(", "))
-            assert out.setdefault(rule.group(1), job) == job, (rule.group(1), job)
-    return out
+def test_cluster_rules_take_their_resources_from_irno_cluster_local_rules_state_none(workflow, no_site):
+    slurm = ("--profile", "profiles/slurm", "all")
+    jobs = dry_run_resources(workflow, *slurm, "--configfile", "config/test.yaml")
+    jobs.update(dry_run_resources(workflow, *slurm))  # the paper's config
+    local = set(re.findall(r"(?m)^    (\w+),$", "".join(re.findall(r"(?ms)^localrules:\n.*?\n\n", rules_text()))))
+    assert local and not local & set(JOBS)
+    for rule, resources in jobs.items():
+        if rule in local or rule == "all":
+            assert all(set(r) <= {"tmpdir"} for r in resources), (rule, resources)
+            continue
+        assert rule in JOBS, rule
+        for r in resources:  # attempt 1: the table's runtime, its memory and GPUs
+            assert int(r["runtime"]) == JOBS[rule].runtime and int(r["mem_mb"]) >= JOBS[rule].base_mb, (rule, r)
+            assert int(r.get("gpu", 0)) == JOBS[rule].gpus, (rule, r)
+    # every table entry is a rule of the workflow
+    assert all(re.search(rf"^rule {rule}:", rules_text(), re.M) for rule in JOBS)
 
 
-def test_every_rule_states_its_runtime_and_memory_growing_with_the_attempt():
-    blocks = rule_blocks()
-    assert len(blocks) > 20
-    for rule, block in blocks.items():
-        for name in ("runtime", "mem_mb"):
-            assert re.search(rf"^\s+{name}=scaled\(\d+\),$", block, re.M), (rule, name)
+def rules_text() -> str:
+    return "".join((ROOT / f).read_text() for f in RULE_FILES)
+
+
+def test_the_verdict_rules_are_not_retried():
+    blocks = {m.group(1): block for block in re.split(r"(?m)^(?=rule \w+:)", rules_text())
+              if (m := re.match(r"rule (\w+):", block))}  # fmt: skip
+    for rule, spec in JOBS.items():
+        assert ("    retries: 0\n" in blocks[rule]) == (not spec.retried), rule
 
 
 @pytest.mark.parametrize("name", PROFILES)
-def test_no_profile_sets_runtime_memory_or_rule_names(name):
-    everything = {var: "x" for var in ("IRNO_SLURM_PARTITION", "IRNO_SLURM_ACCOUNT", "IRNO_SLURM_GPU_MODEL")}
-    profile = parse_profile(name, IRNO_SLURM_TRAIN_GPUS="2", **everything)
-    for key in ("default-resources", "set-resources", "resources"):
-        assigned = {n for r in resources(profile.get(key, [])).values() for n in r}
-        assert not assigned & {"runtime", "mem_mb", "mem", "disk_mb"}, (name, key, assigned)
-    # The GPU rules are derived, never listed: no rule is named but the training (its GPU count).
-    lines = (ROOT / "profiles" / name / "config.yaml").read_text().splitlines()
-    text = "\n".join(line.split(" # ")[0] for line in lines if not line.lstrip().startswith("#"))
-    assert [rule for rule in rule_blocks() if re.search(rf"\b{rule}\b", text)] in ([], ["train_refiner"])
+def test_no_profile_states_resources_or_names_a_rule(name):
+    everything = {var: "2" for var in SITE_VARIABLES}
+    profile = parse_profile(name, **everything)
+    for key in ("default-resources", "set-resources", "set-threads"):
+        assert key not in profile, (name, key)
+    assert profile.get("resources", []) == (["gpu=1"] if name == "local" else [])
+    text = (ROOT / "profiles" / name / "config.yaml").read_text()
+    code = "\n".join(line.split(" # ")[0] for line in text.splitlines() if not line.lstrip().startswith("#"))
+    named = [rule for rule in JOBS if re.search(rf"\b{rule}\b", code)]
+    assert named == [], (name, named)
 
 
-def test_slurm_profile_site_settings_come_from_the_environment():
-    unset = parse_profile("slurm")
-    assert "default-resources" not in unset
-    assert not any("gpu_model" in r for r in resources(unset["set-resources"]).values())
-
-    site = parse_profile("slurm", IRNO_SLURM_PARTITION="all", IRNO_SLURM_ACCOUNT="123456", IRNO_SLURM_GPU_MODEL="a100")
-    defaults = resources(site["default-resources"])[""]
-    # Python string literals: Snakemake evaluates resource values, and `all` is a builtin.
-    assert defaults == {"slurm_partition": "'all'", "slurm_account": "'123456'"}
-    per_rule = resources(site["set-resources"])
-    assert {rule for rule, r in per_rule.items() if r.get("gpu_model") == "'a100'"} == gpu_rules()
+def test_the_slurm_profile_runs_the_paper_config_unless_another_is_given(workflow, no_site):
+    profile = parse_profile("slurm")
+    assert profile["executor"] == "slurm" and profile["configfile"] == "config/config.yaml"
+    assert int(profile["retries"]) >= 2 and profile["slurm-status-command"] == "squeue"
+    paper = snakemake(workflow, "-n", "--profile", "profiles/slurm", "all")
+    assert "config/config.yaml" in paper.stdout and "results/paper/runs/" in paper.stdout
+    assert "roma_train" not in paper.stdout
+    roma = snakemake(workflow, "-n", "--profile", "profiles/slurm", "all", "--configfile", "config/roma.yaml")
+    assert "results/paper_roma/roma/" in roma.stdout and "config/config.yaml" not in roma.stdout
 
 
-def test_slurm_profile_gives_gpu_jobs_cpu_cores_and_trainings_the_gpus_asked_for():
-    one = parse_profile("slurm")
-    assert one["executor"] == "slurm" and int(one["retries"]) >= 2
-    assert one["slurm-status-command"] == "squeue"  # sacct's "CANCELLED by <uid>" hangs plugin 2.8
-    threads = resources(one["set-threads"])  # {"": {rule: threads}}: RULE=THREADS has no resource name
-    assert set(threads[""]) == gpu_rules() and set(threads[""].values()) == {"8"}
-    assert resources(one["set-resources"]) == {"train_refiner": {"gpu": "1"}}
+def test_the_site_settings_reach_every_job(workflow, no_site, monkeypatch):
+    site = {
+        "IRNO_SLURM_PARTITION": "gpu", "IRNO_SLURM_CPU_PARTITION": "cpu", "IRNO_SLURM_ACCOUNT": "proj",
+        "IRNO_SLURM_QOS": "high", "IRNO_SLURM_CONSTRAINT": "a100", "IRNO_SLURM_EXTRA": "--mail-type=FAIL",
+        "IRNO_SLURM_GPU_MODEL": "a100", "IRNO_SLURM_TRAIN_GPUS": "2", "IRNO_SLURM_CPUS_PER_GPU": "6",
+        "IRNO_SLURM_MAX_RUNTIME": "600", "IRNO_SLURM_MAX_MEM_MB": "7000",
+    }  # fmt: skip
+    for name, value in site.items():
+        monkeypatch.setenv(name, value)
+    jobs = dry_run_resources(workflow, "--profile", "profiles/slurm", "all", "--configfile", "config/test.yaml")
+    expected = SiteSettings.from_environ(site)
+    gpu = gpu_rules(workflow)
+    assert gpu == {rule for rule, spec in JOBS.items() if spec.gpus} & set(jobs)
+    for rule in set(jobs) & set(JOBS):
+        for r in jobs[rule]:
+            for key, value in site_resources(rule, expected).items():
+                assert r[key] == str(value), (rule, key, r)
+            assert int(r["runtime"]) <= 600 and int(r["mem_mb"]) <= 7000, (rule, r)
+            assert r["slurm_partition"] == ("gpu" if rule in gpu else "cpu"), (rule, r)
+    assert jobs["train_refiner"][0]["gpu"] == "2" and jobs["train_refiner"][0]["cpus_per_task"] == "12"
 
-    four = parse_profile("slurm", IRNO_SLURM_TRAIN_GPUS="4", IRNO_SLURM_GPU_MODEL="h100")
-    per_rule = resources(four["set-resources"])
-    assert per_rule["train_refiner"] == {"gpu": "4", "gpu_model": "'h100'"}
-    assert resources(four["set-threads"])[""]["train_refiner"] == "32"  # 8 per GPU
 
-
-def test_the_rules_alone_decide_runtime_memory_and_gpus(tmp_path, monkeypatch):
-    """The jobs of config/test.yaml through profiles/slurm ask for the runtime, memory and GPUs their
-    rules state, with the site's GPU model on exactly the rules with a gpu."""
-    workdir = copy_workflow(tmp_path)
-    for var in SITE_VARIABLES:
-        monkeypatch.delenv(var, raising=False)
-    bare = jobs_resources(snakemake(workdir, "-n", "all", "--configfile", "config/test.yaml").stdout)
+def test_one_rules_request_changes_on_the_command_line_without_losing_the_rest(workflow, no_site, monkeypatch):
     monkeypatch.setenv("IRNO_SLURM_GPU_MODEL", "h100")
     monkeypatch.setenv("IRNO_SLURM_TRAIN_GPUS", "2")
-    slurm = jobs_resources(
-        snakemake(workdir, "-n", "--profile", "profiles/slurm", "all", "--configfile", "config/test.yaml").stdout
-    )
-    assert bare.keys() == slurm.keys() and "train_refiner" in bare
-    with_gpu = {rule for rule, r in bare.items() if "gpu" in r}
-    assert with_gpu == {rule for rule, r in slurm.items() if "gpu_model" in r} == gpu_rules()
-    assert [rule for rule, job in bare.items() if "runtime" not in job] == ["all"]  # a target, no job
-    for rule, job in bare.items():
-        if rule == "all":
-            continue
-        assert (slurm[rule]["runtime"], slurm[rule]["mem_mb"]) == (job["runtime"], job["mem_mb"]), rule
-        gpus = int(slurm[rule].get("gpu", 0))
-        assert gpus == (2 if rule == "train_refiner" else int(job.get("gpu", 0))), rule
+    args = ("--profile", "profiles/slurm", "all", "--configfile", "config/test.yaml")
+    plain = dry_run_resources(workflow, *args)
+    changed = dry_run_resources(workflow, *args, "--set-resources", "train_refiner:runtime=2880")
+    assert {r["runtime"] for r in changed["train_refiner"]} == {"2880"}
+    for r, before in zip(changed["train_refiner"], plain["train_refiner"], strict=True):
+        assert {k: v for k, v in r.items() if k != "runtime"} == {k: v for k, v in before.items() if k != "runtime"}
+        assert (r["gpu"], r["gpu_model"]) == ("2", "h100")
+    assert changed["evaluate"] == plain["evaluate"]
 
 
 def test_local_profile_runs_gpu_jobs_one_at_a_time():
     assert render_profile(ROOT / "profiles" / "local") == {"cores": "all", "resources": {"gpu": 1}}
 
 
-def test_a_plain_run_needs_no_gpu(tmp_path):
+def test_a_plain_run_needs_no_gpu(workflow):
     """Without a profile the rules' gpu resource limits nothing: the demo runs on a CPU-only machine."""
-    out = snakemake(copy_workflow(tmp_path), "-n", "--cores", "2", "ablation", "--config", "ablation=irno")
+    out = snakemake(workflow, "-n", "--cores", "2", "ablation", "--config", "ablation=irno")
     assert re.search(r"^rule train_refiner:", out.stdout, re.M) and "gpu=1" in out.stdout
 
 
 def test_default_profile_holds_only_keys_safe_for_every_executor():
     keys = set(yaml.safe_load((ROOT / "profiles/default/config.yaml").read_text()))
     # Each of these would replace the --profile's own value on every run (docs/slurm.md).
-    executor_specific = {"executor", "jobs", "cores", "default-resources", "set-resources", "resources", "retries"}
+    executor_specific = {"executor", "jobs", "cores", "default-resources", "set-resources", "resources", "retries",
+                         "configfile"}  # fmt: skip
     assert keys and not keys & executor_specific and not any(k.startswith("slurm-") for k in keys)
 
 
-def test_snakemake_accepts_the_slurm_profile(tmp_path: Path):
-    """A dry run through the real profile: attempt expressions and YTE values as the jobs get them."""
-    (tmp_path / "Snakefile").write_text(
-        'localrules: tables\n'
-        'rule tables:\n    input: "e.txt"\n    output: "t.txt"\n    shell: "cp {input} {output}"\n'
-        'rule evaluate:\n    output: "e.txt"\n'
-        '    resources: runtime=lambda wildcards, attempt: 120 * attempt, gpu=1\n    shell: "touch {output}"\n'
-    )  # fmt: skip
-    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path)}
-    env.update(IRNO_SLURM_PARTITION="gpu", IRNO_SLURM_ACCOUNT="irno", IRNO_SLURM_GPU_MODEL="h100")
-    run = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--profile", str(ROOT / "profiles/slurm"), "t.txt"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stdout + run.stderr
-    resources_line = next(line for line in run.stdout.splitlines() if "gpu_model=" in line)
-    for expected in ("slurm_partition=gpu", "slurm_account=irno", "runtime=120", "gpu=1", "gpu_model=h100"):
-        assert expected in resources_line, resources_line
+def test_the_redraw_profile_allows_the_report_rules_only():
+    profile = parse_profile("redraw")
+    assert set(profile["allowed-rules"]) == {
+        "plan_settings",
+        "roma_study",
+        "tables",
+        "figures",
+        "roma_report",
+        "report",
+    }
+    assert set(profile["forcerun"]) == {"tables", "figures", "roma_report", "report"}

@@ -1,6 +1,7 @@
 """The study a workflow config describes (irno.study) and the settings files the rules write."""
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -229,7 +230,7 @@ def test_shipped_configs_resolve(name):
     study = load_study(config(name))
     assert study.run_dir == Path("results") / name
     assert study.datasets_from("simulate") == ["active_matter"]
-    assert study.well_root("active_matter") == Path("results") / name / "data" / "well"
+    assert study.well_root("active_matter") == Path("results") / name / "data" / "active_matter" / "well"
     assert study.runs and all(study.base_settings("active_matter", b)["source"] == "train" for b in study.bases)
 
 
@@ -255,6 +256,8 @@ def test_every_shipped_config_takes_seeds():
     assert {"config", "demo", "test", "cpu_study", "cpu_study_bases"} <= set(SHIPPED)
     for name in SHIPPED:
         cfg = config(name)
+        if "datasets" not in cfg:  # the ROMA study alone (config/roma.yaml): no IRNO trainings
+            continue
         cfg["refiner"].get("train", {}).pop("seed", None)
         for spec in cfg["experiments"].values():
             (spec or {}).get("train", {}).pop("seed", None)
@@ -383,3 +386,83 @@ def test_every_settings_kind_round_trips(tmp_path, paper):
         cfg = write_settings(SETTINGS_KINDS, kind, copy.deepcopy(payload), out)
         assert from_dict(cls, read_yaml(out)) == cfg
         assert read_yaml(out) == to_dict(cfg)
+
+
+# ----------------------------------------------------------------------------- where outputs land
+
+
+def test_results_root_moves_the_run_and_is_read_relative_to_the_repository(paper, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    paper["results_root"] = "/scratch/me/irno"
+    assert load_study(paper).run_dir == Path("/scratch/me/irno/paper")
+    paper["results_root"] = "results"
+    # relative: to the repository; kept relative where that is inside the working directory
+    assert load_study(paper, ROOT).run_dir == ROOT / "results" / "paper"
+    assert load_study(paper, tmp_path).run_dir == Path("results/paper")
+
+
+def test_shared_root_names_data_and_bases_by_what_determines_them(paper):
+    plain = load_study(paper)
+    assert plain.data_dir("active_matter") == Path("results/paper/data/active_matter")
+    assert plain.base_dir("active_matter", "FNO") == Path("results/paper/base/active_matter/FNO")
+    paper["shared_root"] = "/shared/irno"
+    shared = load_study(paper)
+    data_id, base_id = shared.data_id("active_matter"), shared.base_id("active_matter", "FNO")
+    assert re.fullmatch(r"active_matter-[0-9a-f]{8}", data_id) and re.fullmatch(r"FNO-[0-9a-f]{8}", base_id)
+    assert shared.base_dir("active_matter", "FNO") == Path("/shared/irno/base") / data_id / base_id
+    assert shared.run_dir == Path("results/paper")  # the runs stay the run's own
+    # another run name, the same data and base: the same folders; other Phi settings do not matter
+    other = copy.deepcopy(paper)
+    other["run_name"] = "paper_v2"
+    other["refiner"]["train"]["epochs"] = 50
+    assert load_study(other).base_dir("active_matter", "FNO") == shared.base_dir("active_matter", "FNO")
+    # another data_root or another base setting: other folders
+    moved = copy.deepcopy(paper)
+    moved["data_root"] = "/elsewhere/the_well"
+    assert load_study(moved).data_id("active_matter") != data_id
+    changed = copy.deepcopy(paper)
+    changed["bases"]["FNO"]["cache_dtype"] = "bfloat16"
+    assert load_study(changed).base_id("active_matter", "FNO") != base_id
+    assert load_study(changed).base_id("active_matter", "TFNO") == shared.base_id("active_matter", "TFNO")
+
+
+def test_a_local_copy_is_read_at_its_path(paper):
+    paper["datasets"]["active_matter"] = {"source": "local", "path": "/projects/the_well"}
+    study = load_study(paper)
+    assert study.well_root("active_matter") == Path("/projects/the_well")
+    assert study.datasets_from("local") == ["active_matter"] and study.data_ids_from("local") == ["active_matter"]
+    for spec, message in [
+        ({"source": "local"}, "config key 'datasets.active_matter.path': a dataset with source: local needs"),
+        ({"source": "download", "path": "/x"}, "config key 'datasets.active_matter.path': only a dataset with"),
+        ({"source": "download", "complete": False}, "config key 'datasets.active_matter.complete': only a"),
+    ]:
+        paper["datasets"]["active_matter"] = spec
+        with pytest.raises(IrnoError, match=re.escape(message)):
+            load_study(paper)
+
+
+def test_the_top_level_device_is_every_steps_that_sets_none(paper):
+    paper["device"] = "cpu"
+    paper["bases"]["TFNO"]["device"] = "cuda"  # a step's own wins
+    study = load_study(paper)
+    assert study.base_settings("active_matter", "FNO")["device"] == "cpu"
+    assert study.base_settings("active_matter", "TFNO")["device"] == "cuda"
+    assert study.refiner_settings("irno", "FNO")["train"]["device"] == "cpu"
+    assert study.eval_settings()["device"] == "cpu"
+    demo = config("demo")
+    demo["device"] = "cuda"
+    roma = load_study(demo).roma_section()
+    assert roma["train"]["device"] == "cpu"  # the demo's ROMA trainings say cpu themselves
+    own = {name for name, d in demo["roma"]["datasets"].items() if "device" in (d.get("encodings") or {})}
+    assert own and all(roma["datasets"][name]["encodings"]["device"] == "cpu" for name in own)
+    others = set(roma["datasets"]) - own
+    assert others and all(roma["datasets"][name]["encodings"]["device"] == "cuda" for name in others)
+    without = load_study(config("demo"))
+    assert "device" not in without.refiner_settings("irno", "FNO")["train"]  # nothing set: nothing changes
+
+
+def test_a_config_may_hold_the_roma_study_alone():
+    study = load_study(config("roma"))
+    assert not study.has_irno and study.runs == [] and study.main_experiment == ""
+    assert study.roma_section() is not None and study.run_dir == Path("results/paper_roma")
+    assert not load_study(config("config")).roma_section()  # and the IRNO paper run has no ROMA

@@ -25,6 +25,7 @@ from workflow_copy import ROOT, copy_workflow, snakemake
 
 from irno.roma.config import EXPERIMENTS as ROMA_EXPERIMENTS
 from irno.roma.config import expand_study, report_outputs, study_from_dict
+from irno.study import load_study
 
 PAPER_EXPERIMENTS = 19
 
@@ -53,8 +54,12 @@ def job_counts(dry_run_output: str) -> dict[str, int]:
 
 
 def roma_plan(config_name: str):
-    config = yaml.safe_load((ROOT / "config" / config_name).read_text())
-    return expand_study(study_from_dict(config["roma"]))
+    return expanded_roma(yaml.safe_load((ROOT / "config" / config_name).read_text()))
+
+
+def expanded_roma(config: dict):
+    """The ROMA study of a config as the workflow expands it (with the config's top-level device)."""
+    return expand_study(study_from_dict(load_study(config).roma_section()))
 
 
 # ----------------------------------------------------------------------------- static checks
@@ -100,26 +105,40 @@ def test_ci_installs_and_tests_as_the_readme_says():
 @pytest.mark.slow
 def test_the_slurm_docs_commands_run_as_written(workflow_copy, tmp_path):
     """Every `snakemake` command of docs/slurm.md, pasted after its set-up (the profile installed
-    as `slurm`), as a dry run: the paper's jobs through the SLURM profile."""
+    as `slurm` in a fresh HOME), as a dry run: the paper's jobs through the SLURM profile."""
     docs = (ROOT / "docs" / "slurm.md").read_text()
     commands = re.findall(r"^ {4,}((?:IRNO_\w+=\S+ )?snakemake [^#\n]*?)\s*(?:#.*)?$", docs, re.M)
     commands += re.findall(r"`((?:IRNO_\w+=\S+ )?snakemake [^`]*)`", docs)
-    assert len(commands) >= 7, commands
+    assert len(commands) >= 10, commands
     home = tmp_path / "home"
     (home / ".config" / "snakemake").mkdir(parents=True)
     (home / ".config" / "snakemake" / "slurm").symlink_to(workflow_copy / "profiles" / "slurm")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IRNO_SLURM_", "XDG_"))}
     env.update(HOME=str(home), USER="researcher", PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    for command in commands:
+    for command in sorted(set(commands)):
         run = subprocess.run(
             ["bash", "-c", f"{command} -n"], cwd=workflow_copy, env=env, capture_output=True, text=True, timeout=300
         )
+        output = run.stdout + run.stderr
+        if "profiles/redraw" in command:  # nothing is evaluated yet: named, not built
+            assert run.returncode != 0 and "Missing input files for rule tables" in output, command
+            assert "rule train_refiner:" not in output, command
+            continue
         assert run.returncode == 0, f"{command}:\n{run.stdout[-2000:]}\n{run.stderr[-3000:]}"
-        if "--unlock" not in command:  # the paper's trainings, with the SLURM profile's resources
-            assert re.search(r"runtime=1440, gpu=\d", run.stdout) and "results/paper/runs/" in run.stdout, command
+        if "--unlock" in command:
+            continue
+        if "config/roma.yaml" in command:
+            assert "results/paper_roma/roma/runs/" in output and "train_refiner" not in output, command
+            continue
+        # the IRNO paper run's trainings, with the resources of irno.cluster
+        assert "paper/runs/active_matter/" in output, command
+        if "train_refiner" in output and "runtime=2880" not in command:
+            assert re.search(r"runtime=1440, .*\bgpu=\d", output), command
+        if "train_refiner:runtime=2880" in command:
+            assert "runtime=2880" in output, command
         if command.startswith("IRNO_SLURM_TRAIN_GPUS=4 "):
-            assert "--nproc 4 > " in run.stdout, command
+            assert "--nproc 4 > " in output, command
 
 
 # ----------------------------------------------------------------------------- the DAG
@@ -144,22 +163,68 @@ def test_paper_dry_run_builds_the_full_dag(workflow_copy):
             for experiment in config["experiments"]:
                 if (experiment, base) != ("transfer", "TFNO"):
                     assert f"results/paper/eval/{dataset}/{base}/{experiment}/metrics.json" in out.stdout
-    # the ROMA study: every dataset simulated (the Burgers-like one too), the graph encodings of
-    # those ROMA reads them on, every run trained and evaluated, one report
-    plan = roma_plan("config.yaml")
-    assert counts["roma_simulate"] == len(plan.datasets) == 4
-    assert "results/paper/roma/data/bd3m/dataset.h5" in out.stdout
-    assert counts["roma_encode"] == len(plan.encodings) == 3  # not the Burgers-like data: ROMA reads none there
-    assert counts["roma_train"] == len(plan.runs)  # each scores its model too
-    assert sum(run["dataset"] == "bd3m" for run in plan.runs.values()) == 4 + 3  # its effective dynamics and scaling
-    assert counts["roma_settings"] == len(plan.datasets) + len(plan.encodings) + len(plan.runs)
-    assert counts["roma_study"] == counts["roma_report"] == 1
-    for key in plan.runs:
-        assert f"results/paper/roma/eval/{key}" in out.stdout
-    for name in report_outputs(plan)["figures"]:
-        assert f"results/paper/roma/figures/{name}" in out.stdout
+    assert not [rule for rule in counts if rule.startswith("roma")]  # the IRNO paper run alone
     # parse time, contended machines included; benchmarks/workflow_parse.py measures it properly
     assert seconds < 60
+
+
+def test_roma_paper_dry_run_builds_its_study_alone(workflow_copy):
+    out = snakemake(workflow_copy, "-n", "all", "--configfile", "config/roma.yaml")
+    counts = job_counts(out.stdout)
+    # every dataset simulated (the Burgers-like one too), the graph encodings of those ROMA reads
+    # them on, every run trained and evaluated, one report; nothing of IRNO
+    plan = roma_plan("roma.yaml")
+    assert counts["roma_simulate"] == len(plan.datasets) == 4
+    assert "results/paper_roma/roma/data/bd3m/dataset.h5" in out.stdout
+    assert counts["roma_encode"] == len(plan.encodings) == 3  # not the Burgers-like data: ROMA reads none there
+    assert counts["roma_train"] == len(plan.runs) == 35  # each scores its model too
+    assert sum(run["dataset"] == "bd3m" for run in plan.runs.values()) == 4 + 3  # its effective dynamics and scaling
+    assert counts["roma_settings"] == len(plan.datasets) + len(plan.encodings) + len(plan.runs)
+    assert counts["roma_study"] == counts["roma_report"] == counts["report"] == 1
+    assert set(counts) == {"roma_settings", "roma_study", "roma_simulate", "roma_encode", "roma_train",
+                           "roma_report", "report", "all"}  # fmt: skip
+    for key in plan.runs:
+        assert f"results/paper_roma/roma/eval/{key}" in out.stdout
+    for name in report_outputs(plan)["figures"]:
+        assert f"results/paper_roma/roma/figures/{name}" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("config", "target", "runs"),
+    [
+        ("demo", "irno", {"train_refiner", "evaluate", "tables", "figures"}),
+        ("demo", "roma", {"roma_train", "roma_report"}),
+        ("config", "irno", {"train_refiner", "evaluate", "tables", "figures"}),
+        ("roma", "roma", {"roma_train", "roma_report"}),
+    ],
+)
+def test_each_study_has_its_target(workflow_copy, config, target, runs):
+    counts = job_counts(snakemake(workflow_copy, "-n", target, "--configfile", f"config/{config}.yaml").stdout)
+    assert runs <= set(counts) and "report" not in counts
+    other = "roma" if target == "irno" else "train_refiner"
+    assert not [rule for rule in counts if rule.startswith(other)], counts
+
+
+@pytest.mark.parametrize(("config", "target", "message"), [
+    ("roma", "irno", "the target 'irno' needs an IRNO study"),
+    ("config", "roma", "the target 'roma' needs a roma: section"),
+])  # fmt: skip
+def test_a_target_the_config_has_no_study_for_is_named(workflow_copy, config, target, message):
+    out = snakemake(workflow_copy, "-n", target, "--configfile", f"config/{config}.yaml", check=False)
+    assert out.returncode != 0 and message in out.stdout + out.stderr
+
+
+def test_results_root_moves_every_output(workflow_copy, tmp_path_factory):
+    root = tmp_path_factory.mktemp("scratch")  # outside the checkout
+    for config in ("test", "config", "roma"):
+        out = snakemake(workflow_copy, "-n", "-p", "all", "--configfile", f"config/{config}.yaml", "--config",
+                        f"results_root={root}")  # fmt: skip
+        stray = re.findall(r"(?<![\w.-])results/\S*", out.stdout)
+        assert not stray, sorted(set(stray))[:10]
+        assert f"{root}/" in out.stdout
+    # relative: to the repository (the Snakefile's folder), wherever Snakemake starts
+    out = snakemake(workflow_copy, "-n", "irno", "--configfile", "config/test.yaml", "--config", "results_root=out")
+    assert "out/test/runs/active_matter/FNO/irno/checkpoint.pt" in out.stdout and "results/" not in out.stdout
 
 
 def test_paper_dag_trains_phi_with_K_6_on_FNO_and_K_4_on_TFNO(workflow_copy):
@@ -251,7 +316,12 @@ BAD_CONFIGS = {
         "experiments.K_0: config key 'train.K': 0 is invalid",
     ),
     "alpha_not_positive": (lambda c: c["refiner"]["train"].update(alpha=0.0), "refiner: config key 'train.alpha'"),
-    "missing_data_root": (lambda c: c.pop("data_root"), "'data_root' is a required property"),
+    "missing_data_root": (lambda c: c.pop("data_root"), "'data_root' is a dependency of 'datasets'"),
+    "no_study": (lambda c: [c.pop(k) for k in ("datasets", "bases", "experiments", "roma")], "is not valid under any"),
+    "local_without_path": (
+        lambda c: c["datasets"]["active_matter"].update(source="local", simulate=None),
+        "config key 'datasets.active_matter.path': a dataset with source: local needs",
+    ),
     "empty_data_root": (lambda c: c.update(data_root=""), "config key 'data_root': '' should be non-empty"),
     "bad_source": (
         lambda c: c["datasets"]["active_matter"].update(source="simulated"),
@@ -431,7 +501,7 @@ def test_editing_one_roma_experiment_reruns_its_runs_only(test_run):
     (test_run / "edited_roma.yaml").write_text(yaml.safe_dump(config))
     out = snakemake(test_run, "-n", "all", "--configfile", "edited_roma.yaml")
     jobs = scheduled_jobs(out.stdout)
-    new_runs = sorted(set(expand_study(study_from_dict(config["roma"])).runs) - set(plan.runs))
+    new_runs = sorted(set(expanded_roma(config).runs) - set(plan.runs))
     assert len(new_runs) == 1  # encodings=[]; the run with both is the default, shared and kept
     per_run = sorted((rule, w.get("roma_run") or w["roma_folder"]) for rule, w in jobs if w)
     assert per_run == [
@@ -457,3 +527,79 @@ def test_editing_one_roma_experiment_reruns_its_runs_only(test_run):
         "report": 1,
         "all": 1,
     }
+
+
+# ----------------------------------------------------------------------------- data read in place, shared
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, float, str]]:
+    """Every file under root: size, modification time and SHA-256."""
+    from irno.utils import file_sha256
+
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime, file_sha256(p))
+            for p in sorted(root.rglob("*")) if p.is_file()}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_read_only_local_copy_is_read_in_place_and_shared_stores_are_reused(workflow_copy, tmp_path, tiny_well):
+    copy = tmp_path / "group" / "the_well"  # a group's copy of The Well, read only
+    shutil.copytree(tiny_well, copy)
+    subprocess.run(["chmod", "-R", "a-w", str(copy)], check=True)
+    before = snapshot(copy)
+    config = yaml.safe_load((workflow_copy / "config" / "test.yaml").read_text())
+    del config["roma"]
+    config["datasets"] = {"active_matter": {"source": "local", "path": str(copy), "complete": False}}
+    config["experiments"] = {"irno": {}}
+    config["bases"] = {"FNO": config["bases"]["FNO"]}
+    config["report"] = {"figure_base": "FNO"}
+    config["shared_root"] = str(tmp_path / "shared")
+    (workflow_copy / "local.yaml").write_text(yaml.safe_dump(config))
+    try:
+        first = snakemake(workflow_copy, "--cores", "2", "irno", "--configfile", "local.yaml", "--config", "run_name=a")
+        # read in place: nothing written inside the copy, no download; the manifest with the run's data
+        assert snapshot(copy) == before
+        output = first.stdout + first.stderr
+        assert "rule index_local_dataset:" in output and "download_dataset" not in output
+        manifests = list((tmp_path / "shared" / "data").glob("active_matter-*/manifest.json"))
+        assert len(manifests) == 1
+        manifest = json.loads(manifests[0].read_text())
+        assert manifest["source"] == "local copy" and manifest["root"] == str(copy)
+        assert all(f["sha256"] for files in manifest["splits"].values() for f in files)
+        assert (workflow_copy / "results/a/eval/active_matter/FNO/irno/metrics.json").is_file()
+        # a second run name on the same data and base prepares and caches nothing again
+        second = snakemake(
+            workflow_copy, "--cores", "2", "irno", "--configfile", "local.yaml", "--config", "run_name=b"
+        )
+        ran = set(re.findall(r"^(?:local)?rule (\w+):", second.stdout + second.stderr, re.M))
+        assert ran and ran <= {"refiner_settings", "train_refiner", "eval_settings", "evaluate", "plan_settings",
+                               "tables", "figures", "irno"}, ran  # fmt: skip
+        assert (workflow_copy / "results/b/eval/active_matter/FNO/irno/metrics.json").is_file()
+        assert not (workflow_copy / "results/b/data").exists() and not (workflow_copy / "results/b/base").exists()
+        assert snapshot(copy) == before
+    finally:
+        subprocess.run(["chmod", "-R", "u+w", str(copy)], check=True)
+
+
+# ----------------------------------------------------------------------------- redrawing without retraining
+
+
+@pytest.mark.slow
+def test_redrawing_tables_figures_and_report_runs_nothing_else(test_run, tmp_path):
+    work = tmp_path / "redraw"
+    shutil.copytree(test_run, work, symlinks=True)
+    tables = work / "results/test/tables/main.csv"
+    before = tables.stat().st_mtime
+    out = snakemake(work, "report", "--profile", "profiles/redraw", "--configfile", "config/test.yaml")
+    ran = set(re.findall(r"^(?:local)?rule (\w+):", out.stdout + out.stderr, re.M))
+    assert {"tables", "figures", "roma_report", "report"} <= ran <= {"tables", "figures", "roma_report", "report",
+                                                                     "plan_settings", "roma_study"}, ran  # fmt: skip
+    assert tables.stat().st_mtime > before
+    # whatever is missing is named, never built: no training, not even an evaluation
+    missing = work / "results/test/eval/active_matter/TFNO/irno/metrics.json"
+    missing.unlink()
+    shutil.rmtree(work / "results/test/runs/active_matter/TFNO/irno")
+    failed = snakemake(work, "report", "--profile", "profiles/redraw", "--configfile", "config/test.yaml", check=False)
+    output = failed.stdout + failed.stderr
+    assert failed.returncode != 0 and "Missing input files" in output and str(missing.relative_to(work)) in output
+    assert not re.search(r"^rule (train_refiner|evaluate):", output, re.M)
+    assert not (work / "results/test/runs/active_matter/TFNO/irno").exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,8 +21,14 @@ import yte
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW_FILES = ("Snakefile", "workflow", "config", "envs", "profiles")
-# The site settings profiles/slurm reads from the environment.
-SITE_VARIABLES = ("IRNO_SLURM_PARTITION", "IRNO_SLURM_ACCOUNT", "IRNO_SLURM_GPU_MODEL", "IRNO_SLURM_TRAIN_GPUS")
+# The site settings the workflow reads from the environment (irno.cluster.SiteSettings).
+SITE_VARIABLES = tuple(
+    f"IRNO_SLURM_{name}"
+    for name in (
+        "PARTITION", "CPU_PARTITION", "ACCOUNT", "QOS", "CONSTRAINT", "EXTRA", "GPU_MODEL", "TRAIN_GPUS",
+        "CPUS_PER_GPU", "MAX_RUNTIME", "MAX_MEM_MB",
+    )
+)  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -48,9 +55,22 @@ def render_profile(profile: Path, workdir: Path = ROOT, env: Mapping[str, str] |
         return yte.process_yaml(f, require_use_yte=True)
 
 
-def gpu_rules() -> set[str]:
-    """The rules profiles/slurm treats as GPU rules (it derives them from the rules' gpu resource)."""
-    return set(render_profile(ROOT / "profiles" / "slurm")["set-threads"])
+def dry_run_resources(workdir: Path, *args: str) -> dict[str, list[dict[str, str]]]:
+    """Rule -> the resources of each of its jobs, as a Snakemake dry run in `workdir` lists them."""
+    out = snakemake(workdir, "-n", *args).stdout
+    jobs: dict[str, list[dict[str, str]]] = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
+        rule = re.match(r"(?:local)?rule (\w+):", block)
+        found = re.search(r"^\s+resources: (.*)$", block, re.M)
+        if rule and found:
+            jobs.setdefault(rule.group(1), []).append(dict(kv.split("=", 1) for kv in found.group(1).split(", ")))
+    return jobs
+
+
+def gpu_rules(workdir: Path, config: str = "config/test.yaml") -> set[str]:
+    """The rules whose jobs ask for a GPU, as Snakemake evaluates the rules' resources for `config`."""
+    jobs = dry_run_resources(workdir, "all", "--forceall", "--configfile", config)  # every job, done or not
+    return {rule for rule, resources in jobs.items() if any(int(r.get("gpu", 0)) for r in resources)}
 
 
 def copy_workflow(dest: Path) -> Path:

@@ -35,7 +35,17 @@ from irno.base.operator import (
 )
 from irno.config import BaseConfig
 from irno.data.store import PreparedSplit
-from irno.utils import IrnoError, flatten, log, read_json, replace_dir, select_device, stable_hash, write_json
+from irno.utils import (
+    IrnoError,
+    flatten,
+    log,
+    log_device,
+    read_json,
+    replace_dir,
+    select_device,
+    stable_hash,
+    write_json,
+)
 
 CACHE_FORMAT = 1
 STORAGE = {"float32": np.float32, "float16": np.float16, "bfloat16": np.int16}
@@ -234,6 +244,7 @@ def cache_base(
     """Build (or finish building) the cache of `split` under the base of `cfg`, run in `forward` (the
     base check's decision; default the configured forward)."""
     device = select_device(cfg.device)
+    log_device(device, f"fp32, stored as {cfg.cache_dtype}")
     op = load_base(cfg, model_dir, device, forward=forward)
     n_fields = len(split.field_names)
     check_channels(op, split.n_steps_input * n_fields, n_fields, f"the store {split.path}")

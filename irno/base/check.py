@@ -38,7 +38,7 @@ from irno.base.train import persistence
 from irno.config import BaseConfig
 from irno.data.store import PreparedSplit
 from irno.metrics import pooled_vrmse_cf, well_metadata, well_vrmse
-from irno.utils import IrnoError, log, read_json, select_device, write_json
+from irno.utils import IrnoError, log, log_device, read_json, select_device, write_json
 
 # The two references a forward is checked against: base config key, measured key, what it is.
 REFERENCES = {
@@ -165,6 +165,7 @@ def check_base(
 ) -> dict:
     """Measure both forwards, decide, write `out` (base_check.json); raise IrnoError on a strict failure."""
     device = select_device(cfg.device)
+    log_device(device, "fp32")
     fourier = cfg.model_class in FOURIER_CLASSES
     modes = ("fixed", "legacy") if fourier else ("fixed",)
     op = load_base(cfg, model_dir, device, forward=modes[0])

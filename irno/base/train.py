@@ -7,6 +7,8 @@ After every epoch the resume state (`irno.resume`) goes to a hidden file beside 
 directory, ``.<name>.last.pt`` (the directory itself is replaced whole when saved), so a pre-empted
 job continues from the last finished epoch; a changed config or dataset starts afresh. The state
 is removed once the model directory, which holds the weights and the per-epoch history, is saved.
+While it trains, the lock ``.<name>.run.lock`` beside the model directory (`irno.runlock`) keeps a
+second process from training the same base.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from irno.base.operator import BaseOperator, build_model, save_base, training_fo
 from irno.config import BaseConfig
 from irno.data.store import PreparedSplit
 from irno.resume import STATE_FILE, TrainingState
-from irno.utils import IrnoError, log, seed_everything, select_device, to_dict
+from irno.runlock import LOCK_FILE, RunFolderLock
+from irno.utils import IrnoError, log, log_device, seed_everything, select_device, to_dict
 
 
 @torch.no_grad()
@@ -46,6 +49,13 @@ def train_base(cfg: BaseConfig, train: PreparedSplit, valid: PreparedSplit, out_
     if (valid.field_names, valid.grid, valid.n_steps_input) != (train.field_names, train.grid, train.n_steps_input):
         raise IrnoError(f"{valid.path} and {train.path} hold different fields, grids or input lengths")
     device = select_device(cfg.device)
+    log_device(device, "fp32")
+    # The model directory is replaced whole when saved: its lock and resume state lie beside it.
+    with RunFolderLock(out_dir.with_name(f".{out_dir.name}.{LOCK_FILE}")):
+        return _train_base(cfg, train, valid, out_dir, device)
+
+
+def _train_base(cfg: BaseConfig, train: PreparedSplit, valid: PreparedSplit, out_dir: Path, device) -> Path:
     settings = {"config": to_dict(cfg), "train": train.identity, "valid": valid.identity}
     resume = TrainingState(out_dir.with_name(f".{out_dir.name}.{STATE_FILE}"), settings, cfg.epochs)
     seed_everything(cfg.seed)

@@ -1,4 +1,5 @@
-"""Download a Well dataset and verify every file against the package's own registry.
+"""Download a Well dataset (or take an existing copy) and verify every file against the package's
+own registry.
 
 The Well's `well_download` runs curl and exits quietly when the network fails, so a download is
 only trusted after `build_manifest` has checked that every file the registry lists for the split
@@ -7,6 +8,10 @@ dataset's ``stats.yaml`` describes. The manifest records each file's SHA-256, wh
 checks before reading; the registry lists no hashes, so a file that arrives damaged yet readable
 is not caught here (`irno prepare` still refuses its non-finite values). curl runs with
 ``--continue-at -``: a download interrupted half-way resumes where it stopped when run again.
+
+`index_local_dataset` does the same checks on a copy that is already on disk (e.g. a group's
+shared, read-only copy of The Well): it only reads, writes nothing beside the files and uses no
+network; the manifest it returns is written under the run's outputs by the caller.
 """
 
 from __future__ import annotations
@@ -92,3 +97,41 @@ def download_dataset(
             "download: run it where the internet is reachable); delete a file named above as not readable if it "
             "stays so after a complete download."
         ) from None
+
+
+def index_local_dataset(
+    name: str,
+    well_root: str | os.PathLike,
+    *,
+    splits: tuple[str, ...] = SPLITS,
+    registry_path: str | None = None,
+    complete: bool = True,
+) -> dict:
+    """Verify an existing copy of Well dataset `name` under `well_root` (<well_root>/datasets/<name>/),
+    read-only, and return its manifest (sizes and SHA-256 of every file).
+
+    With `complete` every file the registry lists for `splits` must be there; without, the files
+    present are the dataset (e.g. a re-simulation in The Well's format). Either way every file must
+    be readable. The copy is never modified, so a read-only copy works."""
+    from irno.data.well import check_dataset_name
+
+    check_dataset_name(name)
+    for split in splits:
+        check_split(split)
+    root = dataset_dir(well_root, name)
+    if not root.is_dir():
+        raise IrnoError(
+            f"{root}: no such folder; a local copy (source: local) must be in The Well's layout, "
+            f"<path>/datasets/{name}/{{stats.yaml,data/<split>/*.hdf5}}, with `path` the folder holding datasets/"
+        )
+    registry_path = str(registry_path or well_registry_path())
+    expected = registry_files(name, tuple(splits), registry_path) if complete else None
+    log.info("indexing the local copy of %s under %s (read only)", name, well_root)
+    return build_manifest(
+        well_root,
+        name,
+        source="local copy",
+        splits=tuple(splits),
+        expected_files=expected,
+        extra={"registry": registry_path if complete else None},
+    )

@@ -1,9 +1,10 @@
 """The ROMA study: neural operators for many-body dynamics on random hyperbolic graphs.
 
-Reproduces the model code of Gabriel, Johnson, Karniadakis, "Connecting the geometry and dynamics
-of many-body complex systems with message passing neural operators" (arXiv 2502.15913; JAX code
-``nngabe/roma``) in PyTorch, with its Kuramoto and Burgers-like datasets and experiments (what
-differs: docs/roma.md). Shares only ``irno.utils`` with the IRNO pipeline.
+Ports the model code of Gabriel, Johnson, Karniadakis, "Connecting the geometry and dynamics of
+many-body complex systems with message passing neural operators" (arXiv 2502.15913; JAX code
+``nngabe/roma``) to PyTorch, with its Kuramoto and Burgers-like datasets and experiments (what
+still differs, and by how much: docs/roma.md). Shares ``irno.utils`` and ``irno.resume`` with the
+IRNO pipeline.
 
 Modules, in dependency order:
 
@@ -14,6 +15,7 @@ Modules, in dependency order:
 - ``datasets``  simulation into HDF5, graph encodings on disk, loading
 - ``models``    ROMA (HGCN encoder, renormalisation, multiscale Transformer, DeepONet, learned PDE) and baselines
 - ``train``     split, batches, losses, the resumable training loop
+- ``cost``      FLOPs of a training step at a run's real sizes, counted without weights or data
 - ``evaluate``  test metrics and attention maps of a trained run
 - ``report``    tables, power-law fits and figures from saved outputs only
 - ``cli``       the ``irno roma <verb>`` commands

@@ -43,7 +43,7 @@ def add_roma_commands(subparsers) -> None:
         "(the count as the reference reports it: the trained parameters and the ones it builds but does not "
         "use), then every experiment's runs with their settings and counts. Builds no weights.",
     )
-    p.add_argument("--config", required=True, help="YAML file with a roma: section (e.g. config/config.yaml)")
+    p.add_argument("--config", required=True, help="YAML file with a roma: section (e.g. config/roma.yaml)")
     p.set_defaults(func=_summary)
 
     p = verbs.add_parser(
@@ -202,30 +202,51 @@ def _simulate(args) -> int:
     return 0
 
 
+def _device(preference: str) -> None:
+    """Choose and log the device before any data is read: a job given GPUs that finds no usable CUDA
+    stops here, within seconds (irno.utils.select_device). On a GPU, float32 matrix products run in
+    TF32, the precision JAX gives them on NVIDIA GPUs by default (the reference's)."""
+    import torch
+
+    from irno.utils import log_device, select_device
+
+    device = select_device(preference)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+    log_device(device, "fp32, TF32 matrix products" if device.type == "cuda" else "fp32")
+
+
 def _encode(args) -> int:
     from irno.roma.config import load_encoding_config
     from irno.roma.datasets import encode
 
     _set_threads(args)
-    log.info("%s written", encode(load_encoding_config(args.config), args.data, args.out))
+    cfg = load_encoding_config(args.config)
+    if cfg.node2vec:  # node2vec runs on the device, after the Laplacian's eigenvectors on the CPU
+        _device(cfg.device)
+    log.info("%s written", encode(cfg, args.data, args.out))
     return 0
 
 
 def _train(args) -> int:
     from irno.roma.config import load_run_config
     from irno.roma.train import CHECKPOINT_FILE, read_inputs, train
+    from irno.runlock import LOCK_FILE, RunFolderLock
 
     _set_threads(args)
     cfg = load_run_config(args.config)
-    inputs = read_inputs(cfg, args.data, args.encodings)
-    summary = train(cfg, inputs, args.out_dir)
-    log.info("%d steps, validation sMSPE %.4g", summary["step"], summary["valid_smspe"])
-    if args.evaluation:
-        # scored by the training job itself, on the data it has read: a second job would read
-        # the series again, pay torch's start-up and, on a cluster, a second GPU allocation
-        folder = Path(args.evaluation)
-        attention = folder / "attention.npz" if cfg.model.kind == "roma" else None
-        _score(cfg, inputs, Path(args.out_dir) / CHECKPOINT_FILE, folder / "metrics.json", attention)
+    _device(cfg.train.device)
+    # one process per run folder: a second start (a head restarted while this job runs) stops at once
+    with RunFolderLock(Path(args.out_dir) / LOCK_FILE):
+        inputs = read_inputs(cfg, args.data, args.encodings)
+        summary = train(cfg, inputs, args.out_dir)
+        log.info("%d steps, validation sMSPE %.4g", summary["step"], summary["valid_smspe"])
+        if args.evaluation:
+            # scored by the training job itself, on the data it has read: a second job would read
+            # the series again, pay torch's start-up and, on a cluster, a second GPU allocation
+            folder = Path(args.evaluation)
+            attention = folder / "attention.npz" if cfg.model.kind == "roma" else None
+            _score(cfg, inputs, Path(args.out_dir) / CHECKPOINT_FILE, folder / "metrics.json", attention)
     return 0
 
 
@@ -235,6 +256,7 @@ def _evaluate(args) -> int:
 
     _set_threads(args)
     cfg = load_run_config(args.config)
+    _device(cfg.train.device)
     _score(cfg, read_inputs(cfg, args.data, args.encodings), args.checkpoint, args.metrics, args.attention)
     return 0
 

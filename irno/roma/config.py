@@ -252,7 +252,7 @@ class ModelConfig:
     space_scale: float = 1e-4
     input_functions: int = 128  # Gaussian-process functions each history value goes through
     function_length_scale: float = 1.0  # RBF kernel on [0, 1]
-    function_grid: int = 1000  # grid the functions are sampled on (interpolated in between)
+    function_grid: int = 1000  # grid the functions are sampled on (cubic splines in between)
     function_layout: Literal["reference", "node"] = "reference"  # see irno.roma.models.InputFunctions
     encoder_width: int = 512
     manifold: Literal["poincare", "euclidean"] = "poincare"  # roma's message passing and pooling
@@ -279,7 +279,7 @@ class ModelConfig:
             self.fourier_features,
             "an even number >= 2",
         )
-        require(self.function_grid >= 2, "model.function_grid", self.function_grid, ">= 2")
+        require(self.function_grid >= 4, "model.function_grid", self.function_grid, ">= 4 (a not-a-knot cubic spline)")
         require(self.function_length_scale > 0, "model.function_length_scale", self.function_length_scale, "> 0")
         require(self.curvature > 0, "model.curvature", self.curvature, "> 0")
         require(self.coarse_nodes >= 1, "model.coarse_nodes", self.coarse_nodes, ">= 1")

@@ -156,33 +156,53 @@ def random_hyperbolic_graph(nodes: int, mean_degree: float, rng: np.random.Gener
 # ----------------------------------------------------------------------------- subgraphs
 
 
-def random_walk_subgraph(adj: sp.csr_matrix, size: int, walk_length: int, rng: np.random.Generator) -> np.ndarray:
-    """`size` distinct nodes in the order random walks from uniform random roots first visit them.
+WALK_PATIENCE = 100  # draws at one root count before the count moves (the reference's patience)
 
-    Walks of `walk_length` steps start from fresh roots until enough nodes are seen (GraphSAINT's
-    random-walk sampler); a node without neighbours ends its walk where it is.
+
+def initial_walk_roots(size: int, walk_length: int) -> int:
+    """The reference's first root count: size // walk_length + 20."""
+    return size // walk_length + 20
+
+
+def random_walk_subgraph(
+    adj: sp.csr_matrix, size: int, walk_length: int, rng: np.random.Generator, roots: int
+) -> tuple[np.ndarray, int]:
+    """Exactly `size` distinct nodes, ascending: the nodes that `roots` random walks of `walk_length`
+    steps from uniform random roots visit, redrawn until they number exactly `size`.
+
+    The reference's sampler (GraphSAINT's random-walk sampler in its ``get_next_batch``): walks
+    on the graph with self loops, so a step stays put with probability 1 / (degree + 1) (a node
+    without neighbours always); after WALK_PATIENCE draws that miss the size, the root count
+    moves by one towards it (down when the last draw had too many nodes, up when too few) and
+    the draws go on. Returns the nodes and the root count that gave them, where the next draw
+    should start.
     """
     n = adj.shape[0]
     if size > n:
         raise IrnoError(f"train.subgraph_nodes = {size} exceeds the {n} nodes available to sample from")
     indptr, indices = adj.indptr, adj.indices
-    visits = []
-    seen = 0
-    while seen < size:
-        position = rng.integers(n, size=size // walk_length + 1)  # roots
-        walk = [position]
-        for _ in range(walk_length):
-            degree = indptr[position + 1] - indptr[position]
-            pick = indptr[position] + (rng.random(position.size) * degree).astype(np.int64)
-            moving = degree > 0
-            position = position.copy()
-            position[moving] = indices[pick[moving]]
-            walk.append(position)
-        visits.append(np.stack(walk, axis=1).ravel())  # walk by walk
-        order = np.concatenate(visits)
-        unique, first = np.unique(order, return_index=True)
-        seen = unique.size
-    return unique[np.argsort(first)][:size]
+    degree = np.diff(indptr)
+    while True:
+        for _ in range(WALK_PATIENCE):
+            position = rng.integers(n, size=roots)
+            visited = [position]
+            for _ in range(walk_length):
+                slot = (rng.random(roots) * (degree[position] + 1)).astype(np.int64)  # slot = degree: the self loop
+                moving = slot < degree[position]
+                position = position.copy()
+                position[moving] = indices[indptr[position[moving]] + slot[moving]]
+                visited.append(position)
+            nodes = np.unique(np.concatenate(visited))
+            if nodes.size == size:
+                return nodes, roots
+        if nodes.size > size and roots == 1:
+            raise IrnoError(
+                f"train.walk_length = {walk_length}: one walk visits more than train.subgraph_nodes = {size} "
+                "nodes in every draw; use shorter walks"
+            )
+        if nodes.size < size and roots == n:
+            raise IrnoError(f"train.subgraph_nodes = {size}: walks from every node never cover exactly {size} nodes")
+        roots += -1 if nodes.size > size else 1
 
 
 def induced_subgraph(adj: sp.csr_matrix, nodes: np.ndarray) -> sp.csr_matrix:

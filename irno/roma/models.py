@@ -10,6 +10,7 @@ width e, Transformer width w, basis p, outputs o, Fourier features c, coarse nod
                            A' = S^T A S; losses: entropy of S and of A', Fermi-Dirac link prediction on h
     tokens T = n (+ m for roma), each with its history and features z (= h, or the coarse z)
     branch input: every history value through F random functions f ~ GP(0, RBF)       (B, T, F k)
+                  (cubic splines through their values on a grid of [0, 1], as the reference's)
     branch: deeponet: residual MLP per token; others: Transformer over the tokens, input plus
             index embedding (per slot) + level embedding + context LN(MLP(z)) (roma)  -> b (B, T, p o)
     decoder, per token, at the absolute time t of the window's last frame and x = 0 in R^o:
@@ -19,7 +20,8 @@ width e, Transformer width w, basis p, outputs o, Fourier features c, coarse nod
     learned PDE (effective dynamics), with the derivatives of u in (t, x) by forward-mode autodiff:
       emergent: r = du/dt - F,   F = <b, trunk_F([phi, z, u, du/dx, lap_x u])> / (p o)
       burgers:  r = du/dt + F (du/dx) u - v lap_x u,  F, v = <b, trunk_{F,v}([phi, z])> / (p o)
-      losses mean r^2 and mean (dr/d(t, x))^2 over the fine tokens
+      losses mean r^2 and mean (dr/d(t, x))^2 over the fine tokens, where dr/d(t, x) (o, 1 + o)
+      is the derivative in r's (t, x) argument with u, du/d(t, x) and lap_x u held as values
 
 The HGCN layer (Chami et al. 2019, the reference's version): a Mobius linear map on the Poincare
 ball of curvature -c, then in the tangent space at 0 messages MLP([x_i, x_j - x_i]) on the
@@ -306,6 +308,9 @@ class Renormalisation(nn.Module):
 # ----------------------------------------------------------------------------- branch networks
 
 
+JITTER = 1e-13  # the reference's Cholesky factor of K + JITTER I: white noise of this variance on the grid
+
+
 @functools.lru_cache(maxsize=8)
 def _gaussian_process_basis(grid: int, length_scale: float) -> np.ndarray:
     """(grid, modes) V sqrt(lambda) of the RBF kernel on `grid` points of [0, 1]: f = basis @ xi,
@@ -318,13 +323,35 @@ def _gaussian_process_basis(grid: int, length_scale: float) -> np.ndarray:
     return vectors[:, keep] * np.sqrt(values[keep])
 
 
-class InputFunctions(nn.Module):
-    """Each history value through `count` random functions f ~ GP(0, RBF(length_scale)) on [0, 1].
+@functools.lru_cache(maxsize=8)
+def _spline_curvatures(grid: int) -> np.ndarray:
+    """(grid, grid) M with C = M y: the coefficients C_i = S''(x_i) h^2 / 2 of the not-a-knot cubic
+    spline S through values y on `grid` evenly spaced points of spacing h.
 
-    The functions are drawn on a grid of `grid` points per window (fresh in every training step,
-    fixed in evaluation) and interpolated linearly in between (linearly extrapolated outside
-    [0, 1]); the reference interpolates cubic splines on the same grid, which differ by about
-    h^2 f'' / 8 ~ 1e-7 on these smooth functions.
+    Continuity of S' at the inner points: C_{i-1} + 4 C_i + C_{i+1} = 3 (y_{i+1} - 2 y_i + y_{i-1});
+    not-a-knot (S's third derivative continuous at the second and the last but one point):
+    C_0 - 2 C_1 + C_2 = 0, and the same at the other end. On [x_i, x_{i+1}], s = (x - x_i) / h:
+    S = y_i + (y_{i+1} - y_i - (2 C_i + C_{i+1}) / 3) s + C_i s^2 + (C_{i+1} - C_i) / 3 s^3."""
+    inner = np.arange(1, grid - 1)
+    system, second_differences = np.zeros((grid, grid)), np.zeros((grid, grid))
+    system[inner, inner - 1], system[inner, inner], system[inner, inner + 1] = 1.0, 4.0, 1.0
+    second_differences[inner, inner - 1], second_differences[inner, inner] = 3.0, -6.0
+    second_differences[inner, inner + 1] = 3.0
+    system[0, :3] = system[-1, -3:] = [1.0, -2.0, 1.0]
+    solve = torch.linalg.solve(torch.from_numpy(system).to("cpu"), torch.from_numpy(second_differences).to("cpu"))
+    return solve.numpy()
+
+
+class InputFunctions(nn.Module):
+    """Each history value through `count` random functions f ~ GP(0, RBF(length_scale)), as the
+    reference draws and evaluates them.
+
+    Drawn on a grid of `grid` points of [0, 1] per window (fresh in every training step, fixed in
+    evaluation), with the reference's white noise of variance JITTER on the grid values (its
+    Cholesky factor of K + JITTER I); between grid points the not-a-knot cubic spline through them,
+    and outside [0, 1] (inputs with noise can exceed 1) its end pieces continued, as the reference's
+    spline does. Out there the cubic term amplifies the jitter: beyond about 1.1 the functions are
+    far from smooth, in ours as in the reference's (docs/roma.md, "Remaining differences").
 
     ``layout``: ``node`` gives token i the values f_1(u_i), ..., f_F(u_i) (F k numbers);
     ``reference`` reproduces the reference's reshape of the (F, T, k) array into (T, F k), which
@@ -337,21 +364,29 @@ class InputFunctions(nn.Module):
         self.count, self.layout = count, layout
         basis = torch.as_tensor(_gaussian_process_basis(grid, length_scale), dtype=torch.float32)
         self.register_buffer("basis", basis, persistent=False)  # (G, modes), fixed by the settings
+        curvatures = torch.as_tensor(_spline_curvatures(grid), dtype=torch.float32)
+        self.register_buffer("curvatures", curvatures, persistent=False)  # (G, G)
 
     def sample(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """(batch, count, G) function values on the grid."""
-        xi = torch.randn(batch, self.count, self.basis.shape[1], generator=generator, device=self.basis.device)
-        return xi @ self.basis.T
+        """(batch, count, G) function values on the grid, the jitter included."""
+        device = self.basis.device
+        xi = torch.randn(batch, self.count, self.basis.shape[1], generator=generator, device=device)
+        jitter = torch.randn(batch, self.count, self.basis.shape[0], generator=generator, device=device)
+        return xi @ self.basis.T + math.sqrt(JITTER) * jitter
 
     def forward(self, u: torch.Tensor, functions: torch.Tensor) -> torch.Tensor:
-        """u (B, T, k) values, functions (B, F, G) -> (B, T, F k)."""
+        """u (B, T, k) values, functions (B, F, G) on the grid -> (B, T, F k)."""
         B, T, k = u.shape
         G = functions.shape[-1]
-        position = u.reshape(B, 1, T * k) * (G - 1)
-        left = position.floor().clamp(0, G - 2)
+        curvature = functions @ self.curvatures.T  # (B, F, G): the spline's C at every grid point
+        position = u.reshape(B, 1, T * k) * (G - 1)  # in grid steps
+        left = position.floor().clamp(0, G - 2)  # the piece: outside [0, 1] the first or the last
+        s = position - left  # in [0, 1) inside, beyond on the end pieces
         index = left.long().expand(B, self.count, T * k)
-        f0, f1 = functions.gather(2, index), functions.gather(2, index + 1)  # (B, F, T k)
-        values = (f0 + (position - left) * (f1 - f0)).view(B, self.count, T, k)
+        y0, y1 = functions.gather(2, index), functions.gather(2, index + 1)  # (B, F, T k)
+        c0, c1 = curvature.gather(2, index), curvature.gather(2, index + 1)
+        values = y0 + (y1 - y0 - (2 * c0 + c1) / 3) * s + c0 * s**2 + (c1 - c0) / 3 * s**3
+        values = values.view(B, self.count, T, k)
         if self.layout == "node":
             values = values.transpose(1, 2)
         return values.reshape(B, T, self.count * k)
@@ -481,10 +516,13 @@ class Decoder(nn.Module):
         return du_dt + F * (du_dx @ u[..., None]).squeeze(-1) - v * laplacian
 
     def with_pde(self, tx: torch.Tensor, z: torch.Tensor, b: torch.Tensor):
-        """u (N, o), the residual r (N, o) and its derivative in (t, x) (N, o, 1 + o), by nested
-        forward-mode autodiff per token (vmapped over the tokens), as the reference does."""
+        """u (N, o), the residual r (N, o) and its derivative in (t, x) (N, o, 1 + o), as the reference's
+        `pde_res_grad`: u's jacobian and Laplacian by nested forward-mode autodiff per token, then
+        the residual differentiated in its (t, x) argument alone, with u, its jacobian and its
+        Laplacian held as values (so (t, x) acts through the PDE networks' Fourier features only).
+        Gradients for the parameters still flow through all of them."""
 
-        def residual(tx, z, b):  # one token: tx (1 + o,), z (e,), b (p o,)
+        def derivatives(tx, z, b):  # one token: tx (1 + o,), z (e,), b (p o,)
             def value(tx):
                 u = self(tx[None], z[None], b[None])[0]
                 return u, u
@@ -494,11 +532,14 @@ class Decoder(nn.Module):
                 return jacobian, (jacobian, u)
 
             hessian, (jacobian, u) = jacfwd(first, has_aux=True)(tx)  # (o, 1 + o, 1 + o)
-            laplacian = hessian.diagonal(dim1=-2, dim2=-1)[:, 1:].sum(-1)
-            r = self.residual(tx[None], z[None], b[None], u[None], jacobian[None], laplacian[None])[0]
-            return r, (r, u)
+            return u, jacobian, hessian.diagonal(dim1=-2, dim2=-1)[:, 1:].sum(-1)  # (o,), (o, 1 + o), (o,)
 
-        gradient, (r, u) = vmap(jacfwd(residual, has_aux=True))(tx, z, b)
+        def residual(tx, z, b, u, jacobian, laplacian):  # one token; jacfwd differentiates tx only
+            r = self.residual(tx[None], z[None], b[None], u[None], jacobian[None], laplacian[None])[0]
+            return r, r
+
+        u, jacobian, laplacian = vmap(derivatives)(tx, z, b)
+        gradient, r = vmap(jacfwd(residual, has_aux=True))(tx, z, b, u, jacobian, laplacian)
         return u, r, gradient
 
 
@@ -637,7 +678,8 @@ def reference_parameter_count(model: GraphOperator) -> int:
     and counts but never uses in a forward pass: each PDE network's own context MLP and
     LayerNorm, the context MLP of a model without context embedding (when it has an encoder), a
     linear map of the history to the encoding width and a (o -> 1) map of its PDE module, the
-    level embedding when its scale is 0, and a LayerNorm per message-passing network."""
+    level embedding when its scale is 0, a LayerNorm per message-passing network, and in the
+    baselines the Fermi-Dirac (r, t), which the reference's model class holds whatever the kind."""
     cfg = model.cfg
     e = cfg.encoder_width if cfg.graph else 0
     d_branch = cfg.input_functions * model.history
@@ -655,6 +697,8 @@ def reference_parameter_count(model: GraphOperator) -> int:
         unused += 2 * e  # the encoder's LayerNorm
     if cfg.kind == "roma":
         unused += 2 * cfg.coarse_nodes + 2 * e  # the pooling and embedding networks' LayerNorms
+    else:
+        unused += 2  # (r, t), ROMA's learned Fermi-Dirac parameters
     return count_parameters(model) + unused
 
 

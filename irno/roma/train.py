@@ -1,9 +1,13 @@
 """Training of a graph operator on random-walk subgraphs of a dataset (the reference's train.py, in torch).
 
 Data split (by nodes, as the reference does; deterministic in ``train.split_seed``):
-``valid_subgraphs`` + ``test_subgraphs`` random-walk subgraphs of ``subgraph_nodes`` nodes are
-held out; training draws subgraphs of the graph induced on the remaining nodes. Every window
-uses all frames, so train and test differ in nodes, not in time.
+``valid_subgraphs`` + ``test_subgraphs`` random-walk subgraphs of exactly ``subgraph_nodes`` nodes
+are held out (the reference's sampler, `irno.roma.graphs.random_walk_subgraph`); training draws
+subgraphs of the graph induced on the remaining nodes. The sampler's root count is carried from
+draw to draw through the split and one draw on the training graph (the reference's first batch);
+every training draw starts from where that left it (the reference carries it on through
+training; restarting keeps the step count the only random state). Every window uses all frames,
+so train and test differ in nodes, not in time.
 
 A step takes one subgraph (kept for ``subgraph_reuse`` steps) and ``windows`` window ends e,
 uniform in [history, T - history): the input is each node's values at e - history + 1 .. e, the
@@ -46,7 +50,7 @@ import torch
 from irno.resume import STATE_FILE, TrainingState
 from irno.roma.config import RunConfig, TrainConfig, run_key
 from irno.roma.datasets import Dataset, load, load_encodings
-from irno.roma.graphs import induced_subgraph, random_walk_subgraph
+from irno.roma.graphs import induced_subgraph, initial_walk_roots, random_walk_subgraph
 from irno.roma.models import GraphOperator, Output, build_model, count_parameters, reference_parameter_count
 from irno.utils import IrnoError, atomic_path, seed_everything, select_device, to_dict
 
@@ -96,8 +100,9 @@ def learning_rate(step: int, cfg: TrainConfig) -> float:
 class Split:
     train_nodes: np.ndarray  # global ids of the training graph's nodes
     train_adjacency: sp.csr_matrix  # the graph induced on them (local ids)
-    valid: list[np.ndarray]  # global ids, one array per held-out subgraph
+    valid: list[np.ndarray]  # global ids, ascending, one array per held-out subgraph
     test: list[np.ndarray]
+    walk_roots: int  # the sampler's root count on the training graph, where every draw starts
 
 
 def split_nodes(data: Dataset, cfg: TrainConfig) -> Split:
@@ -111,13 +116,18 @@ def split_nodes(data: Dataset, cfg: TrainConfig) -> Split:
     rng = np.random.default_rng([cfg.split_seed, 7])
     remaining = np.arange(n)
     sets = []
+    roots = initial_walk_roots(size, cfg.walk_length)
     for _ in range(held_out):
-        local = random_walk_subgraph(induced_subgraph(data.adjacency, remaining), size, cfg.walk_length, rng)
-        sets.append(np.sort(remaining[local]))
+        local, roots = random_walk_subgraph(
+            induced_subgraph(data.adjacency, remaining), size, cfg.walk_length, rng, roots
+        )
+        sets.append(remaining[local])
         remaining = np.setdiff1d(remaining, remaining[local], assume_unique=True)
-    return Split(
-        remaining, induced_subgraph(data.adjacency, remaining), sets[: cfg.valid_subgraphs], sets[cfg.valid_subgraphs :]
-    )
+    train_adjacency = induced_subgraph(data.adjacency, remaining)
+    _, roots = random_walk_subgraph(
+        train_adjacency, size, cfg.walk_length, rng, roots
+    )  # as the reference's first batch
+    return Split(remaining, train_adjacency, sets[: cfg.valid_subgraphs], sets[cfg.valid_subgraphs :], roots)
 
 
 def window_ends(data: Dataset, cfg: TrainConfig) -> tuple[int, int]:
@@ -207,10 +217,10 @@ def coarse_targets(out: Output, batch: Batch) -> torch.Tensor:
     return (batch.target.unsqueeze(1) @ s).squeeze(1) * (s.shape[-1] / s.shape[1])
 
 
-def objective(model: GraphOperator, sub: Subgraph, batch: Batch, cfg: RunConfig, seed: int):
-    """Training loss and its parts (floats; ``data`` and ``coarse`` are sMSPE means)."""
+def training_loss(out: Output, batch: Batch, cfg: RunConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The training loss of the model's output on a batch, and its parts (``data`` and ``coarse``
+    are sMSPE means)."""
     t = cfg.train
-    out = run(model, sub, batch, seed=seed, pde=cfg.model.learned_pde)
     fine = smspe(batch.target, out.fine)  # (B, n)
     parts = {"data": fine.mean()}
     total, count = fine.sum(), fine.numel()
@@ -226,6 +236,12 @@ def objective(model: GraphOperator, sub: Subgraph, batch: Batch, cfg: RunConfig,
         losses = out.renormalised.losses
         parts.update(zip(POOL_LOSSES, losses, strict=True))
         loss = loss + t.multiscale_weight * (torch.as_tensor(t.pool_weights, device=losses.device) * losses).sum()
+    return loss, parts
+
+
+def objective(model: GraphOperator, sub: Subgraph, batch: Batch, cfg: RunConfig, seed: int):
+    """Training loss and its parts (floats), the input functions drawn from `seed`."""
+    loss, parts = training_loss(run(model, sub, batch, seed=seed, pde=cfg.model.learned_pde), batch, cfg)
     return loss, {k: float(v.detach()) for k, v in parts.items()}
 
 
@@ -244,6 +260,17 @@ def sanitise_gradients(model: torch.nn.Module, clip: float) -> int:
 
 
 # ----------------------------------------------------------------------------- the training loop
+
+
+def make_optimizer(model: torch.nn.Module, t) -> torch.optim.Optimizer:
+    """AdamW over the trained parameters with the run's settings (`t`: its TrainConfig)."""
+    return torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=t.lr,
+        betas=tuple(t.betas),
+        eps=t.eps,
+        weight_decay=t.weight_decay,
+    )
 
 
 def train(cfg: RunConfig, inputs: RunInputs, out_dir: str | os.PathLike) -> dict:
@@ -265,13 +292,7 @@ def train(cfg: RunConfig, inputs: RunInputs, out_dir: str | os.PathLike) -> dict
     seed_everything(t.seed)
     encoding_dim = 0 if encodings is None else encodings.shape[1]
     model = build_model(cfg.model, t.history, t.subgraph_nodes, encoding_dim).to(device)
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad],
-        lr=t.lr,
-        betas=tuple(t.betas),
-        eps=t.eps,
-        weight_decay=t.weight_decay,
-    )
+    optimizer = make_optimizer(model, t)
     # the state's "epochs" are optimiser steps: saved["epoch"] is the number of steps done
     state = TrainingState(out_dir / STATE_FILE, {"config": to_dict(cfg), "data": data.settings_hash}, t.steps)
     saved = state.load()
@@ -293,7 +314,9 @@ def train(cfg: RunConfig, inputs: RunInputs, out_dir: str | os.PathLike) -> dict
     for step in (done - 1 for done in state.epochs_to_run(saved)):  # 0-based step indices left
         if sub is None or step % t.subgraph_reuse == 0:
             draw = np.random.default_rng([t.seed, step // t.subgraph_reuse, 1])
-            local = random_walk_subgraph(split.train_adjacency, t.subgraph_nodes, t.walk_length, draw)
+            local, _ = random_walk_subgraph(
+                split.train_adjacency, t.subgraph_nodes, t.walk_length, draw, split.walk_roots
+            )
             sub = Subgraph.of(data, split.train_nodes[local], device)
         rng = np.random.default_rng([t.seed, step])
         ends = rng.integers(lo, hi + 1, size=t.windows)

@@ -131,7 +131,7 @@ def test_model_and_train_validation():
 
 
 def test_shipped_configs_plan(tmp_path):
-    for name in ("test", "demo", "config"):
+    for name in ("test", "demo", "roma"):
         plan = expand_study(read_study_config(f"config/{name}.yaml"))
         assert set(plan.experiments) == {
             "data_noise",
@@ -148,8 +148,8 @@ def test_shipped_configs_plan(tmp_path):
 
 
 def test_paper_config_is_the_reference_study():
-    """config/config.yaml's runs as the reference's args/*.txt set them up."""
-    plan = expand_study(read_study_config("config/config.yaml"))
+    """config/roma.yaml's runs as the reference's args/*.txt set them up."""
+    plan = expand_study(read_study_config("config/roma.yaml"))
     runs = {k: v for k, v in plan.runs.items()}
 
     def of(experiment, dataset, model, **train):

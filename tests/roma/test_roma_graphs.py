@@ -15,6 +15,7 @@ from irno.roma.graphs import (
     graph_encodings,
     hyperbolic_edges,
     induced_subgraph,
+    initial_walk_roots,
     laplacian_eigenvectors,
     minmax,
     node2vec,
@@ -73,16 +74,36 @@ def test_graph_is_the_largest_component_and_deterministic():
 
 
 def test_random_walk_subgraph():
+    """The reference's sampler: whole walks redrawn until exactly `size` nodes, ascending."""
     g = random_hyperbolic_graph(2000, 24 / math.pi, np.random.default_rng(1))
     a = adjacency(g.num_nodes, g.edges)
-    nodes = random_walk_subgraph(a, 200, 8, np.random.default_rng(0))
-    assert nodes.shape == (200,) and np.unique(nodes).size == 200
+    nodes, roots = random_walk_subgraph(a, 200, 8, np.random.default_rng(0), initial_walk_roots(200, 8))
+    assert initial_walk_roots(200, 8) == 45  # size // walk_length + 20
+    assert nodes.shape == (200,) and (np.diff(nodes) > 0).all()
     # walks move along edges: the subgraph has far more edges than 200 random nodes would
     random_nodes = np.random.default_rng(0).choice(g.num_nodes, 200, replace=False)
     assert induced_subgraph(a, nodes).nnz > 5 * induced_subgraph(a, random_nodes).nnz
-    np.testing.assert_array_equal(nodes, random_walk_subgraph(a, 200, 8, np.random.default_rng(0)))
+    again, roots_again = random_walk_subgraph(a, 200, 8, np.random.default_rng(0), initial_walk_roots(200, 8))
+    np.testing.assert_array_equal(nodes, again)
+    assert roots_again == roots
+    # from far too many or too few roots the count moves one at a time towards the size
+    _, fewer = random_walk_subgraph(a, 200, 8, np.random.default_rng(1), 120)
+    _, more = random_walk_subgraph(a, 200, 8, np.random.default_rng(1), 2)
+    assert fewer < 120 and more > 2
     with pytest.raises(IrnoError, match="subgraph_nodes"):
-        random_walk_subgraph(a, g.num_nodes + 1, 8, np.random.default_rng(0))
+        random_walk_subgraph(a, g.num_nodes + 1, 8, np.random.default_rng(0), 10)
+
+
+def test_random_walks_may_stay_put_as_on_the_graph_with_self_loops():
+    """On one edge, a walk of one step from one root visits one node only when it stays: without
+    the self loop no draw would give one node, and the sampler would give up."""
+    edge = adjacency(2, np.array([[0, 1]]))
+    rng = np.random.default_rng(2)
+    nodes, roots = random_walk_subgraph(edge, 1, 1, rng, 1)
+    assert nodes.size == 1 and roots == 1
+    ring = adjacency(1000, np.stack([np.arange(1000), (np.arange(1000) + 1) % 1000], axis=1))
+    with pytest.raises(IrnoError, match="shorter walks"):
+        random_walk_subgraph(ring, 2, 50, rng, 1)
 
 
 def path_with_branch() -> sp.csr_matrix:

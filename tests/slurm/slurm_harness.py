@@ -1,8 +1,9 @@
 """Harness for tests marked `slurm`: Snakemake run through the real single-node test cluster.
 
 `SlurmCluster` (the `slurm` fixture of conftest.py) runs Snakemake with the project's
-profiles/slurm plus test overrides, lists a run's jobs from sacct (state, partition, account,
-AllocTRES, time limit), finds the running job of a rule, cancels or requeues it. Workflow tests
+profiles/slurm (polling faster) and the site's settings of a user of the test node (`SITE_ENV`),
+lists a run's jobs from sacct (state, partition, account, QOS, constraint, AllocTRES, time limit),
+finds the running job of a rule, cancels or requeues it. Workflow tests
 take the `slurm` fixture and import the rest from here (`from slurm_harness import wait_for`).
 """
 
@@ -30,17 +31,33 @@ REPO = HERE.parents[1]
 SLURM_PROFILE = REPO / "profiles" / "slurm"
 WORKFLOW_PROFILE = REPO / "profiles" / "default"
 
-# What up.sh creates; the tests pass them through the profile's environment variables.
+# What up.sh creates; the tests pass them through the site's environment variables (irno.cluster).
 PARTITION = "gpu"
+CPU_PARTITION = "cpu"
 ACCOUNT = "irno"
+QOS = "high"
+CONSTRAINT = "testnode"
+GPU_MODEL = "fake"
+EXTRA = "--wckey=irnotest"  # raw sbatch flags; sacct shows the WCKey
 
-# Overrides that make profiles/slurm and the rules' resources fit the test node (2 CPUs, ~20 GB, two
-# fake GPUs) and poll quickly; everything else (GPU requests, the rules' runtimes growing with the
-# attempt, retries, status command) is as users get it. Every rule's memory is set to fit the node
-# and keeps its growth with the attempt. Each job gets its rule's own threads, as in the local run
-# (`--cores 2`), not the profile's cores per GPU: torch's reductions depend on the thread count, so
-# only then can the results be compared with the local run's byte for byte.
-TEST_NODE_MEM_MB = "1000 * attempt"
+# The site's settings as a user of the test node would set them: every setting the workflow
+# knows, fitted to the node (2 CPUs, ~20 GB, two fake GPUs): one CPU core per GPU, so that each job
+# runs on its rule's own threads as in the local run (`--cores 2`; torch's reductions depend on
+# the thread count, so only then can the results be compared byte for byte), and no job asking
+# for more than 1000 MB (the cap keeps every attempt within it, as on a partition's MaxMemPerNode).
+SITE_ENV = {
+    "IRNO_SLURM_PARTITION": PARTITION,
+    "IRNO_SLURM_CPU_PARTITION": CPU_PARTITION,
+    "IRNO_SLURM_ACCOUNT": ACCOUNT,
+    "IRNO_SLURM_QOS": QOS,
+    "IRNO_SLURM_CONSTRAINT": CONSTRAINT,
+    "IRNO_SLURM_GPU_MODEL": GPU_MODEL,
+    "IRNO_SLURM_EXTRA": EXTRA,
+    "IRNO_SLURM_CPUS_PER_GPU": "1",
+    "IRNO_SLURM_MAX_MEM_MB": "1000",
+}
+# Overrides of profiles/slurm that poll quickly; everything else (retries, status command) is as
+# users get it.
 TEST_POLLING = {
     "slurm-init-seconds-before-status-checks": 2,
     "seconds-between-status-checks": 2,
@@ -48,34 +65,10 @@ TEST_POLLING = {
 }
 
 
-def workflow_rules(workdir: Path) -> dict[str, int]:
-    """The rules of the workflow in `workdir` (its Snakefile and workflow/rules/*.smk) and the
-    threads each declares (1 where it declares none)."""
-    files = [workdir / "Snakefile", *sorted((workdir / "workflow" / "rules").glob("*.smk"))]
-    rules = {}
-    for text in (f.read_text() for f in files if f.is_file()):
-        for block in re.split(r"^(?=rule \w+:)", text, flags=re.M)[1:]:
-            threads = re.search(r"^\s+threads:\s*(\d+)", block, re.M)
-            rules[re.match(r"rule (\w+):", block)[1]] = int(threads[1]) if threads else 1
-    return rules
-
-
 def write_profile(dest: Path, workdir: Path, env: Mapping[str, str], overrides: Mapping | None = None) -> Path:
-    """Write profiles/slurm as Snakemake in `workdir` with `env` reads it to `dest`/config.yaml,
-    fitted to the test node, with `overrides` merged.
-
-    Snakemake replaces a whole top-level key given on its command line, so a test that changes one
-    rule's resources writes a profile instead: `{"set-resources": {"train_base": {"runtime":
-    "attempt"}}}` changes that one value and keeps the rest.
-    """
-    config = render_profile(SLURM_PROFILE, workdir, env)
-    per_rule = config.setdefault("set-resources", {})
-    rules = workflow_rules(workdir)  # rule -> its threads, read once
-    for rule in rules:
-        per_rule.setdefault(rule, {})["mem_mb"] = TEST_NODE_MEM_MB
-    if "set-threads" in config:
-        config["set-threads"] = {rule: rules[rule] for rule in config["set-threads"]}
-    config = deep_merge(deep_merge(config, TEST_POLLING), dict(overrides or {}))
+    """Write profiles/slurm as Snakemake in `workdir` with `env` reads it to `dest`/config.yaml, polling
+    quickly, with `overrides` merged (a whole top-level key each, as on Snakemake's command line)."""
+    config = deep_merge(deep_merge(render_profile(SLURM_PROFILE, workdir, env), TEST_POLLING), dict(overrides or {}))
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return dest
@@ -93,10 +86,19 @@ class SlurmJob:
     alloc_tres: str  # e.g. "billing=1,cpu=1,gres/gpu=1,mem=1000M,node=1"
     timelimit: str  # e.g. "00:02:00"
     elapsed: str
+    qos: str = ""
+    constraints: str = ""
+    wckey: str = ""
+    exit_code: str = ""  # "<status>:<signal>"
 
     @property
     def gpus(self) -> int:
         found = re.search(r"gres/gpu=(\d+)", self.alloc_tres)
+        return int(found.group(1)) if found else 0
+
+    @property
+    def memory_mb(self) -> int:
+        found = re.search(r"mem=(\d+)M", self.alloc_tres)
         return int(found.group(1)) if found else 0
 
 
@@ -186,14 +188,17 @@ class SlurmCluster:
     """The running test cluster, as the tests see it."""
 
     partition = PARTITION
+    cpu_partition = CPU_PARTITION
     account = ACCOUNT
+    qos = QOS
+    constraint = CONSTRAINT
 
     def env(self, **extra: str) -> dict[str, str]:
         """Environment for Snakemake and its jobs: this checkout's `irno`, the profile's variables."""
         env = dict(os.environ)
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
-        env.update(IRNO_SLURM_PARTITION=self.partition, IRNO_SLURM_ACCOUNT=self.account)
+        env = {k: v for k, v in env.items() if not k.startswith("IRNO_SLURM_")} | SITE_ENV
         env.update(extra)
         return env
 
@@ -256,14 +261,13 @@ class SlurmCluster:
         def query() -> list[SlurmJob]:
             out = _run(
                 "sacct", "-X", "-D", "-n", "-P", "-S", "now-1days", "--name", run_id,
-                "-o", "JobIDRaw,Comment,State,Partition,Account,AllocTRES,Timelimit,Elapsed",
+                "-o", "JobIDRaw,Comment,State,Partition,Account,AllocTRES,Timelimit,Elapsed,QOS,Constraints,WCKey,"
+                "ExitCode",
             )  # fmt: skip
             jobs = []
             for line in out.splitlines():
-                job_id, comment, state, partition, account, tres, limit, elapsed = line.split("|")
-                jobs.append(
-                    SlurmJob(job_id, _rule(comment), state.split()[0], partition, account, tres, limit, elapsed)
-                )
+                job_id, comment, state, *rest = line.split("|")
+                jobs.append(SlurmJob(job_id, _rule(comment), state.split()[0], *rest))
             return jobs
 
         return wait_for(

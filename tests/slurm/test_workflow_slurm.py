@@ -1,12 +1,21 @@
 """The real workflow through the real test cluster: config/test.yaml with profiles/slurm, as a
-researcher runs it (`snakemake --profile slurm all --configfile ...`), fitted to the test node.
+researcher runs it (`snakemake --profile slurm all --configfile ...`), with every site setting of
+irno.cluster set for the test node (slurm_harness.SITE_ENV).
 
-- Every non-local rule runs as a SLURM job, GPU rules with a GPU, and the results equal the
-  local run's (the `test_run` fixture of tests/conftest.py) exactly.
+- The README's command, the profile installed as `slurm` in a fresh HOME, runs the IRNO paper
+  config; with --configfile config/roma.yaml the ROMA study.
+- Every non-local rule runs as a SLURM job: GPU rules with a GPU of the site's model in the GPU
+  partition with the site's QOS and constraint, the others in the CPU partition; no job asks for
+  more memory than the site's cap; and the results equal the local run's (the `test_run` fixture
+  of tests/conftest.py) exactly.
 - A training job cancelled or requeued mid-run (pre-emption) starts again, resumes from its last
   epoch's resume state and ends exactly as an uninterrupted training does.
-- A training job killed at its time limit comes back with more time and resumes.
-- A training job with two GPUs runs as two DDP processes and learns what one process learns.
+- A training job killed at its time limit comes back with the same time (capped by the site's
+  limit) and resumes.
+- A training job with two GPUs runs as two DDP processes and learns what one process learns; a
+  time limit changed on the command line keeps its GPUs and the site's settings.
+- A base that misses its published number is checked once, not again; a GPU job that finds no
+  CUDA fails within a minute naming the driver.
 
 The full run comes first (`slurm_test_run`); every other test works in a copy of its folder, so
 that only the jobs under test run. The interrupted trainings are sized in seconds of this
@@ -18,6 +27,8 @@ from __future__ import annotations
 import math
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +37,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from slurm_harness import RunningSnakemake, SlurmCluster, SnakemakeRun
+from slurm_harness import EXTRA, GPU_MODEL, RunningSnakemake, SlurmCluster, SnakemakeRun
 from workflow_copy import copy_workflow, gpu_rules, snakemake
 
 pytestmark = pytest.mark.slurm
@@ -125,18 +136,21 @@ def uninterrupted(slurm_test_run: SnakemakeRun, epochs: int, tmp_path_factory: p
 def timing_out(
     slurm: SlurmCluster, slurm_test_run: SnakemakeRun, uninterrupted: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningSnakemake]:
-    """A training of about TIMING_OUT_SECONDS whose job gets 1 minute at attempt 1, 2 at attempt 2, ...
+    """A training of about TIMING_OUT_SECONDS on a site whose partition allows 1 minute
+    (IRNO_SLURM_MAX_RUNTIME=1): every attempt asks for that minute, and resumes.
 
     Its length comes from the epochs of the uninterrupted training, which ran alone, as this one
     does: the full run's epochs, run side by side with other jobs, can be several times slower, and
-    a training that finishes within the first minute has nothing to resume.
+    a training that finishes within the first minute has nothing to resume. More retries than the
+    profile's, as a user would give a training that needs several time limits.
     """
     workdir = copy_run(slurm_test_run, tmp_path_factory.mktemp("timeout") / "run")
     with slurm.start_snakemake(
         workdir,
         TRAINING,
-        overrides={"set-resources": {"train_refiner": {"runtime": "attempt"}}},
+        overrides={"retries": 8},
         extra_args=longer_training(workdir, epochs_lasting([uninterrupted / "train_log.csv"], TIMING_OUT_SECONDS)),
+        env=slurm.env(IRNO_SLURM_MAX_RUNTIME="1"),
         timeout=1200,
     ) as running:
         yield running
@@ -153,11 +167,17 @@ def test_every_rule_but_the_local_ones_runs_through_sbatch_gpu_rules_with_a_gpu(
     assert sorted(j.rule for j in jobs) == sorted(submitted) and not set(submitted) & LOCAL_RULES, jobs
     assert set(submitted) == SUBMITTED_RULES
     assert all(j.state == "COMPLETED" for j in jobs), jobs
-    assert {(j.partition, j.account) for j in jobs} == {(slurm.partition, slurm.account)}
-    gpu_jobs = gpu_rules()
-    assert gpu_jobs and all(j.gpus == (1 if j.rule in gpu_jobs else 0) for j in jobs), [
-        (j.rule, j.alloc_tres) for j in jobs
-    ]
+    # the GPU rules, as Snakemake evaluates the rules' resources; the GPU jobs with one GPU of the
+    # site's model in the GPU partition, with the QOS and constraint, the others in the CPU partition
+    gpu_jobs = gpu_rules(run.workdir)
+    assert gpu_jobs and gpu_jobs < {j.rule for j in jobs}
+    for j in jobs:
+        on_gpu = j.rule in gpu_jobs
+        assert j.gpus == int(on_gpu) and j.account == slurm.account, j
+        assert j.partition == (slurm.partition if on_gpu else slurm.cpu_partition), j
+        assert (j.qos, j.constraints) == ((slurm.qos, slurm.constraint) if on_gpu else ("normal", "")), j
+        assert j.wckey == EXTRA.removeprefix("--wckey=") and 0 < j.memory_mb <= 1000, j  # raw flags; the cap
+    assert f"gpu_model={GPU_MODEL}" in run.output
     # the rules' runtimes (minutes, attempt 1) and one SLURM log per job, kept after success
     limits = {j.rule: j.timelimit for j in jobs}
     assert (limits["train_refiner"], limits["evaluate"], limits["prepare_split"]) == (
@@ -221,13 +241,16 @@ def test_requeued_training_resumes_under_the_same_job_id(
     assert_same_training(workdir / RUN, uninterrupted)
 
 
-def test_timed_out_training_gets_more_time_and_resumes(slurm: SlurmCluster, timing_out: RunningSnakemake):
+def test_timed_out_training_comes_back_with_the_same_capped_time_and_resumes(
+    slurm: SlurmCluster, timing_out: RunningSnakemake
+):
     run = timing_out.wait().check()
 
     jobs = [j for j in slurm.jobs(run.run_id) if j.rule == "train_refiner"]
-    # killed at each limit until one sufficed (how many depends on the machine's speed)
+    # killed at each limit until the work was done (how many depends on the machine's speed), each
+    # attempt with the same minute: the rule's 24 h capped by the site, not grown with the attempt
     assert len(jobs) >= 2 and [j.state for j in jobs] == ["TIMEOUT"] * (len(jobs) - 1) + ["COMPLETED"], jobs
-    assert [j.timelimit for j in jobs] == [f"00:{attempt:02d}:00" for attempt in range(1, len(jobs) + 1)], jobs
+    assert {j.timelimit for j in jobs} == {"00:01:00"} and all(0 < j.memory_mb <= 1000 for j in jobs), jobs
     resumed = resumed_from(run.workdir)
     settings = yaml.safe_load((run.workdir / RUN / "settings.yaml").read_text())
     epochs = pd.read_csv(run.workdir / RUN / "train_log.csv")["epoch"].tolist()
@@ -244,19 +267,87 @@ def test_training_with_two_gpus_runs_two_ddp_processes(
     assert "Nothing to be done" in out.stdout + out.stderr, out.stdout[-3000:]
     # ...so train it again, now on two GPUs, with two CPU cores (one thread per process)
     shutil.rmtree(workdir / RUN)
+    # (one CPU core per GPU, and a time limit of its own on the command line, which keeps the rest)
     run = slurm.snakemake(
         workdir,
         TRAINING,
-        overrides={"set-threads": {"train_refiner": 2}},
-        extra_args=("--configfile", CONFIG),
+        extra_args=("--configfile", CONFIG, "--set-resources", "train_refiner:runtime=30"),
         env=slurm.env(IRNO_SLURM_TRAIN_GPUS="2"),
     ).check()
 
     jobs = [j for j in slurm.jobs(run.run_id) if j.rule == "train_refiner"]
     assert [(j.state, j.gpus) for j in jobs] == [("COMPLETED", 2)] and "cpu=2" in jobs[0].alloc_tres, jobs
+    assert (jobs[0].timelimit, jobs[0].partition, jobs[0].qos) == ("00:30:00", slurm.partition, slurm.qos), jobs
     assert "launching 2 training processes (threads each: 1)" in (workdir / TRAINING_LOG).read_text()
     # the same global batches, shared by two processes (gloo on CPU): what one process learns
     one = pd.read_csv(slurm_test_run.workdir / RUN / "train_log.csv")
     two = pd.read_csv(workdir / RUN / "train_log.csv")
     for column in ("loss", "loss_spatial", "loss_spectral", "loss_fixed_point", "valid_mse"):
         np.testing.assert_allclose(two[column], one[column], rtol=1e-5, err_msg=column)
+
+
+def test_the_readme_command_runs_the_paper_config(slurm: SlurmCluster, tmp_path: Path):
+    """`snakemake --profile slurm all`, after the README's one-time install of the profile into the
+    user's HOME, plans the IRNO paper run through the cluster; --configfile picks the ROMA study."""
+    (tmp_path / "checkout").mkdir()
+    workdir = copy_workflow(tmp_path / "checkout")
+    home = tmp_path / "home"
+    # the README's install line, in a fresh HOME
+    install = 'mkdir -p ~/.config/snakemake && ln -s "$PWD/profiles/slurm" ~/.config/snakemake/slurm'
+    env = {k: v for k, v in slurm.env(HOME=str(home)).items() if not k.startswith("XDG_")}
+    subprocess.run(["bash", "-c", install], cwd=workdir, env=env, check=True)
+    assert (home / ".config/snakemake/slurm").resolve() == (workdir / "profiles/slurm").resolve()
+
+    def dry_run(*extra: str) -> str:
+        run = subprocess.run(
+            [sys.executable, "-m", "snakemake", "--profile", "slurm", "all", *extra, "-n"],
+            cwd=workdir, env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        return run.stdout + run.stderr
+
+    paper = dry_run()
+    assert "config/config.yaml" in paper and "results/paper/runs/active_matter/FNO/irno/checkpoint.pt" in paper
+    assert re.search(r"^train_refiner\s+72$", paper, re.M) and "roma_train" not in paper
+    assert "slurm_partition=gpu" in paper and "gpu_model=fake" in paper  # the site's settings, through the rules
+    roma = dry_run("--configfile", "config/roma.yaml")
+    assert re.search(r"^roma_train\s+35$", roma, re.M) and "train_refiner" not in roma
+
+
+def test_a_base_that_misses_its_published_number_is_checked_once(
+    slurm: SlurmCluster, slurm_test_run: SnakemakeRun, tmp_path: Path
+):
+    workdir = copy_run(slurm_test_run, tmp_path / "run")
+    config = yaml.safe_load((workdir / CONFIG).read_text())
+    # no forward of the base reaches this number: the check's verdict (forward auto) fails
+    config["bases"]["FNO"].update(published_valid_vrmse=1.0e-6, forward="auto")
+    (workdir / "missing.yaml").write_text(yaml.safe_dump(config))
+    check = "results/test/base/active_matter/FNO/base_check.json"
+    run = slurm.snakemake(workdir, check, extra_args=("--configfile", "missing.yaml"))
+    assert run.returncode != 0
+    jobs = [j for j in slurm.jobs(run.run_id) if j.rule == "check_base"]
+    assert [j.state for j in jobs] == ["FAILED"], jobs  # once: the rule is not retried
+    log = (workdir / "results/test/logs/check_base/active_matter_FNO.log").read_text()
+    assert "no forward reproduces The Well's valid VRMSE" in log, log[-2000:]
+    assert "Trying to restart job" not in run.output.split("rule check_base:", 1)[1]
+
+
+def test_a_gpu_job_without_cuda_fails_within_a_minute_naming_the_driver(
+    slurm: SlurmCluster, slurm_test_run: SnakemakeRun, tmp_path: Path
+):
+    """The test cluster's GPUs have no CUDA behind them: with `device: auto` a GPU job must stop at
+    once, not train on the CPU for its whole time limit."""
+    workdir = copy_run(slurm_test_run, tmp_path / "run")
+    target = "results/test/eval/active_matter/FNO/irno/metrics.json"
+    run = slurm.snakemake(
+        workdir, target, overrides={"retries": 0}, extra_args=("--configfile", CONFIG, "--config", "device=auto")
+    )
+    assert run.returncode != 0
+    failed = [j for j in slurm.jobs(run.run_id) if j.state == "FAILED"]
+    assert failed and all(j.gpus == 1 for j in failed), failed
+    minutes, seconds = (int(x) for x in failed[0].elapsed.split(":")[-2:])
+    assert 60 * minutes + seconds < 60, failed[0]
+    rule = failed[0].rule
+    logs = "".join(p.read_text() for p in (workdir / "results/test/logs" / rule).glob("*.log"))
+    assert "torch finds no usable CUDA device" in logs and "no NVIDIA driver was found" in logs, logs[-2000:]
+    assert "device: cpu" in logs  # what to do

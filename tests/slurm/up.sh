@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Start a single-node SLURM test cluster on this machine: munged, MariaDB + slurmdbd (so `sacct`
-# answers, as on real clusters), slurmctld and `slurmd -N localhost`, one partition and two fake
-# GPUs (Gres=gpu:2 on /dev/null and /dev/zero: `--gpus=N` jobs schedule and see
-# CUDA_VISIBLE_DEVICES, so two GPU jobs run side by side and a 2-GPU job can start DDP).
+# answers, as on real clusters), slurmctld and `slurmd -N localhost`, a GPU and a CPU partition on
+# the one node (feature `testnode`), and two fake GPUs of model `fake` (Gres=gpu:fake:2 on
+# /dev/null and /dev/zero: `--gpus=N` and `--gpus=fake:N` jobs schedule and see
+# CUDA_VISIBLE_DEVICES, so two GPU jobs run side by side and a 2-GPU job can start DDP; there is
+# no CUDA behind them, so a job that wants one fails as on a node without a driver).
 #
 # For Debian 12, as root, without systemd or cgroups (containers, CI). Installs the Debian packages
 # when missing. Idempotent: when everything is up already it only says so (so a change to the
@@ -24,7 +26,9 @@ RUN=$STATE/run
 LOG=$STATE/log
 CLUSTER=irno
 PARTITION=gpu
+CPU_PARTITION=cpu
 ACCOUNT=irno  # a second account for root besides its default "root": tests can see -A take effect
+QOS=high      # a second QOS besides `normal`: tests can see --qos take effect
 MARK="# Written by the irno test cluster (tests/slurm/up.sh)."
 PACKAGES=(munge mariadb-server slurmdbd slurmctld slurmd slurm-client)
 START=$EPOCHREALTIME
@@ -153,16 +157,18 @@ KillWait=5
 MinJobAge=300
 # Schedule every 5 s (defaults 60 s and 30 s), so a requeued job starts soon after it may.
 SchedulerParameters=sched_interval=5,bf_interval=5
-NodeName=localhost NodeAddr=127.0.0.1 CPUs=$CPUS Boards=$BOARDS SocketsPerBoard=$SOCKETS CoresPerSocket=$CORES ThreadsPerCore=$THREADS RealMemory=$MEMORY Gres=gpu:2 State=UNKNOWN
+NodeName=localhost NodeAddr=127.0.0.1 CPUs=$CPUS Boards=$BOARDS SocketsPerBoard=$SOCKETS CoresPerSocket=$CORES ThreadsPerCore=$THREADS RealMemory=$MEMORY Gres=gpu:fake:2 Features=testnode State=UNKNOWN
 PartitionName=$PARTITION Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+PartitionName=$CPU_PARTITION Nodes=localhost MaxTime=INFINITE State=UP
 EOF
 
 write_if_changed /etc/slurm/gres.conf 644 <<EOF
 $MARK
-# Two fake GPUs: SLURM wants a character device per GPU; jobs asking for --gpus=N schedule and
-# see CUDA_VISIBLE_DEVICES (0, 1 or 0,1; nothing is there: the code under test falls back to CPU).
-NodeName=localhost Name=gpu File=/dev/null
-NodeName=localhost Name=gpu File=/dev/zero
+# Two fake GPUs of model `fake`: SLURM wants a character device per GPU; jobs asking for --gpus=N
+# schedule and see CUDA_VISIBLE_DEVICES (0, 1 or 0,1). Nothing is there: a job that wants CUDA
+# fails as on a node without a driver; the tests' config runs on the CPU deliberately (device: cpu).
+NodeName=localhost Name=gpu Type=fake File=/dev/null
+NodeName=localhost Name=gpu Type=fake File=/dev/zero
 EOF
 
 if [[ ! -s $STATE/db.password ]]; then
@@ -238,6 +244,13 @@ fi
 if ! sacctmgr -n -P list assoc user=root format=account | grep -x "$ACCOUNT" >/dev/null; then
     sacctmgr -i add user root account="$ACCOUNT" cluster="$CLUSTER" >/dev/null
 fi
+# A QOS besides the default `normal`, so that tests can see --qos take effect.
+if ! sacctmgr -n -P list qos format=name | grep -x "$QOS" >/dev/null; then
+    sacctmgr -i add qos "$QOS" >/dev/null
+fi
+if ! sacctmgr -n -P list assoc user=root account="$ACCOUNT" format=qos | tr ',' '\n' | grep -x "$QOS" >/dev/null; then
+    sacctmgr -i modify user root where account="$ACCOUNT" set qos+="$QOS" >/dev/null
+fi
 
 # --- slurmctld and slurmd ----------------------------------------------------------------------------
 if [[ -z $(alive slurmctld slurmctld) ]]; then
@@ -256,5 +269,5 @@ if ! node_idle; then
 fi
 wait_for slurmd 60 node_idle
 
-say "up in $(awk -v a="$START" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.1f", b - a}') s: partition $PARTITION, account $ACCOUNT, \
-node localhost (${CPUS} CPUs, ${MEMORY} MB, gpu:2); logs in $LOG"
+say "up in $(awk -v a="$START" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.1f", b - a}') s: partitions $PARTITION and \
+$CPU_PARTITION, account $ACCOUNT, node localhost (${CPUS} CPUs, ${MEMORY} MB, gpu:fake:2, feature testnode); logs in $LOG"

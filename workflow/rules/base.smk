@@ -1,7 +1,8 @@
 """Frozen base operators: fetched from the Hub (fetch_base) or trained here (train_base), which
 of the two per base by its config `source`; then checked against the published error
 (check_base) and run once over every split (cache_base_predictions), so that Phi's training
-reads h0 = T_base(x) instead of recomputing it.
+reads h0 = T_base(x) instead of recomputing it. Every folder here is named by the dataset's
+data id and the base's id (common.smk): their names, or under shared_root names and hashes.
 """
 
 
@@ -14,17 +15,14 @@ rule base_settings:
     output:
         f"{BASE}/settings.yaml",
     log:
-        f"{LOGS}/base_settings/{{dataset}}_{{base}}.log",
+        f"{LOGS}/base_settings/{{data_id}}_{{base_id}}.log",
     benchmark:
-        f"{BENCHMARKS}/base_settings/{{dataset}}_{{base}}.tsv"
+        f"{BENCHMARKS}/base_settings/{{data_id}}_{{base_id}}.tsv"
     conda:
         ENV
     threads: 1
-    resources:
-        runtime=scaled(5),
-        mem_mb=scaled(1000),
     params:
-        settings_json=lambda wc: settings_json(STUDY.base_settings(wc.dataset, wc.base)),
+        settings_json=lambda wc: settings_json(STUDY.base_settings(*base_of(wc))),
     shell:
         "irno write-settings --kind base --json {params.settings_json:q} --out {output} 2> {log}"
 
@@ -35,17 +33,14 @@ rule fetch_base:
     output:
         model=directory(f"{BASE}/model"),
     log:
-        f"{LOGS}/fetch_base/{{dataset}}_{{base}}.log",
+        f"{LOGS}/fetch_base/{{data_id}}_{{base_id}}.log",
     benchmark:
-        f"{BENCHMARKS}/fetch_base/{{dataset}}_{{base}}.tsv"
+        f"{BENCHMARKS}/fetch_base/{{data_id}}_{{base_id}}.tsv"
     wildcard_constraints:
-        base=one_of(STUDY.bases_from("pretrained")),
+        base_id=one_of(STUDY.base_ids_from("pretrained")),
     conda:
         ENV
     threads: 1
-    resources:
-        runtime=scaled(60),
-        mem_mb=scaled(4000),
     shell:
         "irno base fetch --config {input.settings} --out {output.model} > {log} 2>&1"
 
@@ -53,24 +48,22 @@ rule fetch_base:
 rule train_base:
     input:
         settings=rules.base_settings.output,
-        train=STORE.replace("{split}", "train"),
-        valid=STORE.replace("{split}", "valid"),
+        train=STORE.format(data_id="{data_id}", split="train"),
+        valid=STORE.format(data_id="{data_id}", split="valid"),
     output:
         model=directory(f"{BASE}/model"),
     log:
-        f"{LOGS}/train_base/{{dataset}}_{{base}}.log",
+        f"{LOGS}/train_base/{{data_id}}_{{base_id}}.log",
     benchmark:
-        f"{BENCHMARKS}/train_base/{{dataset}}_{{base}}.tsv"
+        f"{BENCHMARKS}/train_base/{{data_id}}_{{base_id}}.tsv"
     wildcard_constraints:
-        base=one_of(STUDY.bases_from("train")),
+        base_id=one_of(STUDY.base_ids_from("train")),
     conda:
         ENV
     # every later job waits for the base: it takes the cores it is given (at most --cores)
     threads: 2
     resources:
-        runtime=scaled(720),
-        mem_mb=scaled(64000),
-        gpu=1,
+        **cluster_resources("train_base"),
     shell:
         "irno base train --config {input.settings} --train {input.train} --valid {input.valid}"
         " --out {output.model} > {log} 2>&1"
@@ -80,21 +73,21 @@ rule check_base:
     input:
         settings=rules.base_settings.output,
         model=f"{BASE}/model",
-        valid=STORE.replace("{split}", "valid"),
-        test=STORE.replace("{split}", "test"),
+        valid=STORE.format(data_id="{data_id}", split="valid"),
+        test=STORE.format(data_id="{data_id}", split="test"),
     output:
         check=f"{BASE}/base_check.json",
     log:
-        f"{LOGS}/check_base/{{dataset}}_{{base}}.log",
+        f"{LOGS}/check_base/{{data_id}}_{{base_id}}.log",
     benchmark:
-        f"{BENCHMARKS}/check_base/{{dataset}}_{{base}}.tsv"
+        f"{BENCHMARKS}/check_base/{{data_id}}_{{base_id}}.tsv"
+    # a base that misses the published numbers misses them again: the verdict is shown once
+    retries: 0
     conda:
         ENV
     threads: 1
     resources:
-        runtime=scaled(60),
-        mem_mb=scaled(32000),
-        gpu=1,
+        **cluster_resources("check_base"),
     shell:
         "irno base check --config {input.settings} --model {input.model} --valid {input.valid}"
         " --test {input.test} --out {output.check} > {log} 2>&1"
@@ -110,16 +103,14 @@ rule cache_base_predictions:
     output:
         cache=directory(CACHE),
     log:
-        f"{LOGS}/cache_base_predictions/{{dataset}}_{{base}}_{{split}}.log",
+        f"{LOGS}/cache_base_predictions/{{data_id}}_{{base_id}}_{{split}}.log",
     benchmark:
-        f"{BENCHMARKS}/cache_base_predictions/{{dataset}}_{{base}}_{{split}}.tsv"
+        f"{BENCHMARKS}/cache_base_predictions/{{data_id}}_{{base_id}}_{{split}}.tsv"
     conda:
         ENV
     threads: 1
     resources:
-        runtime=scaled(120),
-        mem_mb=scaled(64000),
-        gpu=1,
+        **cluster_resources("cache_base_predictions"),
     shell:
         "irno base cache --config {input.settings} --model {input.model} --store {input.store}"
         " --check {input.check} --out {output.cache} > {log} 2>&1"

@@ -16,6 +16,7 @@ import jsonschema
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
+from irno.cluster import SiteSettings, held_bytes, job_resources
 from irno.config import seed_dir
 from irno.roma.config import (
     expand_study,
@@ -54,14 +55,19 @@ except WorkflowError as e:
         f"config key '{key}': {schema_error.message}" if key else schema_error.message
     ) from None
 try:
-    STUDY = load_study(config)
+    STUDY = load_study(config, workflow.basedir)
 except IrnoError as e:
     raise invalid_config(e) from None
 
+# Every output lands under RUN (<results_root>/<run_name>); the prepared data and the base
+# operators under DATA_HOME, which is RUN or, with shared_root, a folder shared by run names. A
+# dataset's and a base's folders are named by their ids (irno.study: the name, or under
+# shared_root the name and a hash of what determines it).
 RUN = str(STUDY.run_dir)
-DATA = f"{RUN}/data/{{dataset}}"
+DATA_HOME = str(STUDY.data_home)
+DATA = f"{DATA_HOME}/data/{{data_id}}"
 STORE = f"{DATA}/prepared/{{split}}"
-BASE = f"{RUN}/base/{{dataset}}/{{base}}"
+BASE = f"{DATA_HOME}/base/{{data_id}}/{{base_id}}"
 CACHE = f"{BASE}/cache/{{split}}"
 # With several seeds every run and evaluation has a folder per seed (irno.study, "Seeds").
 RUN_LEAF = (
@@ -99,9 +105,54 @@ def one_of(names):
 wildcard_constraints:
     dataset=one_of(STUDY.datasets),
     base=one_of(STUDY.bases),
+    data_id=one_of(STUDY.data_ids),
+    base_id=one_of({base_id for _, base_id in STUDY.base_ids}),
     experiment=one_of(STUDY.experiments),
     split=one_of(SPLITS),
     seed=one_of(map(str, STUDY.seeds or ())),
+
+
+def dataset_of(wildcards):
+    """The dataset whose data folder a job of the data or base rules builds."""
+    return STUDY.data_ids[wildcards.data_id]
+
+
+def base_of(wildcards):
+    """(dataset, base) of a job of the base rules."""
+    return STUDY.base_ids[(wildcards.data_id, wildcards.base_id)]
+
+
+def store(dataset, split):
+    """A dataset's prepared store of one split."""
+    return STORE.format(data_id=STUDY.data_id(dataset), split=split)
+
+
+def cache(dataset, base, split):
+    """A base's cached predictions of one split of a dataset."""
+    return CACHE.format(
+        data_id=STUDY.data_id(dataset),
+        base_id=STUDY.base_id(dataset, base),
+        split=split,
+    )
+
+
+def run_inputs(wildcards):
+    """What training Phi reads: the train and valid stores and the base's caches of them."""
+    d, b = wildcards.dataset, wildcards.base
+    return {
+        "train": store(d, "train"),
+        "train_cache": cache(d, b, "train"),
+        "valid": store(d, "valid"),
+        "valid_cache": cache(d, b, "valid"),
+    }
+
+
+def test_inputs(wildcards):
+    """What evaluating Phi reads: the test store and the base's cache of it."""
+    return {
+        "store": store(wildcards.dataset, "test"),
+        "cache": cache(wildcards.dataset, wildcards.base, "test"),
+    }
 
 
 def settings_json(settings):
@@ -111,29 +162,49 @@ def settings_json(settings):
     return json.dumps(settings, sort_keys=True)
 
 
-# Resources live in the rules, and only there: each rule states its runtime (minutes) and memory
-# (MB), both growing with the attempt (`scaled`), and a job that uses a GPU says gpu=1. The
-# profiles add site settings only (partition, account, GPU model, CPU cores of GPU jobs), and
-# take the GPU rules from the rules' gpu resource (docs/slurm.md). Without a profile the gpu
-# resource limits nothing: a plain `snakemake --cores 2` runs on a machine without GPU.
+# Resources. Every rule that is a cluster job takes them from irno.cluster (its JOBS table, which
+# irno estimate reads too): runtime and memory per attempt (memory from what the job holds, the
+# data's sizes), GPUs, and the site's SLURM settings from IRNO_SLURM_* variables, read here once
+# (docs/slurm.md). The localrules (settings, downloads, report) run beside Snakemake and state
+# none. Without the SLURM executor the site settings do nothing and the gpu resource limits
+# nothing: a plain `snakemake --cores 2` runs on a machine without GPU.
 #
 # One thread per job (two for the simulator), so a workstation runs as many jobs side by side
 # as it has cores (--cores) and no job oversubscribes them (torch's OpenMP threads on a busy
-# machine slow to a crawl). On a cluster, GPU jobs get their CPU cores from the profile;
-# raise a rule's threads with --set-threads for CPU-only training.
+# machine slow to a crawl). On a cluster, GPU jobs get IRNO_SLURM_CPUS_PER_GPU cores per GPU
+# (cpus_per_task), which the `irno` commands use (irno.utils.job_cpus).
+try:
+    SITE = SiteSettings.from_environ(os.environ)
+except IrnoError as e:
+    raise WorkflowError(f"SLURM site settings: {e}") from None
 
 
-def scaled(amount):
-    """A resource that grows with each retry (a job killed for time or memory gets more)."""
-    return lambda wildcards, attempt: amount * attempt
+def job_names(wildcards):
+    """A job's dataset, base and ROMA names, as irno.cluster.held_bytes takes them."""
+    names = dict(wildcards.items())
+    if "data_id" in names:
+        names["dataset"] = dataset_of(wildcards)
+    if "base_id" in names:
+        names["dataset"], names["base"] = base_of(wildcards)
+    return names
+
+
+def cluster_resources(name):
+    """The resources of the cluster jobs of `name` (irno.cluster.job_resources), the rule's name:
+    runtime and memory at each attempt, GPUs, partition and the site's other settings.
+    """
+    return job_resources(
+        name,
+        lambda wildcards: held_bytes(name, STUDY, ROMA_PLAN, job_names(wildcards)),
+        SITE,
+    )
 
 
 def base_checks():
-    return expand(
-        f"{BASE}/base_check.json",
-        dataset=STUDY.selected_datasets,
-        base=STUDY.selected_bases,
-    )
+    return [
+        f"{BASE}/base_check.json".format(data_id=data_id, base_id=base_id)
+        for data_id, base_id in STUDY.base_ids
+    ]
 
 
 def evaluations(runs):
@@ -166,6 +237,29 @@ def trained_checkpoint(wildcards):
     )
 
 
+def irno_outputs():
+    """What the IRNO study makes (nothing for a config without one): every base check, every
+    run's evaluation, the tables and the figures."""
+    if not STUDY.has_irno:
+        return []
+    return [
+        *base_checks(),
+        *evaluations(STUDY.runs),
+        *rules.tables.output,
+        *rules.figures.output,
+    ]
+
+
+def irno_target(wildcards):
+    """The target `irno`: the IRNO study alone."""
+    if not STUDY.has_irno:
+        raise invalid_config(
+            "the target 'irno' needs an IRNO study (datasets:, bases:, experiments:); this config "
+            "has the ROMA study only (target 'roma')"
+        )
+    return irno_outputs()
+
+
 def ablation_evaluations(wildcards):
     if not STUDY.ablation:
         raise invalid_config(
@@ -189,7 +283,7 @@ def roma_plan(section):
         raise invalid_config(e) from None
 
 
-ROMA_PLAN = roma_plan(config.get("roma"))
+ROMA_PLAN = roma_plan(STUDY.roma_section())
 ROMA_DATASETS = ROMA_PLAN.datasets if ROMA_PLAN else {}
 ROMA_RUNS = ROMA_PLAN.runs if ROMA_PLAN else {}
 # the settings files by their folder under ROMA: kind (irno roma write-settings) and settings

@@ -1,7 +1,9 @@
-"""Datasets in The Well's format (downloaded or simulated) and their prepared stores.
+"""Datasets in The Well's format (downloaded, read in place from a local copy, or simulated) and
+their prepared stores.
 
 A dataset's manifest (files, sizes, SHA-256, fields, verified readable) is what later rules depend on;
-the files themselves live under STUDY.well_root(dataset).
+the files themselves live under STUDY.well_root(dataset). Every folder here is named by the
+dataset's data id (common.smk): its name, or under shared_root its name and a hash.
 """
 
 
@@ -14,17 +16,14 @@ rule simulate_settings:
     output:
         f"{DATA}/settings.yaml",
     log:
-        f"{LOGS}/simulate_settings/{{dataset}}.log",
+        f"{LOGS}/simulate_settings/{{data_id}}.log",
     benchmark:
-        f"{BENCHMARKS}/simulate_settings/{{dataset}}.tsv"
+        f"{BENCHMARKS}/simulate_settings/{{data_id}}.tsv"
     conda:
         ENV
     threads: 1
-    resources:
-        runtime=scaled(5),
-        mem_mb=scaled(1000),
     params:
-        settings_json=lambda wc: settings_json(STUDY.simulate_settings(wc.dataset)),
+        settings_json=lambda wc: settings_json(STUDY.simulate_settings(dataset_of(wc))),
     shell:
         "irno write-settings --kind simulate --json {params.settings_json:q} --out {output} 2> {log}"
 
@@ -35,19 +34,18 @@ rule simulate_dataset:
     output:
         manifest=f"{DATA}/manifest.json",
     log:
-        f"{LOGS}/simulate_dataset/{{dataset}}.log",
+        f"{LOGS}/simulate_dataset/{{data_id}}.log",
     benchmark:
-        f"{BENCHMARKS}/simulate_dataset/{{dataset}}.tsv"
+        f"{BENCHMARKS}/simulate_dataset/{{data_id}}.tsv"
     wildcard_constraints:
-        dataset=one_of(STUDY.datasets_from("simulate")),
+        data_id=one_of(STUDY.data_ids_from("simulate")),
     conda:
         ENV
     threads: 2
     resources:
-        runtime=scaled(240),
-        mem_mb=scaled(16000),
+        **cluster_resources("simulate_dataset"),
     params:
-        root=lambda wc: STUDY.well_root(wc.dataset),
+        root=lambda wc: STUDY.well_root(dataset_of(wc)),
     shell:
         "irno simulate --config {input.settings} --root {params.root} --manifest {output.manifest}"
         " --workers {threads} > {log} 2>&1"
@@ -57,23 +55,52 @@ rule download_dataset:
     output:
         manifest=f"{DATA}/manifest.json",
     log:
-        f"{LOGS}/download_dataset/{{dataset}}.log",
+        f"{LOGS}/download_dataset/{{data_id}}.log",
     benchmark:
-        f"{BENCHMARKS}/download_dataset/{{dataset}}.tsv"
+        f"{BENCHMARKS}/download_dataset/{{data_id}}.tsv"
     wildcard_constraints:
-        dataset=one_of(STUDY.datasets_from("download")),
+        data_id=one_of(STUDY.data_ids_from("download")),
+    conda:
+        ENV
+    threads: 1
+    params:
+        dataset=dataset_of,
+        root=lambda wc: STUDY.well_root(dataset_of(wc)),
+        splits=SPLITS,
+    shell:
+        "irno download --dataset {params.dataset} --root {params.root} --manifest {output.manifest}"
+        " --splits {params.splits} > {log} 2>&1"
+
+
+rule index_local_dataset:
+    """An existing copy of The Well (source: local), read in place: every file the registry lists
+    is checked and hashed into the manifest, which lands here; nothing is written beside the
+    files and no network is used."""
+    output:
+        manifest=f"{DATA}/manifest.json",
+    log:
+        f"{LOGS}/index_local_dataset/{{data_id}}.log",
+    benchmark:
+        f"{BENCHMARKS}/index_local_dataset/{{data_id}}.tsv"
+    wildcard_constraints:
+        data_id=one_of(STUDY.data_ids_from("local")),
     conda:
         ENV
     threads: 1
     resources:
-        runtime=scaled(720),
-        mem_mb=scaled(2000),
+        **cluster_resources("index_local_dataset"),
     params:
-        root=lambda wc: STUDY.well_root(wc.dataset),
+        dataset=dataset_of,
+        root=lambda wc: STUDY.well_root(dataset_of(wc)),
         splits=SPLITS,
+        files_present=lambda wc: (
+            ""
+            if STUDY.datasets[dataset_of(wc)].get("complete", True)
+            else " --files-present"
+        ),
     shell:
-        "irno download --dataset {wildcards.dataset} --root {params.root} --manifest {output.manifest}"
-        " --splits {params.splits} > {log} 2>&1"
+        "irno index --dataset {params.dataset} --root {params.root} --manifest {output.manifest}"
+        " --splits {params.splits}{params.files_present} > {log} 2>&1"
 
 
 rule prepare_split:
@@ -82,14 +109,15 @@ rule prepare_split:
     output:
         store=directory(STORE),
     log:
-        f"{LOGS}/prepare_split/{{dataset}}_{{split}}.log",
+        f"{LOGS}/prepare_split/{{data_id}}_{{split}}.log",
     benchmark:
-        f"{BENCHMARKS}/prepare_split/{{dataset}}_{{split}}.tsv"
+        f"{BENCHMARKS}/prepare_split/{{data_id}}_{{split}}.tsv"
+    # bad data refused by irno prepare is refused again: the message is shown once
+    retries: 0
     conda:
         ENV
     threads: 1
     resources:
-        runtime=scaled(240),
-        mem_mb=scaled(32000),
+        **cluster_resources("prepare_split"),
     shell:
         "irno prepare --manifest {input.manifest} --split {wildcards.split} --out {output.store} > {log} 2>&1"

@@ -24,9 +24,6 @@ rule refiner_settings:
     conda:
         ENV
     threads: 1
-    resources:
-        runtime=scaled(5),
-        mem_mb=scaled(1000),
     params:
         settings_json=lambda wc: settings_json(
             STUDY.refiner_settings(wc.experiment, wc.base, run_seed(wc))
@@ -37,11 +34,8 @@ rule refiner_settings:
 
 rule train_refiner:
     input:
+        unpack(run_inputs),
         settings=rules.refiner_settings.output,
-        train=STORE.replace("{split}", "train"),
-        train_cache=CACHE.replace("{split}", "train"),
-        valid=STORE.replace("{split}", "valid"),
-        valid_cache=CACHE.replace("{split}", "valid"),
     output:
         # RUNDIR also holds last.pt, the resume state: a job killed by the cluster and started
         # again (retries) continues from its last complete epoch.
@@ -57,9 +51,7 @@ rule train_refiner:
         ENV
     threads: 1
     resources:
-        runtime=scaled(1440),
-        mem_mb=scaled(64000),
-        gpu=1,
+        **cluster_resources("train_refiner"),
     params:
         run_dir=lambda wc, output: os.path.dirname(output.checkpoint),
         # One DDP process per GPU when the job has several (`gpu` resource, e.g. from the SLURM
@@ -68,8 +60,13 @@ rule train_refiner:
             f" --nproc {resources.gpu}" if resources.get("gpu", 0) > 1 else ""
         ),
     shell:
+        # --memory-mb and --stage-dir: irno train reads the stores and caches in place where they
+        # fit in the job's memory, else from copies in the node's staging folder (IRNO_STAGE_DIR,
+        # else the job's TMPDIR, read on the node; set but empty: none), see docs/slurm.md.
         "irno train --config {input.settings} --train {input.train} --train-cache {input.train_cache}"
-        " --valid {input.valid} --valid-cache {input.valid_cache} --out {params.run_dir}{params.nproc} > {log} 2>&1"
+        " --valid {input.valid} --valid-cache {input.valid_cache}"
+        ' --memory-mb {resources.mem_mb} --stage-dir "${{IRNO_STAGE_DIR-${{TMPDIR-}}}}"'
+        " --out {params.run_dir}{params.nproc} > {log} 2>&1"
 
 
 rule eval_settings:
@@ -82,9 +79,6 @@ rule eval_settings:
     conda:
         ENV
     threads: 1
-    resources:
-        runtime=scaled(5),
-        mem_mb=scaled(1000),
     params:
         settings_json=lambda wc: settings_json(STUDY.eval_settings()),
     shell:
@@ -93,10 +87,9 @@ rule eval_settings:
 
 rule evaluate:
     input:
+        unpack(test_inputs),
         settings=rules.eval_settings.output,
         checkpoint=trained_checkpoint,
-        store=STORE.replace("{split}", "test"),
-        cache=CACHE.replace("{split}", "test"),
     output:
         metrics=f"{EVAL}/metrics.json",
         per_step=f"{EVAL}/per_step.csv",
@@ -109,9 +102,7 @@ rule evaluate:
         ENV
     threads: 1
     resources:
-        runtime=scaled(120),
-        mem_mb=scaled(32000),
-        gpu=1,
+        **cluster_resources("evaluate"),
     params:
         eval_dir=lambda wc, output: os.path.dirname(output.metrics),
         trained_on_base=lambda wc: STUDY.run(

@@ -23,9 +23,6 @@ rule plan_settings:
     conda:
         ENV
     threads: 1
-    resources:
-        runtime=scaled(5),
-        mem_mb=scaled(1000),
     params:
         settings_json=lambda wc: settings_json(STUDY.plan()),
     shell:
@@ -55,9 +52,6 @@ rule tables:
     conda:
         ENV
     threads: 1
-    resources:
-        runtime=scaled(30),
-        mem_mb=scaled(4000),
     params:
         eval_root=lambda wc: EVAL_ROOT,
         out_dir=lambda wc, output: os.path.dirname(output[0]),
@@ -87,9 +81,6 @@ rule figures:
     conda:
         ENV
     threads: 1
-    resources:
-        runtime=scaled(30),
-        mem_mb=scaled(8000),
     params:
         eval_root=lambda wc: EVAL_ROOT,
         out_dir=lambda wc, output: os.path.dirname(output[0]),
@@ -108,10 +99,7 @@ rule report:
     running Snakemake holds (--nolock; the report only reads).
     """
     input:
-        base_checks(),
-        evaluations(STUDY.runs),
-        rules.tables.output,
-        rules.figures.output,
+        irno_outputs(),
         rules.roma_report.output,
     output:
         f"{RUN}/report.html",
@@ -123,9 +111,6 @@ rule report:
     conda:
         ENV
     threads: 1
-    resources:
-        runtime=scaled(10),
-        mem_mb=scaled(4000),
     params:
         snakefile=os.path.relpath(workflow.main_snakefile),
         config_json=lambda wc: json.dumps(config, sort_keys=True),

@@ -25,7 +25,8 @@ localrules:
 
 
 rule roma_study:
-    """The roma: section, complete with defaults, for roma_report; rewritten on any edit of it."""
+    """The roma: section (with the config's top-level device), complete with defaults, for
+    roma_report; rewritten on any edit of it."""
     output:
         f"{ROMA}/study.yaml",
     log:
@@ -35,11 +36,8 @@ rule roma_study:
     conda:
         ENV
     threads: 1
-    resources:
-        runtime=scaled(5),
-        mem_mb=scaled(1000),
     params:
-        settings_json=lambda wc: settings_json(config["roma"]),
+        settings_json=lambda wc: settings_json(STUDY.roma_section()),
     shell:
         "irno roma write-settings --kind study --json {params.settings_json:q} --out {output} 2> {log}"
 
@@ -56,9 +54,6 @@ rule roma_settings:
     conda:
         ENV
     threads: 1
-    resources:
-        runtime=scaled(5),
-        mem_mb=scaled(1000),
     params:
         kind=lambda wc: ROMA_SETTINGS[wc.roma_folder][0],
         settings_json=lambda wc: settings_json(ROMA_SETTINGS[wc.roma_folder][1]),
@@ -80,12 +75,9 @@ rule roma_simulate:
         ENV
     threads: 1
     resources:
-        runtime=scaled(240),
-        mem_mb=scaled(48000),
+        **cluster_resources("roma_simulate"),
     shell:
-        # scipy's Runge-Kutta stages use BLAS, whose idle threads spin on a busy node
-        "OPENBLAS_NUM_THREADS={threads} irno roma simulate --config {input.settings} --out {output.data}"
-        " > {log} 2>&1"
+        "irno roma simulate --config {input.settings} --out {output.data} > {log} 2>&1"
 
 
 rule roma_encode:
@@ -103,12 +95,9 @@ rule roma_encode:
         ENV
     threads: 1
     resources:
-        runtime=scaled(1440),
-        mem_mb=scaled(96000),
-        gpu=1,
+        **cluster_resources("roma_encode"),
     shell:
-        "OPENBLAS_NUM_THREADS={threads} irno roma encode --config {input.settings} --data {input.data}"
-        " --out {output.encodings} --threads {threads} > {log} 2>&1"
+        "irno roma encode --config {input.settings} --data {input.data} --out {output.encodings} > {log} 2>&1"
 
 
 rule roma_train:
@@ -134,9 +123,7 @@ rule roma_train:
         ENV
     threads: 1
     resources:
-        runtime=scaled(1440),
-        mem_mb=scaled(96000),
-        gpu=1,
+        **cluster_resources("roma_train"),
     params:
         run_dir=lambda wc, output: os.path.dirname(output.checkpoint),
         encodings=lambda wc, input: (
@@ -144,7 +131,7 @@ rule roma_train:
         ),
     shell:
         "irno roma train --config {input.settings} --data {input.data} {params.encodings}"
-        " --out-dir {params.run_dir} --evaluation {output.evaluation} --threads {threads} > {log} 2>&1"
+        " --out-dir {params.run_dir} --evaluation {output.evaluation} > {log} 2>&1"
 
 
 rule roma_report:
@@ -164,9 +151,6 @@ rule roma_report:
     conda:
         ENV
     threads: 1
-    resources:
-        runtime=scaled(30),
-        mem_mb=scaled(8000),
     params:
         metrics=lambda wc, input: [f"{e}/metrics.json" for e in input.evaluations],
         attention=roma_attention_maps(),
