@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
     )
     print("\n" + text)
-    from irno.utils import atomic_path, write_json
+    from irno.files import atomic_path, write_json
 
     write_json(args.out / "summary.json", summary)
     with atomic_path(args.out / "summary.md") as tmp:

@@ -27,8 +27,8 @@ from irno.base.cache import BasePredictionCache, RefinementDataset
 from irno.base.operator import load_base
 from irno.config import RefinerConfig, TrainConfig
 from irno.data.store import PreparedSplit, prepare_split
+from irno.device import select_device
 from irno.train import train_refiner
-from irno.utils import select_device
 
 NAME = "base_cache"
 

@@ -143,7 +143,7 @@ def headline(metric: str, value: float, unit: str, target: str = "", met: bool |
 
 def report(name: str, args: argparse.Namespace, rows: list[dict], headlines: list[dict], notes: list[str] = ()) -> dict:
     """Print the rows and headlines as tables, write the JSON; returns what was written."""
-    from irno.utils import write_json
+    from irno.files import write_json
 
     result = {
         "benchmark": name,
@@ -190,8 +190,8 @@ def headline_table(headlines: list[dict]) -> str:
 def simulated_dataset(root: Path, *, grid: int, frames: int, train: int, valid: int = 1, test: int = 1) -> Path:
     """Simulate active_matter (irno.sim) with `train` / `valid` / `test` trajectories; returns the manifest."""
     from irno.config import SimulationConfig, SplitPlan
+    from irno.files import write_json
     from irno.sim import simulate_dataset
-    from irno.utils import write_json
 
     pairs = [
         [1, -1],
@@ -227,7 +227,7 @@ def synthetic_dataset(root: Path, *, grid: int, frames: int, trajectories: int, 
     """
     from irno.data.well import build_manifest
     from irno.data.wellfile import write_stats, write_well_file
-    from irno.utils import write_json
+    from irno.files import write_json
 
     rng = np.random.default_rng(seed)
     x = np.arange(grid) * 2 * np.pi / grid

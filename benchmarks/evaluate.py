@@ -21,9 +21,9 @@ import torch
 
 from benchmarks import common
 from irno.config import EvalConfig, PhiConfig
+from irno.device import select_device
 from irno.evaluate import evaluate
 from irno.models import build_phi, refine_steps
-from irno.utils import select_device
 
 NAME = "evaluate"
 

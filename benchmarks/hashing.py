@@ -5,7 +5,7 @@
 The manifest records every data file's SHA-256 (`irno download` and `irno simulate` hash each file
 once) and `irno prepare` hashes every file of its split again before reading it. Measured here:
 
-- `irno.utils.file_sha256` over a file of random bytes, with the file in the page cache (the
+- `irno.files.file_sha256` over a file of random bytes, with the file in the page cache (the
   hashing alone) and with its pages dropped first (``posix_fadvise(DONTNEED)``: read from this
   machine's disk, whose speed says nothing about a cluster's file system), best of the repeats;
 - `irno.data.store.prepare_split` of the train split of an active_matter-shaped synthetic
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from benchmarks import common
 from irno.data.store import prepare_split
-from irno.utils import file_sha256, read_json
+from irno.files import file_sha256, read_json
 
 NAME = "hashing"
 TRAIN_SHARE = 45 / 82  # active_matter's train files among all its files (equal sizes)

@@ -222,8 +222,9 @@ def irno_jobs(root: Path, cfg: dict, threads: int) -> list[dict]:
     without spaces: the commands are split on them)."""
     from irno.cluster import held_bytes
     from irno.config import SETTINGS_KINDS
+    from irno.files import write_yaml
+    from irno.settings import deep_merge, write_settings
     from irno.study import load_study, read_config
-    from irno.utils import deep_merge, write_settings, write_yaml
 
     write_yaml(root / "config.yaml", cfg)
     study = load_study(read_config([root / "config.yaml"]), common.ROOT)
@@ -449,7 +450,7 @@ def main(argv: list[str] | None = None) -> dict:
         "or the bytes it reads where that is 0)",
     ]
     result = common.report(NAME, args, rows, heads, notes)
-    from irno.utils import write_json
+    from irno.files import write_json
 
     write_json(args.out, {**result, "fits": fits})
     return {**result, "fits": fits}

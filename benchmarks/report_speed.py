@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> dict:
     from eval_fixtures import write_eval_outputs
 
     from irno.config import ReportPlan
-    from irno.utils import from_dict
+    from irno.settings import from_dict
 
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep or Path(tmp)

@@ -72,7 +72,7 @@ def child(settings_path: Path, encoding_dim: int, steps: int, result: Path, thre
     from irno.roma.graphs import adjacency, initial_walk_roots, random_hyperbolic_graph, random_walk_subgraph
     from irno.roma.models import build_model, count_parameters
     from irno.roma.train import Batch, Subgraph, make_optimizer, objective, sanitise_gradients
-    from irno.utils import from_dict
+    from irno.settings import from_dict
 
     torch.set_num_threads(threads)
     cfg = from_dict(RunConfig, json.loads(settings_path.read_text()))
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
     from irno.roma.config import RunConfig, expand_study, read_study_config
     from irno.roma.cost import count_train_step, train_step_flops
     from irno.roma.models import parameter_counts
-    from irno.utils import from_dict
+    from irno.settings import from_dict
 
     plan = expand_study(read_study_config(PAPER_CONFIG))
     rows = []

@@ -42,10 +42,12 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from benchmarks import common
 from irno.config import EvalConfig, LossConfig, PhiConfig, RefinerConfig, TrainConfig
 from irno.data.well import open_well_dataset, window_to_xy
+from irno.device import select_device
+from irno.files import read_json
 from irno.losses import lambda_schedule, objective, term_weights
 from irno.models import ChannelLayerNorm, PaddedConv2d, build_phi, phi_memory_format
+from irno.resume import seed_everything
 from irno.train import Objective, epoch_batches, train_refiner
-from irno.utils import read_json, seed_everything, select_device
 
 NAME = "train"
 

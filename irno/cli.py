@@ -9,14 +9,17 @@ data: a GPU job without usable CUDA ends within seconds, saying why.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
 
-from irno import __version__
+from irno import IrnoError, __version__
 from irno.cluster import use_job_cpus
+from irno.device import select_device
+from irno.files import read_yaml, write_json
 from irno.roma.cli import add_roma_commands
-from irno.utils import IrnoError, from_dict, load_settings, read_yaml, select_device, setup_logging, write_json
+from irno.settings import from_dict, load_settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,7 +128,7 @@ def _add_write_settings(sub) -> None:
 
 def _write_settings(args) -> None:
     from irno.config import SETTINGS_KINDS
-    from irno.utils import parse_json_option, write_settings
+    from irno.settings import parse_json_option, write_settings
 
     write_settings(SETTINGS_KINDS, args.kind, parse_json_option(args.json), args.out)
 
@@ -680,6 +683,15 @@ def _run_simulate_validate(args) -> int:
     print(f"stability sweep at {args.sweep_grid}^2: {sweep} ({args.out / f'sweep_{args.sweep_grid}.md'})")
     print(f"validation {'passed' if summary['passed'] else 'FAILED'}: {args.out / 'validation.json'}")
     return 0 if summary["passed"] else 1
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Log to stderr (rules redirect it into their `log:` file)."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,7 +29,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from irno.utils import IrnoError
+from irno import IrnoError
 
 MB = 1e6
 # The fixed part of a request: what benchmarks/job_memory.py measured (peak RSS of the rule's
@@ -261,8 +261,8 @@ def held_bytes(rule: str, study, roma_plan, job: Mapping[str, str]) -> float:
     irno.study.Study, `roma_plan` its expanded ROMA study (or None).
     """
     from irno.config import BaseConfig, EvalConfig, SimulationConfig, TrainConfig
+    from irno.settings import from_dict
     from irno.sizes import N_STEPS_INPUT, dataset_shape, roma_data_shape
-    from irno.utils import from_dict
 
     if rule.startswith("roma_"):
         dataset = roma_plan.runs[job["roma_run"]]["dataset"] if "roma_run" in job else job["roma_dataset"]

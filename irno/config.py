@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from irno.utils import from_dict
-from irno.utils import require as _require
+from irno.settings import from_dict
+from irno.settings import require as _require
 
 
 @dataclass
@@ -349,7 +349,7 @@ class ReportPlan:
 
 # ----------------------------------------------------------------------------- settings files
 
-# What `irno write-settings --kind KIND` validates against (`irno.utils.write_settings`): the
+# What `irno write-settings --kind KIND` validates against (`irno.settings.write_settings`): the
 # dataclass each step's settings YAML holds.
 SETTINGS_KINDS: dict[str, type] = {
     "refiner": RefinerConfig,

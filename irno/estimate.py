@@ -24,9 +24,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from irno import IrnoError
 from irno.cluster import SiteSettings, held_bytes, memory_mb, runtime_minutes
 from irno.sizes import N_STEPS_INPUT, SPLITS, dataset_shape, roma_data_shape
-from irno.utils import IrnoError
 
 GB = 1e9
 HOUR = 3600.0
@@ -115,7 +115,7 @@ class FlopCounts:
     def _save(self) -> None:
         import json
 
-        from irno.utils import atomic_path
+        from irno.files import atomic_path
 
         if self.path is None:
             return
@@ -185,8 +185,8 @@ def _phi_counts(phi_json: str, channels: int, grid: tuple[int, int]) -> tuple[fl
 
     from irno.config import LossConfig, PhiConfig
     from irno.models import build_phi
+    from irno.settings import from_dict
     from irno.train import Objective
-    from irno.utils import from_dict
 
     cfg = from_dict(PhiConfig, json.loads(phi_json))
     x_channels = N_STEPS_INPUT * channels
@@ -331,7 +331,7 @@ def measured_training(path: Path) -> Throughput | None:
     """Phi's training throughput measured on a GPU by benchmarks/train.py (its JSON), as FLOP/s: the
     samples per second times the FLOPs of one sample's step at the benchmark's settings (the
     paper's Phi, K = 6, 11 channels, bf16 autocast on CUDA). None without such a measurement."""
-    from irno.utils import read_json
+    from irno.files import read_json
 
     if not path.is_file():
         return None
@@ -367,7 +367,7 @@ def _base_kwargs(settings: dict) -> str:
 def expected_work(rule: str, job: dict, study, plan, rates: Rates) -> tuple[float, Throughput] | None:
     """(FLOPs, throughput) of one GPU job, or None where the work is not known (a dataset of unknown size)."""
     from irno.config import EvalConfig, RefinerConfig
-    from irno.utils import from_dict
+    from irno.settings import from_dict
 
     if rule == "roma_train":
         import json
@@ -440,7 +440,7 @@ def _phi_parameters(phi_json: str, channels: int) -> int:
 
     from irno.config import PhiConfig
     from irno.models import build_phi
-    from irno.utils import from_dict
+    from irno.settings import from_dict
 
     cfg = from_dict(PhiConfig, json.loads(phi_json))
     return _parameters(lambda: build_phi(cfg, (N_STEPS_INPUT + 1) * channels, channels))
@@ -449,8 +449,8 @@ def _phi_parameters(phi_json: str, channels: int) -> int:
 def folders(study, plan) -> list[Folder]:
     """The output folders of a run and what they will hold."""
     from irno.config import EvalConfig
+    from irno.settings import from_dict
     from irno.sizes import FLOAT32
-    from irno.utils import from_dict
 
     out: list[Folder] = []
     if study.has_irno:
@@ -541,7 +541,7 @@ def roma_parameters(key: str, plan) -> int:
 
     from irno.roma.config import RunConfig
     from irno.roma.models import parameter_counts
-    from irno.utils import from_dict, to_dict
+    from irno.settings import from_dict, to_dict
 
     run = from_dict(RunConfig, plan.runs[key])
     encodings = plan.encodings.get(run.dataset) or {}

@@ -55,11 +55,13 @@ import torch.nn as nn
 from the_well.benchmark.metrics import binned_spectral_mse
 from tqdm import tqdm
 
+from irno import IrnoError, log
 from irno.config import EvalConfig
+from irno.device import log_device, select_device
+from irno.files import atomic_path, write_json, write_npz
 from irno.metrics import pooled_vrmse_cf, well_metadata, well_vrmse
 from irno.models import load_refiner, phi_memory_format, refine_steps
 from irno.train import iterate_batches, sequential_batches
-from irno.utils import IrnoError, atomic_path, log, log_device, select_device, write_json, write_npz
 
 BANDS = ("low", "mid", "high")  # binned_spectral_mse's 3 default bins, in order
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from irno.config import PhiConfig, RefinerConfig
-from irno.utils import from_dict
+from irno.settings import from_dict
 
 
 class ChannelLayerNorm(nn.LayerNorm):

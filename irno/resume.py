@@ -35,13 +35,17 @@ Conventions it owns:
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from irno.utils import IrnoError, atomic_path, flatten, log, rng_state, set_rng_state, stable_hash
+from irno import IrnoError, log
+from irno.files import atomic_path, stable_hash
+from irno.settings import flatten
 
 STATE_FILE = "last.pt"
 FORMAT = 1  # version of the state's layout; a state of another version is ignored
@@ -124,3 +128,43 @@ def what_changed(old: dict, new: dict) -> str:
         f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)
     ]
     return ", ".join(changes) or "no visible change (state format)"
+
+
+# ----------------------------------------------------------------------------- seeds and RNG state
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def rng_state() -> dict:
+    """Every RNG a training loop touches, for a bit-identical resume."""
+    import torch
+
+    # Plain types and tensors only, so that checkpoints load with torch.load(weights_only=True).
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": [version, list(internal), gauss],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    import torch
+
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -51,7 +51,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from irno.utils import IrnoError, log
+from irno import IrnoError, log
 
 LOCK_FILE = "run.lock"
 HEARTBEAT_S = 30.0

@@ -91,7 +91,7 @@ WELL_SHAPES: dict[str, DatasetShape] = {
 def simulated_shape(settings: dict) -> DatasetShape:
     """The shape of the embedded simulator's dataset from its settings (irno.config.SimulationConfig)."""
     from irno.config import SimulationConfig
-    from irno.utils import from_dict
+    from irno.settings import from_dict
 
     cfg = from_dict(SimulationConfig, settings, "simulate")
     trajectories = {s: len(getattr(cfg, s).pairs) * getattr(cfg, s).trajectories for s in SPLITS}

@@ -27,8 +27,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from irno import IrnoError, log
+from irno.files import atomic_dir
 from irno.runlock import sigterm_exits
-from irno.utils import IrnoError, atomic_dir, log
 
 GB = 1e9
 # Free space a copy leaves in the staging folder beyond the working set: other files of the job

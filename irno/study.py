@@ -49,8 +49,10 @@ from pathlib import Path
 
 import yaml
 
+from irno import IrnoError
 from irno.config import SIMULATED_DATASETS, SWEEP_KEYS, BaseConfig, EvalConfig, RefinerConfig, SimulationConfig
-from irno.utils import IrnoError, deep_merge, flatten, from_dict, read_yaml, stable_hash
+from irno.files import read_yaml, stable_hash
+from irno.settings import deep_merge, flatten, from_dict
 
 RESULTS_ROOT = "results"  # the config's results_root by default
 SPLITS = ("train", "valid", "test")

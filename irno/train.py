@@ -47,8 +47,8 @@ with ``training: {"status": "diverged", "epoch": E, "message": ...}``. The comma
 diverging configuration is a result (the report shows it), not a failed workflow.
 
 Devices and speed. ``train.device: auto`` takes CUDA when usable, else the CPU, except in a job
-that was given GPUs, which fails at once instead (`irno.utils.select_device`); the log's first
-line names the device and the precision (`irno.utils.log_device`). The U-Net Phi runs in
+that was given GPUs, which fails at once instead (`irno.device.select_device`); the log's first
+line names the device and the precision (`irno.device.log_device`). The U-Net Phi runs in
 the channels_last memory format (``train.channels_last``, on by default): its LayerNorm and the
 mkldnn / cuDNN convolutions work natively in it (benchmarks/README.md). bf16 autocast and
 torch.compile apply on CUDA only: CPU trains in fp32, and the losses are computed in fp32
@@ -86,12 +86,15 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from irno import IrnoError, log
 from irno.config import LossConfig, RefinerConfig
+from irno.device import log_device, select_device
+from irno.files import atomic_path
 from irno.losses import objective, term_weights
 from irno.models import build_phi, phi_memory_format, refine_steps
-from irno.resume import STATE_FILE, TrainingState
+from irno.resume import STATE_FILE, TrainingState, seed_everything
 from irno.runlock import LOCK_FILE, RunFolderLock
-from irno.utils import IrnoError, atomic_path, log, log_device, seed_everything, select_device, to_dict
+from irno.settings import to_dict
 
 TRAIN_LOG_COLUMNS = [
     "epoch",

@@ -85,7 +85,7 @@ def tiny_well(tmp_path_factory) -> Path:
 def tiny_manifest(tiny_well, tmp_path_factory) -> Path:
     """manifest.json of the `tiny_well` dataset (what `irno download` / `irno simulate` write)."""
     from irno.data.well import build_manifest
-    from irno.utils import write_json
+    from irno.files import write_json
 
     path = tmp_path_factory.mktemp("manifest") / "manifest.json"
     write_json(path, build_manifest(tiny_well, "active_matter", source="test fixture"))

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from irno.utils import atomic_path, write_json, write_npz
+from irno.files import atomic_path, write_json, write_npz
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "outputs.md"
 

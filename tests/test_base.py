@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from irno import IrnoError
 from irno.base import BaseOperator, fetch_base, load_base
 from irno.base.cache import BasePredictionCache, RefinementDataset, cache_base, expected_meta
 from irno.base.check import check_base, checked_forward, choose_forward, per_field_vrmse
@@ -17,7 +18,9 @@ from irno.config import BaseConfig
 from irno.data.store import PreparedSplit, prepare_split
 from irno.data.well import build_manifest
 from irno.data.wellfile import write_stats, write_well_file
-from irno.utils import IrnoError, from_dict, seed_everything, write_json, write_yaml
+from irno.files import write_json, write_yaml
+from irno.resume import seed_everything
+from irno.settings import from_dict
 
 TINY_FNO = {"modes1": 4, "modes2": 4, "hidden_channels": 8}
 

@@ -18,8 +18,8 @@ from eval_fixtures import DOCS, documented
 
 from irno.cli import main
 from irno.data.store import PreparedSplit
+from irno.files import write_yaml
 from irno.train import TRAIN_LOG_COLUMNS
-from irno.utils import write_yaml
 
 SETTINGS = {"phi": {"base_channels": 4, "depth": 2}, "train": {"K": 2, "epochs": 2, "batch_size": 8, "device": "cpu"}}
 EXTRA = 1

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from irno import IrnoError
 from irno.cluster import (
     BATCH_COPIES,
     CUDA_HOST_MB,
@@ -29,7 +30,6 @@ from irno.cluster import (
 from irno.roma.config import expand_study, study_from_dict
 from irno.sizes import N_STEPS_INPUT, WELL_SHAPES, roma_data_shape
 from irno.study import load_study
-from irno.utils import IrnoError
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from irno import IrnoError
 from irno.data.well import field_names, open_well_dataset, window_to_xy
-from irno.utils import IrnoError, file_sha256
+from irno.files import file_sha256
 
 ACTIVE_MATTER_FIELDS = [
     "concentration",
@@ -115,7 +116,7 @@ def test_a_file_the_loader_cannot_read_is_named(tiny_well, tmp_path):
 def test_atomic_outputs_get_normal_permissions(tmp_path):
     import os
 
-    from irno.utils import atomic_dir, write_json
+    from irno.files import atomic_dir, write_json
 
     old = os.umask(0o022)
     try:

@@ -12,19 +12,19 @@ import time
 import pytest
 import torch
 
-import irno.utils
-from irno.utils import (
+import irno.device
+from irno import IrnoError
+from irno.device import (
     CUDA_MIN_DRIVER,
     GPU_ALLOTMENT_VARIABLES,
     CudaUnavailableError,
-    IrnoError,
     gpu_allotment,
     log_device,
     nvidia_driver_version,
     select_device,
-    to_dict,
-    write_yaml,
 )
+from irno.files import write_yaml
+from irno.settings import to_dict
 
 # What the tests below assume of this machine.
 pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="tests the behaviour without usable CUDA")
@@ -41,7 +41,7 @@ def driver(monkeypatch):
     """Set the NVIDIA driver version the message sees (None: no driver)."""
 
     def set_driver(version: str | None) -> None:
-        monkeypatch.setattr(irno.utils, "nvidia_driver_version", lambda: version)
+        monkeypatch.setattr(irno.device, "nvidia_driver_version", lambda: version)
 
     return set_driver
 
@@ -135,13 +135,13 @@ def test_an_unknown_device_is_named():
 )
 def test_the_driver_version_is_read_from_the_kernel_module(monkeypatch, tmp_path, line):
     (tmp_path / "version").write_text(line + "GCC version:  gcc version 12.2.0\n")
-    monkeypatch.setattr(irno.utils, "NVIDIA_DRIVER_FILE", tmp_path / "version")
+    monkeypatch.setattr(irno.device, "NVIDIA_DRIVER_FILE", tmp_path / "version")
     monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi: the file alone
     assert nvidia_driver_version() == "535.129.03"
 
 
 def test_the_driver_version_falls_back_on_nvidia_smi_and_else_is_none(monkeypatch, tmp_path):
-    monkeypatch.setattr(irno.utils, "NVIDIA_DRIVER_FILE", tmp_path / "no-such-file")
+    monkeypatch.setattr(irno.device, "NVIDIA_DRIVER_FILE", tmp_path / "no-such-file")
     monkeypatch.setenv("PATH", str(tmp_path))
     assert nvidia_driver_version() is None
     smi = tmp_path / "nvidia-smi"
@@ -161,7 +161,7 @@ def test_the_device_line_on_the_cpu_names_the_threads_and_the_precision(caplog):
 def test_the_device_line_on_a_gpu_names_it_torchs_cuda_and_the_driver(monkeypatch, caplog):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: f"NVIDIA H100 80GB HBM3 #{index}")
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
-    monkeypatch.setattr(irno.utils, "nvidia_driver_version", lambda: "580.65.06")
+    monkeypatch.setattr(irno.device, "nvidia_driver_version", lambda: "580.65.06")
     with caplog.at_level(logging.INFO, logger="irno"):
         log_device(torch.device("cuda"), "bf16 autocast")
     assert caplog.messages == [

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import yaml
 
+from irno import IrnoError
 from irno.cli import main as irno_main
 from irno.data.download import download_dataset, index_local_dataset
 from irno.data.wellfile import write_well_file
-from irno.utils import IrnoError, file_sha256, read_json
+from irno.files import file_sha256, read_json
 
 DATASET = "active_matter"
 

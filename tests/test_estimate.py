@@ -17,11 +17,11 @@ import pytest
 import yaml
 from workflow_copy import copy_workflow, snakemake
 
-from irno import estimate
+from irno import IrnoError, estimate
 from irno.cluster import SiteSettings
+from irno.files import write_json
 from irno.sizes import WELL_SHAPES, simulated_shape
 from irno.study import load_study, read_config
-from irno.utils import IrnoError, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ["test", "demo", "config", "roma", "cpu_study", "cpu_study_bases"]

@@ -17,6 +17,7 @@ from eval_fixtures import PersistenceOnStore, documented
 from the_well.benchmark.metrics import VRMSE, binned_spectral_mse
 from the_well.benchmark.metrics.spectral import power_spectrum
 
+from irno import IrnoError
 from irno.cli import main
 from irno.config import EvalConfig, PhiConfig, RefinerConfig, TrainConfig
 from irno.data.store import PreparedSplit
@@ -29,8 +30,8 @@ from irno.evaluate import (
 )
 from irno.metrics import well_metadata
 from irno.models import build_phi, refine_steps
+from irno.settings import to_dict
 from irno.train import iterate_batches, sequential_batches
-from irno.utils import IrnoError, to_dict
 
 FIELDS = ["concentration", "velocity_x", "velocity_y"]
 GRID = (16, 16)

@@ -23,8 +23,10 @@ from eval_fixtures import write_eval_outputs
 from matplotlib.collections import PolyCollection
 from matplotlib.image import AxesImage, imread
 
+from irno import IrnoError
 from irno.cli import main as cli_main
 from irno.config import ReportPlan
+from irno.files import write_yaml
 from irno.report.claims import load_claims
 from irno.report.figures import (
     FIGURE_NAMES,
@@ -38,7 +40,7 @@ from irno.report.figures import (
 )
 from irno.report.results import load_plan, load_reported, load_run, load_runs
 from irno.report.tables import TABLE_NAMES, write_tables
-from irno.utils import IrnoError, from_dict, write_yaml
+from irno.settings import from_dict
 
 REPO = Path(__file__).resolve().parents[1]
 REPORTED = REPO / "config" / "reported.yaml"

@@ -21,8 +21,8 @@ from irno.base.train import train_base
 from irno.cli import main as irno_main
 from irno.config import BaseConfig
 from irno.data.store import PreparedSplit
+from irno.files import write_yaml
 from irno.runlock import LOCK_FILE, RunFolderLock, RunFolderLocked
-from irno.utils import write_yaml
 
 HOST = socket.gethostname()
 REPO = Path(__file__).resolve().parents[1]

@@ -15,7 +15,10 @@ import numpy as np
 import pytest
 import yaml
 
+from irno import IrnoError
 from irno.config import SimulationConfig
+from irno.files import file_sha256
+from irno.settings import from_dict
 from irno.sim import simulate_dataset, simulate_trajectory
 from irno.sim.active_matter import (
     BETA,
@@ -24,7 +27,6 @@ from irno.sim.active_matter import (
     ActiveMatterModel,
     bingham_closure,
 )
-from irno.utils import IrnoError, file_sha256, from_dict
 
 ZETA, ALPHA, GRID = 9.0, -3.0, 32
 
@@ -417,7 +419,7 @@ def test_unwritable_output_folder(tmp_path):
 
 def test_cli_simulate(tmp_path, capsys):
     from irno.cli import main
-    from irno.utils import read_json
+    from irno.files import read_json
 
     config = tmp_path / "sim.yaml"
 

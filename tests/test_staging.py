@@ -18,9 +18,10 @@ import irno.train
 from irno.cli import main as irno_main
 from irno.cli import with_option_values
 from irno.config import LossConfig, PhiConfig, RefinerConfig, TrainConfig
+from irno.files import write_yaml
+from irno.settings import to_dict
 from irno.staging import WorkingSet
 from irno.train import TRAIN_LOG_COLUMNS
-from irno.utils import to_dict, write_yaml
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from irno import IrnoError
 from irno.cli import main as irno_main
 from irno.data.store import PreparedSplit, prepare_split
 from irno.data.well import build_manifest, open_well_dataset, window_to_xy
-from irno.utils import IrnoError, file_sha256, read_json, write_json
+from irno.files import file_sha256, read_json, write_json
 
 
 @pytest.mark.parametrize("split", ["train", "valid"])

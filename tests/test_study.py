@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from irno import IrnoError
 from irno.cli import main
 from irno.config import RefinerConfig
+from irno.files import read_yaml
+from irno.settings import from_dict
 from irno.study import load_study
-from irno.utils import IrnoError, from_dict, read_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_EXPERIMENTS = 19  # irno, 2 ablated terms, 4 K, 4 alpha, 4 fixed lambda, 2 norms, phi_fno, transfer
@@ -377,7 +379,7 @@ def test_write_settings_rejects_bad_settings(tmp_path, capsys, kind, payload, me
 
 def test_every_settings_kind_round_trips(tmp_path, paper):
     from irno.config import SETTINGS_KINDS
-    from irno.utils import to_dict, write_settings
+    from irno.settings import to_dict, write_settings
 
     payloads = {"base": {"pretrained": "polymathic-ai/FNO-active_matter"}, "plan": load_study(paper).plan()}
     for kind, cls in SETTINGS_KINDS.items():

@@ -17,11 +17,12 @@ import torch.nn as nn
 from eval_fixtures import PersistenceOnStore
 
 import irno.train
+from irno import IrnoError
 from irno.cli import main as irno_main
 from irno.config import LossConfig, PhiConfig, RefinerConfig, TrainConfig
+from irno.files import write_yaml
 from irno.models import load_refiner
 from irno.train import TRAIN_LOG_COLUMNS, epoch_batches, relaunch_with_torchrun, torchrun_command, train_refiner
-from irno.utils import IrnoError, write_yaml
 
 FIELDS, T_IN, GRID = 2, 2, 16
 

@@ -534,7 +534,7 @@ def test_editing_one_roma_experiment_reruns_its_runs_only(test_run):
 
 def snapshot(root: Path) -> dict[str, tuple[int, float, str]]:
     """Every file under root: size, modification time and SHA-256."""
-    from irno.utils import file_sha256
+    from irno.files import file_sha256
 
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime, file_sha256(p))
             for p in sorted(root.rglob("*")) if p.is_file()}  # fmt: skip

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from irno import IrnoError, log
 from irno.base.operator import (
     BaseOperator,
     base_identity,
@@ -35,17 +36,9 @@ from irno.base.operator import (
 )
 from irno.config import BaseConfig
 from irno.data.store import PreparedSplit
-from irno.utils import (
-    IrnoError,
-    flatten,
-    log,
-    log_device,
-    read_json,
-    replace_dir,
-    select_device,
-    stable_hash,
-    write_json,
-)
+from irno.device import log_device, select_device
+from irno.files import read_json, replace_dir, stable_hash, write_json
+from irno.settings import flatten
 
 CACHE_FORMAT = 1
 STORAGE = {"float32": np.float32, "float16": np.float16, "bfloat16": np.int16}

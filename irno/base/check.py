@@ -33,12 +33,14 @@ import os
 import numpy as np
 import torch
 
+from irno import IrnoError, log
 from irno.base.operator import FOURIER_CLASSES, BaseOperator, check_channels, load_base, read_provenance
 from irno.base.train import persistence
 from irno.config import BaseConfig
 from irno.data.store import PreparedSplit
+from irno.device import log_device, select_device
+from irno.files import read_json, write_json
 from irno.metrics import pooled_vrmse_cf, well_metadata, well_vrmse
-from irno.utils import IrnoError, log, log_device, read_json, select_device, write_json
 
 # The two references a forward is checked against: base config key, measured key, what it is.
 REFERENCES = {

@@ -21,8 +21,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from irno import IrnoError, log
 from irno.config import BaseConfig
-from irno.utils import IrnoError, atomic_dir, file_sha256, log, read_json, write_json
+from irno.files import atomic_dir, file_sha256, read_json, write_json
 
 MODEL_CLASSES = ("FNO", "TFNO", "UNetClassic", "UNetConvNext")
 FOURIER_CLASSES = ("FNO", "TFNO")  # the classes whose forward mode matters

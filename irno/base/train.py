@@ -20,12 +20,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from irno import IrnoError, log
 from irno.base.operator import BaseOperator, build_model, save_base, training_forward
 from irno.config import BaseConfig
 from irno.data.store import PreparedSplit
-from irno.resume import STATE_FILE, TrainingState
+from irno.device import log_device, select_device
+from irno.resume import STATE_FILE, TrainingState, seed_everything
 from irno.runlock import LOCK_FILE, RunFolderLock
-from irno.utils import IrnoError, log, log_device, seed_everything, select_device, to_dict
+from irno.settings import to_dict
 
 
 @torch.no_grad()

@@ -20,8 +20,9 @@ import os
 import tempfile
 from pathlib import Path
 
+from irno import IrnoError, log
 from irno.data.well import SPLITS, build_manifest, check_split, dataset_dir
-from irno.utils import IrnoError, log, read_yaml
+from irno.files import read_yaml
 
 
 def well_registry_path() -> str:

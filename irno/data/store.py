@@ -28,8 +28,9 @@ import torch
 from einops import rearrange
 from tqdm import tqdm
 
+from irno import IrnoError, log
 from irno.data.well import READ_ERRORS, check_split, dataset_dir, field_names, open_well_dataset, split_dir
-from irno.utils import IrnoError, atomic_dir, file_sha256, log, read_json, stable_hash, write_json
+from irno.files import atomic_dir, file_sha256, read_json, stable_hash, write_json
 
 STORE_FORMAT = 1
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 from einops import rearrange
 
-from irno.utils import IrnoError, file_sha256, read_yaml
+from irno import IrnoError
+from irno.files import file_sha256, read_yaml
 
 SPLITS = ("train", "valid", "test")
 

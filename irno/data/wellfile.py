@@ -18,7 +18,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from irno.utils import IrnoError, atomic_path, write_yaml
+from irno import IrnoError
+from irno.files import atomic_path, write_yaml
 
 SPATIAL_DIMS = ("x", "y")
 

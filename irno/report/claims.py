@@ -35,10 +35,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from irno import IrnoError
 from irno.config import ReportPlan
+from irno.files import read_yaml
 from irno.report.results import Reported, SeededRun
 from irno.report.stats import Stat, Test, against, compare
-from irno.utils import IrnoError, read_yaml
 
 VERDICTS = ("holds", "does not hold", "not significant", "not run")
 TESTS = ("at_least", "at_most", "below", "order", "steps", "monotone", "diverges", "converges")

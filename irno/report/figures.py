@@ -38,8 +38,8 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import LogFormatterSciNotation
 
 from irno.config import ReportPlan
+from irno.files import atomic_path
 from irno.report.results import SeededRun, load_runs
-from irno.utils import atomic_path
 
 log = logging.getLogger(__name__)
 logging.getLogger("fontTools").setLevel(logging.WARNING)  # PDF font subsetting logs every glyph at INFO

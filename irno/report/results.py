@@ -23,9 +23,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from irno import IrnoError
 from irno.config import ReportPlan
+from irno.files import read_json, read_yaml
 from irno.report.stats import Stat
-from irno.utils import IrnoError, from_dict, read_json, read_yaml
+from irno.settings import from_dict
 
 EVAL_FILES = ("metrics.json", "per_step.csv", "spectra.npz")
 METRICS_KEYS = (

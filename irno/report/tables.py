@@ -30,10 +30,10 @@ from typing import Any
 import pandas as pd
 
 from irno.config import ReportPlan
+from irno.files import atomic_path
 from irno.report.claims import Verdict, evaluate_claims, load_claims
 from irno.report.results import BANDS, Reported, SeededRun, load_reported, load_runs
 from irno.report.stats import ALPHA, Stat, compare
-from irno.utils import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -3,8 +3,8 @@
 Ports the model code of Gabriel, Johnson, Karniadakis, "Connecting the geometry and dynamics of
 many-body complex systems with message passing neural operators" (arXiv 2502.15913; JAX code
 ``nngabe/roma``) to PyTorch, with its Kuramoto and Burgers-like datasets and experiments (what
-still differs, and by how much: docs/roma.md). Shares ``irno.utils`` and ``irno.resume`` with the
-IRNO pipeline.
+still differs, and by how much: docs/roma.md). Shares the utilities (``irno.files``,
+``irno.settings``, ``irno.device``, ``irno.resume``) with the IRNO pipeline.
 
 Modules, in dependency order:
 

@@ -187,7 +187,7 @@ def _expand(args) -> int:
 
 def _write_settings(args) -> int:
     from irno.roma.config import write_settings
-    from irno.utils import parse_json_option
+    from irno.settings import parse_json_option
 
     write_settings(args.kind, parse_json_option(args.json), args.out)
     return 0
@@ -204,11 +204,11 @@ def _simulate(args) -> int:
 
 def _device(preference: str) -> None:
     """Choose and log the device before any data is read: a job given GPUs that finds no usable CUDA
-    stops here, within seconds (irno.utils.select_device). On a GPU, float32 matrix products run in
+    stops here, within seconds (irno.device.select_device). On a GPU, float32 matrix products run in
     TF32, the precision JAX gives them on NVIDIA GPUs by default (the reference's)."""
     import torch
 
-    from irno.utils import log_device, select_device
+    from irno.device import log_device, select_device
 
     device = select_device(preference)
     if device.type == "cuda":

@@ -36,17 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from irno.utils import (
-    IrnoError,
-    from_dict,
-    load_settings,
-    read_yaml,
-    require,
-    stable_hash,
-    to_dict,
-    write_json,
-    write_yaml,
-)
+from irno import IrnoError
+from irno.files import read_yaml, stable_hash, write_json, write_yaml
+from irno.settings import from_dict, load_settings, require, to_dict
 
 MODEL_KINDS = ("deeponet", "deeponet_mp", "nomad_mp", "roma")
 EXPERIMENTS = ("data_noise", "effective_dynamics", "positional", "graph_encodings", "parameter_scaling")

@@ -40,6 +40,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from irno import IrnoError
 from irno.roma.config import ExpandedStudy, GraphConfig, RunConfig
 from irno.roma.graphs import (
     adjacency,
@@ -50,7 +51,7 @@ from irno.roma.graphs import (
 )
 from irno.roma.models import GraphOperator
 from irno.roma.train import Batch, training_loss
-from irno.utils import IrnoError, from_dict, to_dict
+from irno.settings import from_dict, to_dict
 
 EDGE_SAMPLE_NODES = 100_000  # largest graph drawn to estimate a subgraph's edges (0.3 s to draw)
 EDGE_SAMPLES = 16  # subgraphs averaged

@@ -34,10 +34,12 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm import tqdm
 
+from irno import IrnoError
+from irno.files import atomic_path, stable_hash
 from irno.roma import burgers, kuramoto
 from irno.roma.config import DataConfig, EncodingConfig
 from irno.roma.graphs import adjacency, graph_encodings, random_hyperbolic_graph
-from irno.utils import IrnoError, atomic_path, stable_hash, to_dict
+from irno.settings import to_dict
 
 log = logging.getLogger("irno.roma")
 

@@ -27,6 +27,9 @@ import os
 import numpy as np
 import torch
 
+from irno import IrnoError
+from irno.device import select_device
+from irno.files import write_json, write_npz
 from irno.roma.config import RunConfig
 from irno.roma.train import (
     EVALUATION_SEED,
@@ -41,7 +44,6 @@ from irno.roma.train import (
     smspe,
     split_nodes,
 )
-from irno.utils import IrnoError, select_device, write_json, write_npz
 
 
 def evaluate(

@@ -30,7 +30,8 @@ import scipy.sparse as sp
 import scipy.sparse.linalg
 from scipy.sparse.csgraph import connected_components
 
-from irno.utils import IrnoError, select_device
+from irno import IrnoError
+from irno.device import select_device
 
 _BAND_WIDTH = 0.5  # radial band width of the sweep; ~e^(w/2) candidates per edge near the rim
 _MAX_CANDIDATES = 1 << 23  # candidate pairs held at once (memory bound of the sweep)

@@ -18,9 +18,9 @@ import numpy as np
 import scipy.integrate
 import scipy.sparse as sp
 
+from irno import IrnoError
 from irno.roma.config import KuramotoConfig
 from irno.roma.graphs import adjacency
-from irno.utils import IrnoError
 
 _BLOCK_BYTES = 64 << 20  # frames buffered before a write
 

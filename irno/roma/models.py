@@ -715,8 +715,9 @@ def parameter_counts(cfg, encoding_dim: int) -> tuple[int, int]:
 def study_summary(study) -> str:
     """Each model kind's parameter count at the study's defaults ('<model> <count>', the reference's
     convention), then every experiment's runs: dataset, model, settings, key and count."""
+    from irno.files import stable_hash
     from irno.roma.config import MODEL_KINDS, RunConfig, expand_study, model_defaults
-    from irno.utils import from_dict, stable_hash, to_dict
+    from irno.settings import from_dict, to_dict
 
     plan = expand_study(study)
 

@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from irno import IrnoError
+from irno.files import atomic_path, read_json
 from irno.roma.config import FIGURE_FORMATS, MODEL_KINDS, TABLE_FORMATS, ExpandedStudy, StudyConfig, expand_study
-from irno.utils import IrnoError, atomic_path, read_json
 
 # ----------------------------------------------------------------------------- analysis
 

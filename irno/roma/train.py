@@ -47,12 +47,15 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from irno.resume import STATE_FILE, TrainingState
+from irno import IrnoError
+from irno.device import select_device
+from irno.files import atomic_path
+from irno.resume import STATE_FILE, TrainingState, seed_everything
 from irno.roma.config import RunConfig, TrainConfig, run_key
 from irno.roma.datasets import Dataset, load, load_encodings
 from irno.roma.graphs import induced_subgraph, initial_walk_roots, random_walk_subgraph
 from irno.roma.models import GraphOperator, Output, build_model, count_parameters, reference_parameter_count
-from irno.utils import IrnoError, atomic_path, seed_everything, select_device, to_dict
+from irno.settings import to_dict
 
 log = logging.getLogger("irno.roma")
 

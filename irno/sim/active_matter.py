@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import fft, special
 
-from irno.utils import IrnoError
+from irno import IrnoError
 
 BOX_LENGTH = 10.0  # L, the periodic box side
 TRANSLATIONAL_DIFFUSION = 0.05  # dT

@@ -25,10 +25,12 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
+from irno import IrnoError, log
 from irno.config import SimulationConfig
 from irno.data.wellfile import write_stats, write_well_file
+from irno.files import stable_hash
+from irno.settings import to_dict
 from irno.sim.active_matter import BETA, BOX_LENGTH, ROTATIONAL_DIFFUSION, TRANSLATIONAL_DIFFUSION, simulate_trajectory
-from irno.utils import IrnoError, log, stable_hash, to_dict
 
 # Bump when the numerics change: files written by another version are then simulated again.
 GENERATOR = "irno.sim.active_matter/1"
@@ -93,7 +95,7 @@ def _prepare_folders(folders: dict[str, Path], plans: dict[str, list[dict]]) -> 
                 pass
         except OSError as e:
             raise IrnoError(f"{folder}: cannot write the simulated dataset there ({e.strerror or e})") from None
-        for leftover in folder.glob(".*.tmp"):  # irno.utils.atomic_path's, from a killed run
+        for leftover in folder.glob(".*.tmp"):  # irno.files.atomic_path's, from a killed run
             leftover.unlink()
         wanted = {p["name"] for p in plans[split]}
         present[split] = {}

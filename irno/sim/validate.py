@@ -23,10 +23,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from irno import IrnoError
 from irno.config import SimulationConfig, SplitPlan
+from irno.files import atomic_path, read_yaml, write_json
 from irno.sim.active_matter import Q_CAP, simulate_trajectory
 from irno.sim.dataset import parallel_map, simulate_dataset
-from irno.utils import IrnoError, atomic_path, read_yaml, write_json
 
 REAL_STATS_SOURCE = "The Well, active_matter (256^2, stats.yaml of the train split), as listed in docs/method.md"
 # component: (std, rms of the frame-to-frame change). The rms of the change is quoted once per

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from irno.cli import main
+from irno.files import read_json, read_yaml
 from irno.roma.config import expand_study, read_study_config, reads_encodings, report_outputs
-from irno.utils import read_json, read_yaml
 
 CONFIG = "config/test.yaml"
 

@@ -3,8 +3,9 @@ apply in order; bad config names its key."""
 
 import pytest
 
+from irno import IrnoError
+from irno.files import read_json, read_yaml
 from irno.roma.config import expand_study, read_study_config, settings_files, study_from_dict, write_expanded_study
-from irno.utils import IrnoError, read_json, read_yaml
 
 
 def study(per_model=None, **experiments):

@@ -4,10 +4,11 @@ cache key changing nothing, and a study's runs read with their datasets."""
 
 import pytest
 
+from irno import IrnoError
 from irno.roma.config import ModelConfig, RunConfig, TrainConfig, expand_study, read_study_config
 from irno.roma.cost import NO_FLOPS, count_train_step, mean_subgraph_edges, train_step_flops
 from irno.roma.models import _gaussian_process_basis
-from irno.utils import IrnoError, from_dict
+from irno.settings import from_dict
 
 TINY = dict(width=8, depth=1, heads=2, basis=4, fourier_features=8, input_functions=3, function_grid=33)
 

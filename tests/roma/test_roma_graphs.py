@@ -8,6 +8,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
 import irno.roma.graphs as graphs
+from irno import IrnoError
 from irno.roma.config import EncodingConfig
 from irno.roma.graphs import (
     adjacency,
@@ -23,7 +24,6 @@ from irno.roma.graphs import (
     random_walk_subgraph,
     sample_points,
 )
-from irno.utils import IrnoError
 
 
 def brute_force_edges(radius, angle, R):

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 import irno.roma.kuramoto as kuramoto
+from irno import IrnoError
 from irno.roma.config import DataConfig, GraphConfig, KuramotoConfig
 from irno.roma.datasets import load, simulate
 from irno.roma.kuramoto import coupling_strength, coupling_weights, integrate, natural_frequencies
-from irno.utils import IrnoError
 
 
 def run(weights, omega, theta0, times, dyn):

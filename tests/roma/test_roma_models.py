@@ -24,7 +24,7 @@ from irno.roma.models import (
     reference_parameter_count,
     segment_statistics,
 )
-from irno.utils import from_dict
+from irno.settings import from_dict
 
 C = 0.125  # the reference's curvature
 

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from irno import IrnoError
 from irno.roma.config import expand_study, report_outputs, study_from_dict
 from irno.roma.report import build_tables, fit_power_law
-from irno.utils import IrnoError
 
 
 def test_power_law_fit_recovers_a_known_exponent():

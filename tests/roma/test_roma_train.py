@@ -9,6 +9,7 @@ import torch
 
 import irno.roma.evaluate as evaluate_module
 import irno.roma.train as train_module
+from irno import IrnoError
 from irno.roma.config import TrainConfig
 from irno.roma.datasets import load
 from irno.roma.evaluate import evaluate
@@ -22,7 +23,6 @@ from irno.roma.train import (
     split_nodes,
     train,
 )
-from irno.utils import IrnoError
 
 
 def test_smspe_by_hand():

@@ -24,7 +24,7 @@ import pytest
 import yaml
 from workflow_copy import render_profile
 
-from irno.utils import deep_merge
+from irno.settings import deep_merge
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]

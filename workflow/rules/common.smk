@@ -26,7 +26,7 @@ from irno.roma.config import (
     study_from_dict,
 )
 from irno.study import SPLITS, load_study
-from irno.utils import IrnoError
+from irno import IrnoError
 
 min_version("9.0")
 
@@ -172,7 +172,7 @@ def settings_json(settings):
 # One thread per job (two for the simulator), so a workstation runs as many jobs side by side
 # as it has cores (--cores) and no job oversubscribes them (torch's OpenMP threads on a busy
 # machine slow to a crawl). On a cluster, GPU jobs get IRNO_SLURM_CPUS_PER_GPU cores per GPU
-# (cpus_per_task), which the `irno` commands use (irno.utils.job_cpus).
+# (cpus_per_task), which the `irno` commands use (irno.cluster.use_job_cpus).
 try:
     SITE = SiteSettings.from_environ(os.environ)
 except IrnoError as e:
