@@ -20,9 +20,10 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/settings.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/base.smk"
-include: "workflow/rules/refiner.smk"
+include: "workflow/rules/phi.smk"
 include: "workflow/rules/roma.smk"
 include: "workflow/rules/report.smk"
 

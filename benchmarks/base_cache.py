@@ -9,7 +9,7 @@ size (16 modes, width 128; untrained) in each storage dtype, in turn, the best o
 kept. The build includes reading the store, the base's forward, writing the memory map and its
 progress marker after every batch.
 
-Then what the cache buys: one epoch of `irno.train.train_refiner` (the paper's Phi and
+Then what the cache buys: one epoch of `irno.refinement.train.train_phi` (the paper's Phi and
 objective, batch 8, validated on the same store) with h0 read from the
 float32 cache against the same epoch with h0 = base(x) recomputed for every batch, in turn.
 """
@@ -25,10 +25,10 @@ import torch
 from benchmarks import common
 from irno.base.cache import BasePredictionCache, RefinementDataset
 from irno.base.operator import load_base
-from irno.config import RefinerConfig, TrainConfig
+from irno.config import PhiConfig, PhiTrainConfig
 from irno.data.store import PreparedSplit, prepare_split
 from irno.device import select_device
-from irno.train import train_refiner
+from irno.refinement.train import train_phi
 
 NAME = "base_cache"
 
@@ -69,13 +69,13 @@ def main(argv: list[str] | None = None) -> dict:
         seconds = common.interleaved({dtype: build(dtype) for dtype in ("float32", "bfloat16")}, args.repeats)
 
         cached = RefinementDataset(store, BasePredictionCache.open(root / "cache_float32"))
-        cfg = RefinerConfig(train=TrainConfig(epochs=1, batch_size=args.batch, device=device.type))
+        cfg = PhiConfig(train=PhiTrainConfig(epochs=1, batch_size=args.batch, device=device.type))
 
         def epoch(data, base=None):
             def run():
                 out = root / "run"
                 shutil.rmtree(out, ignore_errors=True)
-                train_refiner(cfg, data, data, out, base=base)
+                train_phi(cfg, data, data, out, base=base)
 
             return run
 

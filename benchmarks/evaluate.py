@@ -4,7 +4,7 @@
 
 Data as in benchmarks.train (simulated active_matter, prepared store, h0 cached from an
 untrained FNO of the published size); Phi is the paper's U-Net (untrained: the time does not
-depend on the weights). Measured in turn, best of the repeats: `irno.evaluate.evaluate` over the
+depend on the weights). Measured in turn, best of the repeats: `irno.refinement.evaluate.evaluate` over the
 test split (h_0 .. h_{K+6}, The Well's VRMSE in both conventions, band errors, radial error
 spectra and their ratio quantiles, spectral MSE, energy spectra), the same iteration without
 metrics, and evaluate with Phi channels-first instead of channels_last.
@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from benchmarks import common
-from irno.config import EvalConfig, PhiConfig
+from irno.config import EvalConfig, NetworkConfig
 from irno.device import select_device
-from irno.evaluate import evaluate
-from irno.models import build_phi, refine_steps
+from irno.refinement.evaluate import evaluate
+from irno.refinement.phi import build_phi, refine_steps
 
 NAME = "evaluate"
 
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
         base_cfg, model_dir = common.published_size_base((args.grid, args.grid), root / "base")
         data = common.stores_and_caches(manifest, root, base_cfg, model_dir, splits=("test",))["test"]
         torch.manual_seed(0)
-        phi = build_phi(PhiConfig(), 55, 11).to(device).eval()
+        phi = build_phi(NetworkConfig(), 55, 11).to(device).eval()
         cfg = EvalConfig(extra_steps=args.extra_steps, batch_size=args.batch, device=str(device))
         cl, cf = torch.channels_last, torch.contiguous_format
 

@@ -6,7 +6,7 @@ against what irno.cluster.held_bytes says the job holds, and a fit of fixed part
 The data: simulated active_matter (irno.sim) of each size GRID:FRAMES:TRAIN (TRAIN training
 trajectories, half as many, at least one, for valid and for test), and ROMA Kuramoto datasets
 of each size NODES:FRAMES. The commands are the rules' (workflow/rules/*.smk), with settings from
-a config like config/test.yaml (irno.study, irno.roma.config: as the settings rules write them),
+a config like config/test.yaml (irno.study, irno.roma.study: as the settings rules write them),
 small models and one epoch, on the CPU:
 
     simulate_dataset        irno simulate --workers 2 (the rule's threads)
@@ -15,7 +15,7 @@ small models and one epoch, on the CPU:
     train_base              irno base train (an FNO of width 8, 1 epoch)
     check_base              irno base check --valid --test
     cache_base_predictions  irno base cache, every split
-    train_refiner           irno train (1 epoch; --memory-mb large: reads in place), and again with
+    train_phi           irno train (1 epoch; --memory-mb large: reads in place), and again with
                             train.num_workers 2: what a DataLoader worker adds
     evaluate                irno evaluate (the test split)
     roma_simulate, roma_encode, roma_train   irno roma simulate / encode / train (a roma model
@@ -64,7 +64,7 @@ from benchmarks import common
 NAME = "job_memory"
 SAMPLE_S = 0.02
 SPLITS = ("train", "valid", "test")
-WORKERS = 2  # DataLoader workers of the second train_refiner job: what a worker adds
+WORKERS = 2  # DataLoader workers of the second train_phi job: what a worker adds
 IRNO = str(Path(sys.executable).parent / "irno")  # the command the rules call
 
 
@@ -174,7 +174,7 @@ def config(size: tuple[int, int, int], roma: tuple[int, int] | None) -> dict:
                 "epochs": 1,
             }
         },
-        "refiner": {"phi": {"base_channels": 4, "depth": 2}, "train": {"K": 2, "epochs": 1, "batch_size": 8}},
+        "phi": {"network": {"base_channels": 4, "depth": 2}, "train": {"K": 2, "epochs": 1, "batch_size": 8}},
         "evaluate": {"extra_steps": 2},
         "experiments": {"irno": {}},
     }
@@ -229,21 +229,21 @@ def irno_jobs(root: Path, cfg: dict, threads: int) -> list[dict]:
     write_yaml(root / "config.yaml", cfg)
     study = load_study(read_config([root / "config.yaml"]), common.ROOT)
     d, b = "active_matter", "FNO"
-    refiner = study.refiner_settings("irno", b)
+    phi = study.phi_settings("irno", b)
     settings = {  # what the settings rules write
         "simulate": ("simulate", study.simulate_settings(d)),
         "base": ("base", study.base_settings(d, b)),
-        "refiner": ("refiner", refiner),
-        "refiner_workers": ("refiner", deep_merge(refiner, {"train": {"num_workers": WORKERS}})),
+        "phi": ("phi", phi),
+        "phi_workers": ("phi", deep_merge(phi, {"train": {"num_workers": WORKERS}})),
         "eval": ("eval", study.eval_settings()),
     }
     for name, (kind, values) in settings.items():
-        write_settings(SETTINGS_KINDS, kind, values, root / f"{name}.yaml")
+        write_settings(SETTINGS_KINDS[kind], values, root / f"{name}.yaml")
     manifest, model, check = root / "manifest.json", root / "base" / "model", root / "base" / "base_check.json"
     store, cache = (lambda s: root / "prepared" / s), (lambda s: root / "base" / "cache" / s)
     data = f"--train {store('train')} --train-cache {cache('train')} "
     data += f"--valid {store('valid')} --valid-cache {cache('valid')}"
-    refiner_reads = [store("train"), cache("train"), store("valid"), cache("valid")]
+    phi_reads = [store("train"), cache("train"), store("valid"), cache("valid")]
     jobs = [
         (
             "simulate_dataset",
@@ -300,10 +300,10 @@ def irno_jobs(root: Path, cfg: dict, threads: int) -> list[dict]:
         for s in SPLITS
     ]
     jobs += [
-        ("train_refiner", "", f"train --config {root}/refiner.yaml {data} --out {root}/run --memory-mb 1000000",
-         refiner_reads, {}),
-        ("train_refiner", f"num_workers {WORKERS}", f"train --config {root}/refiner_workers.yaml {data} "
-         f"--out {root}/run_workers --memory-mb 1000000", refiner_reads, {}),
+        ("train_phi", "", f"train --config {root}/phi.yaml {data} --out {root}/run --memory-mb 1000000",
+         phi_reads, {}),
+        ("train_phi", f"num_workers {WORKERS}", f"train --config {root}/phi_workers.yaml {data} "
+         f"--out {root}/run_workers --memory-mb 1000000", phi_reads, {}),
         ("evaluate", "", f"evaluate --config {root}/eval.yaml --checkpoint {root}/run/checkpoint.pt "
          f"--store {store('test')} --cache {cache('test')} --out {root}/eval --dataset {d} --base {b} "
          "--experiment irno", [store("test"), cache("test")], {}),
@@ -316,12 +316,14 @@ def irno_jobs(root: Path, cfg: dict, threads: int) -> list[dict]:
 def roma_jobs(root: Path, cfg: dict, threads: int) -> list[dict]:
     """Run and measure the ROMA rules' commands on the dataset of `cfg`'s roma: section."""
     from irno.cluster import held_bytes
-    from irno.roma.config import expand_study, settings_files, study_from_dict, write_settings
+    from irno.roma.settings import SETTINGS_KINDS, study_from_dict
+    from irno.roma.study import expand_study, settings_files
+    from irno.settings import write_settings
 
-    plan = expand_study(study_from_dict(cfg["roma"]))
-    for folder, (kind, values) in settings_files(plan).items():
-        write_settings(kind, values, root / folder / "settings.yaml")
-    (key,) = plan.runs
+    expanded = expand_study(study_from_dict(cfg["roma"]))
+    for folder, (kind, values) in settings_files(expanded).items():
+        write_settings(SETTINGS_KINDS[kind], values, root / folder / "settings.yaml")
+    (key,) = expanded.runs
     data = root / "data" / "km"
     jobs = [
         ("roma_simulate", "", f"roma simulate --config {data}/settings.yaml --out {data}/dataset.h5", [],
@@ -332,7 +334,7 @@ def roma_jobs(root: Path, cfg: dict, threads: int) -> list[dict]:
          f"--encodings {data}/encodings/encodings.h5 --out-dir {root}/runs/{key} --evaluation {root}/eval/{key}",
          [data / "dataset.h5", data / "encodings" / "encodings.h5"], {"roma_run": key}),
     ]  # fmt: skip
-    return run_jobs(root, jobs, lambda rule, wc: held_bytes(rule, None, plan, wc), threads)
+    return run_jobs(root, jobs, lambda rule, wc: held_bytes(rule, None, expanded, wc), threads)
 
 
 # ----------------------------------------------------------------------------- the fit
@@ -342,7 +344,7 @@ def fit(rows: list[dict]) -> list[dict]:
     """Per rule: peak = fixed + slope x bytes (held bytes, or bytes read where what it holds is the
     same at every size of a grid) over the sizes that differ in their data only (the first size's
     grid; for ROMA every size), what a larger grid adds beyond that line (per-batch buffers and
-    activations), and what one DataLoader worker adds to train_refiner."""
+    activations), and what one DataLoader worker adds to train_phi."""
     from irno.cluster import JOBS
 
     out = []

@@ -4,7 +4,7 @@
 
 Writes two active_matter-shaped datasets of smooth random waves (1x: N trajectories per split,
 2x: 2N; 64^2, 41 frames), prepares their stores and caches h0 (a small FNO: the base plays no
-part in the memory of training). Then, each in a fresh process: one epoch of `train_refiner`
+part in the memory of training). Then, each in a fresh process: one epoch of `train_phi`
 on the train split (a small Phi, batch 32; the stores and caches are memory-mapped), and
 `evaluate` of the test split (K = 6 + 6 steps, every metric).
 
@@ -64,7 +64,7 @@ def child(task: str, data_root: Path, result: Path, threads: int) -> None:
 
     from benchmarks.train import FirstSamples
     from irno.base.cache import BasePredictionCache, RefinementDataset
-    from irno.config import EvalConfig, PhiConfig, RefinerConfig, TrainConfig
+    from irno.config import EvalConfig, NetworkConfig, PhiConfig, PhiTrainConfig
     from irno.data.store import PreparedSplit
 
     torch.set_num_threads(threads)
@@ -74,20 +74,20 @@ def child(task: str, data_root: Path, result: Path, threads: int) -> None:
         )
         for s in ("train", "valid", "test")
     }
-    phi_cfg = PhiConfig(base_channels=8, depth=2)
+    phi_cfg = NetworkConfig(base_channels=8, depth=2)
     sampler = AnonymousPeak()
     sampler.start()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
         if task == "train":
-            from irno.train import train_refiner
+            from irno.refinement.train import train_phi
 
-            cfg = RefinerConfig(phi=phi_cfg, train=TrainConfig(epochs=1, batch_size=BATCH, device="cpu"))
-            train_refiner(cfg, data["train"], FirstSamples(data["valid"], BATCH), out)
+            cfg = PhiConfig(network=phi_cfg, train=PhiTrainConfig(epochs=1, batch_size=BATCH, device="cpu"))
+            train_phi(cfg, data["train"], FirstSamples(data["valid"], BATCH), out)
             n = len(data["train"])
         else:
-            from irno.evaluate import evaluate
-            from irno.models import build_phi, phi_memory_format
+            from irno.refinement.evaluate import evaluate
+            from irno.refinement.phi import build_phi, phi_memory_format
 
             phi = build_phi(phi_cfg, 55, 11)
             evaluate(

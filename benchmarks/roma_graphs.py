@@ -22,7 +22,6 @@ import numpy as np
 
 from benchmarks import common
 from irno.roma.burgers import social_series
-from irno.roma.config import BurgersConfig, EncodingConfig, GraphConfig, KuramotoConfig
 from irno.roma.graphs import (
     adjacency,
     disk_radius,
@@ -33,6 +32,7 @@ from irno.roma.graphs import (
     sample_points,
 )
 from irno.roma.kuramoto import coupling_weights, integrate, natural_frequencies
+from irno.roma.settings import BurgersConfig, EncodingConfig, GraphConfig, KuramotoConfig
 
 NAME = "roma_graphs"
 

@@ -37,14 +37,14 @@ GRAPH_NODES = 20_000  # the measured subgraph is drawn from a graph this big (it
 SHRUNK = ("width", "basis", "encoder_width", "fourier_features", "input_functions", "encoding_width")
 
 
-def measured_runs(plan) -> list[tuple[str, str]]:
+def measured_runs(expanded) -> list[tuple[str, str]]:
     """(experiment, run key) of the runs this benchmark times: the data experiment on km3m at the
     lower noise, and the effective-dynamics baselines on km3m."""
     picked = []
-    for entry in plan.experiments["data_noise"]:
-        if entry["dataset"] == "km3m" and plan.runs[entry["run"]]["train"]["noise_eta"] == 4e-4:
+    for entry in expanded.experiments["data_noise"]:
+        if entry["dataset"] == "km3m" and expanded.runs[entry["run"]]["train"]["noise_eta"] == 4e-4:
             picked.append(("data_noise", entry["run"]))
-    for entry in plan.experiments["effective_dynamics"]:
+    for entry in expanded.experiments["effective_dynamics"]:
         if entry["dataset"] == "km3m" and entry["model"] != "roma":  # ROMA's is the data experiment's run
             picked.append(("effective_dynamics", entry["run"]))
     return picked
@@ -68,9 +68,9 @@ def child(settings_path: Path, encoding_dim: int, steps: int, result: Path, thre
     import torch
 
     from benchmarks.memory import AnonymousPeak, rss_anon_mb
-    from irno.roma.config import RunConfig
     from irno.roma.graphs import adjacency, initial_walk_roots, random_hyperbolic_graph, random_walk_subgraph
     from irno.roma.models import build_model, count_parameters
+    from irno.roma.settings import RunConfig
     from irno.roma.train import Batch, Subgraph, make_optimizer, objective, sanitise_gradients
     from irno.settings import from_dict
 
@@ -133,19 +133,20 @@ def main(argv: list[str] | None = None) -> dict:
     args.steps = args.steps or (2 if args.quick else 3)
 
     from irno.roma import cost
-    from irno.roma.config import RunConfig, expand_study, read_study_config
     from irno.roma.cost import count_train_step, train_step_flops
     from irno.roma.models import parameter_counts
+    from irno.roma.settings import RunConfig, read_study_config
+    from irno.roma.study import expand_study
     from irno.settings import from_dict
 
-    plan = expand_study(read_study_config(PAPER_CONFIG))
+    expanded = expand_study(read_study_config(PAPER_CONFIG))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for experiment, key in measured_runs(plan):
-            run = plan.runs[key]
+        for experiment, key in measured_runs(expanded):
+            run = expanded.runs[key]
             small = shrink(run, args.shrink)
             used = from_dict(RunConfig, run).model.used_encodings
-            paper_dim = sum(plan.encodings[run["dataset"]][kind] for kind in used)
+            paper_dim = sum(expanded.encodings[run["dataset"]][kind] for kind in used)
             dim = paper_dim // args.shrink
             settings, result = Path(tmp) / f"{key}.json", Path(tmp) / f"{key}.result.json"
             settings.write_text(json.dumps(small))
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
             measured = json.loads(result.read_text())
             step_flops = count_train_step(from_dict(RunConfig, small), dim, measured["edges"])
             seconds = min(measured["seconds"])  # the best step: the others' extra time is the machine's load
-            paper_flops = train_step_flops(run, plan)
+            paper_flops = train_step_flops(run, expanded)
             rows.append(
                 {
                     "task": "CPU step",
@@ -180,10 +181,10 @@ def main(argv: list[str] | None = None) -> dict:
     counted = time.perf_counter()
     if not args.quick:
         cost.forget_counts()  # the study's counts from scratch, as `irno estimate` makes them
-        for name, entries in plan.experiments.items():
+        for name, entries in expanded.experiments.items():
             for entry in entries:
-                run = plan.runs[entry["run"]]
-                flops = train_step_flops(run, plan)
+                run = expanded.runs[entry["run"]]
+                flops = train_step_flops(run, expanded)
                 rows.append(
                     {
                         "task": "paper run",

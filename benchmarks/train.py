@@ -1,4 +1,4 @@
-"""Phi training throughput: a reference-style loop against irno.train, side by side.
+"""Phi training throughput: a reference-style loop against irno.refinement.train, side by side.
 
     python -m benchmarks.train [--quick] [--grid 64] [--batch 8] [--threads 2]
     python -m benchmarks.train --grid 256 --batch 16 --data synthetic [--compile]      # on a GPU
@@ -8,16 +8,16 @@ waves, for large grids), prepared into stores, and h0 cached from an untrained F
 published base's size (width 128, 16 modes; time does not depend on the weights).
 
 The reference-style loop re-creates the released reference's training step (its loss
-semantics are in irno/losses.py): samples read one by one through The Well's `WellDataset` by a
+semantics are in irno/refinement/objective.py): samples read one by one through The Well's `WellDataset` by a
 DataLoader, h0 = base(x) recomputed every batch, Phi with torch's circular convolutions and its
 LayerNorm through permutes on channels-first tensors, the K steps' losses one by one (both rfft2s
 and the spectral weight grid rebuilt at every step), `.item()` every step, Adam, fp32.
-Ours is `irno.train.train_refiner` as the workflow runs it: prepared store + base cache, one
+Ours is `irno.refinement.train.train_phi` as the workflow runs it: prepared store + base cache, one
 vectorised objective, Phi channels_last with one-copy circular padding, no host sync per batch;
 on CUDA with bf16 autocast (and torch.compile with --compile). Both are timed by whole epochs that
 end as training epochs do, in a validation (one batch, K steps) and a checkpoint written: the
 reference's valid MSE with the base recomputed and its `best_model.pth`; ours a one-epoch
-`train_refiner` call, set-up and all its files included. Both start from the same Phi weights;
+`train_phi` call, set-up and all its files included. Both start from the same Phi weights;
 the loss of the first batch must agree within 1e-5 relative (computed in fp32 for both).
 
 Also measured: per-batch costs of each part of both loops, Phi's objective (forward + backward)
@@ -40,14 +40,15 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from benchmarks import common
-from irno.config import EvalConfig, LossConfig, PhiConfig, RefinerConfig, TrainConfig
+from irno.config import EvalConfig, LossConfig, NetworkConfig, PhiConfig, PhiTrainConfig
+from irno.data.batches import epoch_batches
 from irno.data.well import open_well_dataset, window_to_xy
 from irno.device import select_device
 from irno.files import read_json
-from irno.losses import lambda_schedule, objective, term_weights
-from irno.models import ChannelLayerNorm, PaddedConv2d, build_phi, phi_memory_format
+from irno.refinement.objective import lambda_schedule, objective, term_weights
+from irno.refinement.phi import ChannelLayerNorm, PaddedConv2d, build_phi, phi_memory_format
+from irno.refinement.train import Objective, train_phi
 from irno.resume import seed_everything
-from irno.train import Objective, epoch_batches, train_refiner
 
 NAME = "train"
 
@@ -107,7 +108,7 @@ def reference_phi(phi: nn.Module) -> nn.Module:
 def reference_spectral_loss(pred: torch.Tensor, target: torch.Tensor, lam: float) -> torch.Tensor:
     """The reference's per-step spectral term: both transforms and the weight grid built on every call.
 
-    Unnormalised rfft2 amplitudes with the loss divided by H W: the same as irno.losses' ortho ones.
+    Unnormalised rfft2 amplitudes with the loss divided by H W: the same as irno.refinement.objective' ortho ones.
     """
     H, W = pred.shape[-2:]
     amp_pred = torch.fft.rfft2(pred).abs()  # (B, F, H, W//2+1)
@@ -170,7 +171,7 @@ class ReferenceLoop:
         phi: nn.Module,
         base: nn.Module,
         windows: Dataset,
-        cfg: RefinerConfig,
+        cfg: PhiConfig,
         device,
         valid: Dataset | None = None,
     ):
@@ -249,10 +250,10 @@ class FirstSamples(Dataset):
         return self.dataset.batch(rows)
 
 
-def our_config(args, *, fast: bool = True, seed: int = 42, epochs: int = 1) -> RefinerConfig:
+def our_config(args, *, fast: bool = True, seed: int = 42, epochs: int = 1) -> PhiConfig:
     """The paper's Phi and objective; on CUDA the fast path is bf16 + channels_last (+ compile)."""
     cuda = torch.cuda.is_available()
-    train = TrainConfig(
+    train = PhiTrainConfig(
         epochs=epochs,
         batch_size=args.batch,
         seed=seed,
@@ -261,19 +262,20 @@ def our_config(args, *, fast: bool = True, seed: int = 42, epochs: int = 1) -> R
         bf16=fast and cuda,
         compile=fast and cuda and args.compile,
     )
-    return RefinerConfig(phi=PhiConfig(), loss=LossConfig(), train=train)
+    return PhiConfig(network=NetworkConfig(), loss=LossConfig(), train=train)
 
 
-def initial_phi(cfg: RefinerConfig, device) -> nn.Module:
-    """Phi as train_refiner builds it: seeded, in its memory format."""
+def initial_phi(cfg: PhiConfig, device) -> nn.Module:
+    """Phi as train_phi builds it: seeded, in its memory format."""
     seed_everything(cfg.train.seed)
-    return build_phi(cfg.phi, 55, 11).to(device, memory_format=phi_memory_format(cfg.phi, cfg.train.channels_last))
+    memory_format = phi_memory_format(cfg.network, cfg.train.channels_last)
+    return build_phi(cfg.network, 55, 11).to(device, memory_format=memory_format)
 
 
-def our_parts(cfg: RefinerConfig, data, batches, device, part: common.Parts) -> None:
-    """Our loop's parts timed one by one: the code train_refiner runs per batch."""
+def our_parts(cfg: PhiConfig, data, batches, device, part: common.Parts) -> None:
+    """Our loop's parts timed one by one: the code train_phi runs per batch."""
     tc = cfg.train
-    fmt = phi_memory_format(cfg.phi, tc.channels_last)
+    fmt = phi_memory_format(cfg.network, tc.channels_last)
     phi = initial_phi(cfg, device).train()
     model = Objective(phi, cfg.loss, tc.K, tc.alpha)
     optimizer = torch.optim.Adam(phi.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, fused=True)
@@ -309,10 +311,10 @@ def exact_fp32():
 
 
 @exact_fp32()
-def loss_check(cfg: RefinerConfig, data, reference: ReferenceLoop, first: np.ndarray, device) -> tuple[float, float]:
+def loss_check(cfg: PhiConfig, data, reference: ReferenceLoop, first: np.ndarray, device) -> tuple[float, float]:
     """(ours, reference) loss of the first batch of epoch 1 from the same initial Phi, in fp32."""
     tc = cfg.train
-    fmt = phi_memory_format(cfg.phi, tc.channels_last)
+    fmt = phi_memory_format(cfg.network, tc.channels_last)
     beta_s, beta_fp = term_weights(cfg.loss, 1)
     phi = initial_phi(cfg, device).train()
     x, h0, y = (t.to(device, memory_format=fmt) for t in data.batch(first))
@@ -325,7 +327,7 @@ def loss_check(cfg: RefinerConfig, data, reference: ReferenceLoop, first: np.nda
     return ours, ref
 
 
-def phi_variants(cfg: RefinerConfig, data, rows, device, repeats: int, quick: bool) -> list[dict]:
+def phi_variants(cfg: PhiConfig, data, rows, device, repeats: int, quick: bool) -> list[dict]:
     """Phi's objective, forward + backward on one batch, under each combination of the changed operators."""
     tc = cfg.train
     phi = initial_phi(cfg, device).train()
@@ -382,8 +384,8 @@ def phi_variants(cfg: RefinerConfig, data, rows, device, repeats: int, quick: bo
 
 def vrmse_check(args, data, device) -> tuple[list[dict], list[dict]]:
     """Valid VRMSE at K after a short training: fast path vs plain path vs plain with another seed."""
-    from irno.evaluate import evaluate
-    from irno.models import load_refiner
+    from irno.refinement.evaluate import evaluate
+    from irno.refinement.phi import load_phi
 
     runs = {"fast path, seed 42": our_config(args, fast=True, seed=42, epochs=args.vrmse_epochs),
             "plain path, seed 42": our_config(args, fast=False, seed=42, epochs=args.vrmse_epochs),
@@ -392,8 +394,8 @@ def vrmse_check(args, data, device) -> tuple[list[dict], list[dict]]:
     with tempfile.TemporaryDirectory() as tmp:
         for name, cfg in runs.items():
             out = Path(tmp) / name.replace(" ", "_").replace(",", "")
-            train_refiner(cfg, data["train"], data["valid"], out)
-            phi, _, _ = load_refiner(out / "checkpoint.pt", device)
+            train_phi(cfg, data["train"], data["valid"], out)
+            phi, _, _ = load_phi(out / "checkpoint.pt", device)
             result = evaluate(
                 phi,
                 data["valid"],
@@ -466,14 +468,14 @@ def main(argv: list[str] | None = None) -> dict:
 
         def ours():
             with tempfile.TemporaryDirectory(dir=root) as out:
-                train_refiner(cfg, data["train"], valid_batch, out)
+                train_phi(cfg, data["train"], valid_batch, out)
 
         ours_loss, ref_loss = loss_check(cfg, data["train"], reference, batches[0], device)
         rel = abs(ours_loss - ref_loss) / abs(ref_loss)
 
         reference.epoch(batches[:1])  # warm-up: kernels, primitives and FFT plans for these shapes
         with tempfile.TemporaryDirectory(dir=root) as out:
-            train_refiner(cfg, FirstSamples(data["train"], args.batch), valid_batch, out)
+            train_phi(cfg, FirstSamples(data["train"], args.batch), valid_batch, out)
         seconds = common.interleaved({"reference": lambda: reference.epoch(batches), "ours": ours}, args.repeats)
         rate = {name: n / min(s["wall"]) for name, s in seconds.items()}  # the best of the repeats
         median_rate = {name: n / float(np.median(s["wall"])) for name, s in seconds.items()}
@@ -492,7 +494,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows = [
         {"part": "epoch", "variant": variant, "samples_per_s": rate[name], "median_samples_per_s": median_rate[name],
          "samples_per_cpu_s": cpu_rate[name], "all_epochs_s": np.round(seconds[name]["wall"], 2).tolist()}
-        for name, variant in (("reference", "reference-style loop"), ("ours", "ours (irno.train.train_refiner)"))
+        for name, variant in (("reference", "reference-style loop"), ("ours", "ours (irno.refinement.train.train_phi)"))
     ]  # fmt: skip
     for part in ("read", "base", "forward_backward", "step"):
         rows.append({"part": f"per batch: {part}", "variant": "reference-style loop", "seconds": ref_clocks[part]})
@@ -528,7 +530,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"{args.repeats} interleaved epochs of each loop, best kept; "
         f"first-batch loss ours {ours_loss:.8g}, reference {ref_loss:.8g}",
         "both are timed as whole epochs ending in a one-batch validation and a checkpoint written "
-        "(ours: one-epoch train_refiner calls, set-up and the epoch's files included)",
+        "(ours: one-epoch train_phi calls, set-up and the epoch's files included)",
     ]
     result = common.report(NAME, args, rows, heads, notes)
     if rel > 1e-5:
@@ -536,7 +538,7 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
-def describe(cfg: RefinerConfig, device) -> str:
+def describe(cfg: PhiConfig, device) -> str:
     tc = cfg.train
     if device.type != "cuda":
         return f"CPU fp32, {torch.get_num_threads()} threads"

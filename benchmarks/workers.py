@@ -4,13 +4,13 @@
 
 Two measurements, each case in turn, the best of the repeats kept:
 
-- reading: batches as `irno.train.train_epoch` reads them (`irno.train.iterate_batches` over a
+- reading: batches as `irno.refinement.train.train_epoch` reads them (`irno.data.batches.iterate_batches` over a
   prepared store and its base cache, memory-mapped, in the page cache after a first pass) with
   each worker count, at the paper's grid (256^2) and batch (16) by default; one loader reads
   `--read-epochs` shuffled epochs of the small dataset, so that its workers' start (paid once per
   epoch of a real training, thousands of batches) weighs as little as in a real epoch. This is
   all the loader does on any node: what a GPU training must get from its CPU cores per step.
-- training: one epoch of `irno.train.train_refiner` (the paper's Phi and objective, fp32 on the
+- training: one epoch of `irno.refinement.train.train_phi` (the paper's Phi and objective, fp32 on the
   CPU, `--threads` torch threads) with each worker count, at 64^2, batch 8, as
   benchmarks/train.py measures the CPU training. The workers share the machine's cores with
   torch's threads, as they would in a CPU job.
@@ -42,7 +42,7 @@ def dataset(root: Path, *, grid: int, frames: int, trajectories: int):
 
 def read_batches(data, batches: list[np.ndarray], workers: int) -> int:
     """Read `batches` through one loader as the training loop does; returns the samples read."""
-    from irno.train import iterate_batches
+    from irno.data.batches import iterate_batches
 
     samples = 0
     for *_, y in iterate_batches(data, batches, num_workers=workers):
@@ -62,8 +62,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     args.repeats = args.repeats or (2 if args.quick else 3)
     common.set_threads(args.threads)
-    from irno.config import LossConfig, PhiConfig, RefinerConfig, TrainConfig
-    from irno.train import epoch_batches, train_refiner
+    from irno.config import LossConfig, NetworkConfig, PhiConfig, PhiTrainConfig
+    from irno.data.batches import epoch_batches
+    from irno.refinement.train import train_phi
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -98,16 +99,16 @@ def main(argv: list[str] | None = None) -> dict:
         )
         valid_batch = FirstSamples(valid, args.train_batch)
 
-        def cfg(workers: int) -> RefinerConfig:
-            tc = TrainConfig(epochs=1, batch_size=args.train_batch, device="cpu", num_workers=workers)
-            return RefinerConfig(phi=PhiConfig(), loss=LossConfig(), train=tc)
+        def cfg(workers: int) -> PhiConfig:
+            tc = PhiTrainConfig(epochs=1, batch_size=args.train_batch, device="cpu", num_workers=workers)
+            return PhiConfig(network=NetworkConfig(), loss=LossConfig(), train=tc)
 
         def epoch(workers: int) -> None:
             with tempfile.TemporaryDirectory(dir=root) as out:
-                train_refiner(cfg(workers), train, valid_batch, out)
+                train_phi(cfg(workers), train, valid_batch, out)
 
         with tempfile.TemporaryDirectory(dir=root) as out:  # warm-up: kernels and primitives for these shapes
-            train_refiner(cfg(0), FirstSamples(train, args.train_batch), valid_batch, out)
+            train_phi(cfg(0), FirstSamples(train, args.train_batch), valid_batch, out)
         seconds = common.interleaved({w: (lambda w=w: epoch(w)) for w in args.workers}, args.repeats)
         n = len(train)
         for w, s in seconds.items():

@@ -100,37 +100,36 @@ def _estimate(args) -> None:
             raise IrnoError(f"--set {item!r}: expected KEY=VALUE")
         overrides[key] = yaml.safe_load(value)
     study = load_study(read_config(args.config, overrides), REPOSITORY)
-    plan = estimate.roma_plan(study)
+    roma = estimate.roma_expanded(study)
     utilisation = args.utilisation if args.utilisation is not None else estimate.DEFAULT_UTILISATION
     if not 0 < utilisation <= 1:
         raise IrnoError(f"--utilisation {utilisation}: must be in (0, 1]")
     rates = estimate.Rates(args.gpu, utilisation, estimate.measured_training(args.measured))
     site = SiteSettings.from_environ(os.environ)
-    result = estimate.estimate(study, plan, site, rates)
-    print(estimate.render(result, estimate.memory_table(study, plan, site)), end="")
+    result = estimate.estimate(study, roma, site, rates)
+    print(estimate.render(result, estimate.memory_table(study, roma, site)), end="")
 
 
 def _add_write_settings(sub) -> None:
-    from irno.config import SETTINGS_KINDS
-
     p = sub.add_parser(
         "write-settings",
         help="validate a JSON mapping as a step's settings and write it as YAML",
         description="Validate a JSON mapping against the settings dataclass of KIND (unknown keys, wrong "
         "types and invalid values are named) and write it, complete with defaults, as YAML. The workflow "
-        "writes every base's and run's settings.yaml this way.",
+        "writes every settings file of both studies this way (workflow/rules/settings.smk).",
     )
-    p.add_argument("--kind", required=True, choices=sorted(SETTINGS_KINDS), help="which settings dataclass")
+    from irno.settings import settings_kinds
+
+    p.add_argument("--kind", required=True, choices=sorted(settings_kinds()), help="which settings dataclass")
     p.add_argument("--json", required=True, help='the settings as a JSON mapping, e.g. \'{"train": {"K": 4}}\'')
     p.add_argument("--out", required=True, help="YAML file to write (atomically)")
     p.set_defaults(func=_write_settings)
 
 
 def _write_settings(args) -> None:
-    from irno.config import SETTINGS_KINDS
-    from irno.settings import parse_json_option, write_settings
+    from irno.settings import parse_json_option, settings_kinds, write_settings
 
-    write_settings(SETTINGS_KINDS, args.kind, parse_json_option(args.json), args.out)
+    write_settings(settings_kinds()[args.kind], parse_json_option(args.json), args.out)
 
 
 # ----------------------------------------------------------------------------- data
@@ -335,7 +334,7 @@ def _base_cache(args) -> None:
 def _add_train(sub) -> None:
     p = sub.add_parser(
         "train",
-        allow_abbrev=False,  # --nproc is dropped by its exact spelling when re-launching (irno.train)
+        allow_abbrev=False,  # --nproc is dropped by its exact spelling when re-launching (irno.refinement.train)
         help="train the refinement operator Phi (resumable; --nproc N for DDP)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="""\
@@ -394,12 +393,12 @@ example:
 
 def _train(args) -> int:
     from irno.cluster import JOBS
-    from irno.config import RefinerConfig
+    from irno.config import PhiConfig
+    from irno.refinement.ddp import relaunch_with_torchrun
     from irno.runlock import LOCK_FILE, RunFolderLock
     from irno.staging import data_folders
-    from irno.train import relaunch_with_torchrun
 
-    cfg = load_settings(RefinerConfig, args.config)
+    cfg = load_settings(PhiConfig, args.config)
     caches = (args.train_cache, args.valid_cache)
     base_given = (args.base_model, args.base_config)
     if not (all(caches) and not any(base_given)) and not (all(base_given) and not any(caches)):
@@ -411,7 +410,7 @@ def _train(args) -> int:
     device = select_device(cfg.train.device)  # before torchrun starts N processes
     if "LOCAL_RANK" in os.environ:  # one of torchrun's processes: the launching one decided where the data are
         return _train_here(cfg, args, _data_folders(args))
-    spec = JOBS["train_refiner"]  # its measured needs, without the headroom of its request
+    spec = JOBS["train_phi"]  # its measured needs, without the headroom of its request
     own_mb = (spec.own_mb if device.type == "cuda" else spec.measured_mb) * args.nproc
     # A run folder in use fails here, before data are copied or processes start; the training's
     # (rank 0's) process holds the lock while it trains.
@@ -464,7 +463,7 @@ def _train_here(cfg, args, folders: dict[str, Path]) -> int:
     """Train in this process (or as one of torchrun's) on the data in `folders` (`_data_folders`)."""
     from irno.config import BaseConfig
     from irno.data.store import PreparedSplit
-    from irno.train import train_refiner
+    from irno.refinement.train import train_phi
 
     train, valid = PreparedSplit(folders["train store"]), PreparedSplit(folders["valid store"])
     base = None
@@ -477,7 +476,7 @@ def _train_here(cfg, args, folders: dict[str, Path]) -> int:
         from irno.base import load_base
 
         base = load_base(load_settings(BaseConfig, args.base_config), args.base_model, "cpu")
-    train_refiner(cfg, train, valid, args.out, base=base)
+    train_phi(cfg, train, valid, args.out, base=base)
     return 0
 
 
@@ -538,7 +537,7 @@ def _add_evaluate(sub) -> None:
 
 def _evaluate(args) -> None:
     from irno.config import EvalConfig
-    from irno.evaluate import evaluate_checkpoint
+    from irno.refinement.evaluate import evaluate_checkpoint
 
     cfg = load_settings(EvalConfig, args.config)
     select_device(cfg.device)

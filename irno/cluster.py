@@ -1,26 +1,15 @@
 """What each job asks a SLURM cluster for: one table of the workflow's cluster jobs (`JOBS`), the
 site's settings (`SiteSettings`, from IRNO_SLURM_* environment variables) and the resources of
 one job at one attempt (`job_resources`), which the rules state through Snakemake and
-`irno estimate` prints. docs/slurm.md explains every column and variable.
+`irno estimate` prints.
 
-The policy, per job:
+Per job: its runtime (the same at every attempt for a job that resumes, else attempt x minutes),
+its memory (what it holds, `held_bytes`, plus a measured fixed part, `JobSpec.base_mb`; growing
+with the attempt only where `memory_may_grow`), both capped by the site's limits; GPU jobs get the
+site's GPU partition, model, QOS, constraint and CPU cores per GPU. Light on purpose (no torch):
+the workflow imports it at parse time.
 
-- runtime: the rule's minutes at the first attempt. A job that resumes where it stopped
-  (`resumable`: the trainings, the cache build, the simulation) asks for the same time on every
-  attempt, because an attempt killed by its time limit has kept its work; any other asks for
-  attempt x its minutes.
-- memory: what the job holds (`held_bytes`, from the data's sizes, irno.sizes) plus a fixed part
-  (`JobSpec.base_mb`: Python, torch, buffers), both measured with each rule's command on simulated
-  data (benchmarks/job_memory.py; docs/slurm.md gives the formula per rule and the figures). It
-  grows with the attempt only where an out-of-memory failure is possible (`memory_may_grow`): a
-  job whose memory is a measured, fixed-size working set would only fail the same way with more.
-  A training of Phi on N GPUs runs N processes, each with its own fixed part.
-- both capped by IRNO_SLURM_MAX_RUNTIME (minutes) and IRNO_SLURM_MAX_MEM_MB, so no attempt asks
-  for more than the partition allows (sbatch would reject it, or it would pend forever).
-- GPU jobs: the site's GPU partition, model, QOS and constraint, and IRNO_SLURM_CPUS_PER_GPU CPU
-  cores per GPU (sbatch --cpus-per-task); the others the CPU partition where the site has one.
-
-Light on purpose (no torch): the workflow imports it at parse time.
+Detail: docs/slurm.md#what-each-job-asks-for
 """
 
 from __future__ import annotations
@@ -50,7 +39,7 @@ class JobSpec:
 
     runtime: int  # minutes at the first attempt
     measured_mb: int  # peak memory besides the data it holds, measured on the CPU (benchmarks/job_memory.py)
-    gpus: int = 0  # GPUs per job (train_refiner: the site's IRNO_SLURM_TRAIN_GPUS)
+    gpus: int = 0  # GPUs per job (train_phi: the site's IRNO_SLURM_TRAIN_GPUS)
     resumable: bool = False  # a retry continues where the last attempt stopped: the same runtime again
     memory_may_grow: bool = False  # an out-of-memory failure is possible: a retry asks for attempt x the memory
     retried: bool = True  # False: its failure is a verdict (the rule sets retries: 0)
@@ -95,7 +84,7 @@ JOBS: dict[str, JobSpec] = {
     "cache_base_predictions": JobSpec(
         runtime=120, measured_mb=1200, gpus=1, resumable=True, what="a batch's host copies"
     ),
-    "train_refiner": JobSpec(
+    "train_phi": JobSpec(
         runtime=1440,
         measured_mb=900,
         gpus=1,
@@ -176,7 +165,7 @@ class SiteSettings:
 
     def gpus(self, rule: str) -> int:
         """GPUs of one job of `rule`."""
-        return self.train_gpus if rule == "train_refiner" else JOBS[rule].gpus
+        return self.train_gpus if rule == "train_phi" else JOBS[rule].gpus
 
 
 def runtime_minutes(rule: str, attempt: int, site: SiteSettings) -> int:
@@ -191,7 +180,7 @@ def memory_mb(rule: str, held_bytes: float, attempt: int, site: SiteSettings) ->
     one per GPU) plus what it holds, grown with the attempt where running out of memory is
     possible, capped by the site."""
     spec = JOBS[rule]
-    processes = site.gpus(rule) if rule == "train_refiner" else 1
+    processes = site.gpus(rule) if rule == "train_phi" else 1
     mb = spec.base_mb * processes + math.ceil(held_bytes / MB)
     if spec.memory_may_grow:
         mb *= attempt
@@ -252,38 +241,38 @@ SIMULATED_FILES = 4  # simulate_dataset: a file's trajectories kept until it is 
 ROMA_TRAIN_FACTOR = 1.4  # roma_train: 1.35 x its series and encodings
 
 
-def held_bytes(rule: str, study, roma_plan, job: Mapping[str, str]) -> float:
+def held_bytes(rule: str, study, roma_expanded, job: Mapping[str, str]) -> float:
     """What one job of `rule` holds in memory besides its fixed part, in bytes (docs/slurm.md has
     the formulas and their measurement, benchmarks/job_memory.py).
 
     `job` names the job as the rule's wildcards do: dataset (and base, split, experiment) for the
     IRNO rules, roma_dataset or roma_run for the ROMA ones. `study` is the config's
-    irno.study.Study, `roma_plan` its expanded ROMA study (or None).
+    irno.study.Study, `roma_expanded` its expanded ROMA study (or None).
     """
-    from irno.config import BaseConfig, EvalConfig, SimulationConfig, TrainConfig
+    from irno.config import BaseConfig, EvalConfig, PhiTrainConfig, SimulationConfig
     from irno.settings import from_dict
     from irno.sizes import N_STEPS_INPUT, dataset_shape, roma_data_shape
 
     if rule.startswith("roma_"):
-        dataset = roma_plan.runs[job["roma_run"]]["dataset"] if "roma_run" in job else job["roma_dataset"]
-        shape = roma_data_shape(roma_plan, dataset)
+        dataset = roma_expanded.runs[job["roma_run"]]["dataset"] if "roma_run" in job else job["roma_dataset"]
+        shape = roma_data_shape(roma_expanded, dataset)
         if rule == "roma_simulate":
             return 2 * shape.series_bytes
         if rule == "roma_encode":
-            laplacian = roma_plan.encodings[dataset]["laplacian"]
+            laplacian = roma_expanded.encodings[dataset]["laplacian"]
             # ARPACK keeps about 2k + 1 float64 Lanczos vectors; the sparse Laplacian 16 bytes per stored entry
             eigensolver = shape.nodes * (2 * laplacian + 1) * 8 + shape.nodes * shape.mean_degree * 16
             return eigensolver + 3 * shape.encodings_bytes  # node2vec's embeddings and Adam's moments
-        from irno.roma.config import reads_encodings
+        from irno.roma.study import reads_encodings
 
-        read = shape.encodings_bytes if reads_encodings(roma_plan.runs[job["roma_run"]]) else 0
+        read = shape.encodings_bytes if reads_encodings(roma_expanded.runs[job["roma_run"]]) else 0
         return ROMA_TRAIN_FACTOR * (shape.series_bytes + read)
 
     if rule == "index_local_dataset":
         return 0.0  # one file's checks at a time: flat in the data's size
     shape = dataset_shape(study, job["dataset"])
     if shape is None:  # what a batch holds is not known either: the fixed part's headroom covers it
-        return UNKNOWN_DATA_BYTES if rule in ("prepare_split", "train_base", "train_refiner") else 0.0
+        return UNKNOWN_DATA_BYTES if rule in ("prepare_split", "train_base", "train_phi") else 0.0
     trajectory = shape.frames * shape.frame_bytes
     sample = (N_STEPS_INPUT + 2) * shape.frame_bytes  # x, y and h0 (or a prediction)
 
@@ -307,11 +296,11 @@ def held_bytes(rule: str, study, roma_plan, job: Mapping[str, str]) -> float:
             + shape.store_bytes("valid")
             + batch(base.get("batch_size", BaseConfig.batch_size))
         )
-    if rule == "train_refiner":  # its working set (irno.staging): the stores and caches, read every epoch
+    if rule == "train_phi":  # its working set (irno.staging): the stores and caches, read every epoch
         dtype = base.get("cache_dtype", "float32")
         working_set = sum(shape.store_bytes(s) + shape.cache_bytes(s, dtype) for s in ("train", "valid"))
-        train = study.refiner_settings(job["experiment"], job["base"])["train"] if "experiment" in job else {}
-        return working_set + batch(train.get("batch_size", TrainConfig.batch_size))
+        train = study.phi_settings(job["experiment"], job["base"])["train"] if "experiment" in job else {}
+        return working_set + batch(train.get("batch_size", PhiTrainConfig.batch_size))
     raise IrnoError(f"rule {rule!r}: no memory model in irno.cluster.held_bytes")
 
 

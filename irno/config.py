@@ -16,7 +16,7 @@ from irno.settings import require as _require
 
 
 @dataclass
-class PhiConfig:
+class NetworkConfig:
     """The refinement operator Phi (docs/method.md#phi)."""
 
     backbone: Literal["unet", "fno"] = "unet"  # "fno": a neuralop FNO with the same channels (backbone ablation)
@@ -35,8 +35,8 @@ class PhiConfig:
     fno_layers: int = 4  # backbone "fno": Fourier layers
 
     def __post_init__(self):
-        _require(self.base_channels >= 1, "phi.base_channels", self.base_channels, ">= 1")
-        _require(self.depth >= 1, "phi.depth", self.depth, ">= 1")
+        _require(self.base_channels >= 1, "network.base_channels", self.base_channels, ">= 1")
+        _require(self.depth >= 1, "network.depth", self.depth, ">= 1")
 
 
 @dataclass
@@ -56,7 +56,7 @@ class LossConfig:
 
 
 @dataclass
-class TrainConfig:
+class PhiTrainConfig:
     """Optimisation of Phi (docs/method.md#training-defaults, #validation)."""
 
     K: int = 6  # refinement steps unrolled in training
@@ -86,12 +86,12 @@ class TrainConfig:
 
 
 @dataclass
-class RefinerConfig:
+class PhiConfig:
     """Everything that defines one trained Phi: what a run's settings.yaml holds."""
 
-    phi: PhiConfig = field(default_factory=PhiConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
     loss: LossConfig = field(default_factory=LossConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: PhiTrainConfig = field(default_factory=PhiTrainConfig)
 
 
 @dataclass
@@ -111,9 +111,9 @@ class EvalConfig:
 
 @dataclass
 class SplitPlan:
-    """Which (zeta, alpha) pairs a simulated split holds, and trajectories per pair (one file each)."""
+    """Which (zeta, dipole) pairs a simulated split holds, and trajectories per pair (one file each)."""
 
-    pairs: list = field(default_factory=list)  # [[zeta, alpha], ...]
+    pairs: list = field(default_factory=list)  # [[zeta, dipole], ...]: The Well's zeta and alpha
     trajectories: int = 1  # per pair
 
     def __post_init__(self):
@@ -123,7 +123,7 @@ class SplitPlan:
                 isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(v, (int, float)) for v in pair),
                 "simulate.<split>.pairs",
                 pair,
-                "a [zeta, alpha] pair of numbers",
+                "a [zeta, dipole] pair of numbers",
             )
 
 
@@ -170,7 +170,7 @@ class SimulationConfig:
         _require(self.workers >= 1, "simulate.workers", self.workers, ">= 1")
         for split in ("train", "valid", "test"):
             pairs = [(float(z), float(a)) for z, a in getattr(self, split).pairs]
-            _require(bool(pairs), f"simulate.{split}.pairs", pairs, "at least one [zeta, alpha] pair")
+            _require(bool(pairs), f"simulate.{split}.pairs", pairs, "at least one [zeta, dipole] pair")
             repeated = sorted({p for p in pairs if pairs.count(p) > 1})
             _require(not repeated, f"simulate.{split}.pairs", repeated, "pairs listed once (one file each)")
             for zeta, _ in pairs:
@@ -352,9 +352,9 @@ class ReportPlan:
 # What `irno write-settings --kind KIND` validates against (`irno.settings.write_settings`): the
 # dataclass each step's settings YAML holds.
 SETTINGS_KINDS: dict[str, type] = {
-    "refiner": RefinerConfig,
+    "phi": PhiConfig,
     "eval": EvalConfig,
     "base": BaseConfig,
     "simulate": SimulationConfig,
-    "plan": ReportPlan,
+    "report_plan": ReportPlan,
 }

@@ -1,18 +1,14 @@
 """`irno estimate`: what a config's run costs, before anything is submitted, without data or GPU.
 
 One row per rule: its jobs, GPUs per job, the GPU-hours the jobs request at their first attempt
-(irno.cluster, as the rules ask SLURM, the site's IRNO_SLURM_* settings included) and the
-GPU-hours they are expected to take: the work each job does (samples x epochs x refinement steps
-for a training, and so on) in floating-point operations, counted by torch's FLOP counter on the
-meta device at the data's real sizes (no weights, no data), over a throughput that the output
-states with its source: a measured benchmark where there is one for this GPU (benchmarks/train.py
-on a GPU, results/benchmarks/train.json), else the GPU's peak for the precision the job computes
-in times an assumed utilisation. Then the disk each output folder takes (downloads, prepared
-stores, base caches, checkpoints, evaluations, the ROMA study's series, encodings and
-checkpoints) and the free space where each lands. Sizes come from irno.sizes.
+(irno.cluster, the site's IRNO_SLURM_* settings included) and the GPU-hours they are expected to
+take: their work in FLOPs (torch's FLOP counter on the meta device, at the data's real sizes) over
+a throughput the output states with its source (a measured benchmark, else the GPU's peak times an
+assumed utilisation). Then the disk each output folder takes and the free space where each lands
+(sizes from irno.sizes). The job list mirrors the workflow's (tests/test_estimate.py compares it
+with Snakemake's dry run for every shipped config).
 
-The job list mirrors the workflow's (tests/test_estimate.py compares it with Snakemake's dry run
-for every shipped config).
+Detail: docs/slurm.md#before-submitting-what-it-costs
 """
 
 from __future__ import annotations
@@ -26,6 +22,7 @@ from pathlib import Path
 
 from irno import IrnoError
 from irno.cluster import SiteSettings, held_bytes, memory_mb, runtime_minutes
+from irno.settings import settings_kinds
 from irno.sizes import N_STEPS_INPUT, SPLITS, dataset_shape, roma_data_shape
 
 GB = 1e9
@@ -38,10 +35,10 @@ GPU_PEAK_TFLOPS = {
 }
 DATA_RULE = {"simulate": "simulate_dataset", "download": "download_dataset", "local": "index_local_dataset"}
 DEFAULT_UTILISATION = 0.2  # the share of peak assumed where nothing is measured (benchmarks/README.md's GPU target)
-LOCAL_RULES = {
-    "simulate_settings", "download_dataset", "base_settings", "fetch_base", "refiner_settings", "eval_settings",
-    "plan_settings", "tables", "figures", "report", "roma_study", "roma_settings", "roma_report",
-}  # fmt: skip
+# the rules that run beside Snakemake: every settings file's, downloads, tables, figures, reports
+LOCAL_RULES = {"download_dataset", "fetch_base", "tables", "figures", "report", "roma_report"} | {
+    f"{kind}_settings" for kind in settings_kinds()
+}
 
 
 @dataclass(frozen=True)
@@ -160,9 +157,9 @@ def _count_flops(build, run) -> float:
     return float(counter.get_total_flops())
 
 
-def phi_flops(phi_json: str, channels: int, grid: tuple[int, int], K: int) -> tuple[float, float]:
+def phi_flops(network_json: str, channels: int, grid: tuple[int, int], K: int) -> tuple[float, float]:
     """(one training step's FLOPs per sample at K, one Phi pass forward per sample) of a Phi config
-    (JSON of irno.config.PhiConfig) on `channels` fields of `grid`.
+    (JSON of irno.config.NetworkConfig) on `channels` fields of `grid`.
 
     The step is the objective's K unrolled passes and the fixed-point pass, forward and backward;
     it is linear in K, so it is counted at K = 1 and 2 and extended."""
@@ -170,25 +167,27 @@ def phi_flops(phi_json: str, channels: int, grid: tuple[int, int], K: int) -> tu
 
     # torch's FLOP counter counts matrix products and convolutions, so Phis that differ only in their
     # normalisation layers count the same: counted once
-    cfg = json.dumps({k: v for k, v in json.loads(phi_json).items() if k not in ("norm", "num_groups")}, sort_keys=True)
+    cfg = json.dumps(
+        {k: v for k, v in json.loads(network_json).items() if k not in ("norm", "num_groups")}, sort_keys=True
+    )
     key = json.dumps(["phi", cfg, channels, list(grid)])
     one, two, forward = flop_counts().get(key, lambda: _phi_counts(cfg, channels, grid))
     return one + (K - 1) * (two - one), forward
 
 
 @functools.cache
-def _phi_counts(phi_json: str, channels: int, grid: tuple[int, int]) -> tuple[float, float, float]:
+def _phi_counts(network_json: str, channels: int, grid: tuple[int, int]) -> tuple[float, float, float]:
     """FLOPs per sample of a training step at K = 1 and K = 2, and of one forward pass of Phi."""
     import json
 
     import torch
 
-    from irno.config import LossConfig, PhiConfig
-    from irno.models import build_phi
+    from irno.config import LossConfig, NetworkConfig
+    from irno.refinement.phi import build_phi
+    from irno.refinement.train import Objective
     from irno.settings import from_dict
-    from irno.train import Objective
 
-    cfg = from_dict(PhiConfig, json.loads(phi_json))
+    cfg = from_dict(NetworkConfig, json.loads(network_json))
     x_channels = N_STEPS_INPUT * channels
 
     def inputs():
@@ -272,31 +271,33 @@ def irno_jobs(study) -> dict[str, list[dict]]:
     for run in study.runs:
         job = {"dataset": run.dataset, "base": run.base, "experiment": run.experiment, "seed": run.seed}
         if not run.is_transfer:
-            jobs["refiner_settings"].append(job)
-            jobs["train_refiner"].append(job)
+            jobs["phi_settings"].append(job)
+            jobs["train_phi"].append(job)
         jobs["evaluate"].append(job)
-    for rule in ("eval_settings", "plan_settings", "tables", "figures"):
+    for rule in ("eval_settings", "report_plan_settings", "tables", "figures"):
         jobs[rule].append({})
     return jobs
 
 
-def roma_jobs(plan) -> dict[str, list[dict]]:
+def roma_jobs(roma) -> dict[str, list[dict]]:
     """Every job of the ROMA study (an expanded study, or None): rule -> one dict per job."""
     jobs: dict[str, list[dict]] = defaultdict(list)
-    if plan is None:
+    if roma is None:
         return jobs
-    jobs["roma_study"].append({})
-    jobs["roma_settings"] += [{}] * (len(plan.datasets) + len(plan.encodings) + len(plan.runs))
-    jobs["roma_simulate"] += [{"roma_dataset": d} for d in plan.datasets]
-    jobs["roma_encode"] += [{"roma_dataset": d} for d in plan.encodings]
-    jobs["roma_train"] += [{"roma_run": k} for k in plan.runs]
+    jobs["roma_study_settings"].append({})
+    jobs["roma_data_settings"] += [{}] * len(roma.datasets)
+    jobs["roma_encodings_settings"] += [{}] * len(roma.encodings)
+    jobs["roma_run_settings"] += [{}] * len(roma.runs)
+    jobs["roma_simulate"] += [{"roma_dataset": d} for d in roma.datasets]
+    jobs["roma_encode"] += [{"roma_dataset": d} for d in roma.encodings]
+    jobs["roma_train"] += [{"roma_run": k} for k in roma.runs]
     jobs["roma_report"].append({})
     return jobs
 
 
-def all_jobs(study, plan) -> dict[str, list[dict]]:
+def all_jobs(study, roma) -> dict[str, list[dict]]:
     jobs = irno_jobs(study)
-    for rule, entries in roma_jobs(plan).items():
+    for rule, entries in roma_jobs(roma).items():
         jobs[rule] += entries
     jobs["report"].append({})
     return dict(jobs)
@@ -351,10 +352,10 @@ def measured_training(path: Path) -> Throughput | None:
 # ----------------------------------------------------------------------------- expected work
 
 
-def _phi_json(settings: dict) -> str:
+def _network_json(settings: dict) -> str:
     import json
 
-    return json.dumps(settings.get("phi") or {}, sort_keys=True)
+    return json.dumps(settings.get("network") or {}, sort_keys=True)
 
 
 def _base_kwargs(settings: dict) -> str:
@@ -364,9 +365,9 @@ def _base_kwargs(settings: dict) -> str:
     return json.dumps(kwargs, sort_keys=True)
 
 
-def expected_work(rule: str, job: dict, study, plan, rates: Rates) -> tuple[float, Throughput] | None:
+def expected_work(rule: str, job: dict, study, roma, rates: Rates) -> tuple[float, Throughput] | None:
     """(FLOPs, throughput) of one GPU job, or None where the work is not known (a dataset of unknown size)."""
-    from irno.config import EvalConfig, RefinerConfig
+    from irno.config import EvalConfig, PhiConfig
     from irno.settings import from_dict
 
     if rule == "roma_train":
@@ -374,15 +375,15 @@ def expected_work(rule: str, job: dict, study, plan, rates: Rates) -> tuple[floa
 
         from irno.roma.cost import train_step_flops
 
-        run = plan.runs[job["roma_run"]]
-        data = [plan.datasets[run["dataset"]], plan.encodings.get(run["dataset"])]  # its graph and encodings
+        run = roma.runs[job["roma_run"]]
+        data = [roma.datasets[run["dataset"]], roma.encodings.get(run["dataset"])]  # its graph and encodings
         key = json.dumps(["roma", run, data], sort_keys=True)
-        step = flop_counts().get(key, lambda: train_step_flops(run, plan))
+        step = flop_counts().get(key, lambda: train_step_flops(run, roma))
         # TF32 matrix products on a GPU, as the reference's JAX (irno roma train)
         return run["train"]["steps"] * step, rates.bound("tf32")
     if rule == "roma_encode":
-        encodings = plan.encodings[job["roma_dataset"]]
-        nodes = roma_data_shape(plan, job["roma_dataset"]).nodes
+        encodings = roma.encodings[job["roma_dataset"]]
+        nodes = roma_data_shape(roma, job["roma_dataset"]).nodes
         # skip-gram: each (node, context) pair of each walk and its negatives, a dot product and its
         # two gradients of `node2vec` dimensions (6 FLOPs per dimension)
         pairs = (
@@ -394,12 +395,12 @@ def expected_work(rule: str, job: dict, study, plan, rates: Rates) -> tuple[floa
     if shape is None:
         return None
     n = {s: shape.samples(s) for s in SPLITS}
-    if rule in ("train_refiner", "evaluate"):
+    if rule in ("train_phi", "evaluate"):
         run = study.run(job["dataset"], job["base"], job["experiment"], job["seed"])
-        cfg = from_dict(RefinerConfig, study.refiner_settings(run.trained_experiment, run.trained_on_base, run.seed))
-        step, forward = phi_flops(_phi_json(study.refiner_settings(run.trained_experiment, run.trained_on_base)),
+        cfg = from_dict(PhiConfig, study.phi_settings(run.trained_experiment, run.trained_on_base, run.seed))
+        step, forward = phi_flops(_network_json(study.phi_settings(run.trained_experiment, run.trained_on_base)),
                                   shape.channels, shape.grid, cfg.train.K)  # fmt: skip
-        if rule == "train_refiner":
+        if rule == "train_phi":
             flops = cfg.train.epochs * (n["train"] * step + n["valid"] * cfg.train.K * forward)
             return flops, rates.for_training(cfg.train.bf16)
         steps = cfg.train.K + from_dict(EvalConfig, study.eval_settings()).extra_steps
@@ -428,25 +429,25 @@ def _parameters(build) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def phi_parameters(phi_json: str, channels: int) -> int:
+def phi_parameters(network_json: str, channels: int) -> int:
     import json
 
-    key = json.dumps(["phi parameters", phi_json, channels])
-    return flop_counts().get(key, lambda: _phi_parameters(phi_json, channels))
+    key = json.dumps(["phi parameters", network_json, channels])
+    return flop_counts().get(key, lambda: _phi_parameters(network_json, channels))
 
 
-def _phi_parameters(phi_json: str, channels: int) -> int:
+def _phi_parameters(network_json: str, channels: int) -> int:
     import json
 
-    from irno.config import PhiConfig
-    from irno.models import build_phi
+    from irno.config import NetworkConfig
+    from irno.refinement.phi import build_phi
     from irno.settings import from_dict
 
-    cfg = from_dict(PhiConfig, json.loads(phi_json))
+    cfg = from_dict(NetworkConfig, json.loads(network_json))
     return _parameters(lambda: build_phi(cfg, (N_STEPS_INPUT + 1) * channels, channels))
 
 
-def folders(study, plan) -> list[Folder]:
+def folders(study, roma) -> list[Folder]:
     """The output folders of a run and what they will hold."""
     from irno.config import EvalConfig
     from irno.settings import from_dict
@@ -459,8 +460,8 @@ def folders(study, plan) -> list[Folder]:
         simulated = Folder("simulated datasets (The Well's format)", home / "data")
         stores = Folder("prepared stores", home / "data")
         bases = Folder("base models, checks and caches", home / "base")
-        runs = Folder("trainings (Phi, resume states)", study.run_dir / "runs")
-        evaluations = Folder("evaluations", study.run_dir / "eval")
+        runs = Folder("trainings (Phi, resume states)", study.results_dir / "runs")
+        evaluations = Folder("evaluations", study.results_dir / "eval")
         unknown = []
         for d in study.selected_datasets:
             shape = dataset_shape(study, d)
@@ -482,10 +483,10 @@ def folders(study, plan) -> list[Folder]:
                 )
             extra = from_dict(EvalConfig, study.eval_settings()).extra_steps
             for run in (r for r in study.runs if r.dataset == d):
-                settings = study.refiner_settings(run.trained_experiment, run.trained_on_base, run.seed)
+                settings = study.phi_settings(run.trained_experiment, run.trained_on_base, run.seed)
                 if not run.is_transfer:
                     # checkpoint.pt, and last.pt: Phi, its best weights, Adam's two moments
-                    runs.bytes += 5 * phi_parameters(_phi_json(settings), shape.channels) * FLOAT32
+                    runs.bytes += 5 * phi_parameters(_network_json(settings), shape.channels) * FLOAT32
                 steps = settings["train"].get("K", 6) + extra + 1
                 # per-sample spectral MSE per step, and the example fields of the figure
                 evaluations.bytes += shape.samples("test") * steps * 8 + 4 * shape.frame_bytes
@@ -497,18 +498,18 @@ def folders(study, plan) -> list[Folder]:
         if local:
             downloads.note = f"none: {', '.join(local)} read in place from a local copy"
         out += [f for f in (downloads, simulated, stores, bases, runs, evaluations) if f.bytes or f.note]
-    if plan is not None:
-        roma = study.run_dir / "roma"
-        series = Folder("ROMA series and graphs", roma / "data")
-        encodings = Folder("ROMA graph encodings", roma / "data")
-        checkpoints = Folder("ROMA trainings (model, resume state)", roma / "runs")
-        for d in plan.datasets:
-            series.bytes += roma_data_shape(plan, d).series_bytes
-        for d in plan.encodings:
-            encodings.bytes += roma_data_shape(plan, d).encodings_bytes
-        for key in plan.runs:
+    if roma is not None:
+        roma_dir = study.results_dir / "roma"
+        series = Folder("ROMA series and graphs", roma_dir / "data")
+        encodings = Folder("ROMA graph encodings", roma_dir / "data")
+        checkpoints = Folder("ROMA trainings (model, resume state)", roma_dir / "runs")
+        for d in roma.datasets:
+            series.bytes += roma_data_shape(roma, d).series_bytes
+        for d in roma.encodings:
+            encodings.bytes += roma_data_shape(roma, d).encodings_bytes
+        for key in roma.runs:
             # checkpoint.pt, and last.pt: the model and Adam's two moments
-            checkpoints.bytes += 4 * roma_parameters(key, plan) * FLOAT32
+            checkpoints.bytes += 4 * roma_parameters(key, roma) * FLOAT32
         out += [series, encodings, checkpoints]
     return out
 
@@ -535,16 +536,16 @@ def _base_parameters(model_class: str, kwargs_json: str, channels: int) -> int:
     )
 
 
-def roma_parameters(key: str, plan) -> int:
+def roma_parameters(key: str, roma) -> int:
     """Trained parameters of one ROMA run's model (built on the meta device; equal models once)."""
     import json
 
-    from irno.roma.config import RunConfig
     from irno.roma.models import parameter_counts
+    from irno.roma.settings import RunConfig
     from irno.settings import from_dict, to_dict
 
-    run = from_dict(RunConfig, plan.runs[key])
-    encodings = plan.encodings.get(run.dataset) or {}
+    run = from_dict(RunConfig, roma.runs[key])
+    encodings = roma.encodings.get(run.dataset) or {}
     dim = sum(encodings.get(kind, 0) for kind in run.model.used_encodings)
     shape = json.dumps(["roma parameters", to_dict(run.model), run.train.history, run.train.subgraph_nodes, dim],
                        sort_keys=True)  # fmt: skip
@@ -562,10 +563,10 @@ def free_bytes(path: Path) -> tuple[float, Path]:
 # ----------------------------------------------------------------------------- the estimate
 
 
-def estimate(study, plan, site: SiteSettings, rates: Rates) -> Estimate:
+def estimate(study, roma, site: SiteSettings, rates: Rates) -> Estimate:
     rows: list[RuleCost] = []
     used: dict[str, tuple[Throughput, list[str]]] = {}  # source -> the throughput and the rules using it
-    for rule, jobs in all_jobs(study, plan).items():
+    for rule, jobs in all_jobs(study, roma).items():
         if not jobs:
             continue
         row = RuleCost(rule, jobs=len(jobs))
@@ -584,7 +585,7 @@ def estimate(study, plan, site: SiteSettings, rates: Rates) -> Estimate:
         row.requested_gpu_hours = len(jobs) * row.gpus * hours
         unknown = 0
         for job in jobs:
-            work = expected_work(rule, job, study, plan, rates)
+            work = expected_work(rule, job, study, roma, rates)
             if work is None:
                 unknown += 1
                 continue
@@ -603,16 +604,16 @@ def estimate(study, plan, site: SiteSettings, rates: Rates) -> Estimate:
     if site.max_runtime or site.max_mem_mb:
         caps = f"IRNO_SLURM_MAX_RUNTIME={site.max_runtime}, IRNO_SLURM_MAX_MEM_MB={site.max_mem_mb}"
         notes.append(f"requests capped by the environment: {caps}")
-    return Estimate(rows, folders(study, plan), used, notes)
+    return Estimate(rows, folders(study, roma), used, notes)
 
 
-def memory_table(study, plan, site: SiteSettings) -> list[tuple[str, int, int]]:
+def memory_table(study, roma, site: SiteSettings) -> list[tuple[str, int, int]]:
     """(rule, smallest, largest) memory in MB its jobs request at the first attempt."""
     out = []
-    for rule, jobs in all_jobs(study, plan).items():
+    for rule, jobs in all_jobs(study, roma).items():
         if rule in LOCAL_RULES or not jobs:
             continue
-        mbs = [memory_mb(rule, held_bytes(rule, study, plan, job), 1, site) for job in jobs]
+        mbs = [memory_mb(rule, held_bytes(rule, study, roma, job), 1, site) for job in jobs]
         out.append((rule, min(mbs), max(mbs)))
     return out
 
@@ -681,9 +682,10 @@ def render(result: Estimate, memory: list[tuple[str, int, int]]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def roma_plan(study):
+def roma_expanded(study):
     """The config's expanded ROMA study, or None without a roma: section."""
-    from irno.roma.config import expand_study, study_from_dict
+    from irno.roma.settings import study_from_dict
+    from irno.roma.study import expand_study
 
     section = study.roma_section()
     return expand_study(study_from_dict(section)) if section is not None else None

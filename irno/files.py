@@ -1,5 +1,6 @@
 """Files every step writes and reads: atomic writes (a file under its final name is complete),
-JSON, YAML and NPZ, tables as csv/md/tex, and hashes of files and settings."""
+JSON, YAML and NPZ, tables as csv/md/tex, the format check of a store's or cache's meta.json,
+and hashes of files and settings."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,41 @@ def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
         np.savez_compressed(f, **arrays)
 
 
+def write_table(
+    path_stem: str | os.PathLike,
+    frame: Any,
+    formats: Sequence[str] = ("csv", "md", "tex"),
+    *,
+    title: str = "",
+    markdown: str | None = None,
+    latex: str | None = None,
+) -> list[Path]:
+    """A pandas DataFrame as ``<path_stem>.<format>`` for each of `formats` (csv, md, tex), each atomically.
+
+    The CSV holds the frame as it is. The Markdown holds `title` (if any) above pandas' table and the
+    LaTeX pandas' tabular, numbers to 4 significant digits, unless `markdown` or `latex` give those
+    files' whole text (a table that renders its cells, alignment and notes itself)."""
+    paths = []
+    for fmt in formats:
+        path = Path(f"{path_stem}.{fmt}")
+        with atomic_path(path) as tmp:
+            if fmt == "csv":
+                frame.to_csv(tmp, index=False)
+            elif fmt == "md":
+                if markdown is None:
+                    heading = f"{title}\n\n" if title else ""
+                    markdown = heading + frame.to_markdown(index=False, floatfmt=".4g") + "\n"
+                tmp.write_text(markdown)
+            elif fmt == "tex":
+                if latex is None:
+                    latex = frame.to_latex(index=False, float_format="%.4g", na_rep="--")
+                tmp.write_text(latex)
+            else:
+                raise ValueError(f"table format {fmt!r}: not csv, md or tex")
+        paths.append(path)
+    return paths
+
+
 def _read(path: str | os.PathLike, parse, errors: type[Exception], language: str) -> Any:
     """`parse` of a file's text; an IrnoError naming the file when it is missing or not valid `language`."""
     path = Path(path)
@@ -118,6 +154,17 @@ def _read(path: str | os.PathLike, parse, errors: type[Exception], language: str
 
 def read_json(path: str | os.PathLike) -> Any:
     return _read(path, json.loads, json.JSONDecodeError, "JSON")
+
+
+def read_meta(folder: str | os.PathLike, kind: str, version: int, advice: str) -> dict:
+    """The ``meta.json`` of a folder of `kind` (a prepared store, a cache); an IrnoError, ending in
+    `advice`, when it records another format than `version`: the code that wrote it lays such a
+    folder out differently."""
+    path = Path(folder) / "meta.json"
+    meta = read_json(path)
+    if meta.get("format") != version:
+        raise IrnoError(f"{path}: {kind} format {meta.get('format')!r}, expected {version} ({advice})")
+    return meta
 
 
 def write_yaml(path: str | os.PathLike, obj: Any) -> None:

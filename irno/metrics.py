@@ -4,7 +4,7 @@
   as The Well's benchmark (and the base checkpoints' published numbers) compute it.
 - `pooled_vrmse_cf`: the IRNO reference implementation's number: the same function called on
   channel-first normalised tensors, so that it pools channels and rows and treats columns as the
-  "field" axis; the paper's tables are in this convention.
+  "field" axis; the paper's tables are in this convention. `PooledVrmse` averages it over a split.
 
 Both call The Well's own ``VRMSE.eval``; nothing here re-derives the metric.
 """
@@ -44,3 +44,26 @@ def pooled_vrmse_cf(pred: torch.Tensor, target: torch.Tensor, meta: WellMetadata
     The reference averages the finite values of this array (a column of zero variance gives inf).
     """
     return VRMSE.eval(pred, target, meta)
+
+
+class PooledVrmse:
+    """`pooled_vrmse_cf` over many batches: the mean of its finite values, as the reference averages them.
+
+    The sum and count stay float64 tensors on the batches' device: adding a batch waits for nothing.
+    """
+
+    def __init__(self, meta: WellMetadata, device: torch.device | str | None = None):
+        self.meta = meta
+        self.total = torch.zeros((), dtype=torch.float64, device=device)
+        self.count = torch.zeros((), dtype=torch.float64, device=device)
+
+    def add(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        """One batch of normalised channel-first (B, F, H, W) predictions and targets."""
+        pooled = pooled_vrmse_cf(pred, target, self.meta)  # (B, W)
+        finite = torch.isfinite(pooled)
+        self.total += torch.where(finite, pooled, 0.0).double().sum()
+        self.count += finite.sum()
+
+    def value(self) -> float:
+        """The mean so far; NaN when no value was finite."""
+        return float(self.total / self.count)

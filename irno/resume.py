@@ -1,35 +1,14 @@
-"""Resumable training: the state a trainer saves after every epoch, and whether to continue from it.
+"""Resumable training: the state a trainer saves after every unit of training (an epoch, or for ROMA
+an optimiser step), and whether to continue from it.
 
-Every trainer (Phi's in `irno.train`, the base's in `irno.base.train`, the ROMA study's in
-`irno.roma.train`, whose "epochs" are its optimiser steps) keeps what it needs to continue in one
-file, replaced atomically after each epoch, so that a job killed at any moment (time limit,
-pre-emption) and started again ends exactly as an uninterrupted one. The pattern:
+Every trainer (Phi's, the base's, the ROMA study's) keeps what it needs to continue in one file,
+``last.pt`` (`STATE_FILE`), replaced atomically after each unit, so that a job killed at any
+moment and started again ends exactly as an uninterrupted one: the trainer's states, every RNG,
+the hash of its settings (a state saved for other settings is ignored) and the outcome (running,
+completed or diverged; a finished state is not trained further). A trainer uses `TrainingState`:
+``load``, ``finished``, ``units_to_run``, ``save`` after each unit, ``save_diverged``.
 
-    state = TrainingState(run_dir / STATE_FILE, settings={"config": ..., "data": ...}, epochs=n)
-    seed_everything(seed)
-    model, optimiser = ...                  # everything that draws random numbers at set-up
-    saved = state.load()                    # None, or the saved dict, every RNG restored
-    if saved is not None:
-        model.load_state_dict(saved["model"]); optimiser.load_state_dict(saved["optimiser"])
-    if not state.finished(saved):
-        for epoch in state.epochs_to_run(saved):          # 1 .. n, or after the saved epoch
-            ...                                           # one epoch of training
-            state.save(epoch, {"model": ..., "optimiser": ...})
-
-Conventions it owns:
-
-- The file: ``last.pt`` (`STATE_FILE`) where the trainer puts it; torch.save of plain types and
-  tensors, so that it loads with ``torch.load(weights_only=True)``.
-- Settings: `settings` is everything that defines the training (config, identities of the data);
-  its hash is stored, and a state saved for other settings is ignored ("written for another
-  configuration (train.lr: 0.003 -> 0.001); starting afresh").
-- Epochs count from 1; a state's ``epoch`` is its last completed epoch.
-- Every RNG a training loop may touch (Python, numpy, torch, CUDA) is saved with the state and
-  restored by `load`.
-- The outcome: ``training`` is ``{"status": "running"}`` until the last epoch is saved, then
-  ``{"status": "completed"}``; `save_diverged` ends a training early with ``{"status":
-  "diverged", "epoch": E, "message": ...}``. A finished state (completed or diverged) is not
-  trained further: started again, a trainer only rewrites its outputs from it.
+Detail (the pattern, every convention): docs/training.md#resuming-irnoresume
 """
 
 from __future__ import annotations
@@ -54,12 +33,14 @@ RUNNING, COMPLETED, DIVERGED = "running", "completed", "diverged"
 
 
 class TrainingState:
-    """The resume state of one training: a file, the settings it must match, its number of epochs."""
+    """The resume state of one training: a file, the settings it must match, and `total`, the number
+    of units the training runs (its unit is the trainer's: Phi's and the base's are epochs, ROMA's
+    optimiser steps). The state holds ``done``, the units completed."""
 
-    def __init__(self, path: str | os.PathLike, settings: dict, epochs: int):
+    def __init__(self, path: str | os.PathLike, settings: dict, total: int):
         self.path = Path(path)
         self.settings = settings
-        self.epochs = epochs
+        self.total = total
         self.settings_hash = stable_hash({"settings": settings, "format": FORMAT})
 
     def load(self) -> dict | None:
@@ -90,24 +71,25 @@ class TrainingState:
         """Whether `saved` (from `load`) ends the training: completed or diverged."""
         return saved is not None and saved["training"]["status"] != RUNNING
 
-    def epochs_to_run(self, saved: dict | None) -> Iterable[int]:
-        """The epochs left: 1 .. epochs, or those after the saved one."""
-        return range(1 if saved is None else saved["epoch"] + 1, self.epochs + 1)
+    def units_to_run(self, saved: dict | None) -> Iterable[int]:
+        """The units left, numbered from 1: 1 .. total, or those after the saved state's."""
+        return range(1 if saved is None else saved["done"] + 1, self.total + 1)
 
-    def save(self, epoch: int, payload: dict[str, Any]) -> dict:
-        """Write the state after `epoch` (atomically): `payload` plus settings, RNGs and outcome."""
-        return self._write(epoch, {"status": COMPLETED if epoch >= self.epochs else RUNNING}, payload)
+    def save(self, done: int, payload: dict[str, Any]) -> dict:
+        """Write the state after unit `done` (atomically): `payload` plus settings, RNGs and outcome."""
+        return self._write(done, {"status": COMPLETED if done >= self.total else RUNNING}, payload)
 
-    def save_diverged(self, epoch: int, message: str, last_good_epoch: int, payload: dict[str, Any]) -> dict:
-        """End the training at `epoch`, which diverged: `payload` is the state of `last_good_epoch`."""
-        return self._write(last_good_epoch, {"status": DIVERGED, "epoch": epoch, "message": message}, payload)
+    def save_diverged(self, last_good: int, outcome: dict[str, Any], payload: dict[str, Any]) -> dict:
+        """End the training, which diverged: `outcome` says where and why (the trainer's words, e.g.
+        ``{"epoch": 7, "message": ...}``), `payload` is the state after unit `last_good`."""
+        return self._write(last_good, {"status": DIVERGED, **outcome}, payload)
 
-    def _write(self, epoch: int, training: dict, payload: dict[str, Any]) -> dict:
+    def _write(self, done: int, training: dict, payload: dict[str, Any]) -> dict:
         state = {
             "format": FORMAT,
             "settings_hash": self.settings_hash,
             "settings": self.settings,
-            "epoch": epoch,
+            "done": done,
             "training": training,
             "rng": rng_state(),
             **payload,

@@ -1,38 +1,14 @@
 """One process per run folder: a lock file that names its holder, across the nodes of a cluster.
 
 When the head Snakemake of a SLURM run dies and is started again while its jobs still run, it
-submits the unfinished trainings again, and two processes would write the same ``last.pt``.
-Every trainer therefore works in its run folder only while it holds the folder's lock:
+submits the unfinished trainings again, and two processes would write the same ``last.pt``. Every
+trainer therefore works in its run folder only while it holds the folder's lock
+(``with RunFolderLock(run_dir / LOCK_FILE): ...``); a second process raises `RunFolderLocked` at
+once, naming the holder. The lock is taken by an atomic hard link (on a local disk as on NFS,
+Lustre or GPFS), kept alive by a heartbeat thread, taken over when its holder is gone, and removed
+when the block ends, also on an exception and on SIGTERM.
 
-    with RunFolderLock(run_dir / LOCK_FILE):
-        ...                                   # read the resume state, train, write the outputs
-
-A second process raises `RunFolderLocked` at once (the CLI prints it and exits 1), naming the
-holder's host, PID and SLURM job and since when it holds the lock.
-
-The mechanism (docs/slurm.md says why, and its limits):
-
-- The lock file holds the holder's record as JSON: host, pid, slurm_job_id, slurm_cluster,
-  started, command and a random token. It is written complete under a temporary name, then
-  hard-linked to its final name: link() is atomic and fails when the name exists, on a local disk
-  as on NFS, Lustre or GPFS, so of any number of processes on any nodes exactly one gets the lock,
-  and nobody reads a half-written one.
-- While it is held, a thread touches the file every `heartbeat_s` seconds: its modification time
-  is the holder's heartbeat. The record itself never changes.
-- A lock whose holder is gone is taken over, with a log line naming the old holder and why it
-  counts as gone: on this host, its PID no longer runs; it is an earlier start of this same SLURM
-  job (requeued to another node); its SLURM job no longer runs (squeue, where squeue can tell);
-  else, its heartbeat is older than `stale_after_s`. A job that squeue shows running keeps the lock
-  whatever its heartbeat says.
-- Taking over is race-free between contenders: the stale file is renamed to a name of the
-  taker's own (of several renames of one file only one succeeds), compared with the record that
-  was judged stale (a taker that moved a newer lock instead puts it back), and only then does the
-  taker link its own lock, as above, where the link decides again.
-- The lock file is removed when the block ends, also on an exception and on SIGTERM (what SLURM
-  sends at a time limit or on scancel): while the lock is held, SIGTERM raises SystemExit(143) in
-  the main thread, so that the process unwinds instead of dying on the spot.
-- A holder whose heartbeat finds another process's lock in place of its own (it was judged stale
-  wrongly, e.g. frozen for longer than `stale_after_s`) stops itself with SIGTERM.
+Detail (the mechanism and its limits): docs/slurm.md#one-process-per-run-folder
 """
 
 from __future__ import annotations
@@ -143,7 +119,7 @@ class RunFolderLock:
     """Hold the lock file `path` (`LOCK_FILE` in a run folder) for the duration of a ``with`` block.
 
     Entering raises `RunFolderLocked` when another process, alive as far as can be told, holds
-    it, and takes over a stale lock with a log line (module docstring). `heartbeat_s` and
+    it, and takes over a stale lock with a log line (docs/slurm.md). `heartbeat_s` and
     `stale_after_s` are for tests; every trainer uses the defaults.
     """
 

@@ -108,24 +108,24 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     return value
 
 
-def write_settings(kinds: Mapping[str, Any], kind: str, data: dict, path: str | os.PathLike) -> Any:
-    """Validate `data` as the settings of `kind` and write them, complete with defaults, as YAML.
+def settings_kinds() -> dict[str, type]:
+    """Every kind of settings file of both studies -> the dataclass it holds (the workflow makes
+    one rule per kind, `<kind>_settings`, in workflow/rules/settings.smk)."""
+    from irno.config import SETTINGS_KINDS
+    from irno.roma.settings import SETTINGS_KINDS as ROMA_SETTINGS_KINDS
 
-    `kinds` maps each kind to a config dataclass (built with `from_dict`, written with `to_dict`)
-    or to a function that validates the mapping itself and returns what to write (settings checked
-    as a whole, such as a study). Returns the dataclass, or the written mapping. The workflow passes
-    each step's resolved settings as a rule parameter and writes them with this, so that a settings
-    file changes (and the steps reading it rerun) exactly when its settings do.
+    return SETTINGS_KINDS | ROMA_SETTINGS_KINDS
+
+
+def write_settings(cls: type, data: dict, path: str | os.PathLike) -> Any:
+    """Validate `data` as settings of dataclass `cls` and write them, complete with defaults, as YAML.
+
+    The workflow passes each step's resolved settings as a rule parameter and writes them with this
+    (`irno write-settings`), so that a settings file changes, and the steps reading it rerun,
+    exactly when its settings do. Returns the dataclass.
     """
-    if kind not in kinds:
-        raise IrnoError(f"unknown settings kind {kind!r} (known: {', '.join(kinds)})")
-    make = kinds[kind]
-    if dataclasses.is_dataclass(make):
-        settings = from_dict(make, data)
-        written = to_dict(settings)
-    else:
-        settings = written = make(data)
-    write_yaml(path, written)
+    settings = from_dict(cls, data)
+    write_yaml(path, to_dict(settings))
     return settings
 
 

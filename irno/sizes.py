@@ -130,11 +130,11 @@ class GraphDataShape:
         return self.nodes * self.encoding_dims * FLOAT32
 
 
-def roma_data_shape(plan, dataset: str) -> GraphDataShape:
-    """The shape of one dataset of an expanded ROMA study (irno.roma.config.expand_study)."""
-    data = plan.datasets[dataset]
+def roma_data_shape(roma, dataset: str) -> GraphDataShape:
+    """The shape of one dataset of an expanded ROMA study (irno.roma.study.expand_study)."""
+    data = roma.datasets[dataset]
     system = data["system"]
     frames = data[system]["frames"]
-    encodings = plan.encodings.get(dataset)
+    encodings = roma.encodings.get(dataset)
     dims = encodings["laplacian"] + encodings["node2vec"] if encodings else 0
     return GraphDataShape(data["graph"]["nodes"], frames, data["graph"]["mean_degree"], dims)

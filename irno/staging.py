@@ -1,19 +1,14 @@
 """Where Phi's training reads its data from: in place, or from node-local copies (staging).
 
-The training reads its prepared stores and base caches memory-mapped (irno.data.store,
-irno.base.cache), all of them every epoch: they are its working set. Where the job's memory holds
-the working set beside what the training itself needs, the kernel's page cache keeps it after
-the first epoch, and the data are read where they lie. Where it does not, every epoch reads part
-of it again from there, on a cluster typically a shared file system. Then `data_folders` copies
-the folders to a staging folder on the node (the job's $TMPDIR, or IRNO_STAGE_DIR; the workflow
-passes it) when that folder lies on another file system and has room for them, and the training
-reads the copies, which are removed when it ends, also on an error or SIGTERM. Otherwise the
-data are read in place. Either way one log line says which, with the numbers; docs/slurm.md
-explains the settings.
+The training reads its prepared stores and base caches memory-mapped, all of them every epoch.
+Where the job's memory holds that working set, the page cache keeps it and the data are read in
+place; where it does not, `data_folders` copies the folders to a staging folder on the node (the
+job's $TMPDIR, or IRNO_STAGE_DIR) when that lies on another file system and has room, and the
+training reads the copies, removed when it ends (also on an error or SIGTERM). One log line says
+which. The copies change nothing but where the bytes are read from: a training resumes across
+them, and trains bit-identically on the CPU.
 
-The copies change nothing but where the bytes are read from: the stores and caches identify
-their data by their metadata, never by their path, so a training resumes from a state saved
-while it read copies, and trains bit-identically on the CPU to one that reads in place.
+Detail: docs/slurm.md#phis-training-data-in-memory-staged-or-read-in-place
 """
 
 from __future__ import annotations
@@ -127,7 +122,7 @@ def data_folders(
 ) -> Iterator[dict[str, Path]]:
     """The folders to read the data from while the block runs: `folders` (name -> folder) in place,
     or copies in `stage_dir` when the working set does not fit in `memory_mb` beside the
-    training's own `own_mb` (module docstring). Copies are removed when the block ends.
+    training's own `own_mb` (docs/slurm.md). Copies are removed when the block ends.
 
     Without `memory_mb` (a run outside the workflow that does not say) the data are read in place.
     """

@@ -1,42 +1,14 @@
 """The study a workflow config describes: its datasets, bases and experiments, the runs they make
 (dataset x base x experiment) and the resolved settings of every step.
 
-The Snakefile first validates the config's structure against
-``workflow/schemas/config.schema.yaml``, then builds a `Study` here, which checks what a schema
-cannot: every settings mapping against its dataclass in `irno.config`, cross references
-(``runs.bases``, ``experiments.<name>.transfer_from``, ...) and the source of each dataset. An
-error names the config key. Light on purpose (no torch, no The Well): the Snakefile imports it
-at parse time, and ``snakemake -n`` of the paper's full DAG must stay fast.
+The Snakefile validates the config's structure against its schema, then builds a `Study` here,
+which checks what a schema cannot (settings against their dataclasses, cross references, each
+dataset's source; an error names the config key). Phi's settings for one run are resolved in three
+layers: the ``phi`` defaults, ``phi.by_base.<base>``, then the experiment's overrides (or a transfer,
+evaluation only); ``seeds`` repeats every training and evaluation per seed. Light on purpose (no
+torch, no The Well): the Snakefile imports it at parse time, and ``snakemake -n`` must stay fast.
 
-An experiment is either a training variant, a (possibly empty) set of overrides of the
-``refiner`` defaults:
-
-    K_4:       {train: {K: 4}}
-
-or a transfer, evaluation only: the Phi trained on ``transfer_from``'s predictions (experiment
-``transfer_experiment``, default ``irno``) applied to every other base's predictions:
-
-    transfer:  {transfer_from: TFNO}
-
-Either may carry ``group`` and ``label``, which only shape the report (`Study.plan`).
-
-Phi's settings for one run are resolved in three layers: the ``refiner`` defaults, then
-``refiner.by_base.<base>`` (e.g. ``{TFNO: {train: {K: 4}}}``: the paper trains Phi with K = 4 on
-TFNO), then the experiment's overrides, so an experiment that sets a key itself (``K_2``) wins.
-
-Seeds. With a top-level ``seeds: [42, 43, 44]`` every training and evaluation is repeated per
-seed (train.seed set to it) and the run and evaluation folders gain a level ``seed_<n>``; the
-tables report mean and spread over seeds. Without it (or with one seed) each run trains once and
-the folders keep the plain layout ``<dataset>/<base>/<experiment>/``. A single-seed result
-becomes seed 42's of a multi-seed config by moving its folder's files into ``seed_42/``
-(training resumes from ``last.pt`` only when config and data match, so a wrong move retrains).
-
-Where outputs land (docs/outputs.md): everything under ``<results_root>/<run_name>/``, except
-the prepared data and the base operators when ``shared_root`` is set: those go under
-``<shared_root>/{data,base}/`` in folders named by a hash of what determines them (the data's
-source and settings; the base's settings and its data), so that run names preparing the same
-data the same way share them. A config without ``datasets`` has no IRNO study (e.g. a ROMA-only
-config).
+Detail: docs/usage.md#how-a-config-becomes-the-study-irnostudy; where outputs land: docs/outputs.md
 """
 
 from __future__ import annotations
@@ -50,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from irno import IrnoError
-from irno.config import SIMULATED_DATASETS, SWEEP_KEYS, BaseConfig, EvalConfig, RefinerConfig, SimulationConfig
+from irno.config import SIMULATED_DATASETS, SWEEP_KEYS, BaseConfig, EvalConfig, PhiConfig, SimulationConfig
 from irno.files import read_yaml, stable_hash
 from irno.settings import deep_merge, flatten, from_dict
 
@@ -107,9 +79,9 @@ class Study:
             name: {k: spec.pop(k) for k in EXPERIMENT_META if k in spec} for name, spec in specs.items()
         }
         self.experiments: dict[str, dict] = specs
-        refiner = dict(config.get("refiner") or {})
-        self.refiner_by_base: dict[str, dict] = refiner.pop("by_base", None) or {}
-        self.refiner_defaults: dict = refiner
+        phi = dict(config.get("phi") or {})
+        self.phi_by_base: dict[str, dict] = phi.pop("by_base", None) or {}
+        self.phi_defaults: dict = phi
         # None: one training per run with the experiment's own train.seed (and no seed level in paths)
         self.seeds: list[int] | None = config.get("seeds")
         self.evaluate: dict = config.get("evaluate") or {}
@@ -131,11 +103,11 @@ class Study:
             for d in self.datasets
             for b in self.bases
         }
-        _validated(RefinerConfig, self.refiner_defaults, "refiner")
+        _validated(PhiConfig, self.phi_defaults, "phi")
         self._check_by_base()
         self._check_seeds()
-        self._refiner = {
-            (e, b): self._resolve_refiner(e, b) for e in self.experiments if not self.is_transfer(e) for b in self.bases
+        self._phi = {
+            (e, b): self._resolve_phi(e, b) for e in self.experiments if not self.is_transfer(e) for b in self.bases
         }
         for e in self.experiments:
             if self.is_transfer(e):
@@ -170,13 +142,13 @@ class Study:
     # ------------------------------------------------------------------ where things live
 
     @property
-    def run_dir(self) -> Path:
+    def results_dir(self) -> Path:
         return self.results_root / self.run_name
 
     @property
     def data_home(self) -> Path:
         """The folder holding data/ (prepared datasets) and base/ (base operators and caches)."""
-        return self.shared_root or self.run_dir
+        return self.shared_root or self.results_dir
 
     def data_id(self, dataset: str) -> str:
         """The folder name of a dataset's data under data_home/data/: its name, or under shared_root
@@ -275,10 +247,10 @@ class Study:
     def base_settings(self, dataset: str, base: str) -> dict:
         return self._base[(dataset, base)]
 
-    def refiner_settings(self, experiment: str, base: str, seed: int | None = None) -> dict:
-        """Phi's settings for `experiment` on `base`: refiner defaults, then refiner.by_base.<base>, then
+    def phi_settings(self, experiment: str, base: str, seed: int | None = None) -> dict:
+        """Phi's settings for `experiment` on `base`: phi defaults, then phi.by_base.<base>, then
         the experiment's overrides; with a seed, train.seed is that seed."""
-        settings = self._refiner[(experiment, base)]
+        settings = self._phi[(experiment, base)]
         if seed is None:
             return settings
         return deep_merge(settings, {"train": {"seed": seed}})
@@ -286,7 +258,7 @@ class Study:
     def eval_settings(self) -> dict:
         return self.evaluate
 
-    def plan(self) -> dict:
+    def report_plan(self) -> dict:
         """The report plan (irno.config.ReportPlan): which runs the tables and figures show, the
         experiments' ablation groups and labels, the K and alpha sweeps and the seeds.
 
@@ -415,7 +387,7 @@ class Study:
             raise IrnoError(f"{e} [bases.{base} with by_dataset.{dataset}]" if override else str(e)) from None
         return settings
 
-    def _resolve_refiner(self, experiment: str, base: str) -> dict:
+    def _resolve_phi(self, experiment: str, base: str) -> dict:
         overrides = self.experiments[experiment]
         stray = [k for k in TRANSFER_KEYS if k in overrides]
         if stray:
@@ -423,26 +395,26 @@ class Study:
                 f"config key 'experiments.{experiment}.{stray[0]}': only a transfer experiment (with transfer_from) "
                 "takes it"
             )
-        by_base = self.refiner_by_base.get(base) or {}
-        settings = self._with_device(deep_merge(deep_merge(self.refiner_defaults, by_base), overrides), ("train",))
-        where = f"experiments.{experiment}" + (f" on base {base} (refiner.by_base.{base})" if by_base else "")
-        _validated(RefinerConfig, settings, where)
+        by_base = self.phi_by_base.get(base) or {}
+        settings = self._with_device(deep_merge(deep_merge(self.phi_defaults, by_base), overrides), ("train",))
+        where = f"experiments.{experiment}" + (f" on base {base} (phi.by_base.{base})" if by_base else "")
+        _validated(PhiConfig, settings, where)
         return settings
 
     def _check_by_base(self) -> None:
-        for base, overrides in self.refiner_by_base.items():
+        for base, overrides in self.phi_by_base.items():
             if base not in self.bases:
                 raise IrnoError(
-                    f"config key 'refiner.by_base.{base}': {base!r} is not one of the bases ({', '.join(self.bases)})"
+                    f"config key 'phi.by_base.{base}': {base!r} is not one of the bases ({', '.join(self.bases)})"
                 )
-            _validated(RefinerConfig, deep_merge(self.refiner_defaults, overrides), f"refiner.by_base.{base}")
+            _validated(PhiConfig, deep_merge(self.phi_defaults, overrides), f"phi.by_base.{base}")
 
     def _check_seeds(self) -> None:
         """With a `seeds:` list no other place may set train.seed: it would be silently overridden."""
         if not self.seeds:
             return
-        places = {"refiner": self.refiner_defaults}
-        places |= {f"refiner.by_base.{b}": o for b, o in self.refiner_by_base.items()}
+        places = {"phi": self.phi_defaults}
+        places |= {f"phi.by_base.{b}": o for b, o in self.phi_by_base.items()}
         places |= {f"experiments.{e}": o for e, o in self.experiments.items()}
         for where, settings in places.items():
             if "seed" in ((settings or {}).get("train") or {}):

@@ -17,6 +17,17 @@ from workflow_copy import copy_workflow, snakemake
 
 from irno.data.wellfile import write_stats, write_well_file
 
+# Tests that start Snakemake (a dry run takes seconds, a run minutes) take one of these fixtures:
+# they are all slow, out of the fast loop (`pytest -m "not slow"`); CI runs them with the rest.
+SNAKEMAKE_FIXTURES = {"workflow", "workflow_copy", "test_run"}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        if SNAKEMAKE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 TINY_SPLITS = {"train": [(1.0, -1.0), (3.0, -2.0)], "valid": [(5.0, -3.0)], "test": [(7.0, -4.0)]}
 
 

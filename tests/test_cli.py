@@ -19,9 +19,12 @@ from eval_fixtures import DOCS, documented
 from irno.cli import main
 from irno.data.store import PreparedSplit
 from irno.files import write_yaml
-from irno.train import TRAIN_LOG_COLUMNS
+from irno.refinement.train import TRAIN_LOG_COLUMNS
 
-SETTINGS = {"phi": {"base_channels": 4, "depth": 2}, "train": {"K": 2, "epochs": 2, "batch_size": 8, "device": "cpu"}}
+SETTINGS = {
+    "network": {"base_channels": 4, "depth": 2},
+    "train": {"K": 2, "epochs": 2, "batch_size": 8, "device": "cpu"},
+}
 EXTRA = 1
 
 
@@ -61,7 +64,7 @@ def test_train_writes_the_documented_run(trained, tiny_stores):
     }
     assert ckpt["training"] == {"status": "completed"}
     assert (ckpt["in_channels"], ckpt["out_channels"]) == (55, 11) and ckpt["selected"] in ("best", "last")
-    assert ckpt["config"]["phi"]["base_channels"] == 4 and ckpt["config"]["train"]["K"] == 2
+    assert ckpt["config"]["network"]["base_channels"] == 4 and ckpt["config"]["train"]["K"] == 2
     assert ckpt["field_names"] == PreparedSplit(tiny_stores["train"]).field_names
     log = pd.read_csv(run / "train_log.csv")
     documented_columns = re.search(r"`train_log.csv` columns: `([^`]+)`", DOCS.read_text()).group(1)

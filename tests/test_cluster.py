@@ -27,7 +27,8 @@ from irno.cluster import (
     site_resources,
     use_job_cpus,
 )
-from irno.roma.config import expand_study, study_from_dict
+from irno.roma.settings import study_from_dict
+from irno.roma.study import expand_study
 from irno.sizes import N_STEPS_INPUT, WELL_SHAPES, roma_data_shape
 from irno.study import load_study
 
@@ -60,8 +61,8 @@ def test_site_settings_come_from_the_environment_and_bad_values_are_named():
 
 def test_a_resumable_job_asks_for_the_same_time_every_attempt_others_for_more():
     site = SiteSettings()
-    assert JOBS["train_refiner"].resumable and JOBS["roma_train"].resumable
-    assert [runtime_minutes("train_refiner", a, site) for a in (1, 2, 3, 4)] == [1440] * 4
+    assert JOBS["train_phi"].resumable and JOBS["roma_train"].resumable
+    assert [runtime_minutes("train_phi", a, site) for a in (1, 2, 3, 4)] == [1440] * 4
     assert [runtime_minutes("evaluate", a, site) for a in (1, 2, 3)] == [120, 240, 360]
 
 
@@ -72,7 +73,7 @@ def test_no_attempt_asks_for_more_than_the_site_allows():
             assert runtime_minutes(rule, attempt, site) <= 600
             assert memory_mb(rule, 200e9, attempt, site) <= 48000
     assert [runtime_minutes("evaluate", a, site) for a in (1, 4, 6)] == [120, 480, 600]
-    assert runtime_minutes("train_refiner", 1, site) == 600  # a training longer than the limit resumes across attempts
+    assert runtime_minutes("train_phi", 1, site) == 600  # a training longer than the limit resumes across attempts
 
 
 def test_memory_grows_only_where_running_out_of_it_is_possible():
@@ -81,7 +82,7 @@ def test_memory_grows_only_where_running_out_of_it_is_possible():
         first, second = memory_mb(rule, 10e9, 1, site), memory_mb(rule, 10e9, 2, site)
         assert first == spec.base_mb + 10_000
         assert second == (2 * first if spec.memory_may_grow else first), rule
-    assert not JOBS["train_refiner"].memory_may_grow  # its working set is memory-mapped, a time-out is not memory
+    assert not JOBS["train_phi"].memory_may_grow  # its working set is memory-mapped, a time-out is not memory
 
 
 def test_verdicts_are_not_retried():
@@ -91,7 +92,7 @@ def test_verdicts_are_not_retried():
 def test_gpu_jobs_go_to_the_gpu_partition_cpu_jobs_to_the_cpu_partition():
     site = SiteSettings(partition="gpu", cpu_partition="cpu", account="proj", qos="high", constraint="a100",
                         extra="--mail-type=FAIL", gpu_model="a100", train_gpus=2, cpus_per_gpu=6)  # fmt: skip
-    train = site_resources("train_refiner", site)
+    train = site_resources("train_phi", site)
     assert train == {
         "slurm_partition": "gpu", "slurm_account": "proj", "qos": "high", "constraint": "a100",
         "slurm_extra": "--mail-type=FAIL", "gpu": 2, "cpus_per_task": 12, "gpu_model": "a100",
@@ -122,18 +123,18 @@ def test_what_a_paper_training_holds_is_its_working_set_and_a_batch():
     working_set = sum(am.store_bytes(s) + am.cache_bytes(s) for s in ("train", "valid"))
     batch = BATCH_COPIES * 16 * (N_STEPS_INPUT + 2) * am.frame_bytes  # x, h0, y of train.batch_size 16
     job = {"dataset": "active_matter", "base": "FNO", "experiment": "irno", "seed": "42"}
-    assert held_bytes("train_refiner", study, None, job) == working_set + batch
+    assert held_bytes("train_phi", study, None, job) == working_set + batch
     assert 85e9 < working_set < 100e9  # stores ~47 GB, caches ~45 GB (float32)
     # a bfloat16 cache halves the caches' share
     paper = config("config")
     paper["bases"]["FNO"]["cache_dtype"] = "bfloat16"
-    half = held_bytes("train_refiner", load_study(paper), None, job)
+    half = held_bytes("train_phi", load_study(paper), None, job)
     assert half == pytest.approx(working_set + batch - sum(am.cache_bytes(s) / 2 for s in ("train", "valid")))
 
 
 def test_a_ddp_training_asks_for_the_fixed_part_of_every_process():
-    spec = JOBS["train_refiner"]
-    assert memory_mb("train_refiner", 90e9, 1, SiteSettings(train_gpus=4)) == 4 * spec.base_mb + 90_000
+    spec = JOBS["train_phi"]
+    assert memory_mb("train_phi", 90e9, 1, SiteSettings(train_gpus=4)) == 4 * spec.base_mb + 90_000
     assert memory_mb("evaluate", 1e9, 1, SiteSettings(train_gpus=4)) == JOBS["evaluate"].base_mb + 1000
 
 

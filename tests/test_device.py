@@ -177,8 +177,8 @@ def _commands(root, stores, caches, base) -> dict[str, list[str]]:
     """Every device-using `irno` command on the tiny data, with `device: auto` settings."""
     base_cfg, model_dir = base
     write_yaml(root / "base.yaml", to_dict(base_cfg) | {"device": "auto"})
-    refiner = {"phi": {"base_channels": 4, "depth": 2}, "train": {"K": 2, "epochs": 1, "device": "auto"}}
-    write_yaml(root / "settings.yaml", refiner)
+    settings = {"network": {"base_channels": 4, "depth": 2}, "train": {"K": 2, "epochs": 1, "device": "auto"}}
+    write_yaml(root / "settings.yaml", settings)
     write_yaml(root / "eval.yaml", {"device": "auto"})
     base_yaml = ["--config", str(root / "base.yaml")]
     train = ["train", "--config", str(root / "settings.yaml"), "--out", str(root / "out")]

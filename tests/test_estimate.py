@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ["test", "demo", "config", "roma", "cpu_study", "cpu_study_bases"]
 
 
-def study_and_plan(name: str, **overrides):
+def study_and_roma(name: str, **overrides):
     study = load_study(read_config([ROOT / "config" / f"{name}.yaml"], overrides), ROOT)
-    return study, estimate.roma_plan(study)
+    return study, estimate.roma_expanded(study)
 
 
 def job_counts(dry_run_output: str) -> dict[str, int]:
@@ -46,7 +46,7 @@ def workflow(tmp_path_factory) -> Path:
 def test_the_jobs_are_snakemakes(workflow, name):
     counts = job_counts(snakemake(workflow, "-n", "all", "--configfile", f"config/{name}.yaml").stdout)
     counts.pop("all")
-    jobs = estimate.all_jobs(*study_and_plan(name))
+    jobs = estimate.all_jobs(*study_and_roma(name))
     assert {rule: len(entries) for rule, entries in jobs.items() if entries} == counts
 
 
@@ -61,31 +61,31 @@ def test_requested_gpu_hours_are_the_rules_time_limits(workflow):
             job = dict(kv.split("=", 1) for kv in found.group(1).split(", "))
             if "gpu" in job:
                 minutes[rule.group(1)] = minutes.get(rule.group(1), 0) + int(job["gpu"]) * int(job["runtime"])
-    result = estimate.estimate(*study_and_plan("config"), SiteSettings(), estimate.Rates())
+    result = estimate.estimate(*study_and_roma("config"), SiteSettings(), estimate.Rates())
     requested = {r.rule: r.requested_gpu_hours for r in result.rules if r.gpus}
     assert requested == pytest.approx({rule: m / 60 for rule, m in minutes.items()})
-    assert requested["train_refiner"] == 72 * 24  # 2 datasets x 2 bases x 18 trained experiments, 24 h each
+    assert requested["train_phi"] == 72 * 24  # 2 datasets x 2 bases x 18 trained experiments, 24 h each
 
 
 def test_expected_hours_are_flops_over_the_stated_throughput():
-    study, plan = study_and_plan("config")
+    study, roma = study_and_roma("config")
     rates = estimate.Rates("h100", 0.2)
-    result = estimate.estimate(study, plan, SiteSettings(), rates)
-    train = next(r for r in result.rules if r.rule == "train_refiner")
+    result = estimate.estimate(study, roma, SiteSettings(), rates)
+    train = next(r for r in result.rules if r.rule == "train_phi")
     # one run by hand: the paper's Phi on active_matter, FNO (K = 6), fp32 with TF32 convolutions
     am = WELL_SHAPES["active_matter"]
     step, forward = estimate.phi_flops('{"backbone": "unet", "base_channels": 16, "depth": 4}', 11, (256, 256), 6)
     assert 170e9 < step < 200e9  # the objective's 6 unrolled passes and the fixed-point pass, per sample
     flops = 150 * (am.samples("train") * step + am.samples("valid") * 6 * forward)
     hours = flops / (0.2 * 494.7e12) / 3600
-    one = estimate.expected_work("train_refiner", {"dataset": "active_matter", "base": "FNO", "experiment": "irno",
-                                                   "seed": 42}, study, plan, rates)  # fmt: skip
+    one = estimate.expected_work("train_phi", {"dataset": "active_matter", "base": "FNO", "experiment": "irno",
+                                                   "seed": 42}, study, roma, rates)  # fmt: skip
     assert one[0] / one[1].flops_per_second / 3600 == pytest.approx(hours)
     assert "20% of the H100 tf32 peak" in one[1].source and "assumed" in one[1].source
     assert 0 < train.expected_gpu_hours < train.requested_gpu_hours
     # more seeds, proportionally more training
-    three = estimate.estimate(*study_and_plan("config", seeds=[42, 43, 44]), SiteSettings(), rates)
-    train3 = next(r for r in three.rules if r.rule == "train_refiner")
+    three = estimate.estimate(*study_and_roma("config", seeds=[42, 43, 44]), SiteSettings(), rates)
+    train3 = next(r for r in three.rules if r.rule == "train_phi")
     assert train3.jobs == 3 * train.jobs and train3.expected_gpu_hours == pytest.approx(3 * train.expected_gpu_hours)
 
 
@@ -100,11 +100,11 @@ def test_phi_flops_are_linear_in_the_refinement_steps():
 
 
 def estimate_objective(K: int):
-    from irno.config import LossConfig, PhiConfig
-    from irno.models import build_phi
-    from irno.train import Objective
+    from irno.config import LossConfig, NetworkConfig
+    from irno.refinement.phi import build_phi
+    from irno.refinement.train import Objective
 
-    return Objective(build_phi(PhiConfig(base_channels=4, depth=2), 55, 11), LossConfig(), K, 0.2)
+    return Objective(build_phi(NetworkConfig(base_channels=4, depth=2), 55, 11), LossConfig(), K, 0.2)
 
 
 def test_a_measured_gpu_benchmark_is_used_where_there_is_one(tmp_path):
@@ -124,8 +124,8 @@ def test_a_measured_gpu_benchmark_is_used_where_there_is_one(tmp_path):
 
 
 def test_disk_is_the_stores_caches_and_checkpoints():
-    study, plan = study_and_plan("config")
-    folders = {f.what: f for f in estimate.folders(study, plan)}
+    study, roma = study_and_roma("config")
+    folders = {f.what: f for f in estimate.folders(study, roma)}
     am, trl = WELL_SHAPES["active_matter"], WELL_SHAPES["turbulent_radiative_layer_2D"]
     assert folders["The Well's files (downloads)"].bytes == pytest.approx(51.3e9 + 6.9e9)
     stores = sum(shape.store_bytes(s) for shape in (am, trl) for s in ("train", "valid", "test"))
@@ -133,19 +133,19 @@ def test_disk_is_the_stores_caches_and_checkpoints():
     assert folders["prepared stores"].path == Path("results/paper/data")
     caches = 2 * sum(shape.cache_bytes(s) for shape in (am, trl) for s in ("train", "valid", "test"))
     assert caches < folders["base models, checks and caches"].bytes < caches + 1e9  # + four 19M-parameter models
-    roma = {f.what: f for f in estimate.folders(*study_and_plan("roma"))}
+    roma = {f.what: f for f in estimate.folders(*study_and_roma("roma"))}
     assert 60e9 < roma["ROMA series and graphs"].bytes < 70e9  # two 3.85M-node, two smaller graphs, 2001 frames
     assert roma["ROMA graph encodings"].path == Path("results/paper_roma/roma/data")
     # results_root moves every folder but the downloads
-    moved = {f.what: f for f in estimate.folders(*study_and_plan("config", results_root="/scratch/irno"))}
+    moved = {f.what: f for f in estimate.folders(*study_and_roma("config", results_root="/scratch/irno"))}
     assert moved["trainings (Phi, resume states)"].path == Path("/scratch/irno/paper/runs")
     assert moved["The Well's files (downloads)"].path == Path("data/the_well")
 
 
 def test_simulated_data_are_sized_from_their_settings():
-    study, _ = study_and_plan("demo")
+    study, _ = study_and_roma("demo")
     shape = simulated_shape(study.simulate_settings("active_matter"))
-    folders = {f.what: f for f in estimate.folders(*study_and_plan("demo"))}
+    folders = {f.what: f for f in estimate.folders(*study_and_roma("demo"))}
     assert folders["simulated datasets (The Well's format)"].bytes == shape.files_bytes > 0
     assert "The Well's files (downloads)" not in folders
 
@@ -158,7 +158,7 @@ def test_a_dataset_of_unknown_size_is_named(tmp_path):
     (tmp_path / "mhd.yaml").write_text(yaml.safe_dump(config))
     study = load_study(read_config([tmp_path / "mhd.yaml"]), ROOT)
     result = estimate.estimate(study, None, SiteSettings(), estimate.Rates())
-    train = next(r for r in result.rules if r.rule == "train_refiner")
+    train = next(r for r in result.rules if r.rule == "train_phi")
     assert train.expected_gpu_hours == 0 and "36 job(s) on data of unknown size not counted" in train.basis
     assert "not counted: MHD_64" in next(f.note for f in result.folders if f.what == "prepared stores")
 
@@ -181,10 +181,10 @@ def test_the_command_prints_the_table_in_seconds(tmp_path):
     seconds = time.perf_counter() - start
     assert run.returncode == 0, run.stderr
     out = run.stdout
-    assert re.search(r"^train_refiner\s+72\s+1\s+1,728\.0\s+\d", out, re.M), out
+    assert re.search(r"^train_phi\s+72\s+1\s+1,728\.0\s+\d", out, re.M), out
     assert re.search(r"^total\s+255\s+1,904\.0", out, re.M), out
     assert (
-        "check_base, cache_base_predictions, train_refiner, evaluate: 98.9 TFLOP/s, 20% of the H100 tf32 peak "
+        "check_base, cache_base_predictions, train_phi, evaluate: 98.9 TFLOP/s, 20% of the H100 tf32 peak "
         "(494.7 TFLOP/s dense, NVIDIA's datasheet): assumed" in out
     )
     assert f"{tmp_path}/out/paper/data" in out and "free there GB" in out
@@ -212,12 +212,12 @@ def test_flop_counts_are_kept_between_runs(tmp_path, monkeypatch):
 def test_roma_trainings_are_expected_at_tf32_as_the_reference_computes():
     from irno.roma.cost import train_step_flops
 
-    study, plan = study_and_plan("roma")
+    study, roma = study_and_roma("roma")
     key, run = next(
-        (k, r) for k, r in plan.runs.items() if r["dataset"] == "km38k" and r["model"]["kind"] == "deeponet"
+        (k, r) for k, r in roma.runs.items() if r["dataset"] == "km38k" and r["model"]["kind"] == "deeponet"
     )
     flops, throughput = estimate.expected_work(
-        "roma_train", {"roma_run": key}, study, plan, estimate.Rates("h100", 0.2)
+        "roma_train", {"roma_run": key}, study, roma, estimate.Rates("h100", 0.2)
     )
-    assert flops == run["train"]["steps"] * train_step_flops(run, plan) == pytest.approx(50_000 * 1.28e12, rel=0.01)
+    assert flops == run["train"]["steps"] * train_step_flops(run, roma) == pytest.approx(50_000 * 1.28e12, rel=0.01)
     assert throughput.flops_per_second == pytest.approx(0.2 * 494.7e12) and "tf32" in throughput.source

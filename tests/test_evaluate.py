@@ -1,4 +1,4 @@
-"""Evaluation (irno.evaluate): The Well's metrics, the reference's pooled VRMSE, spectra, divergence.
+"""Evaluation (irno.refinement.evaluate): The Well's metrics, the reference's pooled VRMSE, spectra, divergence.
 
 Reference numbers are computed here independently: the iteration is run on the whole (small)
 split at once and The Well's functions are applied to all samples, then compared with the
@@ -19,19 +19,19 @@ from the_well.benchmark.metrics.spectral import power_spectrum
 
 from irno import IrnoError
 from irno.cli import main
-from irno.config import EvalConfig, PhiConfig, RefinerConfig, TrainConfig
+from irno.config import EvalConfig, NetworkConfig, PhiConfig, PhiTrainConfig
+from irno.data.batches import iterate_batches, sequential_batches
 from irno.data.store import PreparedSplit
-from irno.evaluate import (
+from irno.metrics import well_metadata
+from irno.refinement.evaluate import (
     LogQuantiles,
     RadialShells,
     StepMetrics,
     evaluate,
     evaluate_checkpoint,
 )
-from irno.metrics import well_metadata
-from irno.models import build_phi, refine_steps
+from irno.refinement.phi import build_phi, refine_steps
 from irno.settings import to_dict
-from irno.train import iterate_batches, sequential_batches
 
 FIELDS = ["concentration", "velocity_x", "velocity_y"]
 GRID = (16, 16)
@@ -101,7 +101,7 @@ class ConstantPhi(nn.Module):
 def small_phi(seed=0):
     """The real U-Net Phi, small (checkpoints, the exploding case)."""
     torch.manual_seed(seed)
-    return build_phi(PhiConfig(base_channels=4, depth=2), T_IN * len(FIELDS) + len(FIELDS), len(FIELDS))
+    return build_phi(NetworkConfig(base_channels=4, depth=2), T_IN * len(FIELDS) + len(FIELDS), len(FIELDS))
 
 
 def conv_phi(seed=0):
@@ -435,7 +435,7 @@ def test_bad_example_index_names_the_key(phi, data):
 
 
 def _checkpoint(path, phi, K=K, alpha=ALPHA):
-    cfg = RefinerConfig(phi=PhiConfig(base_channels=4, depth=2), train=TrainConfig(K=K, alpha=alpha))
+    cfg = PhiConfig(network=NetworkConfig(base_channels=4, depth=2), train=PhiTrainConfig(K=K, alpha=alpha))
     n_f = len(FIELDS)
     ckpt = {"model": phi.state_dict(), "config": to_dict(cfg), "in_channels": T_IN * n_f + n_f, "out_channels": n_f,
             "epoch": 7, "valid_mse": 0.1, "selected": "best"}  # fmt: skip
@@ -514,7 +514,7 @@ def test_checkpoint_errors_name_the_file(tmp_path, data):
     (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(IrnoError, match="garbage.pt: not a readable IRNO checkpoint"):
         evaluate_checkpoint(cfg, tmp_path / "garbage.pt", data, tmp_path / "out", **kwargs)
-    wrong = build_phi(PhiConfig(base_channels=4, depth=2), 5, 1)
+    wrong = build_phi(NetworkConfig(base_channels=4, depth=2), 5, 1)
     ckpt = _checkpoint(tmp_path / "wrong.pt", phi)
     state = torch.load(ckpt, weights_only=True) | {"model": wrong.state_dict(), "in_channels": 5, "out_channels": 1}
     torch.save(state, ckpt)

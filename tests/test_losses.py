@@ -6,9 +6,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from irno.config import LossConfig, PhiConfig
-from irno.losses import lambda_schedule, objective, spectral_loss, spectral_weights, term_weights, warmup_weight
-from irno.models import build_phi
+from irno.config import LossConfig, NetworkConfig
+from irno.refinement.objective import (
+    lambda_schedule,
+    objective,
+    spectral_loss,
+    spectral_weights,
+    term_weights,
+    warmup_weight,
+)
+from irno.refinement.phi import build_phi
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -76,7 +83,7 @@ def _loop_objective(phi, x, h0, y, cfg: LossConfig, K, alpha, beta_s, beta_fp):
 
 def test_objective_matches_the_loop_form():
     torch.manual_seed(0)
-    phi = build_phi(PhiConfig(base_channels=4, depth=2), 4 + 2, 2)
+    phi = build_phi(NetworkConfig(base_channels=4, depth=2), 4 + 2, 2)
     x, h0, y = torch.randn(3, 4, 16, 16), torch.randn(3, 2, 16, 16), torch.randn(3, 2, 16, 16)
     cfg = LossConfig(lambda_start=0.5, lambda_end=2.5)
     total, terms = objective(phi, x, h0, y, cfg, K=4, alpha=0.3, beta_spectral=0.7, beta_fixed_point=0.05)
@@ -92,7 +99,7 @@ def test_objective_matches_the_loop_form():
 
 def test_zero_weights_skip_their_terms():
     torch.manual_seed(0)
-    phi = build_phi(PhiConfig(base_channels=4, depth=2), 6, 2)
+    phi = build_phi(NetworkConfig(base_channels=4, depth=2), 6, 2)
     x, h0, y = torch.randn(2, 4, 16, 16), torch.randn(2, 2, 16, 16), torch.randn(2, 2, 16, 16)
     total, terms = objective(phi, x, h0, y, LossConfig(), K=2, alpha=0.2, beta_spectral=0.0, beta_fixed_point=0.0)
     assert terms["spectral"].item() == 0 and terms["fixed_point"].item() == 0

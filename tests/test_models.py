@@ -5,11 +5,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from irno.config import PhiConfig
-from irno.models import (
+from irno.config import NetworkConfig
+from irno.refinement.phi import (
     ChannelLayerNorm,
     PaddedConv2d,
-    RefinementOperator,
+    UNetPhi,
     build_phi,
     circular_pad,
     conditioned,
@@ -23,7 +23,7 @@ def _seed():
 
 
 def test_shape_and_widths():
-    phi = RefinementOperator(55, 11)
+    phi = UNetPhi(55, 11)
     out = phi(torch.randn(2, 55, 32, 32))
     assert out.shape == (2, 11, 32, 32)
     assert [e[0].out_channels for e in phi.encoders] == [16, 32, 64, 128]
@@ -32,7 +32,7 @@ def test_shape_and_widths():
 
 
 def test_output_near_zero_at_initialisation():
-    phi = RefinementOperator(55, 11)
+    phi = UNetPhi(55, 11)
     x = torch.randn(4, 55, 32, 32)
     out = phi(x)
     # The hidden features are normalised (O(1)); the gain-0.1 output layer keeps Phi small.
@@ -51,17 +51,17 @@ def test_periodic_shift_equivariance(norm):
     # A shift by a multiple of 2^depth is an even shift at every pooled level, so it commutes
     # with max-pooling; with circular convolutions and periodic up-sampling the whole U-Net
     # commutes with it.
-    phi = RefinementOperator(55, 11, norm=norm, upsample="periodic").eval()
+    phi = UNetPhi(55, 11, norm=norm, upsample="periodic").eval()
     assert _shift_error(phi) < 1e-5
 
 
 def test_equivariance_breaks_without_periodicity():
     # The test above can fail: zero padding shows the boundary, and so does the reference's
     # align_corners up-sampling (the default, kept for comparability with the paper).
-    assert _shift_error(RefinementOperator(55, 11, padding="zeros", upsample="periodic").eval()) > 1e-3
-    assert _shift_error(RefinementOperator(55, 11).eval()) > 1e-3
+    assert _shift_error(UNetPhi(55, 11, padding="zeros", upsample="periodic").eval()) > 1e-3
+    assert _shift_error(UNetPhi(55, 11).eval()) > 1e-3
     # A shift by the whole period is the identity for any Phi.
-    assert _shift_error(RefinementOperator(55, 11).eval(), shift=(32, 32)) == 0.0
+    assert _shift_error(UNetPhi(55, 11).eval(), shift=(32, 32)) == 0.0
 
 
 def test_channel_layernorm_equals_permuted_layernorm():
@@ -78,14 +78,14 @@ def test_channel_layernorm_equals_permuted_layernorm():
 
 
 def test_fno_backbone_same_interface():
-    phi = build_phi(PhiConfig(backbone="fno", fno_modes=8, fno_hidden_channels=16, fno_layers=2), 55, 11)
+    phi = build_phi(NetworkConfig(backbone="fno", fno_modes=8, fno_hidden_channels=16, fno_layers=2), 55, 11)
     out = phi(torch.randn(2, 55, 32, 32))
     assert out.shape == (2, 11, 32, 32)
     assert out.abs().mean() < 1.0
 
 
 def test_refine_steps_is_the_iteration():
-    phi = build_phi(PhiConfig(base_channels=4, depth=2), 6, 2)
+    phi = build_phi(NetworkConfig(base_channels=4, depth=2), 6, 2)
     x, h0 = torch.randn(1, 4, 16, 16), torch.randn(1, 2, 16, 16)
     steps = list(refine_steps(phi, x, h0, alpha=0.3, n_steps=3))
     h = h0
@@ -101,7 +101,7 @@ def test_refine_steps_is_the_iteration():
 @pytest.mark.parametrize("padding", ["circular", "zeros"])
 def test_phi_given_x_is_phi_of_the_concatenation_with_its_gradients(padding):
     torch.manual_seed(0)
-    phi = RefinementOperator(6, 2, base_channels=4, depth=2, padding=padding)
+    phi = UNetPhi(6, 2, base_channels=4, depth=2, padding=padding)
     x, h = torch.randn(2, 4, 16, 16), torch.randn(2, 2, 16, 16, requires_grad=True)
     given, whole = conditioned(phi, x)(h), phi(torch.cat([x, h], dim=1))
     torch.testing.assert_close(given, whole, rtol=1e-5, atol=1e-6)

@@ -30,6 +30,7 @@ from workflow_copy import (
 )
 
 from irno.cluster import JOBS, SiteSettings, site_resources
+from irno.settings import settings_kinds
 
 PROFILES = ("default", "local", "slurm", "redraw")
 RULE_FILES = ("Snakefile", *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "workflow" / "rules").glob("*.smk")))
@@ -59,7 +60,9 @@ def test_cluster_rules_take_their_resources_from_irno_cluster_local_rules_state_
     jobs = dry_run_resources(workflow, *slurm, "--configfile", "config/test.yaml")
     jobs.update(dry_run_resources(workflow, *slurm))  # the paper's config
     local = set(re.findall(r"(?m)^    (\w+),$", "".join(re.findall(r"(?ms)^localrules:\n.*?\n\n", rules_text()))))
+    local |= {f"{kind}_settings" for kind in settings_kinds()}  # settings.smk: `localrule: True`, one per kind
     assert local and not local & set(JOBS)
+    assert {f"{kind}_settings" for kind in settings_kinds()} <= set(jobs)  # a rule for every kind the writer knows
     for rule, resources in jobs.items():
         if rule in local or rule == "all":
             assert all(set(r) <= {"tmpdir"} for r in resources), (rule, resources)
@@ -126,7 +129,7 @@ def test_the_site_settings_reach_every_job(workflow, no_site, monkeypatch):
                 assert r[key] == str(value), (rule, key, r)
             assert int(r["runtime"]) <= 600 and int(r["mem_mb"]) <= 7000, (rule, r)
             assert r["slurm_partition"] == ("gpu" if rule in gpu else "cpu"), (rule, r)
-    assert jobs["train_refiner"][0]["gpu"] == "2" and jobs["train_refiner"][0]["cpus_per_task"] == "12"
+    assert jobs["train_phi"][0]["gpu"] == "2" and jobs["train_phi"][0]["cpus_per_task"] == "12"
 
 
 def test_one_rules_request_changes_on_the_command_line_without_losing_the_rest(workflow, no_site, monkeypatch):
@@ -134,9 +137,9 @@ def test_one_rules_request_changes_on_the_command_line_without_losing_the_rest(w
     monkeypatch.setenv("IRNO_SLURM_TRAIN_GPUS", "2")
     args = ("--profile", "profiles/slurm", "all", "--configfile", "config/test.yaml")
     plain = dry_run_resources(workflow, *args)
-    changed = dry_run_resources(workflow, *args, "--set-resources", "train_refiner:runtime=2880")
-    assert {r["runtime"] for r in changed["train_refiner"]} == {"2880"}
-    for r, before in zip(changed["train_refiner"], plain["train_refiner"], strict=True):
+    changed = dry_run_resources(workflow, *args, "--set-resources", "train_phi:runtime=2880")
+    assert {r["runtime"] for r in changed["train_phi"]} == {"2880"}
+    for r, before in zip(changed["train_phi"], plain["train_phi"], strict=True):
         assert {k: v for k, v in r.items() if k != "runtime"} == {k: v for k, v in before.items() if k != "runtime"}
         assert (r["gpu"], r["gpu_model"]) == ("2", "h100")
     assert changed["evaluate"] == plain["evaluate"]
@@ -149,7 +152,7 @@ def test_local_profile_runs_gpu_jobs_one_at_a_time():
 def test_a_plain_run_needs_no_gpu(workflow):
     """Without a profile the rules' gpu resource limits nothing: the demo runs on a CPU-only machine."""
     out = snakemake(workflow, "-n", "--cores", "2", "ablation", "--config", "ablation=irno")
-    assert re.search(r"^rule train_refiner:", out.stdout, re.M) and "gpu=1" in out.stdout
+    assert re.search(r"^rule train_phi:", out.stdout, re.M) and "gpu=1" in out.stdout
 
 
 def test_default_profile_holds_only_keys_safe_for_every_executor():
@@ -163,8 +166,8 @@ def test_default_profile_holds_only_keys_safe_for_every_executor():
 def test_the_redraw_profile_allows_the_report_rules_only():
     profile = parse_profile("redraw")
     assert set(profile["allowed-rules"]) == {
-        "plan_settings",
-        "roma_study",
+        "report_plan_settings",
+        "roma_study_settings",
         "tables",
         "figures",
         "roma_report",

@@ -29,7 +29,6 @@ from irno.config import ReportPlan
 from irno.files import write_yaml
 from irno.report.claims import load_claims
 from irno.report.figures import (
-    FIGURE_NAMES,
     convergence,
     energy_spectra,
     field_quantities,
@@ -38,8 +37,9 @@ from irno.report.figures import (
     spectral_mse_per_step,
     write_figures,
 )
+from irno.report.names import FIGURE_NAMES, TABLE_NAMES
 from irno.report.results import load_plan, load_reported, load_run, load_runs
-from irno.report.tables import TABLE_NAMES, write_tables
+from irno.report.tables import write_tables
 from irno.settings import from_dict
 
 REPO = Path(__file__).resolve().parents[1]

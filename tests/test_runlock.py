@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+import irno.refinement.ddp
+import irno.refinement.train
 import irno.runlock
-import irno.train
 from irno.base.train import train_base
 from irno.cli import main as irno_main
 from irno.config import BaseConfig
@@ -207,7 +208,9 @@ def test_base_training_takes_the_lock_beside_its_model_directory(tiny_stores, tm
 def test_a_ddp_training_on_a_run_folder_in_use_fails_before_starting_its_processes(
     tiny_stores, tiny_caches, tmp_path, monkeypatch, capsys
 ):
-    monkeypatch.setattr(irno.train, "relaunch_with_torchrun", lambda nproc, argv: pytest.fail("torchrun started"))
+    monkeypatch.setattr(
+        irno.refinement.ddp, "relaunch_with_torchrun", lambda nproc, argv: pytest.fail("torchrun started")
+    )
     write_yaml(tmp_path / "settings.yaml", {"train": {"device": "cpu"}})
     args = ["train", "--config", str(tmp_path / "settings.yaml"), "--out", str(tmp_path / "run"), "--nproc", "2"]
     for split in ("train", "valid"):
@@ -231,7 +234,7 @@ def test_two_trainings_on_one_run_folder(tiny_stores, tiny_caches, tmp_path):
     """The second exits at once naming the first; SIGTERM (a SLURM time limit) ends the first and
     removes its lock; started again, training resumes."""
     train = {"K": 2, "epochs": 1000, "batch_size": 8, "device": "cpu"}  # ends by SIGTERM only
-    write_yaml(tmp_path / "settings.yaml", {"phi": {"base_channels": 4, "depth": 2}, "train": train})
+    write_yaml(tmp_path / "settings.yaml", {"network": {"base_channels": 4, "depth": 2}, "train": train})
     args = ["train", "--config", str(tmp_path / "settings.yaml"), "--out", str(tmp_path / "run")]
     for split in ("train", "valid"):
         args += [f"--{split}", str(tiny_stores[split]), f"--{split}-cache", str(tiny_caches[split])]

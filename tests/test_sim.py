@@ -28,13 +28,13 @@ from irno.sim.active_matter import (
     bingham_closure,
 )
 
-ZETA, ALPHA, GRID = 9.0, -3.0, 32
+ZETA, DIPOLE, GRID = 9.0, -3.0, 32
 
 
 @pytest.fixture(scope="module")
 def developed():
     """A 32^2 trajectory to t = 10, well into the non-linear regime (|Q| near c, strong flow)."""
-    return simulate_trajectory(ZETA, ALPHA, grid=GRID, frames=41, seed=3)
+    return simulate_trajectory(ZETA, DIPOLE, grid=GRID, frames=41, seed=3)
 
 
 def _wavenumbers(n: int):
@@ -124,12 +124,12 @@ def _stress_tensor(model, c, D, E, R):
     S_E = np.einsum("...ijkl,...kl->...ij", S, E)
     S_D = np.einsum("...ijkl,...kl->...ij", S, D)
     DD = D @ D
-    return model.alpha * D + BETA * S_E - 2 * model.zeta * BETA * (DD - S_D), S_E, S_D, DD
+    return model.dipole * D + BETA * S_E - 2 * model.zeta * BETA * (DD - S_D), S_E, S_D, DD
 
 
 def test_velocity_is_the_stokes_flow_of_the_stress(developed):
     """-lap u + grad p = div Sigma with Sigma in tensor form, solved here with numpy."""
-    model = ActiveMatterModel(ZETA, ALPHA, grid=GRID, dt=0.025)
+    model = ActiveMatterModel(ZETA, DIPOLE, grid=GRID, dt=0.025)
     frame = 30
     c, D, E = developed["concentration"][frame], developed["D"][frame], developed["E"][frame]
     sigma, *_ = _stress_tensor(model, c, D, E, bingham_closure(c, _q(D)))
@@ -149,7 +149,7 @@ def test_velocity_is_the_stokes_flow_of_the_stress(developed):
 
 def test_moment_equations_match_the_tensor_form(developed):
     """The solver's complex Q equation against D_t in tensor form (the non-linear terms)."""
-    model = ActiveMatterModel(ZETA, ALPHA, grid=GRID, dt=0.025)
+    model = ActiveMatterModel(ZETA, DIPOLE, grid=GRID, dt=0.025)
     frame = 30
     c, D, u, E = (developed[k][frame] for k in ("concentration", "D", "velocity", "E"))
     q = _q(D)
@@ -174,7 +174,7 @@ def test_moment_equations_match_the_tensor_form(developed):
 
 
 def test_linear_terms_are_diffusion_and_rotational_relaxation():
-    model = ActiveMatterModel(ZETA, ALPHA, grid=16, dt=0.025)
+    model = ActiveMatterModel(ZETA, DIPOLE, grid=16, dt=0.025)
     k2 = (2 * np.pi / BOX_LENGTH) ** 2 * 3.0**2  # mode (kx, ky) = (3, 0)
     assert np.isclose(model.decay_step[0, 3, 0], np.exp(-0.05 * k2 * 0.025))
     assert np.isclose(model.decay_step[1, 3, 0], np.exp((-0.05 * k2 - 4 * 0.05) * 0.025))
@@ -195,7 +195,7 @@ def test_bingham_closure_against_quadrature():
 def test_initial_state_is_the_moments_of_the_generators_psi():
     """Closed-form moments against quadrature of psi drawn as the original generator draws it."""
     n, seed = 16, 5
-    model = ActiveMatterModel(ZETA, ALPHA, grid=n, dt=0.025)
+    model = ActiveMatterModel(ZETA, DIPOLE, grid=n, dt=0.025)
     got = model.initial_state(np.random.default_rng(seed))
 
     rng = np.random.default_rng(seed)
@@ -222,10 +222,10 @@ def test_initial_state_is_the_moments_of_the_generators_psi():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("zeta,alpha", [(1.0, -1.0), (1.0, -5.0), (17.0, -1.0), (17.0, -5.0), (9.0, -3.0)])
-def test_kinetic_energy_grows_to_a_steady_state(zeta, alpha):
+@pytest.mark.parametrize("zeta,dipole", [(1.0, -1.0), (1.0, -5.0), (17.0, -1.0), (17.0, -5.0), (9.0, -3.0)])
+def test_kinetic_energy_grows_to_a_steady_state(zeta, dipole):
     """Corners and centre of the (zeta, alpha) grid at 32^2 (`irno simulate-validate` runs all 45)."""
-    out = simulate_trajectory(zeta, alpha, grid=32, frames=81, seed=0)
+    out = simulate_trajectory(zeta, dipole, grid=32, frames=81, seed=0)
     assert all(np.isfinite(v).all() for v in out.values())
     energy = 0.5 * (out["velocity"] ** 2).sum(-1).mean(axis=(1, 2))  # (T,)
     late, last = energy[40:60].mean(), energy[60:].mean()

@@ -13,15 +13,16 @@ import pandas as pd
 import pytest
 import torch
 
+import irno.refinement.ddp
+import irno.refinement.train
 import irno.staging
-import irno.train
 from irno.cli import main as irno_main
 from irno.cli import with_option_values
-from irno.config import LossConfig, PhiConfig, RefinerConfig, TrainConfig
+from irno.config import LossConfig, NetworkConfig, PhiConfig, PhiTrainConfig
 from irno.files import write_yaml
+from irno.refinement.train import TRAIN_LOG_COLUMNS
 from irno.settings import to_dict
 from irno.staging import WorkingSet
-from irno.train import TRAIN_LOG_COLUMNS
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -30,10 +31,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def train_command(tiny_stores, tiny_caches, tmp_path):
     """`irno train` on the tiny stores and caches (2 epochs, a small Phi): a function of the run
     folder and further options; returns its exit status."""
-    cfg = RefinerConfig(
-        phi=PhiConfig(base_channels=4, depth=2),
+    cfg = PhiConfig(
+        network=NetworkConfig(base_channels=4, depth=2),
         loss=LossConfig(fixed_point_warmup_epochs=1),
-        train=TrainConfig(K=2, epochs=2, batch_size=8, device="cpu"),
+        train=PhiTrainConfig(K=2, epochs=2, batch_size=8, device="cpu"),
     )
     settings = tmp_path / "settings.yaml"
     write_yaml(settings, to_dict(cfg))
@@ -58,7 +59,7 @@ def stage_dir(tmp_path, monkeypatch) -> Path:
 def reads(monkeypatch) -> list[dict[str, Path]]:
     """The folders every training reads (its datasets' paths), recorded as it starts."""
     seen = []
-    real = irno.train.train_refiner
+    real = irno.refinement.train.train_phi
 
     def recording(cfg, train, valid, out_dir, **kwargs):
         folders = {"train store": train.split.path, "train cache": train.cache.path, "valid store": valid.split.path}
@@ -66,7 +67,7 @@ def reads(monkeypatch) -> list[dict[str, Path]]:
         seen.append(folders)
         return real(cfg, train, valid, out_dir, **kwargs)
 
-    monkeypatch.setattr(irno.train, "train_refiner", recording)
+    monkeypatch.setattr(irno.refinement.train, "train_phi", recording)
     return seen
 
 
@@ -106,7 +107,7 @@ def test_a_training_interrupted_on_copies_resumes_in_place_bit_identically(
     train_command, stage_dir, tmp_path, monkeypatch, caplog
 ):
     assert train_command(tmp_path / "straight") == 0
-    real_validate, calls = irno.train.validate, []
+    real_validate, calls = irno.refinement.train.validate, []
 
     def interrupted(*args, **kwargs):  # in epoch 2, after its training batches
         calls.append(1)
@@ -114,11 +115,11 @@ def test_a_training_interrupted_on_copies_resumes_in_place_bit_identically(
             raise KeyboardInterrupt
         return real_validate(*args, **kwargs)
 
-    monkeypatch.setattr(irno.train, "validate", interrupted)
+    monkeypatch.setattr(irno.refinement.train, "validate", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train_command(tmp_path / "resumed", "--memory-mb", "1", "--stage-dir", str(stage_dir))
     assert not list(stage_dir.iterdir())  # removed on the exception
-    monkeypatch.setattr(irno.train, "validate", real_validate)
+    monkeypatch.setattr(irno.refinement.train, "validate", real_validate)
     with caplog.at_level(logging.INFO, logger="irno"):
         assert train_command(tmp_path / "resumed") == 0  # the data identify themselves, not their path
     assert "resuming from epoch 1" in caplog.text and "starting afresh" not in caplog.text
@@ -130,7 +131,7 @@ def test_sigterm_while_on_copies_removes_them(train_command, stage_dir, tmp_path
         assert list(stage_dir.iterdir())  # the copies exist
         os.kill(os.getpid(), signal.SIGTERM)
 
-    monkeypatch.setattr(irno.train, "train_refiner", terminated)
+    monkeypatch.setattr(irno.refinement.train, "train_phi", terminated)
     handler = signal.getsignal(signal.SIGTERM)
     with pytest.raises(SystemExit) as stopped:
         train_command(tmp_path / "run", "--memory-mb", "1", "--stage-dir", str(stage_dir))
@@ -192,7 +193,7 @@ def test_ddp_processes_are_started_on_the_copies(train_command, stage_dir, tmp_p
         assert all(stage_dir in copy.parents and (copy / "meta.json").is_file() for copy in copies)
         return 0
 
-    monkeypatch.setattr(irno.train, "relaunch_with_torchrun", relaunch)
+    monkeypatch.setattr(irno.refinement.ddp, "relaunch_with_torchrun", relaunch)
     assert train_command(tmp_path / "run", "--nproc", "2", "--memory-mb", "1", "--stage-dir", str(stage_dir)) == 0
     assert launched and not list(stage_dir.iterdir())
 

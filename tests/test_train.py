@@ -16,13 +16,15 @@ import torch.multiprocessing as mp
 import torch.nn as nn
 from eval_fixtures import PersistenceOnStore
 
-import irno.train
+import irno.refinement.train
 from irno import IrnoError
 from irno.cli import main as irno_main
-from irno.config import LossConfig, PhiConfig, RefinerConfig, TrainConfig
+from irno.config import LossConfig, NetworkConfig, PhiConfig, PhiTrainConfig
+from irno.data.batches import epoch_batches
 from irno.files import write_yaml
-from irno.models import load_refiner
-from irno.train import TRAIN_LOG_COLUMNS, epoch_batches, relaunch_with_torchrun, torchrun_command, train_refiner
+from irno.refinement.ddp import relaunch_with_torchrun, torchrun_command
+from irno.refinement.phi import load_phi
+from irno.refinement.train import TRAIN_LOG_COLUMNS, train_phi
 
 FIELDS, T_IN, GRID = 2, 2, 16
 
@@ -70,12 +72,12 @@ class SyntheticBatched(Synthetic):
         return self.x[idx], self.h0[idx], self._y(idx)
 
 
-def _cfg(phi: PhiConfig | None = None, **train) -> RefinerConfig:
+def _cfg(phi: NetworkConfig | None = None, **train) -> PhiConfig:
     settings = dict(K=2, epochs=3, batch_size=4, lr=3e-3, device="cpu") | train
-    return RefinerConfig(
-        phi=phi or PhiConfig(base_channels=4, depth=2),
+    return PhiConfig(
+        network=phi or NetworkConfig(base_channels=4, depth=2),
         loss=LossConfig(fixed_point_warmup_epochs=2),
-        train=TrainConfig(**settings),
+        train=PhiTrainConfig(**settings),
     )
 
 
@@ -107,8 +109,8 @@ def test_shuffling_is_a_function_of_seed_and_epoch():
 def test_training_reduces_the_loss_and_writes_the_run(tmp_path):
     train, valid = _data()
     # BatchNorm: a LayerNorm over the 8 channels of a pixel hides the amplitudes Phi must learn here.
-    cfg = _cfg(PhiConfig(base_channels=8, depth=2, norm="batch"), epochs=4, lr=1e-2)
-    history = train_refiner(cfg, train, valid, tmp_path)
+    cfg = _cfg(NetworkConfig(base_channels=8, depth=2, norm="batch"), epochs=4, lr=1e-2)
+    history = train_phi(cfg, train, valid, tmp_path)
     losses = [row["loss_spatial"] for row in history]
     assert losses[-1] < 0.6 * losses[0]
     assert all(later < earlier for earlier, later in zip(losses, losses[1:]))
@@ -121,7 +123,7 @@ def test_training_reduces_the_loss_and_writes_the_run(tmp_path):
     assert log["epoch"].tolist() == [1, 2, 3, 4]
     assert log["skipped_batches"].sum() == 0 and log["outlier_pct"].max() == 0
 
-    phi, loaded_cfg, ckpt = load_refiner(tmp_path / "checkpoint.pt")
+    phi, loaded_cfg, ckpt = load_phi(tmp_path / "checkpoint.pt")
     assert loaded_cfg == cfg and phi(torch.randn(1, T_IN * FIELDS + FIELDS, GRID, GRID)).shape == (
         1,
         FIELDS,
@@ -136,11 +138,11 @@ def test_training_reduces_the_loss_and_writes_the_run(tmp_path):
 
 def test_resume_after_interruption_is_bit_identical(tmp_path, monkeypatch, caplog):
     train, valid = _data()
-    train_refiner(_cfg(epochs=4), train, valid, tmp_path / "straight")
+    train_phi(_cfg(epochs=4), train, valid, tmp_path / "straight")
 
     # Interrupt the second run during epoch 3 (after its training batches, before its files);
     # two epochs after the restart check that the schedule, not only the weights, was restored.
-    real_validate, calls = irno.train.validate, []
+    real_validate, calls = irno.refinement.train.validate, []
 
     def interrupted(*args, **kwargs):
         calls.append(1)
@@ -148,15 +150,15 @@ def test_resume_after_interruption_is_bit_identical(tmp_path, monkeypatch, caplo
             raise KeyboardInterrupt
         return real_validate(*args, **kwargs)
 
-    monkeypatch.setattr(irno.train, "validate", interrupted)
+    monkeypatch.setattr(irno.refinement.train, "validate", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        train_refiner(_cfg(epochs=4), train, valid, tmp_path / "resumed")
-    assert torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)["epoch"] == 2
+        train_phi(_cfg(epochs=4), train, valid, tmp_path / "resumed")
+    assert torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)["done"] == 2
     assert len(pd.read_csv(tmp_path / "resumed" / "train_log.csv")) == 2
-    monkeypatch.setattr(irno.train, "validate", real_validate)
+    monkeypatch.setattr(irno.refinement.train, "validate", real_validate)
 
     with caplog.at_level(logging.INFO, logger="irno"):
-        history = train_refiner(_cfg(epochs=4), train, valid, tmp_path / "resumed")
+        history = train_phi(_cfg(epochs=4), train, valid, tmp_path / "resumed")
     assert "resuming from epoch 2" in caplog.text
     assert [row["epoch"] for row in history] == [1, 2, 3, 4]
     _assert_same_weights(_final_weights(tmp_path / "straight"), _final_weights(tmp_path / "resumed"))
@@ -173,23 +175,23 @@ def test_resume_after_interruption_is_bit_identical(tmp_path, monkeypatch, caplo
 
 def test_finished_run_restarts_as_a_no_op_and_a_changed_config_starts_afresh(tmp_path, caplog):
     train, valid = _data()
-    train_refiner(_cfg(epochs=2), train, valid, tmp_path)
+    train_phi(_cfg(epochs=2), train, valid, tmp_path)
     files = ("last.pt", "checkpoint.pt", "train_log.csv")
     stamps = {f: (tmp_path / f).stat().st_mtime_ns for f in files}
     with caplog.at_level(logging.INFO, logger="irno"):
-        history = train_refiner(_cfg(epochs=2), train, valid, tmp_path)
+        history = train_phi(_cfg(epochs=2), train, valid, tmp_path)
     assert "nothing to do" in caplog.text
     assert len(history) == 2
     assert {f: (tmp_path / f).stat().st_mtime_ns for f in files} == stamps
 
     # A deleted output of a finished run comes back from last.pt without training.
     (tmp_path / "checkpoint.pt").unlink()
-    train_refiner(_cfg(epochs=2), train, valid, tmp_path)
+    train_phi(_cfg(epochs=2), train, valid, tmp_path)
     assert (tmp_path / "checkpoint.pt").is_file() and (tmp_path / "last.pt").stat().st_mtime_ns == stamps["last.pt"]
 
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="irno"):
-        history = train_refiner(_cfg(epochs=2, lr=1e-3), train, valid, tmp_path)
+        history = train_phi(_cfg(epochs=2, lr=1e-3), train, valid, tmp_path)
     assert "starting afresh" in caplog.text and "train.lr: 0.003 -> 0.001" in caplog.text
     assert [row["lr"] for row in history][0] == 1e-3
 
@@ -197,7 +199,7 @@ def test_finished_run_restarts_as_a_no_op_and_a_changed_config_starts_afresh(tmp
 def test_non_finite_batches_are_skipped_and_counted(tmp_path):
     train, valid = _data()
     train.poison = {0, 1}  # at most two of the six batches per epoch
-    history = train_refiner(_cfg(epochs=2, max_skipped_fraction=0.34), train, valid, tmp_path)
+    history = train_phi(_cfg(epochs=2, max_skipped_fraction=0.34), train, valid, tmp_path)
     for row in history:
         batches_with_poison = sum(bool({0, 1} & set(b.tolist())) for b in epoch_batches(24, 4, 42, row["epoch"]))
         assert row["skipped_batches"] == batches_with_poison
@@ -209,17 +211,17 @@ def test_too_many_non_finite_batches_end_the_training_as_diverged_keeping_the_la
     tmp_path, monkeypatch, caplog
 ):
     train, valid = _data()
-    real_validate = irno.train.validate
+    real_validate = irno.refinement.train.validate
 
     def poison_after_epoch_1(*args, **kwargs):
         train.poison = {0}  # from epoch 2 on, one of six batches: 17 % > 10 %
         return real_validate(*args, **kwargs)
 
-    monkeypatch.setattr(irno.train, "validate", poison_after_epoch_1)
-    history = train_refiner(_cfg(epochs=3), train, valid, tmp_path)  # no error: a diverged training is a result
+    monkeypatch.setattr(irno.refinement.train, "validate", poison_after_epoch_1)
+    history = train_phi(_cfg(epochs=3), train, valid, tmp_path)  # no error: a diverged training is a result
     assert [row["epoch"] for row in history] == [1]
     state = torch.load(tmp_path / "last.pt", weights_only=True)
-    assert state["epoch"] == 1 and state["training"]["status"] == "diverged" and state["training"]["epoch"] == 2
+    assert state["done"] == 1 and state["training"]["status"] == "diverged" and state["training"]["epoch"] == 2
     assert "epoch 2: 1 of 6 batches had a non-finite loss" in state["training"]["message"]
     ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert (ckpt["epoch"], ckpt["selected"], ckpt["training"]) == (1, "best", state["training"])
@@ -227,11 +229,11 @@ def test_too_many_non_finite_batches_end_the_training_as_diverged_keeping_the_la
     assert len(pd.read_csv(tmp_path / "train_log.csv")) == 1
 
     # The run is over: started again, it trains nothing.
-    monkeypatch.setattr(irno.train, "validate", real_validate)
+    monkeypatch.setattr(irno.refinement.train, "validate", real_validate)
     train.poison = set()
     stamp = (tmp_path / "last.pt").stat().st_mtime_ns
     with caplog.at_level(logging.INFO, logger="irno"):
-        assert len(train_refiner(_cfg(epochs=3), train, valid, tmp_path)) == 1
+        assert len(train_phi(_cfg(epochs=3), train, valid, tmp_path)) == 1
     assert "training diverged" in caplog.text and "nothing to do" in caplog.text
     assert (tmp_path / "last.pt").stat().st_mtime_ns == stamp
 
@@ -239,10 +241,10 @@ def test_too_many_non_finite_batches_end_the_training_as_diverged_keeping_the_la
 def test_a_diverging_training_ends_with_the_initial_phi_and_evaluates(tiny_stores, tmp_path):
     from irno.config import EvalConfig
     from irno.data.store import PreparedSplit
-    from irno.evaluate import evaluate_checkpoint
+    from irno.refinement.evaluate import evaluate_checkpoint
 
     train, valid, test = (PersistenceOnStore(PreparedSplit(tiny_stores[s])) for s in ("train", "valid", "test"))
-    history = train_refiner(_cfg(epochs=2, batch_size=8, lr=1e6, alpha=5.0), train, valid, tmp_path / "run")
+    history = train_phi(_cfg(epochs=2, batch_size=8, lr=1e6, alpha=5.0), train, valid, tmp_path / "run")
     assert history == []  # not one epoch stayed finite
     ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert (ckpt["epoch"], ckpt["selected"], ckpt["valid_mse"]) == (0, "initial", None)
@@ -262,7 +264,7 @@ def test_an_epoch_keeps_no_batch_graph_alive(tmp_path, monkeypatch):
     # batch makes an epoch's memory grow with the dataset (benchmarks/memory.py caught one).
     # Every batch's loss terms get a fresh leaf; it lives exactly as long as their graph.
     markers, alive = [], []
-    real_forward, real_validate = irno.train.Objective.forward, irno.train.validate
+    real_forward, real_validate = irno.refinement.train.Objective.forward, irno.refinement.train.validate
 
     def forward(self, *args):
         total, terms = real_forward(self, *args)
@@ -275,9 +277,9 @@ def test_an_epoch_keeps_no_batch_graph_alive(tmp_path, monkeypatch):
         alive.append(sum(ref() is not None for ref in markers[:-1]))  # the last batch's are still in scope
         return real_validate(*args, **kwargs)
 
-    monkeypatch.setattr(irno.train.Objective, "forward", forward)
-    monkeypatch.setattr(irno.train, "validate", validate)
-    train_refiner(_cfg(epochs=1), *_data(), tmp_path)
+    monkeypatch.setattr(irno.refinement.train.Objective, "forward", forward)
+    monkeypatch.setattr(irno.refinement.train, "validate", validate)
+    train_phi(_cfg(epochs=1), *_data(), tmp_path)
     assert len(markers) == 6 and alive == [0]
 
 
@@ -290,9 +292,9 @@ def test_item_and_batch_paths_and_on_the_fly_base_train_identically(tmp_path):
             return 0.5 * ((last + torch.roll(last, 1, dims=-1) + torch.roll(last, 1, dims=-2)) / 3)
 
     cfg = _cfg(epochs=1)
-    train_refiner(cfg, *_data(SyntheticBatched), tmp_path / "batched")
-    train_refiner(cfg, *_data(Synthetic), tmp_path / "items")  # DataLoader with per-item collation
-    train_refiner(cfg, *_data(SyntheticBatched, with_h0=False), tmp_path / "base", base=HalfSmoothedLast())
+    train_phi(cfg, *_data(SyntheticBatched), tmp_path / "batched")
+    train_phi(cfg, *_data(Synthetic), tmp_path / "items")  # DataLoader with per-item collation
+    train_phi(cfg, *_data(SyntheticBatched, with_h0=False), tmp_path / "base", base=HalfSmoothedLast())
     reference = _final_weights(tmp_path / "batched")
     _assert_same_weights(reference, _final_weights(tmp_path / "items"))
     _assert_same_weights(reference, _final_weights(tmp_path / "base"))
@@ -300,22 +302,22 @@ def test_item_and_batch_paths_and_on_the_fly_base_train_identically(tmp_path):
 
 def test_data_without_h0_needs_a_base(tmp_path):
     with pytest.raises(IrnoError, match="no 'h0'"):
-        train_refiner(_cfg(epochs=1), *_data(with_h0=False), tmp_path)
+        train_phi(_cfg(epochs=1), *_data(with_h0=False), tmp_path)
 
 
-def _ddp_worker(rank: int, world: int, port: int, cfg: RefinerConfig, out_dir) -> None:
+def _ddp_worker(rank: int, world: int, port: int, cfg: PhiConfig, out_dir) -> None:
     os.environ.update(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
     )
     torch.set_num_threads(1)
-    train_refiner(cfg, *_data(), out_dir)
+    train_phi(cfg, *_data(), out_dir)
 
 
 @pytest.mark.slow
 def test_two_gloo_processes_match_one(tmp_path):
     # batch 3 over 2 processes: shares of 2 and 1 samples, weighted back to the global batch's mean
     cfg = _cfg(epochs=2, batch_size=3)
-    train_refiner(cfg, *_data(), tmp_path / "one")
+    train_phi(cfg, *_data(), tmp_path / "one")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -360,7 +362,7 @@ def test_torchrun_command_passes_the_irno_arguments_through(nproc_args):
 @pytest.mark.parametrize(("job_threads", "each"), [("16", "8"), ("3", "1"), ("1", "1"), (None, None)])
 def test_torchrun_processes_share_the_jobs_threads(monkeypatch, job_threads, each):
     launched = []
-    monkeypatch.setattr(irno.train.subprocess, "call", lambda cmd, env: launched.append(env) or 0)
+    monkeypatch.setattr(irno.refinement.ddp.subprocess, "call", lambda cmd, env: launched.append(env) or 0)
     if job_threads is None:
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     else:
@@ -372,11 +374,11 @@ def test_torchrun_processes_share_the_jobs_threads(monkeypatch, job_threads, eac
 def test_train_on_prepared_stores_then_evaluate(tiny_stores, tmp_path):
     from irno.config import EvalConfig
     from irno.data.store import PreparedSplit
-    from irno.evaluate import evaluate_checkpoint
+    from irno.refinement.evaluate import evaluate_checkpoint
 
     train, valid, test = (PersistenceOnStore(PreparedSplit(tiny_stores[s])) for s in ("train", "valid", "test"))
     cfg = _cfg(epochs=2, batch_size=8)
-    history = train_refiner(cfg, train, valid, tmp_path / "run")
+    history = train_phi(cfg, train, valid, tmp_path / "run")
     assert len(history) == 2 and all(np.isfinite(row["loss"]) for row in history)
     ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert ckpt["field_names"] == train.field_names and ckpt["in_channels"] == 55

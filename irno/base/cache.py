@@ -1,18 +1,13 @@
 """The base-prediction cache: h0 = T_base(x) for every sample of a prepared store, computed once.
 
-Layout of a cache folder (one per dataset, split and base):
+A cache folder (one per dataset, split and base) holds ``h0.npy`` (store order; float32, float16,
+or bfloat16 kept as raw int16 bits; memory-mapped on read) and ``meta.json`` (the base's and the
+store's identity, dtype, normalisation, and the measured error of reduced precision). A build runs
+in batches into ``.<name>.partial/``; run again after an interruption it ends with the same bytes
+as an uninterrupted build. `BasePredictionCache.open(path, expect=...)` refuses a cache whose
+metadata differs from what the caller expects, naming every difference.
 
-    h0.npy      (N_samples, F, H, W) in store order; float32, float16, or bfloat16 kept as its
-                raw int16 bits (numpy has no bfloat16), memory-mapped on read
-    meta.json   base identity (class, Hub id, revision, weights hash, forward mode), store identity
-                (dataset, split, manifest hash, stats hash, sample count), dtype, normalisation,
-                and for reduced precision the measured error against float32
-
-A build runs in batches into ``.<name>.partial/`` beside the output, advancing a progress marker
-after each batch is flushed; run again after an interruption it continues from the marker and
-ends with the same bytes as an uninterrupted build (batches keep their boundaries). Only a
-finished cache is moved to its final name. `BasePredictionCache.open(path, expect=...)` refuses
-a cache whose metadata differs from what the caller expects, naming every difference.
+Detail: docs/outputs.md#base-operators-basedatasetbase
 """
 
 from __future__ import annotations
@@ -37,7 +32,7 @@ from irno.base.operator import (
 from irno.config import BaseConfig
 from irno.data.store import PreparedSplit
 from irno.device import log_device, select_device
-from irno.files import read_json, replace_dir, stable_hash, write_json
+from irno.files import read_json, read_meta, replace_dir, stable_hash, write_json
 from irno.settings import flatten
 
 CACHE_FORMAT = 1
@@ -70,12 +65,7 @@ class BasePredictionCache:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.meta = read_json(self.path / "meta.json")
-        if self.meta.get("format") != CACHE_FORMAT:
-            raise IrnoError(
-                f"{self.path / 'meta.json'}: cache format {self.meta.get('format')!r}, "
-                f"expected {CACHE_FORMAT} (rebuild it)"
-            )
+        self.meta = read_meta(self.path, "cache", CACHE_FORMAT, "rebuild it")
         self.dtype: str = self.meta["dtype"]
         self._h0 = None
 

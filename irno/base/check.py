@@ -1,29 +1,13 @@
 """The base check: which forward mode reproduces the published numbers of a base?
 
-The published FNO/TFNO checkpoints were trained with the FNO-block bug
-(docs/method.md#the-fno-forward), so under the_well 1.2.0 only the ``legacy`` forward reproduces The Well's
-numbers for them (valid VRMSE 0.3157 FNO, 0.3342 TFNO on active_matter). Which forward produced
-the IRNO paper's single-pass numbers is not known: its reference code calls whatever forward is
-installed. Before anything is built on a base, this check measures both forwards (FNO/TFNO; other
-classes have one) in both conventions:
+The published FNO/TFNO checkpoints were trained with the FNO-block bug, so under the_well 1.2.0
+only the ``legacy`` forward reproduces The Well's numbers for them. Before anything is built on a
+base, this check measures both forwards (other classes have one) against The Well's valid VRMSE
+and the paper's pooled single-pass number, and decides the forward everything downstream uses
+(``forward`` in base_check.json): ``forward: auto`` takes the one that reproduces the published
+numbers, an explicit ``legacy|fixed`` always wins, and a miss fails unless ``strict: false``.
 
-- The Well's VRMSE on the valid split, in physical units, against ``published_valid_vrmse``
-  (The Well's benchmark);
-- the IRNO reference's pooled VRMSE on the test split, against ``published_single_pass_pooled``
-  (the paper's single-pass number), when a test split is given.
-
-It then decides the forward everything downstream uses (recorded as ``forward`` in
-base_check.json; the prediction cache reads it from there):
-
-- ``forward: auto``: the forward that reproduces the paper's single-pass number within
-  ``check_tolerance`` (relative); without that number, the one that reproduces The Well's; without
-  either, the one with the lower valid error (the forward the weights were trained with). When a
-  published number exists and neither forward reproduces it, the check fails (``strict: false``
-  warns and takes the closer one), showing both forwards' numbers.
-- an explicit ``forward: legacy|fixed`` always wins. It fails when it misses The Well's number
-  while the other forward matches it (``strict: false`` warns); a miss of the paper's number is a
-  warning.
-- no published number at all: the numbers only (verdict "unchecked").
+Detail: docs/method.md#the-base-check
 """
 
 from __future__ import annotations
@@ -40,7 +24,7 @@ from irno.config import BaseConfig
 from irno.data.store import PreparedSplit
 from irno.device import log_device, select_device
 from irno.files import read_json, write_json
-from irno.metrics import pooled_vrmse_cf, well_metadata, well_vrmse
+from irno.metrics import PooledVrmse, well_metadata, well_vrmse
 
 # The two references a forward is checked against: base config key, measured key, what it is.
 REFERENCES = {
@@ -72,15 +56,12 @@ def per_field_vrmse(
 def pooled_vrmse(predictors: dict, split: PreparedSplit, batch_size: int, device) -> dict[str, float]:
     """Name -> the reference's pooled VRMSE over the whole split (mean of the finite (B, W) values)."""
     meta = well_metadata(split.field_names, split.grid, split.meta["dataset"])
-    sums = {name: [0.0, 0] for name in predictors}
+    pooled = {name: PooledVrmse(meta, device) for name in predictors}
     for idx in torch.arange(len(split)).split(batch_size):
         x, y = (t.to(device) for t in split.batch(idx))
         for name, predict in predictors.items():
-            pooled = pooled_vrmse_cf(predict(x).float(), y, meta)  # (B, W)
-            finite = torch.isfinite(pooled)
-            sums[name][0] += float(torch.where(finite, pooled, 0.0).double().sum())
-            sums[name][1] += int(finite.sum())
-    return {name: total / count if count else float("nan") for name, (total, count) in sums.items()}
+            pooled[name].add(predict(x).float(), y)
+    return {name: p.value() for name, p in pooled.items()}
 
 
 def check_indices(cfg: BaseConfig, n: int) -> np.ndarray:

@@ -1,16 +1,15 @@
 """The frozen base operator T_base: one of The Well's benchmark models, with its forward mode.
 
 A base always runs from a *model directory* that `PyTorchModelHubMixin.save_pretrained` wrote
-(``config.json``, ``model.safetensors``) plus ``irno_base.json``, our provenance record: the
-model class, where the weights came from (Hub id and the resolved revision, a local directory,
-or local training) and the SHA-256 of the weights. `fetch_base` fills such a directory from the
-Hub or a local directory so that compute nodes need no internet; `irno.base.train` fills one by
-training. Weights only ever load from safetensors: nothing executes pickled code.
+(``config.json``, ``model.safetensors``) plus ``irno_base.json``, our provenance record (model
+class, where the weights came from, their SHA-256). `fetch_base` fills one from the Hub or a local
+directory, `irno.base.train` by training. Weights only ever load from safetensors.
 
-Forward modes (docs/method.md#the-fno-forward). Up to the_well 1.1.0 the FNO/TFNO wrapper computed
-the Fourier blocks and dropped their output, so the published checkpoints were trained as
-``projection(lifting(x))``, a point-wise network. ``legacy`` reproduces that forward without
-touching the_well; ``fixed`` is the installed (1.2.0) forward. Other classes have one forward.
+Forward modes: ``legacy`` reproduces, without touching the_well, the forward the published FNO/TFNO
+checkpoints were trained with (``projection(lifting(x))``); ``fixed`` is the installed (1.2.0)
+forward. Other classes have one forward.
+
+Detail: docs/method.md#the-fno-forward, docs/outputs.md#base-operators-basedatasetbase
 """
 
 from __future__ import annotations

@@ -72,9 +72,9 @@ def _train_base(cfg: BaseConfig, train: PreparedSplit, valid: PreparedSplit, out
         model.load_state_dict(saved["model"])
         optimiser.load_state_dict(saved["optimiser"])
         history = saved["history"]
-        log.info("resuming base training after epoch %d from %s", saved["epoch"], resume.path)
+        log.info("resuming base training after epoch %d from %s", saved["done"], resume.path)
 
-    for epoch in resume.epochs_to_run(saved):
+    for epoch in resume.units_to_run(saved):
         op.train()
         # Seeded per epoch (epochs from 1), so a resumed run visits the batches a continuous one would.
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch - 1))

@@ -1,17 +1,14 @@
 """Download a Well dataset (or take an existing copy) and verify every file against the package's
 own registry.
 
-The Well's `well_download` runs curl and exits quietly when the network fails, so a download is
-only trusted after `build_manifest` has checked that every file the registry lists for the split
-arrived, is non-empty, opens with h5py and with The Well's loader and holds the fields the
-dataset's ``stats.yaml`` describes. The manifest records each file's SHA-256, which `irno prepare`
-checks before reading; the registry lists no hashes, so a file that arrives damaged yet readable
-is not caught here (`irno prepare` still refuses its non-finite values). curl runs with
-``--continue-at -``: a download interrupted half-way resumes where it stopped when run again.
+The Well's `well_download` exits quietly when the network fails, so a download is only trusted
+after `build_manifest` has checked that every file the registry lists for the split arrived, is
+non-empty, opens with h5py and with The Well's loader and holds the fields of ``stats.yaml``. The
+manifest records each file's SHA-256, which `irno prepare` checks before reading; an interrupted
+download resumes where it stopped. `index_local_dataset` does the same checks on a copy already on
+disk, reading only, with no network.
 
-`index_local_dataset` does the same checks on a copy that is already on disk (e.g. a group's
-shared, read-only copy of The Well): it only reads, writes nothing beside the files and uses no
-network; the manifest it returns is written under the run's outputs by the caller.
+Detail: docs/outputs.md#data-datadataset, docs/outputs.md#a-local-copy-of-the-well-source-local
 """
 
 from __future__ import annotations

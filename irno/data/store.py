@@ -1,21 +1,13 @@
 """Prepared stores: one split of a Well dataset, normalised once, as one memory-mappable array.
 
 `prepare_split` reads every trajectory once through The Well's own `WellDataset` (so the
-normalisation is The Well's) and writes
+normalisation is The Well's) and writes ``trajectories.npy`` (N_traj, T, F, H, W), ``windows.npy``
+(N_samples, 2: [trajectory, t0], in WellDataset's order) and ``meta.json``. A training window is an
+index into the trajectories, never a copy, and gives exactly what `window_to_xy(WellDataset(...)[i])`
+gives. `PreparedSplit` opens the arrays lazily with ``mmap_mode="r"`` (also in DataLoader workers),
+so RAM stays flat however large the split.
 
-    <store>/trajectories.npy   (N_traj, T, F, H, W) float32, channel-first per frame
-    <store>/windows.npy        (N_samples, 2) int64: [trajectory, t0], in WellDataset's order
-    <store>/meta.json          dataset, split, manifest hash, fields, channel mean/std, counts
-
-A training window is an index into the trajectories, never a copy: sample i with
-``(n, t0) = windows[i]`` is
-
-    x = traj[n, t0 : t0 + T_in]      (T_in, F, H, W) -> (T_in * F, H, W)   time-major channels
-    y = traj[n, t0 + T_in]           (F, H, W)
-
-which is exactly what `window_to_xy(WellDataset(...)[i])` gives. `PreparedSplit` opens the
-arrays lazily with ``mmap_mode="r"`` (also in DataLoader workers), so RAM stays flat however
-large the split.
+Detail: docs/outputs.md#data-datadataset
 """
 
 from __future__ import annotations
@@ -30,7 +22,7 @@ from tqdm import tqdm
 
 from irno import IrnoError, log
 from irno.data.well import READ_ERRORS, check_split, dataset_dir, field_names, open_well_dataset, split_dir
-from irno.files import atomic_dir, file_sha256, read_json, stable_hash, write_json
+from irno.files import atomic_dir, file_sha256, read_json, read_meta, stable_hash, write_json
 
 STORE_FORMAT = 1
 
@@ -235,12 +227,7 @@ class PreparedSplit(torch.utils.data.Dataset):
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.meta = read_json(self.path / "meta.json")
-        if self.meta.get("format") != STORE_FORMAT:
-            raise IrnoError(
-                f"{self.path / 'meta.json'}: store format {self.meta.get('format')!r}, expected {STORE_FORMAT} "
-                "(re-run irno prepare)"
-            )
+        self.meta = read_meta(self.path, "store", STORE_FORMAT, "re-run irno prepare")
         self.field_names: list[str] = list(self.meta["field_names"])
         self.n_steps_input: int = int(self.meta["n_steps_input"])
         self.grid: tuple[int, int] = tuple(self.meta["grid"])

@@ -1,30 +1,13 @@
 """The claims table: each claim of the paper that the study's outputs can test, with a verdict.
 
 The claims live in a data file (``config/claims.yaml``): per claim, its text, the paper's number
-with its source (a key of ``config/reported.yaml``'s sources) and a test of one of the kinds in
-`TESTS`. Each test reads the evaluated runs of one dataset x base (means over seeds, and their
-spread) and gives one row per dataset x base (per experiment, for the alpha claims):
+with its source and a test of one of the kinds in `TESTS` (at_least, at_most, below, order, steps,
+monotone, diverges, converges). Each test reads the evaluated runs of one dataset x base (means
+over seeds, and their spread) and gives one row per dataset x base with a verdict: ``holds``,
+``does not hold``, ``not significant`` (within the seeds' spread, or one seed only:
+irno.report.stats, t-tests at the 5 % level) or ``not run``.
 
-- ``holds``: our numbers are on the claimed side of the threshold or reference, significantly;
-- ``does not hold``: they are on the other side, significantly;
-- ``not significant``: the difference is within the seeds' spread, or there is one seed only
-  (irno.report.stats: t-tests at the 5 % level);
-- ``not run``: the study has no run the test needs (e.g. no no_spectral experiment).
-
-Test kinds (the quantity is a metrics.json key of the main experiment unless named otherwise;
-``scale`` multiplies it, e.g. 100 for a band ratio in %):
-
-- ``at_least`` / ``at_most``: quantity >= / <= ``threshold``;
-- ``below``: quantity of ``experiment`` below the same quantity of ``reference`` (another
-  experiment), e.g. the high band with the spectral loss below that without it;
-- ``order``: ``metrics`` in decreasing order (e.g. band ratios low > mid > high);
-- ``steps``: a per_step.csv column decreasing from step to step, k = 0 .. K;
-- ``monotone``: along a sweep of the report plan (K), the quantity decreases as the swept value grows;
-- ``diverges`` / ``converges``: for each run of the alpha sweep with alpha >= (<=) ``alpha``, the
-  error at the last evaluated step (K + extra) is above (below) the base's error.
-
-Derived quantities: ``drift_beyond_K`` = VRMSE at the last step - VRMSE at K (The Well's), and
-``excess_over_base`` = VRMSE at the last step - VRMSE of the base.
+Detail (every test kind, the derived quantities): docs/outputs.md#claims-configclaimsyaml-tablesclaims
 """
 
 from __future__ import annotations
@@ -58,7 +41,7 @@ class Claim:
     claim: str  # what the paper says
     paper: str  # the paper's number(s), as text
     source: str  # a key of reported.yaml's sources
-    test: dict  # kind and parameters (module docstring)
+    test: dict  # kind and parameters (docs/outputs.md#claims)
     note: str = ""
 
 

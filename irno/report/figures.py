@@ -1,22 +1,13 @@
-"""Paper figures from saved evaluation outputs, each written as ``<name>.pdf`` and ``<name>.png``.
-
-- ``spectral_error_ratio``: median E_k(m) / E_0(m) per radial shell, inter-quartile band, one
-  curve per step, Nyquist marked (the paper's figure (a)). Panels: datasets x bases.
-- ``spectral_mse_per_step``: per-sample spectral MSE against the step (figure (b)), with the
-  median of each band experiment. Panels: datasets x bases.
-- ``convergence``: VRMSE against the step for each sweep (alpha, K), beyond-K region shaded.
-  Panels: (dataset, base) rows x sweep columns.
-- ``energy_spectra``: isotropic power spectra of truth, base and refined. Panels: (dataset, base)
-  rows x quantities (first field, velocity, second field; for active_matter: concentration,
-  velocity, D_xx).
-- ``fields``: one test sample of one run (the plan's figure_dataset / figure_base): truth, base,
-  refined and both absolute errors for the same quantities (velocity as its magnitude).
+"""Paper figures from saved evaluation outputs, each written as ``<name>.pdf`` and ``<name>.png``:
+``spectral_error_ratio`` (the paper's figure (a)), ``spectral_mse_per_step`` (figure (b)),
+``convergence`` (VRMSE against the step per sweep), ``energy_spectra`` and ``fields``.
 
 Every figure function draws inside `figure_style()`, saves both files atomically (unless
 ``out_dir`` is None) and returns the `Figure`, whose artists carry the plotted arrays unchanged
-(lines are tagged with a ``gid`` such as ``"median k=3"``). A missing run is a panel that says
-so; a diverged curve is drawn as evaluated and every point beyond the axis (or non-finite) gets a
-``^`` marker on the top edge, so divergence is visible without flattening the converged curves.
+(lines are tagged with a ``gid`` such as ``"median k=3"``). A missing run is a panel that says so;
+a diverged curve is drawn as evaluated, every point beyond the axis marked ``^`` on the top edge.
+
+Detail (panels, quantities): docs/outputs.md#tables-tables-and-figures-figures
 """
 
 from __future__ import annotations
@@ -39,12 +30,12 @@ from matplotlib.ticker import LogFormatterSciNotation
 
 from irno.config import ReportPlan
 from irno.files import atomic_path
+from irno.report.names import FIGURE_NAMES
 from irno.report.results import SeededRun, load_runs
 
 log = logging.getLogger(__name__)
 logging.getLogger("fontTools").setLevel(logging.WARNING)  # PDF font subsetting logs every glyph at INFO
 
-FIGURE_NAMES = ("spectral_error_ratio", "spectral_mse_per_step", "convergence", "energy_spectra", "fields")
 PANEL = (5.0, 3.4)  # inches per line-plot panel
 PALETTE = sns.color_palette("colorblind")
 REFINED, BASE, TRUTH = PALETTE[0], PALETTE[1], "black"

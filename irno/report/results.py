@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from irno import IrnoError
+from irno.bands import BANDS
 from irno.config import ReportPlan
 from irno.files import read_json, read_yaml
 from irno.report.stats import Stat
@@ -45,7 +46,6 @@ NPZ_ARRAYS = (  # the arrays of spectra.npz
     "spectral_mse", "energy_wavenumber", "energy_truth", "energy_base", "energy_refined", "field_names",
     "example_index", "example_truth", "example_base", "example_refined",
 )  # fmt: skip
-BANDS = ("low", "mid", "high")
 
 
 def eval_dir(eval_root: str | os.PathLike, dataset: str, base: str, experiment: str, seed: str = "") -> Path:

@@ -2,7 +2,7 @@
 
 A run repeated with several training seeds gives one value per seed; tables show their mean and
 sample standard deviation (``0.4970 ± 0.0012``) and n. Whether two experiments differ, or a
-quantity differs from a threshold, is decided by a t-test at the level `ALPHA` (Welch's for two
+quantity differs from a threshold, is decided by a t-test at the level `SIGNIFICANCE` (Welch's for two
 groups, one-sample against a threshold): a difference that fails it is "within the spread" and
 the tables mark it so. With one seed there is no spread, and nothing can be called significant.
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-ALPHA = 0.05  # two-sided significance level of every test here
+SIGNIFICANCE = 0.05  # two-sided significance level of every test here
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class Test:
 
     @property
     def significant(self) -> bool:
-        return self.p_value is not None and self.p_value < ALPHA
+        return self.p_value is not None and self.p_value < SIGNIFICANCE
 
 
 def _finite(s: Stat) -> bool:

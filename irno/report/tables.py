@@ -1,21 +1,13 @@
 """Paper tables from saved evaluation outputs: ``main``, ``ablations``, ``bands``, ``per_field`` and
 ``claims`` (the paper's claims with a verdict each, irno.report.claims).
 
-Each is written as ``<name>.csv``, ``<name>.md`` and ``<name>.tex`` (LaTeX booktabs). Every row
-comes from one evaluated run (``bands``: one per band experiment, side by side). Cells say what
-they are in every format:
+Each is written as ``<name>.csv`` (full precision), ``<name>.md`` and ``<name>.tex`` (booktabs,
+rounded). Every row comes from one evaluated run; cells say what they are in every format: a
+number, a number marked ``†`` (CSV: ``(diverged)``), ``missing``, ``not reported`` or ``not
+compared (simulated)``. VRMSE appears in two conventions (docs/method.md#vrmse-two-conventions):
+``The Well`` and ``pooled (reference)``.
 
-- a number: CSV keeps full precision (the value as evaluated), Markdown and LaTeX round it
-  (VRMSE 4 decimals, percentages 2 or 1);
-- a number marked ``†`` (CSV: ``(diverged)``): the evaluation flagged that step as diverged;
-- ``missing``: the plan lists the run but the evaluation root has no complete output for it;
-- ``not reported``: no published number exists for that cell (config/reported.yaml);
-- ``not compared (simulated)``: the dataset is a re-simulation (plan ``simulated``), so the
-  published numbers, measured on The Well's data, are not put beside ours.
-
-VRMSE appears in two conventions (docs/method.md#vrmse-two-conventions): ``The Well`` (per field,
-channel-last; comparable with The Well's benchmark) and ``pooled (reference)`` (the IRNO reference implementation's
-channel-first pooling; comparable with the paper's table).
+Detail: docs/outputs.md#tables-tables-and-figures-figures
 """
 
 from __future__ import annotations
@@ -29,15 +21,15 @@ from typing import Any
 
 import pandas as pd
 
+from irno.bands import BANDS
 from irno.config import ReportPlan
-from irno.files import atomic_path
+from irno.files import write_table
 from irno.report.claims import Verdict, evaluate_claims, load_claims
-from irno.report.results import BANDS, Reported, SeededRun, load_reported, load_runs
-from irno.report.stats import ALPHA, Stat, compare
+from irno.report.results import Reported, SeededRun, load_reported, load_runs
+from irno.report.stats import SIGNIFICANCE, Stat, compare
 
 log = logging.getLogger(__name__)
 
-TABLE_NAMES = ("main", "ablations", "bands", "per_field", "claims")
 VRMSE, PERCENT, DELTA, BAND_PERCENT = ".4f", ".2f", "+.4f", ".1f"
 MISSING, NOT_REPORTED, SIMULATED = "missing", "not reported", "not compared (simulated)"
 DIVERGED_MARK = {"csv": " (diverged)", "md": " †", "tex": " †"}
@@ -47,7 +39,7 @@ DIVERGED_NOTE = (
 MISSING_NOTE = "missing: listed in the report plan, but eval/<dataset>/<base>/<experiment>/ has no complete output."
 NOT_SIGNIFICANT = " (ns)"
 NOT_SIGNIFICANT_NOTE = (
-    f"(ns): within the seeds' spread: the difference is not significant (Welch's t-test, p ≥ {ALPHA}), or there "
+    f"(ns): within the seeds' spread: the difference is not significant (Welch's t-test, p ≥ {SIGNIFICANCE}), or there "
     "is only one seed."
 )
 
@@ -117,29 +109,26 @@ class Table:
         return frame
 
     def write(self, out_dir: str | os.PathLike) -> list[Path]:
-        out_dir = Path(out_dir)
         numeric = [any(not isinstance(row[i].value, str) for row in self.rows) for i in range(len(self.columns))]
-        paths = [out_dir / f"{self.name}.{suffix}" for suffix in ("csv", "md", "tex")]
-        with atomic_path(paths[0]) as tmp:
-            self.frame("csv").to_csv(tmp, index=False)
-        with atomic_path(paths[1]) as tmp:
-            align = ["right" if n else "left" for n in numeric]
-            body = self.frame("md").to_markdown(index=False, colalign=align, disable_numparse=True)  # keep our rounding
-            tmp.write_text(f"**{self.title}**\n\n{body}\n" + "".join(f"\n{note}\n" for note in self.notes))
-        with atomic_path(paths[2]) as tmp:
-            tex = self.frame("tex").map(_latex)
-            tex.columns = [_latex(c) for c in self.columns]
-            latex = tex.to_latex(
-                index=False,
-                escape=False,
-                column_format="".join("r" if n else "l" for n in numeric),
-                caption=_latex(self.title),
-                label=f"tab:irno-{self.name.replace('_', '-')}",
-                position="htbp",
-            )
-            notes = "".join(f"\\par{{\\footnotesize {_latex(note)}}}\n" for note in self.notes)
-            tmp.write_text(latex.replace("\\end{tabular}\n", "\\end{tabular}\n" + notes))
-        return paths
+        align = ["right" if n else "left" for n in numeric]
+        body = self.frame("md").to_markdown(index=False, colalign=align, disable_numparse=True)  # keep our rounding
+        tex = self.frame("tex").map(_latex)
+        tex.columns = [_latex(c) for c in self.columns]
+        latex = tex.to_latex(
+            index=False,
+            escape=False,
+            column_format="".join("r" if n else "l" for n in numeric),
+            caption=_latex(self.title),
+            label=f"tab:irno-{self.name.replace('_', '-')}",
+            position="htbp",
+        )
+        notes = "".join(f"\\par{{\\footnotesize {_latex(note)}}}\n" for note in self.notes)
+        return write_table(
+            Path(out_dir) / self.name,
+            self.frame("csv"),
+            markdown=f"**{self.title}**\n\n{body}\n" + "".join(f"\n{note}\n" for note in self.notes),
+            latex=latex.replace("\\end{tabular}\n", "\\end{tabular}\n" + notes),
+        )
 
 
 _TEX = {
@@ -432,8 +421,8 @@ def claims_table(verdicts: list[Verdict], reported: Reported) -> Table:
         )  # fmt: skip
     table.notes = [
         "holds: on the claimed side, significantly; does not hold: on the other side, significantly; not "
-        f"significant: within the seeds' spread, or one seed only (t-tests, p < {ALPHA}); not run: the study lacks "
-        "the runs the test needs. Claims, thresholds and tests: the claims file (irno.report.claims).",
+        f"significant: within the seeds' spread, or one seed only (t-tests, p < {SIGNIFICANCE}); not run: the study "
+        "lacks the runs the test needs. Claims, thresholds and tests: the claims file (irno.report.claims).",
         *(f"{key}: {reported.source_title(key)}." for key in dict.fromkeys(v.claim.source for v in verdicts)),
         *(f"{v.claim.id}: {v.claim.note}" for v in {v.claim.id: v for v in verdicts if v.claim.note}.values()),
     ]

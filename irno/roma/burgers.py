@@ -1,22 +1,13 @@
 """Burgers-like social dynamics on a graph (the reference's lib/burgers_coupled.py, the paper's BD data).
 
-Each node i follows the growth of online groups: its raw series is the mean of ``mixed`` random
-"gel" curves g_c(t) (the largest group's share in an aggregation process, `gel_curve`). As the
-reference does, the series is smoothed by a trailing Gaussian window (a weighted sum of the
-last ``window`` values, weights exp(-(k - (window - 1) / 2)^2 / (2 std^2))) and differenced,
-giving increments x_i(t) >= 0. Then ``iterations`` message-passing updates couple the nodes:
+Each node's raw series is the mean of ``mixed`` random "gel" curves (the largest group's share in
+an aggregation process, `gel_curve`: ours, the reference reads its curves from files no script of
+it writes), smoothed by a trailing Gaussian window and differenced; then ``iterations``
+message-passing updates couple the nodes:
 
-    x_i(t) <- x_i(t) + sqrt(mean_{j in N(i)} (w_ij x_j(t - 1))^2) / reduction,   t >= 1,
-    w_ij = deg_j / sum_{k in N(i)} deg_k,
+    x_i(t) <- x_i(t) + sqrt(mean_{j in N(i)} (w_ij x_j(t - 1))^2) / reduction,   w_ij = deg_j / sum_{k in N(i)} deg_k
 
-each update computed from the previous one's increments at all times. The series is the
-cumulative sum of the increments over time, divided by its global maximum: non-decreasing, in
-[0, 1]. Smoothing and differencing are linear, so they are applied to the curves before mixing.
-
-The reference reads its gel curves from files that no script of it writes; `gel_curve` is our
-aggregation model (irno.roma.config.BurgersConfig): agents join a pool, random pairs of them
-join their groups with a probability that falls with the difference of their characters, and a
-giant group forms at some point (gelation) and then absorbs the rest.
+The series is the cumulative sum of the increments, divided by its global maximum (docs/roma.md, "Data").
 """
 
 from __future__ import annotations
@@ -24,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from irno.roma.config import BurgersConfig
 from irno.roma.graphs import adjacency
+from irno.roma.settings import BurgersConfig
 
 _BLOCK_FRAMES = 64  # time columns per sparse product in the message-passing updates
 

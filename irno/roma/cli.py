@@ -1,18 +1,15 @@
-"""``irno roma <verb>``: the ROMA study's steps, one command per workflow rule (``evaluate`` is
-run by the training job, ``train --evaluation``, and stays a verb to re-score a checkpoint).
+"""``irno roma <verb>``: the ROMA study's steps (their settings files: ``irno write-settings``).
 
-    summary   study YAML                   -> each model's parameter count and every experiment's runs (stdout)
-    expand    study YAML (roma: section)   -> study.json and every settings.yaml under OUT_DIR
-    write-settings  one settings mapping (JSON) -> its YAML file (how the workflow writes them, one per job)
-    simulate  data settings                -> dataset.h5
-    encode    encoding settings + dataset  -> encodings.h5 (Laplacian eigenvectors, node2vec)
+    summary   study YAML -> each model's parameter count and every experiment's runs (stdout)
+    simulate  data settings -> dataset.h5
+    encode    encoding settings + dataset -> encodings.h5 (Laplacian eigenvectors, node2vec)
     train     run settings + dataset (+ encodings) -> checkpoint.pt, train_log.csv (+ last.pt to resume),
-              and with --evaluation FOLDER evaluate's outputs in FOLDER
-    evaluate  run settings + data + ckpt   -> metrics.json (+ attention.npz for roma)
+              with --evaluation FOLDER also evaluate's outputs (one job trains and scores)
+    evaluate  run settings + dataset + checkpoint -> metrics.json (+ attention.npz for roma)
     tables    study YAML + metrics.json... -> results.csv, smspe.*, effective_dynamics.*, scaling.*, ablations.*
     figures   study YAML + metrics, logs, attention -> training_curves.*, scaling_law.*, attention.*
 
-Heavy imports (torch, matplotlib) happen inside the verbs, so ``--help`` and ``expand`` stay fast.
+Heavy imports (torch, matplotlib) happen inside the verbs, so ``--help`` stays fast.
 """
 
 from __future__ import annotations
@@ -26,8 +23,6 @@ log = logging.getLogger("irno.roma")
 
 
 def add_roma_commands(subparsers) -> None:
-    from irno.roma.config import SETTINGS_KINDS
-
     roma = subparsers.add_parser(
         "roma",
         help="the ROMA study (neural operators on Kuramoto and Burgers-like dynamics on graphs)",
@@ -45,30 +40,6 @@ def add_roma_commands(subparsers) -> None:
     )
     p.add_argument("--config", required=True, help="YAML file with a roma: section (e.g. config/roma.yaml)")
     p.set_defaults(func=_summary)
-
-    p = verbs.add_parser(
-        "expand",
-        help="expand a study into per-dataset and per-run settings files",
-        description="Expand the roma: section's experiments into runs and write OUT_DIR/study.json, "
-        "OUT_DIR/data/<dataset>/settings.yaml, OUT_DIR/data/<dataset>/encodings/settings.yaml and "
-        "OUT_DIR/runs/<run>/settings.yaml (files whose content is unchanged are left alone).",
-    )
-    p.add_argument("--config", required=True, help="YAML file with a roma: section (e.g. config/demo.yaml)")
-    p.add_argument("--out-dir", required=True, help="study folder, e.g. results/<run>/roma")
-    p.set_defaults(func=_expand)
-
-    p = verbs.add_parser(
-        "write-settings",
-        help="validate one dataset's, run's or study's settings and write them",
-        description="Validate a JSON mapping as the settings of KIND (data: DataConfig, encodings: "
-        "EncodingConfig, run: RunConfig, study: a whole roma: section, checked by expanding it) and write it, complete "
-        "with defaults, as YAML (a study under roma:). The workflow writes each settings file "
-        "this way, from a parameter of its own job.",
-    )
-    p.add_argument("--kind", required=True, choices=list(SETTINGS_KINDS), help="which settings")
-    p.add_argument("--json", required=True, help='the settings as a JSON mapping, e.g. \'{"graph": {"nodes": 3000}}\'')
-    p.add_argument("--out", required=True, help="YAML file to write (atomically)")
-    p.set_defaults(func=_write_settings)
 
     p = verbs.add_parser(
         "simulate",
@@ -164,38 +135,53 @@ def _set_threads(args) -> None:
 
 
 def _summary(args) -> int:
-    from irno.roma.config import read_study_config
-    from irno.roma.models import study_summary
+    from irno.roma.settings import read_study_config
 
     print(study_summary(read_study_config(args.config)))
     return 0
 
 
-def _expand(args) -> int:
-    from irno.roma.config import expand_study, read_study_config, write_expanded_study
+def study_summary(study) -> str:
+    """Each model kind's parameter count at the study's defaults ('<model> <count>', the reference's
+    convention), then every experiment's runs: dataset, model, settings, key and count."""
+    from irno.files import stable_hash
+    from irno.roma.models import parameter_counts
+    from irno.roma.settings import MODEL_KINDS, RunConfig
+    from irno.roma.study import expand_study, model_defaults
+    from irno.settings import from_dict, to_dict
 
-    plan = expand_study(read_study_config(args.config))
-    write_expanded_study(plan, args.out_dir)
-    log.info(
-        "%d datasets, %d runs (%s)",
-        len(plan.datasets),
-        len(plan.runs),
-        ", ".join(f"{k}: {len(v)}" for k, v in plan.experiments.items()),
-    )
-    return 0
+    expanded = expand_study(study)
 
+    counts: dict[str, int] = {}
 
-def _write_settings(args) -> int:
-    from irno.roma.config import write_settings
-    from irno.settings import parse_json_option
+    def count(run: RunConfig) -> int:  # as the reference counts them; equal models counted once
+        encodings = study.datasets[run.dataset].encodings
+        dim = sum(getattr(encodings, kind) for kind in run.model.used_encodings)
+        key = stable_hash([to_dict(run.model), run.train.history, run.train.subgraph_nodes, dim])
+        if key not in counts:
+            counts[key] = parameter_counts(run, dim)[1]
+        return counts[key]
 
-    write_settings(args.kind, parse_json_option(args.json), args.out)
-    return 0
+    dataset = next(iter(study.datasets))
+    lines = [f"# parameters of each model at the study's defaults (dataset {dataset}; counted as the reference does)"]
+    for kind in MODEL_KINDS:
+        run = from_dict(RunConfig, model_defaults(study, kind, dataset), f"roma.per_model.{kind}")
+        lines.append(f"{kind} {count(run)}")
+    for name, entries in expanded.experiments.items():
+        lines.append(f"# {name}: {len(entries)} runs (dataset model setting width pde steps run-key parameters)")
+        for entry in entries:
+            run = from_dict(RunConfig, expanded.runs[entry["run"]])
+            pde = run.model.pde if run.model.learned_pde else "none"
+            lines.append(
+                f"{name} {entry['dataset']} {entry['model']} [{entry['setting']}] width={run.model.width} "
+                f"pde={pde} steps={run.train.steps} {entry['run']} {count(run)}"
+            )
+    return "\n".join(lines)
 
 
 def _simulate(args) -> int:
-    from irno.roma.config import load_data_config
     from irno.roma.datasets import describe, simulate
+    from irno.roma.settings import load_data_config
 
     path = simulate(load_data_config(args.config), args.out)
     log.info("%s: %s", path, json.dumps(describe(path)))
@@ -217,8 +203,8 @@ def _device(preference: str) -> None:
 
 
 def _encode(args) -> int:
-    from irno.roma.config import load_encoding_config
     from irno.roma.datasets import encode
+    from irno.roma.settings import load_encoding_config
 
     _set_threads(args)
     cfg = load_encoding_config(args.config)
@@ -229,7 +215,7 @@ def _encode(args) -> int:
 
 
 def _train(args) -> int:
-    from irno.roma.config import load_run_config
+    from irno.roma.settings import load_run_config
     from irno.roma.train import CHECKPOINT_FILE, read_inputs, train
     from irno.runlock import LOCK_FILE, RunFolderLock
 
@@ -251,7 +237,7 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from irno.roma.config import load_run_config
+    from irno.roma.settings import load_run_config
     from irno.roma.train import read_inputs
 
     _set_threads(args)
@@ -275,16 +261,16 @@ def _score(cfg, inputs, checkpoint, metrics_out, attention_out) -> None:
 
 
 def _tables(args) -> int:
-    from irno.roma.config import read_study_config
     from irno.roma.report import write_tables
+    from irno.roma.settings import read_study_config
 
     write_tables(read_study_config(args.config), args.metrics, args.out_dir)
     return 0
 
 
 def _figures(args) -> int:
-    from irno.roma.config import read_study_config
     from irno.roma.report import write_figures
+    from irno.roma.settings import read_study_config
 
     write_figures(read_study_config(args.config), args.metrics, args.train_logs, args.attention, args.out_dir)
     return 0

@@ -1,33 +1,13 @@
 """What one training step of a ROMA-study run costs, in FLOPs, at the run's real sizes, without
 weights, data or a GPU.
 
-`train_step_flops(run, study)` builds the run's model on torch's meta device (tensors with shapes
-and no storage: nothing is allocated or computed), runs one training step on a batch of meta
-tensors of the run's sizes, the forward pass (with the learned-PDE derivatives when the run has
-them), `irno.roma.train.training_loss` and the backward pass, under torch's FLOP counter
-(`torch.utils.flop_counter.FlopCounterMode`), and returns the count. The forward-mode
-derivatives (`torch.func.jacfwd` under `vmap`) run on meta tensors like the rest, so every part
-is counted at full size; nothing is scaled. (Under `FakeTensorMode` torch 2.14's forward-mode
-autodiff fails an internal assertion; the meta device does not need it.)
-
-What the counter counts: matrix products (mm, addmm, bmm, attention), 2 FLOPs per multiply-add.
-Element-wise work (activations, norms, the Mobius maps, the loss), gathers and scatters (message
-aggregation, evaluating the input functions) and the optimiser's update are not counted: they are
-memory-bound and a GPU's time on them is not proportional to FLOPs. Attention is counted as its
-two batched products forward and four backward; a fused GPU kernel recomputes the scores in its
-backward pass, one more product (2 B heads T^2 head_dim FLOPs per block) that this count leaves out.
-
-Message passing grows with the subgraph's directed edges E (self loops included), which random
-walks draw at random: `mean_subgraph_edges` takes E as the mean over sampled subgraphs of a graph
-drawn with the dataset's law, of at most EDGE_SAMPLE_NODES points. E shrinks slowly as the graph
-grows (512-node subgraphs at mean degree 7.64: about 3,050-3,250 edges on 20k nodes, 2,900 on
-100k, 2,790 on 1M), so for the paper's 3M-node graphs E is about 4 % high; the edge MLPs, the
-only products that depend on E, are 3 % of ROMA's FLOPs and 13 % of DeepONet + MP's without the
-learned PDE, so the counts are at most 0.5 % high.
-
-Time: the meta device costs about 0.1-0.2 ms per operation whatever the sizes, and ROMA's step
-with the PDE terms is about 19,000 operations: 3-5 s per distinct shape on a 2-core CPU, cached;
-the paper's 35 runs are 20 shapes, about a minute in all.
+`train_step_flops(run, study)` builds the run's model on torch's meta device (shapes, no
+storage), runs one training step (forward with the learned-PDE derivatives when the run has
+them, `irno.roma.train.training_loss`, backward) under torch's FLOP counter and returns the
+count: matrix products only, 2 FLOPs per multiply-add, nothing scaled. The subgraph's edge count
+is the mean over sampled subgraphs of a graph drawn with the dataset's law
+(`mean_subgraph_edges`). What is left out, how close the edge count is, and the time a count
+takes: docs/roma.md, "Cost".
 """
 
 from __future__ import annotations
@@ -41,7 +21,6 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from irno import IrnoError
-from irno.roma.config import ExpandedStudy, GraphConfig, RunConfig
 from irno.roma.graphs import (
     adjacency,
     induced_subgraph,
@@ -49,7 +28,9 @@ from irno.roma.graphs import (
     random_hyperbolic_graph,
     random_walk_subgraph,
 )
-from irno.roma.models import GraphOperator
+from irno.roma.models import make_operator
+from irno.roma.settings import GraphConfig, RunConfig
+from irno.roma.study import ExpandedStudy
 from irno.roma.train import Batch, training_loss
 from irno.settings import from_dict, to_dict
 
@@ -115,7 +96,7 @@ def count_train_step(cfg: RunConfig, encoding_dim: int, edges: int, device: str 
     if cfg.model.graph and edges < n:
         raise IrnoError(f"edges = {edges}: a subgraph of {n} nodes has at least its {n} self loops")
     with torch.device(device):
-        model = GraphOperator(cfg.model, k, n, encoding_dim)
+        model = make_operator(cfg.model, k, n, encoding_dim)
         senders = torch.arange(edges) % n  # any edges of the right count: the FLOPs depend on E alone
         edge_index = torch.stack([senders, (senders + 1 + torch.arange(edges) // n) % n])  # (2, E)
         adj = torch.eye(n)

@@ -1,24 +1,12 @@
 """ROMA datasets on disk: simulation into HDF5 (Kuramoto or Burgers-like), graph encodings, loading.
 
-``dataset.h5`` (written under a temporary name, renamed when complete):
-
-    values    (N, T)  float32/64   the series: unwrapped phases (kuramoto, radians) or the
-                                   Burgers-like series (burgers, in [0, 1])
-    time      (T,)    float64      kuramoto: t_k = k t_end / (T - 1); burgers: the frame index
-    edges     (E, 2)  int64        undirected, i < j, nodes of the largest component
-    radius, angle     (N,) float64 node coordinates on the hyperbolic plane
-    kuramoto: omega, theta0 (N,), coupling (T,) K(t_k);  burgers: curves (C, T + window), mix (N, mixed)
-    attrs: system, settings (JSON of the DataConfig), settings_hash, seed, nodes, edges, drawn,
-           disk_radius, mean_degree, value_min, value_max, value_offset, value_scale, complete;
-           kuramoto: frame_dt, solver, nfev, solver_steps
-
-Models see (values - value_offset) * value_scale: for kuramoto with ``normalise: minmax`` the
-phases' affine map onto [0, 1] (`load` applies it), otherwise the values themselves. A Kuramoto
-simulation streams its frames into the partial file ``.dataset.h5.partial`` and resumes from its
-last written block; the Burgers-like series is computed in memory (N x T float32) in one go.
-
-``encodings.h5``: ``laplacian (N, k)``, ``node2vec (N, d)`` float32; attrs settings (JSON of the
-EncodingConfig), settings_hash, dataset_hash (the dataset's settings_hash).
+``dataset.h5`` holds the series ``values (N, T)``, their ``time``, the graph (``edges``,
+``radius``, ``angle``), the dynamics' own arrays and the settings with their hash (every
+dataset and attribute: docs/roma.md, "Data"); it is written under a temporary name and renamed
+when complete. A Kuramoto simulation streams its frames into ``.dataset.h5.partial`` and
+resumes from its last written block. Models see (values - value_offset) * value_scale (`load`
+applies it). ``encodings.h5``: ``laplacian (N, k)``, ``node2vec (N, d)`` float32, with the
+EncodingConfig and the dataset's settings hash.
 """
 
 from __future__ import annotations
@@ -37,8 +25,8 @@ from tqdm import tqdm
 from irno import IrnoError
 from irno.files import atomic_path, stable_hash
 from irno.roma import burgers, kuramoto
-from irno.roma.config import DataConfig, EncodingConfig
 from irno.roma.graphs import adjacency, graph_encodings, random_hyperbolic_graph
+from irno.roma.settings import DataConfig, EncodingConfig
 from irno.settings import to_dict
 
 log = logging.getLogger("irno.roma")

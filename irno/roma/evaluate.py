@@ -1,23 +1,12 @@
 """Test metrics of a trained run, and ROMA's fine-to-coarse attention maps.
 
-The test set is the run's held-out test subgraphs (the same split as in training) at
-``eval_windows`` evenly spaced window ends, scored clean, as the reference tests (``smspe``: the
-headline number), with fixed input functions. For reference beside it: ``smspe_noisy_inputs``
-(the run's input noise, fixed seed; targets clean), ``smspe_persistence`` (y_hat = the last
-input value, the trivial forecast every number should beat) and the losses the reference
-reports: the coarse tokens' sMSPE, the learned PDE's residual terms and the pooling losses.
-
-``metrics.json`` (flat): run_key, dataset, system, nodes, edges, mean_degree, model, width, depth,
-parameters, reference_parameters, learned_pde, pde, manifold, encodings, index_embedding,
-level_embedding, context_embedding, noise_eta, history, steps, subgraph_nodes, test_subgraphs,
-test_windows, valid_smspe, train_seconds; smspe, smspe_noisy_inputs, smspe_persistence, mse,
-smspe_coarse, loss_pde, loss_gpde, loss_entropy, loss_coarse_entropy, loss_link (null where
-the model has no such part).
-
-``attention.npz`` (roma): the last Transformer block's attention on test subgraph 0, averaged
-over heads and windows: ``fine_to_coarse`` (n, m) rows of fine tokens, columns of the coarse
-tokens; ``assignment`` (n, m) the renormalisation's S; ``coarse_nodes``; ``degree`` (n,) of the
-fine nodes in the subgraph; ``run_key``.
+The test set is the run's held-out test subgraphs (the split of its training) at ``eval_windows``
+evenly spaced window ends, scored clean with fixed input functions, as the reference tests
+(``smspe``, the headline number); beside it the score with the run's input noise, the
+persistence forecast's and the losses the reference reports. ``metrics.json`` is flat (null
+where the model has no such part); ``attention.npz`` (roma) holds the last Transformer block's
+attention of the fine tokens on the coarse ones on test subgraph 0. Every key: docs/roma.md,
+"Training and evaluation".
 """
 
 from __future__ import annotations
@@ -30,7 +19,7 @@ import torch
 from irno import IrnoError
 from irno.device import select_device
 from irno.files import write_json, write_npz
-from irno.roma.config import RunConfig
+from irno.roma.settings import RunConfig
 from irno.roma.train import (
     EVALUATION_SEED,
     POOL_LOSSES,
@@ -53,6 +42,17 @@ def evaluate(
     metrics_out: str | os.PathLike,
     attention_out: str | os.PathLike | None = None,
 ) -> dict:
+    """Score the checkpoint of run `cfg` on its test subgraphs and write ``metrics.json`` to
+    `metrics_out` (and, for ROMA, the attention maps to `attention_out`); returns the metrics.
+
+    `inputs` is the run's dataset and graph encodings (`irno.roma.train.read_inputs`). Each test
+    subgraph is scored one window at a time (the learned PDE's derivatives need a step's memory
+    only), with the input functions of a fixed seed per window: clean (``smspe``, ``mse``, the
+    coarse tokens', the PDE's and the pooling losses), with the run's input noise on clean
+    targets (``smspe_noisy_inputs``) and as the persistence forecast (``smspe_persistence``);
+    each metric is the mean over subgraphs and windows. The attention maps come from test
+    subgraph 0, in a pass of their own, averaged over heads and windows.
+    """
     if attention_out is not None and cfg.model.kind != "roma":
         raise IrnoError(f"--attention: model '{cfg.model.kind}' has no multiscale attention (roma only)")
     data, encodings = inputs.data, inputs.encodings

@@ -1,23 +1,10 @@
 """Graphs of the ROMA study: random hyperbolic graphs, random-walk subgraphs, graph encodings.
 
-The generator never looks at all pairs. Points are bucketed into radial bands and sorted by
-angle inside each band. For a point i and a band of points at least as far out as i
-(r_j >= max(r_i, band start)), the hyperbolic distance grows with r_j at fixed angle, so all of
-i's neighbours in that band lie within the angle theta_max(r_i, max(r_i, band start)) of i:
-two binary searches give the candidates and the exact distance keeps the edges. Every pair is
-found once, from its inner point. Most points sit near the rim, where theta_max is tiny, so the
-candidates stay within a small factor of the edges: O(N log N + E) overall (about 2 s for 10^6
-points on one core, see benchmarks/roma_graphs.py).
-
-Graph encodings (the reference's positional encodings) are computed once on the whole graph,
-as the reference does, and every model that reads them takes its subgraph's rows:
-- Laplacian eigenvectors: the eigenvectors of the symmetric normalised Laplacian
-  L = I - D^-1/2 A D^-1/2 with the smallest eigenvalues, the trivial one (eigenvalue 0) dropped,
-  each with a random sign. They are the top eigenvectors of D^-1/2 A D^-1/2: Lanczos (ARPACK's
-  eigsh) on the sparse matrix, a dense solver on small graphs;
-- node2vec with p = q = 1 (uniform random walks; skip-gram with negative sampling on windows of
-  the walks, sparse Adam), in torch on the configured device.
-Each kind is min-max normalised over the whole graph (one minimum and maximum per kind).
+The generator never looks at all pairs: a sweep over radial bands of angle-sorted points finds
+each edge once, from its inner point, in O(N log N + E) (docs/roma.md, "Data"). The graph
+encodings (the reference's positional encodings: Laplacian eigenvectors and node2vec, each
+min-max normalised) are computed once on the whole graph, and every model that reads them takes
+its subgraph's rows (docs/roma.md, "Graph encodings").
 """
 
 from __future__ import annotations

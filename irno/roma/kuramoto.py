@@ -1,7 +1,7 @@
 """Kuramoto oscillators on a graph: the dynamics on sparse operators, float64 adaptive integration.
 
-    dtheta_i/dt = omega_i + K(t) sum_j w_ij sin(theta_j - theta_i)
-                = omega_i + K(t) [cos(theta_i) (W sin theta)_i - sin(theta_i) (W cos theta)_i]
+    dtheta_i/dt = omega_i + coupling(t) sum_j w_ij sin(theta_j - theta_i)
+                = omega_i + coupling(t) [cos(theta_i) (W sin theta)_i - sin(theta_i) (W cos theta)_i]
 
 so one right-hand side costs two sparse products with W (O(E)). scipy's DOP853 (or RK45) is
 stepped by hand and its dense output evaluated at the frame times, which yields the frames in
@@ -19,8 +19,8 @@ import scipy.integrate
 import scipy.sparse as sp
 
 from irno import IrnoError
-from irno.roma.config import KuramotoConfig
 from irno.roma.graphs import adjacency
+from irno.roma.settings import KuramotoConfig
 
 _BLOCK_BYTES = 64 << 20  # frames buffered before a write
 
@@ -35,9 +35,11 @@ def coupling_weights(num_nodes: int, edges: np.ndarray) -> sp.csr_matrix:
 
 
 def coupling_strength(t: np.ndarray | float, cfg: KuramotoConfig) -> np.ndarray:
-    """K(t) = K [a + (1 - a) sin^2(t') ((1 - d) |cos(g t')|^b + d)], t' = pi periods t / t_end."""
+    """coupling(t) = coupling [a + (1 - a) sin^2(t') ((1 - d) |cos(g t')|^b + d)], t' = pi periods t / t_end."""
     s = np.pi * cfg.periods * np.asarray(t, dtype=np.float64) / cfg.t_end
-    return cfg.K * (cfg.a + (1 - cfg.a) * np.sin(s) ** 2 * ((1 - cfg.d) * np.abs(np.cos(cfg.g * s)) ** cfg.b + cfg.d))
+    return cfg.coupling * (
+        cfg.a + (1 - cfg.a) * np.sin(s) ** 2 * ((1 - cfg.d) * np.abs(np.cos(cfg.g * s)) ** cfg.b + cfg.d)
+    )
 
 
 def natural_frequencies(num_nodes: int, cfg: KuramotoConfig, rng: np.random.Generator) -> np.ndarray:

@@ -1,40 +1,15 @@
-"""Neural operators on graphs: ROMA and the paper's baselines, as the reference builds them, in torch.
+"""Neural operators on graphs, as the reference builds them, in torch: ROMA and the paper's baselines.
 
-One subgraph of n nodes, B time windows of it. Sizes: history k, input functions F, encoder
-width e, Transformer width w, basis p, outputs o, Fourier features c, coarse nodes m.
+Each reads every node's history through random input functions, makes a branch output b per
+token and decodes it with the token's features z into u in R^o; the prediction is ||u||.
 
-    history u (B, n, k), graph encodings (B, n, P)
-    encoder (deeponet: none): one HGCN layer on [u, Linear(encodings)] -> h (B, n, e)
-    roma: renormalisation  S = (LN(HGCN_pool(h)) / ||.||_column)^2                  (B, n, m), columns sum to 1
-                           coarse tokens [u, z] = S^T [u, HGCN_embed(h)] (m / n)   (B, m, k + e)
-                           A' = S^T A S; losses: entropy of S and of A', Fermi-Dirac link prediction on h
-    tokens T = n (+ m for roma), each with its history and features z (= h, or the coarse z)
-    branch input: every history value through F random functions f ~ GP(0, RBF)       (B, T, F k)
-                  (cubic splines through their values on a grid of [0, 1], as the reference's)
-    branch: deeponet: residual MLP per token; others: Transformer over the tokens, input plus
-            index embedding (per slot) + level embedding + context LN(MLP(z)) (roma)  -> b (B, T, p o)
-    decoder, per token, at the absolute time t of the window's last frame and x = 0 in R^o:
-      phi = [sin, cos]((t, x) B)                                                      (c,), B fixed, N(0, scale^2)
-      DeepONet: u = b^T trunk([phi, z]) / p   (b as p x o);  NOMAD: u = trunk([phi, b, z]) / o
-      prediction = ||u||_2 (the series are >= 0)
-    learned PDE (effective dynamics), with the derivatives of u in (t, x) by forward-mode autodiff:
-      emergent: r = du/dt - F,   F = <b, trunk_F([phi, z, u, du/dx, lap_x u])> / (p o)
-      burgers:  r = du/dt + F (du/dx) u - v lap_x u,  F, v = <b, trunk_{F,v}([phi, z])> / (p o)
-      losses mean r^2 and mean (dr/d(t, x))^2 over the fine tokens, where dr/d(t, x) (o, 1 + o)
-      is the derivative in r's (t, x) argument with u, du/d(t, x) and lap_x u held as values
+    DeepONet                residual-MLP branch per node, no graph               DeepONet decoder
+    MessagePassingDeepONet  Euclidean message passing -> z, Transformer branch   DeepONet decoder
+    MessagePassingNomad     the same                                             NOMAD decoder
+    Roma                    message passing on the Poincare ball, renormalisation, multiscale
+                            Transformer with index, level and context embeddings DeepONet decoder
 
-The HGCN layer (Chami et al. 2019, the reference's version): a Mobius linear map on the Poincare
-ball of curvature -c, then in the tangent space at 0 messages MLP([x_i, x_j - x_i]) on the
-subgraph's edges (self loops included), the sum, mean, variance and maximum over each node's
-messages through an MLP, a GELU; back on the ball after each step. The layer's output is a
-linear skip of its input plus the layer, in the tangent space. With ``manifold: euclidean`` the
-maps are the identity and the layer is an ordinary message-passing layer.
-
-As in the reference: GELUs are the tanh approximation; trainable linear maps start orthogonal
-(scaled by sqrt(out / in) when they widen) with zero biases; residual networks are
-x <- LN(GELU(W x + b)) + skip(x) at every layer, the last included; ``frozen_skips`` keeps the
-skip projections at their random initialisation (they are static fields in the reference, neither
-trained nor counted).
+`build_model` builds a ModelConfig's kind; shapes and the reference's conventions: docs/roma.md, "Models".
 """
 
 from __future__ import annotations
@@ -50,7 +25,7 @@ import torch.nn.functional as fn
 from torch import nn
 from torch.func import jacfwd, vmap
 
-from irno.roma.config import ModelConfig
+from irno.roma.settings import ModelConfig
 
 _MIN_NORM = 1e-15
 _BALL_EPS = 1e-5  # points stay within (1 - eps) / sqrt(c) of the centre
@@ -171,7 +146,7 @@ def _artanh(x: torch.Tensor) -> torch.Tensor:
 
 
 class GraphLayer(nn.Module):
-    """HGCN layer: Mobius linear, edge MLP, sum/mean/var/max aggregation MLP, GELU (see the module doc)."""
+    """HGCN layer: Mobius linear, edge MLP, sum/mean/var/max aggregation MLP, GELU (docs/roma.md, "Models")."""
 
     def __init__(self, d_in: int, d_out: int, ball: Ball, edge_mlp: bool):
         super().__init__()
@@ -263,7 +238,7 @@ class Renormalised:
 
 
 class Renormalisation(nn.Module):
-    """One learned coarse-graining of the n fine nodes into m (see the module doc)."""
+    """One learned coarse-graining of the n fine nodes into m (docs/roma.md, "Models")."""
 
     def __init__(self, width: int, coarse_nodes: int, ball: Ball, edge_mlp: bool, frozen_skips: bool, fermi_dirac):
         super().__init__()
@@ -465,11 +440,13 @@ class Transformer(nn.Module):
         return self.lin_out(self.norm(h)), weights
 
 
-# ----------------------------------------------------------------------------- decoder and PDE
+# ----------------------------------------------------------------------------- decoders and the learned PDE
 
 
 class Decoder(nn.Module):
-    """u(t, x) per token from its branch output b and features z (DeepONet or NOMAD), and the PDE."""
+    """DeepONet's decoder, per token: u(t, x) = b^T trunk([phi, z]) / p, with b the token's branch
+    output as p x o, z its features and phi = [sin, cos]((t, x) B) Fourier features (B fixed);
+    and the learned PDE's residual, DeepONets of their own on the same branch output."""
 
     def __init__(self, cfg: ModelConfig, features: int):
         super().__init__()
@@ -478,14 +455,18 @@ class Decoder(nn.Module):
         scales = torch.tensor([cfg.time_scale] + [cfg.space_scale] * o).view(-1, 1)
         self.register_buffer("fourier", scales * torch.randn(1 + o, c // 2))  # B: fixed, not trained
         hidden = [2 * cfg.width] * (cfg.depth + 1)
-        self.nonlinear = cfg.kind == "nomad_mp"
-        trunk_in = c + features + (p * o if self.nonlinear else 0)
-        self.trunk = ResNet([trunk_in, *hidden, o if self.nonlinear else p], cfg.frozen_skips)
+        trunk_in, trunk_out = self.trunk_sizes(cfg, features)
+        self.trunk = ResNet([trunk_in, *hidden, trunk_out], cfg.frozen_skips)
         self.pde_trunks = nn.ModuleList()
         if cfg.learned_pde:
             pde_in = c + features + (2 * o + o * o if cfg.pde == "emergent" else 0)  # + u, du/dx, lap u
             count = 1 if cfg.pde == "emergent" else 2  # F; or F and v
             self.pde_trunks.extend(ResNet([pde_in, *hidden, p], cfg.frozen_skips) for _ in range(count))
+
+    @staticmethod
+    def trunk_sizes(cfg: ModelConfig, features: int) -> tuple[int, int]:
+        """The trunk's input and output widths: [phi, z] -> the basis."""
+        return cfg.fourier_features + features, cfg.basis
 
     def features_of(self, tx: torch.Tensor) -> torch.Tensor:
         x = tx @ self.fourier
@@ -494,10 +475,8 @@ class Decoder(nn.Module):
     def forward(self, tx: torch.Tensor, z: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """tx (N, 1 + o), z (N, e), b (N, p o) of N tokens -> u (N, o)."""
         phi = self.features_of(tx)  # (N, c)
-        o = self.cfg.outputs
-        if self.nonlinear:
-            return self.trunk(torch.cat([phi, b, z], dim=-1)) / o
-        return (b.view(b.shape[0], -1, o) * self.trunk(torch.cat([phi, z], dim=-1))[..., None]).sum(1) / self.cfg.basis
+        basis = b.view(b.shape[0], -1, self.cfg.outputs)  # (N, p, o)
+        return (basis * self.trunk(torch.cat([phi, z], dim=-1))[..., None]).sum(1) / self.cfg.basis
 
     def residual(self, tx, z, b, u, jacobian, laplacian) -> torch.Tensor:
         """r (N, o) from u (N, o), jacobian (N, o, 1 + o) = [du/dt, du/dx] and laplacian (N, o)."""
@@ -543,7 +522,22 @@ class Decoder(nn.Module):
         return u, r, gradient
 
 
-# ----------------------------------------------------------------------------- the operator
+class NomadDecoder(Decoder):
+    """NOMAD's nonlinear decoder, per token: u(t, x) = trunk([phi, b, z]) / o, the branch output b an
+    input of the trunk; the learned PDE as `Decoder`'s."""
+
+    @staticmethod
+    def trunk_sizes(cfg: ModelConfig, features: int) -> tuple[int, int]:
+        """The trunk's input and output widths: [phi, b, z] -> u."""
+        return cfg.fourier_features + features + cfg.basis * cfg.outputs, cfg.outputs
+
+    def forward(self, tx: torch.Tensor, z: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """tx (N, 1 + o), z (N, e), b (N, p o) of N tokens -> u (N, o)."""
+        phi = self.features_of(tx)  # (N, c)
+        return self.trunk(torch.cat([phi, b, z], dim=-1)) / self.cfg.outputs
+
+
+# ----------------------------------------------------------------------------- the operators
 
 
 @dataclass
@@ -564,33 +558,39 @@ class Output:
         return self.prediction[:, self.num_fine :]  # (B, m)
 
 
+@dataclass
+class Tokens:
+    """A batch's tokens as the branch and the decoder read them: the n fine nodes, then (ROMA) the
+    m coarse ones."""
+
+    history: torch.Tensor  # (B, T, k) u
+    features: torch.Tensor  # (B, T, e) z: the encoder's features (e = 0 without an encoder)
+    renormalised: Renormalised | None = None  # ROMA's coarse-graining
+
+
 class GraphOperator(nn.Module):
-    def __init__(self, cfg: ModelConfig, history: int, subgraph_nodes: int, encoding_dim: int):
+    """What the four model kinds share: a batch's tokens (`tokens`: the nodes, ROMA's coarse nodes
+    after them) read their histories through random input functions, the branch makes one output
+    b per token (`branch_output`), and the decoder turns each token's b and features z into u at
+    the window's time; the prediction is ||u||. With ``pde`` the fine tokens' learned-PDE losses
+    come with it. Build one with `build_model` (or `make_operator`, without the reference's
+    initialisation)."""
+
+    inputs: InputFunctions
+    decoder: Decoder
+
+    def __init__(self, cfg: ModelConfig, history: int):
         super().__init__()
         self.cfg = cfg
         self.history = history
-        roma = cfg.kind == "roma"
-        ball = Ball(cfg.curvature if roma and cfg.manifold == "poincare" else None)
-        self.encodings = nn.Linear(encoding_dim, cfg.encoding_width) if cfg.used_encodings else None
-        e = cfg.encoder_width if cfg.graph else 0
-        if cfg.graph:
-            encoder_in = history + (cfg.encoding_width if self.encodings else 0)
-            self.encoder = GraphNet([encoder_in, e], ball, cfg.edge_mlp, cfg.frozen_skips)
-        coarse = cfg.coarse_nodes if roma else 0
-        if roma:
-            self.renormalisation = Renormalisation(e, coarse, ball, cfg.edge_mlp, cfg.frozen_skips, cfg.fermi_dirac)
-        self.inputs = InputFunctions(
-            cfg.input_functions, cfg.function_length_scale, cfg.function_grid, cfg.function_layout
-        )
-        d_branch, d_out = cfg.input_functions * history, cfg.basis * cfg.outputs
-        if cfg.kind == "deeponet":
-            self.branch = ResNet([d_branch, *[2 * cfg.width] * (cfg.depth + 1), d_out], cfg.frozen_skips)
-        else:
-            self.branch = Transformer(cfg, d_branch, d_out, subgraph_nodes, coarse)
-        self.context = None
-        if roma and cfg.context_embedding:
-            self.context = nn.Sequential(mlp([e, 4 * e, 4 * e, d_branch]), nn.LayerNorm(d_branch))
-        self.decoder = Decoder(cfg, e)
+
+    def tokens(self, history, edges, adjacency, encodings) -> Tokens:
+        """The batch's tokens, from the arguments of `forward` (each kind reads what it needs)."""
+        raise NotImplementedError
+
+    def branch_output(self, inputs: torch.Tensor, tokens: Tokens, attention: bool):
+        """inputs (B, T, F k) -> (b (B, T, p o), the last block's attention (B, heads, T, T) or None)."""
+        raise NotImplementedError
 
     def forward(
         self,
@@ -608,27 +608,16 @@ class GraphOperator(nn.Module):
         of the subgraph with self loops, adjacency (n, n) dense 0/1 with self loops (roma),
         encodings (B, n, P); `generator` draws the input functions; `pde`: the learned-PDE losses."""
         B, n, _ = history.shape
-        u, renormalised = history, None
-        if self.cfg.graph:
-            x = history if self.encodings is None else torch.cat([history, self.encodings(encodings)], dim=-1)
-            z = self.encoder(x, edges)  # (B, n, e)
-            if self.cfg.kind == "roma":
-                renormalised = self.renormalisation(history, z, edges, adjacency)
-                u = torch.cat([history, renormalised.history], dim=1)  # (B, T, k)
-                z = torch.cat([z, renormalised.features], dim=1)  # (B, T, e)
-        else:
-            z = history.new_zeros(B, n, 0)
-        T = u.shape[1]
-        tokens = self.inputs(u, self.inputs.sample(B, generator))  # (B, T, F k)
-        if self.cfg.kind == "deeponet":
-            b, weights = self.branch(tokens), None
-        else:
-            context = self.context(z) if self.context is not None else None
-            b, weights = self.branch(tokens, context, attention)  # (B, T, p o)
+        tokens = self.tokens(history, edges, adjacency, encodings)
+        T = tokens.history.shape[1]
+        inputs = self.inputs(tokens.history, self.inputs.sample(B, generator))  # (B, T, F k)
+        b, weights = self.branch_output(inputs, tokens, attention)  # (B, T, p o)
         tx = torch.zeros(B, T, 1 + self.cfg.outputs, device=history.device, dtype=history.dtype)
         tx[..., 0] = time.view(B, 1)
-        out = Output(prediction=history.new_zeros(B, T), num_fine=n, renormalised=renormalised, attention=weights)
-        fine = [_tokens(a, 0, n) for a in (tx, z, b)]  # (B n, .) each
+        out = Output(
+            prediction=history.new_zeros(B, T), num_fine=n, renormalised=tokens.renormalised, attention=weights
+        )
+        fine = [_tokens(a, 0, n) for a in (tx, tokens.features, b)]  # (B n, .) each
         if pde:
             value, r, gradient = self.decoder.with_pde(*fine)
             out.pde_loss, out.pde_gradient_loss = r.square().mean(), gradient.square().mean()
@@ -636,10 +625,112 @@ class GraphOperator(nn.Module):
             value = self.decoder(*fine)
         prediction = [value.norm(dim=-1).view(B, n)]
         if T > n:  # the coarse tokens
-            value = self.decoder(*(_tokens(a, n, T) for a in (tx, z, b)))
+            value = self.decoder(*(_tokens(a, n, T) for a in (tx, tokens.features, b)))
             prediction.append(value.norm(dim=-1).view(B, T - n))
         out.prediction = torch.cat(prediction, dim=1)  # (B, T)
         return out
+
+
+def _input_functions(cfg: ModelConfig) -> InputFunctions:
+    return InputFunctions(cfg.input_functions, cfg.function_length_scale, cfg.function_grid, cfg.function_layout)
+
+
+class DeepONet(GraphOperator):
+    """The DeepONet baseline: no graph. Each node's input functions go through a residual-MLP
+    branch of their own; the DeepONet decoder reads the branch output alone (no features)."""
+
+    def __init__(self, cfg: ModelConfig, history: int):
+        super().__init__(cfg, history)
+        self.inputs = _input_functions(cfg)
+        hidden = [2 * cfg.width] * (cfg.depth + 1)
+        self.branch = ResNet([cfg.input_functions * history, *hidden, cfg.basis * cfg.outputs], cfg.frozen_skips)
+        self.decoder = Decoder(cfg, 0)
+
+    def tokens(self, history, edges, adjacency, encodings) -> Tokens:
+        B, n, _ = history.shape
+        return Tokens(history, history.new_zeros(B, n, 0))
+
+    def branch_output(self, inputs: torch.Tensor, tokens: Tokens, attention: bool):
+        return self.branch(inputs), None
+
+
+class MessagePassingDeepONet(GraphOperator):
+    """The DeepONet + message passing baseline: one Euclidean message-passing layer (`GraphNet`)
+    makes each node's features z from its history; a Transformer over the nodes' input functions,
+    with index embeddings of scale 1, is the branch; the DeepONet decoder reads b and z."""
+
+    decoder_class: type[Decoder] = Decoder
+
+    def __init__(self, cfg: ModelConfig, history: int, subgraph_nodes: int):
+        super().__init__(cfg, history)
+        self.encoder = GraphNet([history, cfg.encoder_width], Ball(None), cfg.edge_mlp, cfg.frozen_skips)
+        self.inputs = _input_functions(cfg)
+        self.branch = Transformer(cfg, cfg.input_functions * history, cfg.basis * cfg.outputs, subgraph_nodes, 0)
+        self.decoder = self.decoder_class(cfg, cfg.encoder_width)
+
+    def tokens(self, history, edges, adjacency, encodings) -> Tokens:
+        return Tokens(history, self.encoder(history, edges))  # z (B, n, e)
+
+    def branch_output(self, inputs: torch.Tensor, tokens: Tokens, attention: bool):
+        return self.branch(inputs, None, attention)
+
+
+class MessagePassingNomad(MessagePassingDeepONet):
+    """The NOMAD + message passing baseline: DeepONet + message passing with NOMAD's nonlinear
+    decoder (`NomadDecoder`)."""
+
+    decoder_class = NomadDecoder
+
+
+class Roma(GraphOperator):
+    """ROMA: one message-passing layer on the Poincare ball (``manifold``) reads each node's history
+    and linearly embedded graph encodings into features z; a learned renormalisation coarse-grains
+    the n nodes into m coarse tokens with their own histories and features; a Transformer over the
+    n + m tokens' input functions, with index, level and context (LN(MLP(z))) embeddings, is the
+    branch; the DeepONet decoder reads b and z of every token (only the fine tokens' PDE terms)."""
+
+    def __init__(self, cfg: ModelConfig, history: int, subgraph_nodes: int, encoding_dim: int):
+        super().__init__(cfg, history)
+        ball = Ball(cfg.curvature if cfg.manifold == "poincare" else None)
+        e = cfg.encoder_width
+        self.encodings = nn.Linear(encoding_dim, cfg.encoding_width) if cfg.used_encodings else None
+        encoder_in = history + (cfg.encoding_width if self.encodings is not None else 0)
+        self.encoder = GraphNet([encoder_in, e], ball, cfg.edge_mlp, cfg.frozen_skips)
+        self.renormalisation = Renormalisation(
+            e, cfg.coarse_nodes, ball, cfg.edge_mlp, cfg.frozen_skips, cfg.fermi_dirac
+        )
+        self.inputs = _input_functions(cfg)
+        d_branch = cfg.input_functions * history
+        self.branch = Transformer(cfg, d_branch, cfg.basis * cfg.outputs, subgraph_nodes, cfg.coarse_nodes)
+        self.context = None
+        if cfg.context_embedding:
+            self.context = nn.Sequential(mlp([e, 4 * e, 4 * e, d_branch]), nn.LayerNorm(d_branch))
+        self.decoder = Decoder(cfg, e)
+
+    def tokens(self, history, edges, adjacency, encodings) -> Tokens:
+        x = history if self.encodings is None else torch.cat([history, self.encodings(encodings)], dim=-1)
+        z = self.encoder(x, edges)  # (B, n, e)
+        renormalised = self.renormalisation(history, z, edges, adjacency)
+        u = torch.cat([history, renormalised.history], dim=1)  # (B, T, k)
+        z = torch.cat([z, renormalised.features], dim=1)  # (B, T, e)
+        return Tokens(u, z, renormalised)
+
+    def branch_output(self, inputs: torch.Tensor, tokens: Tokens, attention: bool):
+        context = self.context(tokens.features) if self.context is not None else None
+        return self.branch(inputs, context, attention)
+
+
+def make_operator(cfg: ModelConfig, history: int, subgraph_nodes: int, encoding_dim: int = 0) -> GraphOperator:
+    """The operator of ``cfg.kind`` for histories of `history` frames on subgraphs of `subgraph_nodes`
+    nodes (`encoding_dim`: the graph encodings' total dimension), under torch's default
+    initialisation; `build_model` gives the reference's."""
+    if cfg.kind == "deeponet":
+        return DeepONet(cfg, history)
+    if cfg.kind == "deeponet_mp":
+        return MessagePassingDeepONet(cfg, history, subgraph_nodes)
+    if cfg.kind == "nomad_mp":
+        return MessagePassingNomad(cfg, history, subgraph_nodes)
+    return Roma(cfg, history, subgraph_nodes, encoding_dim)
 
 
 def _tokens(a: torch.Tensor, start: int, stop: int) -> torch.Tensor:
@@ -663,7 +754,7 @@ def init_weights(model: nn.Module) -> None:
 
 def build_model(cfg: ModelConfig, history: int, subgraph_nodes: int, encoding_dim: int = 0) -> GraphOperator:
     """The model, initialised as the reference does (seed torch first for a reproducible draw)."""
-    model = GraphOperator(cfg, history, subgraph_nodes, encoding_dim)
+    model = make_operator(cfg, history, subgraph_nodes, encoding_dim)
     init_weights(model)
     return model
 
@@ -687,15 +778,15 @@ def reference_parameter_count(model: GraphOperator) -> int:
     unused = 0
     if cfg.learned_pde:
         unused += len(model.decoder.pde_trunks) * context + cfg.outputs + 1
-    if model.context is None:
+    if not (isinstance(model, Roma) and model.context is not None):
         unused += context
     if cfg.used_encodings:
         unused += model.history * cfg.encoding_width + cfg.encoding_width
-    if cfg.kind != "deeponet" and model.branch.level_embedding is None:
+    if not isinstance(model, DeepONet) and model.branch.level_embedding is None:
         unused += 2 * d_branch  # its level embedding, scaled by 0
     if cfg.graph:
         unused += 2 * e  # the encoder's LayerNorm
-    if cfg.kind == "roma":
+    if isinstance(model, Roma):
         unused += 2 * cfg.coarse_nodes + 2 * e  # the pooling and embedding networks' LayerNorms
     else:
         unused += 2  # (r, t), ROMA's learned Fermi-Dirac parameters
@@ -708,41 +799,5 @@ def reference_parameter_count(model: GraphOperator) -> int:
 def parameter_counts(cfg, encoding_dim: int) -> tuple[int, int]:
     """(trained, as the reference counts them) parameters of a RunConfig's model, built without weights."""
     with torch.device("meta"):
-        model = GraphOperator(cfg.model, cfg.train.history, cfg.train.subgraph_nodes, encoding_dim)
+        model = make_operator(cfg.model, cfg.train.history, cfg.train.subgraph_nodes, encoding_dim)
     return count_parameters(model), reference_parameter_count(model)
-
-
-def study_summary(study) -> str:
-    """Each model kind's parameter count at the study's defaults ('<model> <count>', the reference's
-    convention), then every experiment's runs: dataset, model, settings, key and count."""
-    from irno.files import stable_hash
-    from irno.roma.config import MODEL_KINDS, RunConfig, expand_study, model_defaults
-    from irno.settings import from_dict, to_dict
-
-    plan = expand_study(study)
-
-    counts: dict[str, int] = {}
-
-    def count(run: RunConfig) -> int:  # as the reference counts them; equal models counted once
-        encodings = study.datasets[run.dataset].encodings
-        dim = sum(getattr(encodings, kind) for kind in run.model.used_encodings)
-        key = stable_hash([to_dict(run.model), run.train.history, run.train.subgraph_nodes, dim])
-        if key not in counts:
-            counts[key] = parameter_counts(run, dim)[1]
-        return counts[key]
-
-    dataset = next(iter(study.datasets))
-    lines = [f"# parameters of each model at the study's defaults (dataset {dataset}; counted as the reference does)"]
-    for kind in MODEL_KINDS:
-        run = from_dict(RunConfig, model_defaults(study, kind, dataset), f"roma.per_model.{kind}")
-        lines.append(f"{kind} {count(run)}")
-    for name, entries in plan.experiments.items():
-        lines.append(f"# {name}: {len(entries)} runs (dataset model setting width pde steps run-key parameters)")
-        for entry in entries:
-            run = from_dict(RunConfig, plan.runs[entry["run"]])
-            pde = run.model.pde if run.model.learned_pde else "none"
-            lines.append(
-                f"{name} {entry['dataset']} {entry['model']} [{entry['setting']}] width={run.model.width} "
-                f"pde={pde} steps={run.train.steps} {entry['run']} {count(run)}"
-            )
-    return "\n".join(lines)

@@ -1,23 +1,11 @@
 """Tables and figures of the ROMA study, from saved outputs only (metrics.json, train_log.csv,
-attention.npz); the study plan says which run belongs to which experiment.
+attention.npz); the expanded study says which run belongs to which experiment.
 
-Tables (each as .csv, .md and .tex; every sMSPE is the clean test score):
-- ``results.csv``: every run's metrics, one row per run (CSV only).
-- ``smspe``: test sMSPE, model x (dataset, graph size N, noise eta) (data_noise).
-- ``effective_dynamics``: every model trained with the learned-PDE loss: its test sMSPE, the PDE
-  residual and residual-gradient losses, its parameter count (effective_dynamics).
-- ``scaling``: power laws log L = a log N + b of the test sMSPE and of the PDE loss against the
-  parameter count N (as the reference counts them), per dataset and model: exponent alpha = -a
-  with its standard error, N_c = exp(-b / a) (L = (N_c / N)^alpha) with its standard error by
-  the delta method, r^2 (parameter_scaling); and of the sMSPE against the graph size (data_noise,
-  per model and eta, where it has at least 3 sizes).
-- ``ablations``: the Transformer's embeddings (positional) and the graph encodings ROMA reads
-  (graph_encodings).
-
-Figures (.pdf and .png; colour-blind-safe palette):
-- ``training_curves``: validation sMSPE against the training step, one panel per experiment.
-- ``scaling_law``: test sMSPE against parameters on log-log axes with the fitted power laws.
-- ``attention``: ROMA's fine-to-coarse attention (fine nodes grouped by their coarse node).
+Tables (.csv, .md, .tex; every sMSPE is the clean test score): ``results.csv`` (every run's
+metrics), ``smspe`` (data_noise), ``effective_dynamics``, ``scaling`` (power laws of the test
+losses against the parameter count, and of the sMSPE against the graph size) and ``ablations``
+(positional, graph_encodings). Figures (.pdf, .png): ``training_curves``, ``scaling_law`` and
+ROMA's fine-to-coarse ``attention``. What each holds: docs/roma.md, "Training and evaluation".
 """
 
 from __future__ import annotations
@@ -29,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 from irno import IrnoError
-from irno.files import atomic_path, read_json
-from irno.roma.config import FIGURE_FORMATS, MODEL_KINDS, TABLE_FORMATS, ExpandedStudy, StudyConfig, expand_study
+from irno.files import atomic_path, read_json, write_table
+from irno.roma.settings import FIGURE_FORMATS, MODEL_KINDS, TABLE_FORMATS, StudyConfig
+from irno.roma.study import ExpandedStudy, expand_study
 
 # ----------------------------------------------------------------------------- analysis
 
@@ -84,9 +73,9 @@ def load_train_logs(paths: list[str | os.PathLike]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _experiment_frame(plan: ExpandedStudy, metrics: pd.DataFrame, name: str) -> pd.DataFrame:
+def _experiment_frame(expanded: ExpandedStudy, metrics: pd.DataFrame, name: str) -> pd.DataFrame:
     """The experiment's grid entries joined with their runs' metrics."""
-    entries = pd.DataFrame(plan.experiments.get(name, []))
+    entries = pd.DataFrame(expanded.experiments.get(name, []))
     if entries.empty:
         return entries
     missing = sorted(set(entries["run"]) - set(metrics.index))
@@ -100,24 +89,24 @@ def _experiment_frame(plan: ExpandedStudy, metrics: pd.DataFrame, name: str) -> 
 # ----------------------------------------------------------------------------- tables
 
 
-def build_tables(plan: ExpandedStudy, metrics: pd.DataFrame) -> dict[str, pd.DataFrame]:
+def build_tables(expanded: ExpandedStudy, metrics: pd.DataFrame) -> dict[str, pd.DataFrame]:
     tables = {"results": metrics.reset_index(drop=True)}
-    data_noise = _experiment_frame(plan, metrics, "data_noise")
+    data_noise = _experiment_frame(expanded, metrics, "data_noise")
     if not data_noise.empty:
         table = data_noise.pivot_table(
             index="model", columns=["dataset", "nodes", "noise_eta"], values="smspe", observed=True
         )
         table.columns = [f"{d} (N={n}), eta={eta:g}" for d, n, eta in table.columns]
         tables["smspe"] = table.reset_index()
-    effective = _experiment_frame(plan, metrics, "effective_dynamics")
+    effective = _experiment_frame(expanded, metrics, "effective_dynamics")
     if not effective.empty:
         columns = ["dataset", "model", "pde", "width", "reference_parameters", "smspe", "loss_pde", "loss_gpde"]
         tables["effective_dynamics"] = effective[columns].sort_values(["dataset", "model"]).reset_index(drop=True)
-    if "parameter_scaling" in plan.experiments:
-        tables["scaling"] = _scaling_table(plan, metrics, data_noise)
+    if "parameter_scaling" in expanded.experiments:
+        tables["scaling"] = _scaling_table(expanded, metrics, data_noise)
     ablations = []
     for name in ("positional", "graph_encodings"):
-        frame = _experiment_frame(plan, metrics, name)
+        frame = _experiment_frame(expanded, metrics, name)
         if frame.empty:
             continue
         frame["experiment"] = name
@@ -128,9 +117,9 @@ def build_tables(plan: ExpandedStudy, metrics: pd.DataFrame) -> dict[str, pd.Dat
     return tables
 
 
-def _scaling_table(plan: ExpandedStudy, metrics: pd.DataFrame, data_noise: pd.DataFrame) -> pd.DataFrame:
+def _scaling_table(expanded: ExpandedStudy, metrics: pd.DataFrame, data_noise: pd.DataFrame) -> pd.DataFrame:
     rows = []
-    frame = _experiment_frame(plan, metrics, "parameter_scaling")
+    frame = _experiment_frame(expanded, metrics, "parameter_scaling")
     for (dataset, model), group in frame.groupby(["dataset", "model"], observed=True):
         for loss in ("smspe", "loss_pde"):
             values = group[loss].astype(float)
@@ -164,22 +153,11 @@ def _scaling_table(plan: ExpandedStudy, metrics: pd.DataFrame, data_noise: pd.Da
 
 
 def write_tables(study: StudyConfig, metrics_paths: list, out_dir: str | os.PathLike) -> list[Path]:
-    plan = expand_study(study)
-    tables = build_tables(plan, load_metrics(metrics_paths))
-    out_dir = Path(out_dir)
+    expanded = expand_study(study)
+    tables = build_tables(expanded, load_metrics(metrics_paths))
     written = []
     for name, table in tables.items():
-        formats = ("csv",) if name == "results" else TABLE_FORMATS
-        for fmt in formats:
-            path = out_dir / f"{name}.{fmt}"
-            with atomic_path(path) as tmp:
-                if fmt == "csv":
-                    table.to_csv(tmp, index=False)
-                elif fmt == "md":
-                    tmp.write_text(table.to_markdown(index=False, floatfmt=".4g") + "\n")
-                else:
-                    tmp.write_text(table.to_latex(index=False, float_format="%.4g", na_rep="--"))
-            written.append(path)
+        written += write_table(Path(out_dir) / name, table, ("csv",) if name == "results" else TABLE_FORMATS)
     return written
 
 
@@ -200,7 +178,7 @@ def write_figures(
     import seaborn as sns
 
     sns.set_theme(style="whitegrid", palette="colorblind", context="paper")
-    plan = expand_study(study)
+    expanded = expand_study(study)
     metrics = load_metrics(metrics_paths)
     out_dir = Path(out_dir)
     written = []
@@ -215,19 +193,19 @@ def write_figures(
             written.append(path)
         plt.close(fig)
 
-    save(_training_curves(plan, metrics, load_train_logs(train_log_paths), plt, sns), "training_curves")
-    if "parameter_scaling" in plan.experiments:
-        save(_scaling_figure(plan, metrics, plt, sns), "scaling_law")
+    save(_training_curves(expanded, metrics, load_train_logs(train_log_paths), plt, sns), "training_curves")
+    if "parameter_scaling" in expanded.experiments:
+        save(_scaling_figure(expanded, metrics, plt, sns), "scaling_law")
     if attention_paths:
         save(_attention_figure(attention_paths, metrics, plt), "attention")
     return written
 
 
-def _training_curves(plan, metrics, logs, plt, sns):
-    names = list(plan.experiments)
+def _training_curves(expanded, metrics, logs, plt, sns):
+    names = list(expanded.experiments)
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
-        frame = _experiment_frame(plan, metrics, name)
+        frame = _experiment_frame(expanded, metrics, name)
         frame["setting"] = frame["dataset"] + " " + frame["setting"]
         curves = logs.merge(frame[["run", "model", "setting"]], left_on="run_key", right_on="run")
         sns.lineplot(
@@ -249,10 +227,10 @@ def _training_curves(plan, metrics, logs, plt, sns):
     return fig
 
 
-def _scaling_figure(plan, metrics, plt, sns):
+def _scaling_figure(expanded, metrics, plt, sns):
     from matplotlib.ticker import LogLocator
 
-    frame = _experiment_frame(plan, metrics, "parameter_scaling")
+    frame = _experiment_frame(expanded, metrics, "parameter_scaling")
     fig, ax = plt.subplots(figsize=(4.8, 3.6))
     palette = sns.color_palette("colorblind")
     for i, ((dataset, model), group) in enumerate(frame.groupby(["dataset", "model"], observed=True)):

@@ -1,36 +1,14 @@
 """Training of a graph operator on random-walk subgraphs of a dataset (the reference's train.py, in torch).
 
-Data split (by nodes, as the reference does; deterministic in ``train.split_seed``):
-``valid_subgraphs`` + ``test_subgraphs`` random-walk subgraphs of exactly ``subgraph_nodes`` nodes
-are held out (the reference's sampler, `irno.roma.graphs.random_walk_subgraph`); training draws
-subgraphs of the graph induced on the remaining nodes. The sampler's root count is carried from
-draw to draw through the split and one draw on the training graph (the reference's first batch);
-every training draw starts from where that left it (the reference carries it on through
-training; restarting keeps the step count the only random state). Every window uses all frames,
-so train and test differ in nodes, not in time.
-
-A step takes one subgraph (kept for ``subgraph_reuse`` steps) and ``windows`` window ends e,
-uniform in [history, T - history): the input is each node's values at e - history + 1 .. e, the
-target its value at e + 1, both with multiplicative noise x exp(sqrt(eta) xi) (in training only);
-the model also gets the absolute time e. The loss is
-
-    sMSPE over all tokens (coarse ones weighted by ``coarse_weight``, the reference's 0)
-    + pde_weight mean r^2 + gpde_weight mean (dr/d(t, x))^2             (learned PDE)
-    + multiscale_weight (w_S H(S) + w_A H(A') + w_link L_link)             (roma)
-
-with sMSPE = (|y - y_hat| / (|y| + |y_hat| + 1e-4))^2 per token (coarse targets y S (m / n)).
-AdamW (``betas``, ``eps``, ``weight_decay``) on gradients clipped element-wise to
-[-grad_clip, grad_clip]; a parameter whose gradient has a NaN gets a zero gradient that step.
-The learning rate rises linearly from 0 to ``lr`` over w = min(warmup_steps, steps / 2) steps,
-falls linearly to ``min_lr`` by step steps - w and to ``final_lr`` at the end. The last model
-is kept (``checkpoint.pt``); every ``log_every`` steps ``train_log.csv`` gets the mean training
-losses and the validation sMSPE (clean, fine tokens).
-
-Resume: `irno.resume.TrainingState`, as every trainer of the package, with optimiser steps for
-epochs: ``last.pt`` (model, optimiser, log rows; the settings and the data's hash decide whether
-it applies) every ``checkpoint_every`` steps. Every step draws its subgraph, windows, noise and
-input functions from generators seeded by (seed, step), so the random state is the step count
-and a resumed run is identical to an uninterrupted one.
+The split is by nodes: held-out validation and test subgraphs, training subgraphs drawn from the
+rest. A step takes one subgraph (kept for ``subgraph_reuse`` steps) and ``windows`` windows of
+it, with multiplicative input and target noise; the loss is the sMSPE over the tokens plus the
+learned PDE's and the renormalisation's losses (`training_loss`), under AdamW with element-wise
+clipping and the reference's learning-rate schedule. The last model is kept (``checkpoint.pt``);
+``train_log.csv`` gets the mean losses and the validation sMSPE every ``log_every`` steps.
+Resume: ``last.pt`` (`irno.resume.TrainingState`, counting optimiser steps) every
+``checkpoint_every`` steps; every step draws from generators seeded by (seed, step), so a resumed
+run is identical to an uninterrupted one. Details: docs/roma.md, "Training and evaluation".
 """
 
 from __future__ import annotations
@@ -51,10 +29,11 @@ from irno import IrnoError
 from irno.device import select_device
 from irno.files import atomic_path
 from irno.resume import STATE_FILE, TrainingState, seed_everything
-from irno.roma.config import RunConfig, TrainConfig, run_key
 from irno.roma.datasets import Dataset, load, load_encodings
 from irno.roma.graphs import induced_subgraph, initial_walk_roots, random_walk_subgraph
 from irno.roma.models import GraphOperator, Output, build_model, count_parameters, reference_parameter_count
+from irno.roma.settings import RunConfig, TrainConfig
+from irno.roma.study import run_key
 from irno.settings import to_dict
 
 log = logging.getLogger("irno.roma")
@@ -296,15 +275,15 @@ def train(cfg: RunConfig, inputs: RunInputs, out_dir: str | os.PathLike) -> dict
     encoding_dim = 0 if encodings is None else encodings.shape[1]
     model = build_model(cfg.model, t.history, t.subgraph_nodes, encoding_dim).to(device)
     optimizer = make_optimizer(model, t)
-    # the state's "epochs" are optimiser steps: saved["epoch"] is the number of steps done
+    # the resume state counts optimiser steps: its "done" is the number of steps done
     state = TrainingState(out_dir / STATE_FILE, {"config": to_dict(cfg), "data": data.settings_hash}, t.steps)
     saved = state.load()
-    rows = []
+    rows, steps_done = [], 0
     if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
-        rows = saved["rows"]
-        log.info("resuming after step %d", saved["epoch"])
+        rows, steps_done = saved["rows"], saved["done"]
+        log.info("resuming after step %d", steps_done)
     log.info(
         "%s: %d parameters (%d as the reference counts them), %d training nodes, subgraphs of %d",
         key,
@@ -313,8 +292,8 @@ def train(cfg: RunConfig, inputs: RunInputs, out_dir: str | os.PathLike) -> dict
         split.train_nodes.size,
         t.subgraph_nodes,
     )
-    sums, steps, zeroed, started, sub = {}, 0, 0, time.time(), None
-    for step in (done - 1 for done in state.epochs_to_run(saved)):  # 0-based step indices left
+    sums, steps_since_log, zeroed, started, sub = {}, 0, 0, time.time(), None
+    for step in range(steps_done, t.steps):  # 0-based step indices
         if sub is None or step % t.subgraph_reuse == 0:
             draw = np.random.default_rng([t.seed, step // t.subgraph_reuse, 1])
             local, _ = random_walk_subgraph(
@@ -333,16 +312,16 @@ def train(cfg: RunConfig, inputs: RunInputs, out_dir: str | os.PathLike) -> dict
         loss.backward()
         zeroed += sanitise_gradients(model, t.grad_clip)
         optimizer.step()
-        steps += 1
+        steps_since_log += 1
         for name, value in {"loss": float(loss.detach()), **parts}.items():
             sums[name] = sums.get(name, 0.0) + value
         if (step + 1) % t.log_every == 0 or step + 1 == t.steps:
             row = {"run_key": key, "step": step + 1, "valid_smspe": validate(model, valid, cfg), "lr": lr}
-            row.update({("loss" if k == "loss" else f"loss_{k}"): v / steps for k, v in sums.items()})
+            row.update({("loss" if k == "loss" else f"loss_{k}"): v / steps_since_log for k, v in sums.items()})
             row.update(seconds=time.time() - started, zeroed_gradients=zeroed)
             rows.append(row)
             log.info("%s step %d: loss %.4g, valid sMSPE %.4g", key, step + 1, row["loss"], row["valid_smspe"])
-            sums, steps, zeroed, started = {}, 0, 0, time.time()
+            sums, steps_since_log, zeroed, started = {}, 0, 0, time.time()
             if (step + 1) % t.checkpoint_every == 0 or step + 1 == t.steps:
                 state.save(step + 1, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rows": rows})
 

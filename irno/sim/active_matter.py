@@ -1,32 +1,15 @@
 """The active-matter moment model with a Bingham closure, integrated pseudo-spectrally.
 
-The equations, in full: docs/method.md#active-matter-equations.
+A *closure-model re-simulation* of The Well's ``active_matter`` physics at low resolution, not the
+dataset: only the first moments of the orientation distribution evolve, the fourth is closed by
+the Bingham distribution; it matches the real data in statistics only. State: concentration c and
+the complex nematic moment Q = (D_xx - D_yy) + 2i D_xy, kept as three real fields (c, Re Q, Im Q)
+on an N x N periodic grid of the 10 x 10 box. Numerics: rfft2 pseudo-spectral derivatives, 2/3
+de-aliasing, Lawson (integrating-factor) RK4, a warm-started fixed-point iteration for the
+velocity-dependent stress, |Q| <= 0.999 c after each step; float64, numpy / scipy.fft, one thread.
 
-This is a *closure-model re-simulation* of The Well's ``active_matter`` physics at low resolution,
-not the dataset: the real data solve the kinetic equation for the full orientation distribution
-psi(x, y, theta); here only its first moments evolve and the fourth moment is closed by the
-Bingham distribution. It matches the real data in statistics only.
-
-State: concentration c = int psi and the complex nematic moment Q = (D_xx - D_yy) + 2i D_xy
-(Q = int e^{2i theta} psi), kept as three real fields (c, Re Q, Im Q) on an N x N periodic grid
-of the 10 x 10 box. D = [[c + Re Q, Im Q], [Im Q, c - Re Q]] / 2, so D_xx + D_yy = c by
-construction. Equations (u velocity, E = sym grad u, w = (d_y u_x - d_x u_y) / 2,
-G = zeta Q + E_xx + i E_xy, R = int e^{4i theta} psi from the closure):
-
-    c_t = -div(u c) + dT lap c
-    Q_t = -div(u Q) - 2i w Q + c G - conj(G) R - 4 dR Q + dT lap Q
-    -lap u + grad p = div Sigma, div u = 0,
-    Sigma = alpha D + beta S:E - 2 zeta beta (D.D - S:D)
-
-Only the deviatoric part of Sigma drives the flow (its trace goes into the pressure); in complex
-form Sigma_xx - Sigma_yy + 2i Sigma_xy = alpha Q + beta/2 (c e + conj(e) R)
-- zeta beta/2 (c Q - conj(Q) R) with e = E_xx + i E_xy. The beta S:E term makes the stress depend
-on the velocity; a fixed-point iteration warm-started from the last strain rate solves it.
-
-Numerics: rfft2 pseudo-spectral derivatives, products de-aliased with the 2/3 rule, Lawson
-(integrating-factor) RK4 for the diffusion and rotational-relaxation terms, |Q| <= 0.999 c
-imposed in real space after each step (a realisable moment; the coarse grid cannot resolve the
-thinnest defect cores). Everything runs in float64 with numpy / scipy.fft on one thread.
+The equations, in full (`dipole` is the active dipole strength, The Well's alpha):
+docs/method.md#active-matter-equations
 """
 
 from __future__ import annotations
@@ -77,10 +60,10 @@ def bingham_closure(c: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 class ActiveMatterModel:
-    """Spectral operators and the time step for one (zeta, alpha) on an N x N grid."""
+    """Spectral operators and the time step for one (zeta, dipole) on an N x N grid."""
 
-    def __init__(self, zeta: float, alpha: float, *, grid: int, dt: float):
-        self.zeta, self.alpha, self.n, self.dt = float(zeta), float(alpha), int(grid), float(dt)
+    def __init__(self, zeta: float, dipole: float, *, grid: int, dt: float):
+        self.zeta, self.dipole, self.n, self.dt = float(zeta), float(dipole), int(grid), float(dt)
         n = self.n
         index_x = np.fft.fftfreq(n, 1.0 / n)[:, None]  # (N, 1) integer wavenumbers along x
         index_y = np.fft.rfftfreq(n, 1.0 / n)[None, :]  # (1, N/2+1) along y (real transform)
@@ -154,7 +137,7 @@ class ActiveMatterModel:
         Returns u, v (velocity components), e (strain rate of that u) and w (vorticity / 2), all
         real-space (N, N). Stops early once e changes less than `tolerance` (relative).
         """
-        stress_without_e = self.alpha * q - 0.5 * self.zeta * BETA * (c * q - np.conj(q) * r)
+        stress_without_e = self.dipole * q - 0.5 * self.zeta * BETA * (c * q - np.conj(q) * r)
         for _ in range(sweeps):
             sigma = stress_without_e + 0.5 * BETA * (c * e + np.conj(e) * r)  # Sxx - Syy + 2i Sxy
             sh = self.rfft(np.stack([sigma.real, sigma.imag])) / 2  # (2, N, N/2+1): Sxx (= -Syy), Sxy
@@ -217,7 +200,7 @@ def _mean_cos_power(m: int) -> float:
 
 def simulate_trajectory(
     zeta: float,
-    alpha: float,
+    dipole: float,
     *,
     grid: int = 64,
     frames: int = 81,
@@ -234,7 +217,7 @@ def simulate_trajectory(
     steps_per_frame = round(frame_dt / dt)
     if steps_per_frame < 1 or abs(steps_per_frame * dt - frame_dt) > 1e-9 * frame_dt:
         raise IrnoError(f"frame_dt {frame_dt} must be a whole multiple of dt {dt}")
-    model = ActiveMatterModel(zeta, alpha, grid=grid, dt=dt)
+    model = ActiveMatterModel(zeta, dipole, grid=grid, dt=dt)
     f = model.initial_state(np.random.default_rng(seed))
     fh = model.rfft(f)
     e = np.zeros((grid, grid), dtype=complex)
@@ -251,7 +234,7 @@ def simulate_trajectory(
             if not np.isfinite(f).all():
                 raise IrnoError(
                     f"simulation diverged (non-finite state) at t = {frame * frame_dt:g} for zeta={zeta}, "
-                    f"alpha={alpha}, grid={grid}, dt={dt}; a smaller dt may help (RK4 needs dt < ~0.7/zeta)"
+                    f"alpha={dipole}, grid={grid}, dt={dt}; a smaller dt may help (RK4 needs dt < ~0.7/zeta)"
                 )
         observed, e = model.observe(f, e)
         for key, value in observed.items():

@@ -3,9 +3,9 @@
     <well_root>/datasets/active_matter/data/{train,valid,test}/active_matter_L_10.0_zeta_{z}_alpha_{a}.hdf5
     <well_root>/datasets/active_matter/stats.yaml      (from the train split)
 
-Each (zeta, alpha) pair of a split is one file holding `trajectories` trajectories, like the real
-dataset. Trajectory i of pair (zeta, alpha) in split s gets its own seed from
-(base seed, s, zeta, alpha, i), so the output does not depend on the number of workers or on
+Each (zeta, dipole) pair of a split is one file holding `trajectories` trajectories, like the real
+dataset. Trajectory i of pair (zeta, dipole) in split s gets its own seed from
+(base seed, s, zeta, dipole, i), so the output does not depend on the number of workers or on
 which other pairs are configured. A file already present is kept when its ``config_hash``
 attribute matches what the config asks for, and simulated again otherwise (files are written
 atomically, so a present file is complete).
@@ -42,22 +42,22 @@ DESCRIPTION = (
 EXPECTED_FIELDS = {"t0": ["concentration"], "t1": ["velocity"], "t2": ["D", "E"]}
 
 
-def file_name(zeta: float, alpha: float) -> str:
+def file_name(zeta: float, dipole: float) -> str:
     """The real dataset's naming, floats included: active_matter_L_10.0_zeta_11.0_alpha_-2.0.hdf5."""
-    return f"active_matter_L_{BOX_LENGTH}_zeta_{float(zeta)}_alpha_{float(alpha)}.hdf5"
+    return f"active_matter_L_{BOX_LENGTH}_zeta_{float(zeta)}_alpha_{float(dipole)}.hdf5"
 
 
-def trajectory_seed(base_seed: int, split: str, zeta: float, alpha: float, index: int) -> np.random.SeedSequence:
-    return np.random.SeedSequence([base_seed, int(stable_hash([split, float(zeta), float(alpha), index]), 16)])
+def trajectory_seed(base_seed: int, split: str, zeta: float, dipole: float, index: int) -> np.random.SeedSequence:
+    return np.random.SeedSequence([base_seed, int(stable_hash([split, float(zeta), float(dipole), index]), 16)])
 
 
-def _file_plan(cfg: SimulationConfig, split: str, zeta: float, alpha: float) -> dict:
+def _file_plan(cfg: SimulationConfig, split: str, zeta: float, dipole: float) -> dict:
     """What one file must hold; its hash is the file's ``config_hash`` attribute."""
     spec = {
         "generator": GENERATOR,
         "split": split,
         "zeta": float(zeta),
-        "alpha": float(alpha),
+        "alpha": float(dipole),
         "trajectories": getattr(cfg, split).trajectories,
         "grid": cfg.grid,
         "frames": cfg.frames,
@@ -65,7 +65,7 @@ def _file_plan(cfg: SimulationConfig, split: str, zeta: float, alpha: float) -> 
         "dt": cfg.dt,
         "seed": cfg.seed,
     }
-    return {"spec": spec, "hash": stable_hash(spec), "name": file_name(zeta, alpha)}
+    return {"spec": spec, "hash": stable_hash(spec), "name": file_name(zeta, dipole)}
 
 
 def _config_hash_of(path: Path) -> str | None:
@@ -111,8 +111,8 @@ def _prepare_folders(folders: dict[str, Path], plans: dict[str, list[dict]]) -> 
 
 def _simulate_for_file(task: tuple) -> dict[str, np.ndarray]:
     """One trajectory for a file, in a worker: float32 to halve what travels between processes."""
-    zeta, alpha, grid, frames, frame_dt, dt, seed = task
-    out = simulate_trajectory(zeta, alpha, grid=grid, frames=frames, frame_dt=frame_dt, dt=dt, seed=seed)
+    zeta, dipole, grid, frames, frame_dt, dt, seed = task
+    out = simulate_trajectory(zeta, dipole, grid=grid, frames=frames, frame_dt=frame_dt, dt=dt, seed=seed)
     return {k: v.astype(np.float32) for k, v in out.items()}
 
 

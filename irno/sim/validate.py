@@ -1,17 +1,13 @@
 """Does the re-simulation look like the real data? Statistics against the real data's, and a stability sweep.
 
-The real statistics: docs/method.md#active_matter.
-
-Two checks, each written as CSV and Markdown under ``--out``:
-
-1. ``statistics.{csv,md}``: simulate a dataset (default 64^2, every (zeta, alpha) of the real grid
-   in the train split, one trajectory each) and set the per-field std and frame-to-frame rms of
-   its ``stats.yaml`` beside the real dataset's (`REAL_STATS`). Expected within about 30 %.
-2. ``sweep_<grid>.{csv,md}``: one trajectory per (zeta, alpha) of the grid at 32^2: finite
-   throughout, kinetic energy growing from its small initial value to a statistically steady
-   level, |Q| / c at most the cap.
+Two checks, each written as CSV and Markdown under ``--out``: ``statistics.{csv,md}`` (the
+per-field std and frame-to-frame rms of a simulated dataset beside the real dataset's,
+`REAL_STATS`; expected within about 30 %) and ``sweep_<grid>.{csv,md}`` (one trajectory per
+(zeta, dipole) at 32^2: finite, kinetic energy growing to a steady level, |Q| / c at most the cap).
 
     irno simulate-validate --out results/sim_validation [--grid 64] [--sweep-grid 32] [--workers 2]
+
+Detail: docs/simulator.md#validation; the real statistics: docs/method.md#active_matter
 """
 
 from __future__ import annotations
@@ -25,7 +21,7 @@ import pandas as pd
 
 from irno import IrnoError
 from irno.config import SimulationConfig, SplitPlan
-from irno.files import atomic_path, read_yaml, write_json
+from irno.files import read_yaml, write_json, write_table
 from irno.sim.active_matter import Q_CAP, simulate_trajectory
 from irno.sim.dataset import parallel_map, simulate_dataset
 
@@ -43,8 +39,8 @@ REAL_STATS = {
 }
 TOLERANCE = 0.30  # relative
 ZETAS = tuple(range(1, 18, 2))  # the real dataset's parameter grid (docs/method.md#active_matter)
-ALPHAS = (-1, -2, -3, -4, -5)
-GRID_PAIRS = [[zeta, alpha] for zeta in ZETAS for alpha in ALPHAS]
+DIPOLES = (-1, -2, -3, -4, -5)
+GRID_PAIRS = [[zeta, dipole] for zeta in ZETAS for dipole in DIPOLES]
 KE_GROWTH_MIN = 100.0  # steady kinetic energy over the initial one
 KE_QUARTERS_RATIO_MAX = 3.0  # steady: the last two quarters' mean energies within this factor (growth is ~1e4x)
 
@@ -83,7 +79,7 @@ def statistics_table(stats: dict) -> pd.DataFrame:
 
 
 def validation_config(grid: int, trajectories: int, seed: int, workers: int) -> SimulationConfig:
-    """All 45 (zeta, alpha) pairs in train (the real train split has them all); one pair in valid and test."""
+    """All 45 (zeta, dipole) pairs in train (the real train split has them all); one pair in valid and test."""
     return SimulationConfig(
         grid=grid,
         seed=seed,
@@ -95,11 +91,11 @@ def validation_config(grid: int, trajectories: int, seed: int, workers: int) -> 
 
 
 def _sweep_one(task: tuple) -> dict:
-    zeta, alpha, grid, seed = task
+    zeta, dipole, grid, seed = task
     start = time.perf_counter()
-    row = {"zeta": zeta, "alpha": alpha}
+    row = {"zeta": zeta, "alpha": dipole}
     try:
-        out = simulate_trajectory(zeta, alpha, grid=grid, seed=seed)
+        out = simulate_trajectory(zeta, dipole, grid=grid, seed=seed)
     except IrnoError as e:
         return {**row, "finite": False, "error": str(e)}
     energy = 0.5 * (out["velocity"] ** 2).sum(-1).mean(axis=(1, 2))  # (T,) kinetic energy per area
@@ -125,7 +121,7 @@ def _sweep_one(task: tuple) -> dict:
 
 
 def parameter_sweep(grid: int = 32, *, seed: int = 0, workers: int = 2, progress: bool = True) -> pd.DataFrame:
-    """One 81-frame trajectory for every (zeta, alpha) of the real grid."""
+    """One 81-frame trajectory for every (zeta, dipole) of the real grid."""
     tasks = [(float(z), float(a), grid, seed) for z, a in GRID_PAIRS]
     rows = dict(parallel_map(_sweep_one, tasks, workers=workers, progress=progress, desc=f"sweep {grid}^2"))
     table = pd.DataFrame([rows[i] for i in range(len(tasks))])
@@ -133,13 +129,6 @@ def parameter_sweep(grid: int = 32, *, seed: int = 0, workers: int = 2, progress
         table["error"] = ""
     table["passed"] = table["passed"].fillna(False).astype(bool)
     return table
-
-
-def _write_table(table: pd.DataFrame, out_dir: Path, stem: str, title: str) -> None:
-    with atomic_path(out_dir / f"{stem}.csv") as tmp:
-        table.to_csv(tmp, index=False)
-    with atomic_path(out_dir / f"{stem}.md") as tmp:
-        tmp.write_text(f"{title}\n\n{table.to_markdown(index=False, floatfmt='.4g')}\n")
 
 
 def run_validation(
@@ -158,21 +147,21 @@ def run_validation(
     manifest = simulate_dataset(cfg, out_dir / "well", progress=progress)
     stats = read_yaml(out_dir / "well" / "datasets" / cfg.dataset / "stats.yaml")
     table = statistics_table(stats)
-    _write_table(
+    write_table(
+        out_dir / "statistics",
         table,
-        out_dir,
-        "statistics",
-        f"# Simulated ({grid}^2, {len(GRID_PAIRS)} pairs x {trajectories} trajectories) "
+        ("csv", "md"),
+        title=f"# Simulated ({grid}^2, {len(GRID_PAIRS)} pairs x {trajectories} trajectories) "
         "vs real active_matter statistics\n\n"
         f"Real values: {REAL_STATS_SOURCE}. Tolerance: {TOLERANCE:.0%}. The simulation is a closure-model "
         "re-simulation, so only statistics are comparable.",
     )
     sweep = parameter_sweep(sweep_grid, seed=seed, workers=workers, progress=progress)
-    _write_table(
+    write_table(
+        out_dir / f"sweep_{sweep_grid}",
         sweep,
-        out_dir,
-        f"sweep_{sweep_grid}",
-        f"# Stability sweep at {sweep_grid}^2 over every (zeta, alpha)\n\n"
+        ("csv", "md"),
+        title=f"# Stability sweep at {sweep_grid}^2 over every (zeta, alpha)\n\n"
         f"passed: finite, steady kinetic energy >= {KE_GROWTH_MIN:g} x the initial one, and the means of the "
         f"last two quarters within a factor {KE_QUARTERS_RATIO_MAX:g} of each other. |Q|/c is capped at {Q_CAP}.",
     )

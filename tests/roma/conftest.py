@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from irno.roma.config import (
+from irno.roma.datasets import encode, simulate
+from irno.roma.settings import (
     BurgersConfig,
     DataConfig,
     EncodingConfig,
@@ -14,7 +15,6 @@ from irno.roma.config import (
     RunConfig,
     TrainConfig,
 )
-from irno.roma.datasets import encode, simulate
 
 TINY_DATA = DataConfig(graph=GraphConfig(nodes=400), kuramoto=KuramotoConfig(t_end=1.0, frames=41), seed=3)
 TINY_BURGERS = DataConfig(

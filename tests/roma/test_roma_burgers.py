@@ -6,8 +6,8 @@ import pytest
 import scipy.sparse as sp
 
 from irno.roma.burgers import coupling, gel_curve, smoothed_increments, social_series
-from irno.roma.config import BurgersConfig
 from irno.roma.datasets import load
+from irno.roma.settings import BurgersConfig
 
 
 def test_gel_curves_grow_to_a_giant_group():

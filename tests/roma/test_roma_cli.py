@@ -1,14 +1,14 @@
 """The ``irno roma`` commands end to end on config/test.yaml's roma: section, in one process (the
 workflow runs the same commands, one job each: tests/test_workflow.py)."""
 
-import json
-
 import pandas as pd
 import pytest
 
 from irno.cli import main
-from irno.files import read_json, read_yaml
-from irno.roma.config import expand_study, read_study_config, reads_encodings, report_outputs
+from irno.files import read_json
+from irno.roma.settings import SETTINGS_KINDS, read_study_config
+from irno.roma.study import expand_study, reads_encodings, report_outputs, settings_files
+from irno.settings import write_settings
 
 CONFIG = "config/test.yaml"
 
@@ -16,17 +16,18 @@ CONFIG = "config/test.yaml"
 @pytest.mark.slow
 def test_study_end_to_end(tmp_path):
     root = tmp_path / "roma"
-    assert main(["roma", "expand", "--config", CONFIG, "--out-dir", str(root)]) == 0
-    plan = read_json(root / "study.json")
-    for name in plan["datasets"]:
+    expanded = expand_study(read_study_config(CONFIG))
+    for folder, (kind, settings) in settings_files(expanded).items():  # as the workflow's settings jobs
+        write_settings(SETTINGS_KINDS[kind], settings, root / folder / "settings.yaml")
+    for name in expanded.datasets:
         folder = root / "data" / name
         data = str(folder / "dataset.h5")
         assert main(["roma", "simulate", "--config", str(folder / "settings.yaml"), "--out", data]) == 0
-        if name in plan["encodings"]:
+        if name in expanded.encodings:
             encodings = ["--config", str(folder / "encodings" / "settings.yaml"), "--data", data]
             assert main(["roma", "encode", *encodings, "--out", str(folder / "encodings" / "encodings.h5")]) == 0
     metrics, logs, attention = [], [], []
-    for key, settings in plan["runs"].items():
+    for key, settings in expanded.runs.items():
         run, ev = root / "runs" / key, root / "eval" / key
         folder = root / "data" / settings["dataset"]
         inputs = ["--config", str(run / "settings.yaml"), "--data", str(folder / "dataset.h5")]
@@ -54,12 +55,12 @@ def test_study_end_to_end(tmp_path):
     figures = ["--metrics", *metrics, "--train-logs", *logs, "--attention", *attention]
     assert main(["roma", "figures", "--config", CONFIG, *figures, "--out-dir", str(root / "figures")]) == 0
 
-    expected = report_outputs(expand_study(read_study_config(CONFIG)))
+    expected = report_outputs(expanded)
     assert sorted(p.name for p in (root / "tables").iterdir()) == sorted(expected["tables"])
     assert sorted(p.name for p in (root / "figures").iterdir()) == sorted(expected["figures"])
     assert all(p.stat().st_size > 1000 for p in (root / "figures").iterdir())
     results = pd.read_csv(root / "tables" / "results.csv")
-    assert len(results) == len(plan["runs"]) == 8
+    assert len(results) == len(expanded.runs) == 8
     assert results["smspe"].between(0, 1).all() and results["smspe_persistence"].between(0, 1).all()
     assert set(results["system"]) == {"kuramoto", "burgers"}
     smspe = pd.read_csv(root / "tables" / "smspe.csv")
@@ -68,11 +69,6 @@ def test_study_end_to_end(tmp_path):
     assert scaling["exponent_se"].notna().all() and (scaling["points"] == 3).all()
     assert set(scaling["loss"]) == {"smspe", "loss_pde"}
     assert "\\begin{tabular}" in (root / "tables" / "ablations.tex").read_text()
-    # a second plan leaves the settings alone (the workflow relies on their modification times)
-    settings = next((root / "runs").glob("*/settings.yaml"))
-    before = settings.stat().st_mtime_ns
-    assert main(["roma", "expand", "--config", CONFIG, "--out-dir", str(root)]) == 0
-    assert settings.stat().st_mtime_ns == before
 
 
 def test_summary_prints_each_model_and_every_run(capsys):
@@ -80,49 +76,22 @@ def test_summary_prints_each_model_and_every_run(capsys):
     lines = capsys.readouterr().out.splitlines()
     counts = {line.split()[0]: int(line.split()[-1]) for line in lines[1:5]}
     assert list(counts) == ["deeponet", "deeponet_mp", "nomad_mp", "roma"] and all(c > 0 for c in counts.values())
-    plan = expand_study(read_study_config(CONFIG))
-    for name, entries in plan.experiments.items():
+    expanded = expand_study(read_study_config(CONFIG))
+    for name, entries in expanded.experiments.items():
         runs = [line for line in lines if line.startswith(f"{name} ")]
         assert len(runs) == len(entries) and all(e["run"] in line for e, line in zip(entries, runs, strict=True))
         assert all(int(line.split()[-1]) > 0 for line in runs)
 
 
-def test_write_settings_validates_and_completes(tmp_path, capsys):
-    def write(kind, settings, out):
-        return main(["roma", "write-settings", "--kind", kind, "--json", json.dumps(settings), "--out", str(out)])
-
-    plan = expand_study(read_study_config(CONFIG))
-    assert write("study", read_yaml(CONFIG)["roma"], tmp_path / "study.yaml") == 0
-    written = read_yaml(tmp_path / "study.yaml")["roma"]
-    assert written["train"]["steps"] == 4 and written["experiments"]["data_noise"][0]["models"] == ["deeponet", "roma"]
-    assert expand_study(read_study_config(tmp_path / "study.yaml")).runs == plan.runs  # completed, same runs
-    key, run = next(iter(plan.runs.items()))
-    assert write("run", run, tmp_path / "run.yaml") == 0 and read_yaml(tmp_path / "run.yaml") == run
-    assert write("data", {"graph": {"nodes": 500}}, tmp_path / "data.yaml") == 0
-    assert read_yaml(tmp_path / "data.yaml")["kuramoto"]["K"] == 5.0
-    assert write("encodings", {"laplacian": 8}, tmp_path / "enc.yaml") == 0
-    assert read_yaml(tmp_path / "enc.yaml")["node2vec"] == 512
-
-    assert write("run", {**run, "train": {**run["train"], "epochz": 3}}, tmp_path / "bad_run.yaml") == 1
-    assert "unknown config key 'train.epochz'" in capsys.readouterr().err
-    assert write("data", {"graph": {"nodes": 5}}, tmp_path / "bad_data.yaml") == 1
-    assert "config key 'graph.nodes': 5 is invalid" in capsys.readouterr().err
-    study = read_yaml(CONFIG)["roma"]
-    study["experiments"]["graph_encodings"]["datasets"] = ["huge"]
-    assert write("study", study, tmp_path / "bad_study.yaml") == 1
-    assert "roma.experiments.graph_encodings.datasets': unknown dataset 'huge'" in capsys.readouterr().err
-    assert not list(tmp_path.glob("bad_*"))
-
-
 def test_bad_input_is_one_line_naming_it(tmp_path, capsys):
     bad = tmp_path / "study.yaml"
     bad.write_text("roma:\n  datasets: {a: {graph: {nodes: 100}}}\n  experiments:\n    positional: {datasets: [b]}\n")
-    assert main(["roma", "expand", "--config", str(bad), "--out-dir", str(tmp_path / "out")]) == 1
+    assert main(["roma", "summary", "--config", str(bad)]) == 1
     err = capsys.readouterr().err
     assert "irno roma: error:" in err and "unknown dataset 'b'" in err and "Traceback" not in err
     assert main(["roma", "simulate", "--config", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "x.h5")]) == 1
     assert "missing.yaml: file not found" in capsys.readouterr().err
-    assert not (tmp_path / "out").exists() and not (tmp_path / "x.h5").exists()
+    assert not (tmp_path / "x.h5").exists()
 
 
 def test_help_lists_the_verbs(capsys):
@@ -130,5 +99,6 @@ def test_help_lists_the_verbs(capsys):
         main(["roma", "--help"])
     assert exit_info.value.code == 0
     help_text = capsys.readouterr().out
-    for verb in ("summary", "expand", "simulate", "encode", "train", "evaluate", "tables", "figures"):
+    for verb in ("summary", "simulate", "encode", "train", "evaluate", "tables", "figures"):
         assert verb in help_text
+    assert "expand" not in help_text and "write-settings" not in help_text  # irno write-settings writes them

@@ -5,9 +5,10 @@ cache key changing nothing, and a study's runs read with their datasets."""
 import pytest
 
 from irno import IrnoError
-from irno.roma.config import ModelConfig, RunConfig, TrainConfig, expand_study, read_study_config
 from irno.roma.cost import NO_FLOPS, count_train_step, mean_subgraph_edges, train_step_flops
 from irno.roma.models import _gaussian_process_basis
+from irno.roma.settings import ModelConfig, RunConfig, TrainConfig, read_study_config
+from irno.roma.study import expand_study
 from irno.settings import from_dict
 
 TINY = dict(width=8, depth=1, heads=2, basis=4, fourier_features=8, input_functions=3, function_grid=33)
@@ -89,20 +90,20 @@ def test_settings_left_out_of_the_cache_key_change_no_count():
 
 def test_train_step_flops_reads_the_run_and_its_dataset():
     """One run of each model kind of config/demo.yaml: its dataset's encodings and graph."""
-    plan = expand_study(read_study_config("config/demo.yaml"))
+    expanded = expand_study(read_study_config("config/demo.yaml"))
     first = {}
-    for key, settings in plan.runs.items():
+    for key, settings in expanded.runs.items():
         first.setdefault(settings["model"]["kind"], key)
     assert len(first) == 4
     for key in first.values():
-        cfg = from_dict(RunConfig, plan.runs[key])
+        cfg = from_dict(RunConfig, expanded.runs[key])
         t = cfg.train
-        dim = sum(plan.encodings[cfg.dataset][kind] for kind in cfg.model.used_encodings)
+        dim = sum(expanded.encodings[cfg.dataset][kind] for kind in cfg.model.used_encodings)
         assert dim > 0 or cfg.model.kind != "roma"
-        graph = plan.datasets[cfg.dataset]["graph"]
+        graph = expanded.datasets[cfg.dataset]["graph"]
         edges = t.subgraph_nodes  # no edge MLP (DeepONet has no graph): the edges cost nothing
         if cfg.model.graph and cfg.model.edge_mlp:
             edges = round(mean_subgraph_edges(graph["nodes"], graph["mean_degree"], t.subgraph_nodes, t.walk_length))
-        assert train_step_flops(plan.runs[key], plan) == count_train_step(cfg, dim, edges), key
+        assert train_step_flops(expanded.runs[key], expanded) == count_train_step(cfg, dim, edges), key
     with pytest.raises(IrnoError, match="no such dataset"):
-        train_step_flops({**plan.runs[key], "dataset": "elsewhere"}, plan)
+        train_step_flops({**expanded.runs[key], "dataset": "elsewhere"}, expanded)

@@ -9,7 +9,6 @@ from scipy.sparse.csgraph import connected_components
 
 import irno.roma.graphs as graphs
 from irno import IrnoError
-from irno.roma.config import EncodingConfig
 from irno.roma.graphs import (
     adjacency,
     disk_radius,
@@ -24,6 +23,7 @@ from irno.roma.graphs import (
     random_walk_subgraph,
     sample_points,
 )
+from irno.roma.settings import EncodingConfig
 
 
 def brute_force_edges(radius, angle, R):

@@ -6,9 +6,9 @@ import pytest
 
 import irno.roma.kuramoto as kuramoto
 from irno import IrnoError
-from irno.roma.config import DataConfig, GraphConfig, KuramotoConfig
 from irno.roma.datasets import load, simulate
 from irno.roma.kuramoto import coupling_strength, coupling_weights, integrate, natural_frequencies
+from irno.roma.settings import DataConfig, GraphConfig, KuramotoConfig
 
 
 def run(weights, omega, theta0, times, dyn):
@@ -20,14 +20,14 @@ def test_uncoupled_phases_advance_linearly():
     omega = np.array([0.3, -1.0, 2.0, 0.1])
     theta0 = np.array([0.0, 1.0, -2.0, 3.0])
     times = np.linspace(0.0, 10.0, 51)
-    phases = run(coupling_weights(4, edges), omega, theta0, times, KuramotoConfig(K=0.0, t_end=10.0))
+    phases = run(coupling_weights(4, edges), omega, theta0, times, KuramotoConfig(coupling=0.0, t_end=10.0))
     np.testing.assert_allclose(phases, theta0[:, None] + omega[:, None] * times[None, 1:], atol=1e-10)
 
 
 @pytest.mark.parametrize("gap", [0.5, 1.5, 1.9])
 def test_two_oscillators_phase_lock_below_2K(gap):
     # d(theta_1 - theta_2)/dt = gap - 2K sin(theta_1 - theta_2): locks at arcsin(gap / 2K) when gap < 2K
-    dyn = KuramotoConfig(K=1.0, a=1.0, t_end=40.0)  # a = 1: constant K(t) = K
+    dyn = KuramotoConfig(coupling=1.0, a=1.0, t_end=40.0)  # a = 1: constant coupling(t) = coupling
     times = np.linspace(0.0, 40.0, 401)
     phases = run(
         coupling_weights(2, np.array([[0, 1]])), np.array([gap / 2, -gap / 2]), np.array([0.0, 2.5]), times, dyn
@@ -38,7 +38,7 @@ def test_two_oscillators_phase_lock_below_2K(gap):
 
 
 def test_two_oscillators_drift_above_2K():
-    dyn = KuramotoConfig(K=1.0, a=1.0, t_end=40.0)
+    dyn = KuramotoConfig(coupling=1.0, a=1.0, t_end=40.0)
     phases = run(
         coupling_weights(2, np.array([[0, 1]])), np.array([1.25, -1.25]), np.zeros(2), np.linspace(0.0, 40.0, 401), dyn
     )
@@ -51,7 +51,7 @@ def test_coupling_weights_and_strength_by_hand():
     np.testing.assert_allclose(w[1], [1 / (1 + r2), 0, r2 / (1 + r2), 0])  # sqrt(deg_j) / sum sqrt(deg_k)
     np.testing.assert_allclose(w[0], [0, 1, 0, 0])
     np.testing.assert_allclose(w.sum(1), 1.0)
-    dyn = KuramotoConfig(K=5.0, a=0.5, b=10.0, g=10.0, d=0.5, t_end=20.0)
+    dyn = KuramotoConfig(coupling=5.0, a=0.5, b=10.0, g=10.0, d=0.5, t_end=20.0)
     t = np.array([0.0, 10.0, 4.0])
     s = np.pi * t / 20.0
     expected = 5 * (0.5 + 0.5 * np.sin(s) ** 2 * (0.5 * np.abs(np.cos(10 * s)) ** 10 + 0.5))

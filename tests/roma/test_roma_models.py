@@ -10,7 +10,6 @@ import torch
 from scipy.interpolate import CubicSpline
 from torch import nn
 
-from irno.roma.config import ModelConfig, model_defaults, read_study_config
 from irno.roma.models import (
     Ball,
     Decoder,
@@ -24,6 +23,8 @@ from irno.roma.models import (
     reference_parameter_count,
     segment_statistics,
 )
+from irno.roma.settings import ModelConfig, RunConfig, read_study_config
+from irno.roma.study import apply_settings, model_defaults
 from irno.settings import from_dict
 
 C = 0.125  # the reference's curvature
@@ -382,8 +383,6 @@ def test_the_reference_counts_the_fermi_dirac_pair_in_every_model():
 
 
 def reference_count(study, kind: str, **model) -> int:
-    from irno.roma.config import RunConfig, apply_settings
-
     settings = apply_settings(model_defaults(study, kind, "km3m"), {f"model.{k}": v for k, v in model.items()})
     settings["model"]["function_grid"] = 16  # the grid has no parameters; a small one is quick to build
     run = from_dict(RunConfig, settings)

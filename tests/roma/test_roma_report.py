@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 
 from irno import IrnoError
-from irno.roma.config import expand_study, report_outputs, study_from_dict
 from irno.roma.report import build_tables, fit_power_law
+from irno.roma.settings import study_from_dict
+from irno.roma.study import expand_study, report_outputs
 
 
 def test_power_law_fit_recovers_a_known_exponent():
@@ -59,12 +60,12 @@ def synthetic_study():
     )
 
 
-def synthetic_metrics(plan):
+def synthetic_metrics(expanded):
     """Metrics following known laws: smspe = 0.01 (params / 1000)^-0.3 x (N / 400)^-0.2 x (1 + 100 eta),
     loss_pde = 0.1 (params / 1000)^-0.5."""
     nodes = {"s": 400, "m": 800, "l": 1600}
     rows = []
-    for key, run in plan.runs.items():
+    for key, run in expanded.runs.items():
         params = 1000 * (run["model"]["width"] / 8) ** 2
         eta = run["train"]["noise_eta"]
         n = nodes[run["dataset"]]
@@ -88,8 +89,8 @@ def synthetic_metrics(plan):
 
 
 def test_tables_from_metrics():
-    plan = expand_study(synthetic_study())
-    tables = build_tables(plan, synthetic_metrics(plan))
+    expanded = expand_study(synthetic_study())
+    tables = build_tables(expanded, synthetic_metrics(expanded))
     smspe = tables["smspe"].set_index("model")
     assert list(smspe.index) == ["deeponet", "roma"]
     expected = [f"{d} (N={n}), eta={e:g}" for d, n in (("s", 400), ("m", 800), ("l", 1600)) for e in (0.0, 4e-4)]
@@ -108,11 +109,11 @@ def test_tables_from_metrics():
 
 
 def test_missing_metrics_and_outputs():
-    plan = expand_study(synthetic_study())
-    metrics = synthetic_metrics(plan)
+    expanded = expand_study(synthetic_study())
+    metrics = synthetic_metrics(expanded)
     with pytest.raises(IrnoError, match="no metrics given for run"):
-        build_tables(plan, metrics.iloc[1:])
-    outputs = report_outputs(plan)
+        build_tables(expanded, metrics.iloc[1:])
+    outputs = report_outputs(expanded)
     assert "smspe.tex" in outputs["tables"] and "ablations.md" in outputs["tables"]
     assert "effective_dynamics.csv" in outputs["tables"]
     assert "scaling_law.pdf" in outputs["figures"] and "attention.png" in outputs["figures"]

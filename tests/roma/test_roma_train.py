@@ -10,9 +10,9 @@ import torch
 import irno.roma.evaluate as evaluate_module
 import irno.roma.train as train_module
 from irno import IrnoError
-from irno.roma.config import TrainConfig
 from irno.roma.datasets import load
 from irno.roma.evaluate import evaluate
+from irno.roma.settings import TrainConfig
 from irno.roma.train import (
     Subgraph,
     learning_rate,
@@ -187,7 +187,7 @@ def test_interrupted_training_resumes_identically(tiny_kuramoto, tiny_run, tmp_p
     with pytest.raises(KeyboardInterrupt):
         train(cfg, inputs, tmp_path / "resumed")
     assert (tmp_path / "resumed" / "last.pt").exists() and not (tmp_path / "resumed" / "checkpoint.pt").exists()
-    assert torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)["epoch"] == 2  # steps done
+    assert torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)["done"] == 2  # steps done
     monkeypatch.setattr(train_module, "objective", real_objective)
     train(cfg, inputs, tmp_path / "resumed")
 

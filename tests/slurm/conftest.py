@@ -41,3 +41,10 @@ def slurm() -> Iterator[SlurmCluster]:
     yield SlurmCluster()
     if started_here:
         subprocess.run([str(HERE / "down.sh")], capture_output=True, timeout=120)
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Every test here starts SLURM jobs (minutes): all of them are slow, out of the fast loop."""
+    for item in items:
+        if HERE in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.slow)

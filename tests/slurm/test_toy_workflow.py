@@ -57,8 +57,8 @@ rule tables:
     output: "tables/summary.txt"
     shell: "echo job=${{SLURM_JOB_ID:-none}} > {output}"
 
-rule train_refiner:
-    output: "runs/refiner.txt"
+rule train_phi:
+    output: "runs/phi.txt"
     resources: runtime=lambda wildcards, attempt: 1440 * attempt, gpu=1
     params: steps=config.get("steps", 1), seconds=config.get("step_seconds", 0.1)
     shell: "python toy_train.py {output} {params.steps} {params.seconds}"
@@ -131,13 +131,13 @@ def test_rules_run_through_sbatch_and_gpu_rules_get_a_gpu(slurm: SlurmCluster, t
 def interrupt_training(slurm: SlurmCluster, toy: Path, interrupt) -> tuple[str, SnakemakeRun]:
     """The toy training of 20 one-second steps, interrupted after its third step."""
     return slurm.run_interrupted(
-        toy, "runs/refiner.txt", rule="train_refiner", ready=lambda: progress(toy / "runs/refiner.txt") >= 3,
+        toy, "runs/phi.txt", rule="train_phi", ready=lambda: progress(toy / "runs/phi.txt") >= 3,
         what="3 steps of the first attempt", interrupt=interrupt, extra_args=("--config", "steps=20", "step_seconds=1"),
     )  # fmt: skip
 
 
 def test_cancelled_job_is_resubmitted_and_resumes(slurm: SlurmCluster, toy: Path):
-    out = toy / "runs/refiner.txt"
+    out = toy / "runs/phi.txt"
     first, run = interrupt_training(slurm, toy, slurm.cancel)
 
     starts = history(out)
@@ -145,18 +145,18 @@ def test_cancelled_job_is_resubmitted_and_resumes(slurm: SlurmCluster, toy: Path
     second, resumed_at = starts[1]
     assert second != first and resumed_at >= 3, starts  # resumed, not restarted
     assert out.read_text().split() == ["steps=20", f"job={second}", "cuda=0"]
-    jobs = [j for j in slurm.jobs(run.run_id) if j.rule == "train_refiner"]
+    jobs = [j for j in slurm.jobs(run.run_id) if j.rule == "train_phi"]
     assert [(j.job_id, j.state) for j in jobs] == [(first, "CANCELLED"), (second, "COMPLETED")]
     assert "Trying to restart job" in run.output
 
 
 def test_requeued_job_resumes_under_the_same_id(slurm: SlurmCluster, toy: Path):
-    out = toy / "runs/refiner.txt"
+    out = toy / "runs/phi.txt"
     job, run = interrupt_training(slurm, toy, slurm.requeue)
 
     starts = history(out)
     assert len(starts) == 2 and starts[0] == (job, 0) and starts[1][0] == job and starts[1][1] >= 3, starts
-    states = [j.state for j in slurm.jobs(run.run_id) if j.rule == "train_refiner"]
+    states = [j.state for j in slurm.jobs(run.run_id) if j.rule == "train_phi"]
     assert states == ["REQUEUED", "COMPLETED"], states
     assert "Trying to restart job" not in run.output  # SLURM restarted it; Snakemake just waited
 

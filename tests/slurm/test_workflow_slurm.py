@@ -45,18 +45,19 @@ pytestmark = pytest.mark.slurm
 CONFIG = "config/test.yaml"
 # The jobs of config/test.yaml that go through sbatch; which of them get a GPU the rules say.
 SUBMITTED_RULES = {
-    "simulate_dataset", "prepare_split", "train_base", "check_base", "cache_base_predictions", "train_refiner",
+    "simulate_dataset", "prepare_split", "train_base", "check_base", "cache_base_predictions", "train_phi",
     "evaluate", "roma_simulate", "roma_encode", "roma_train",
 }  # fmt: skip
 # The jobs of config/test.yaml that run beside Snakemake: the workflow's localrules and `all`.
 LOCAL_RULES = {
-    "simulate_settings", "base_settings", "refiner_settings", "eval_settings", "plan_settings",
-    "tables", "figures", "report", "roma_study", "roma_settings", "roma_report", "all",
+    "simulate_settings", "base_settings", "phi_settings", "eval_settings", "report_plan_settings",
+    "tables", "figures", "report", "roma_study_settings", "roma_data_settings", "roma_encodings_settings",
+    "roma_run_settings", "roma_report", "all",
 }  # fmt: skip
 # The training the tests below interrupt, and its log.
 RUN = "results/test/runs/active_matter/FNO/irno"
 TRAINING = f"{RUN}/checkpoint.pt"
-TRAINING_LOG = "results/test/logs/train_refiner/active_matter_FNO_irno.log"
+TRAINING_LOG = "results/test/logs/train_phi/active_matter_FNO_irno.log"
 # How long the interrupted trainings train, in epochs of the speed this machine showed: long
 # enough to be caught after the first epoch and well before the last; for the time-out, more than
 # the first attempt can do even if the estimate is twice too long (SLURM ends a job 60 to 90 s
@@ -101,7 +102,7 @@ def longer_training(workdir: Path, epochs: int) -> tuple[str, ...]:
     says to do to retrain), so a last.pt found there is this training's.
     """
     config = yaml.safe_load((workdir / CONFIG).read_text())
-    config["refiner"]["train"]["epochs"] = epochs
+    config["phi"]["train"]["epochs"] = epochs
     (workdir / "longer.yaml").write_text(yaml.safe_dump(config))
     shutil.rmtree(workdir / RUN)
     return ("--configfile", "longer.yaml")
@@ -180,7 +181,7 @@ def test_every_rule_but_the_local_ones_runs_through_sbatch_gpu_rules_with_a_gpu(
     assert f"gpu_model={GPU_MODEL}" in run.output
     # the rules' runtimes (minutes, attempt 1) and one SLURM log per job, kept after success
     limits = {j.rule: j.timelimit for j in jobs}
-    assert (limits["train_refiner"], limits["evaluate"], limits["prepare_split"]) == (
+    assert (limits["train_phi"], limits["evaluate"], limits["prepare_split"]) == (
         "1-00:00:00",
         "02:00:00",
         "04:00:00",
@@ -212,7 +213,7 @@ def interrupt_training(slurm: SlurmCluster, workdir: Path, epochs: int, interrup
     """Train for `epochs` through the cluster and `interrupt(job_id)` the job once its first epoch
     is saved: (the interrupted job's id, the finished Snakemake run)."""
     return slurm.run_interrupted(
-        workdir, TRAINING, rule="train_refiner", ready=(workdir / RUN / "last.pt").exists,
+        workdir, TRAINING, rule="train_phi", ready=(workdir / RUN / "last.pt").exists,
         what="the first epoch's resume state", interrupt=interrupt, extra_args=longer_training(workdir, epochs),
     )  # fmt: skip
 
@@ -222,7 +223,7 @@ def test_cancelled_training_is_submitted_again_and_resumes(
 ):
     workdir = copy_run(slurm_test_run, tmp_path / "run")
     first, run = interrupt_training(slurm, workdir, epochs, slurm.cancel)
-    jobs = [(j.job_id, j.state) for j in slurm.jobs(run.run_id) if j.rule == "train_refiner"]
+    jobs = [(j.job_id, j.state) for j in slurm.jobs(run.run_id) if j.rule == "train_phi"]
     assert len(jobs) == 2 and jobs[0] == (first, "CANCELLED") and jobs[1][1] == "COMPLETED", jobs
     assert "Trying to restart job" in run.output  # Snakemake's retry, a new job
     assert 1 <= resumed_from(workdir) < epochs
@@ -234,7 +235,7 @@ def test_requeued_training_resumes_under_the_same_job_id(
 ):
     workdir = copy_run(slurm_test_run, tmp_path / "run")
     job, run = interrupt_training(slurm, workdir, epochs, slurm.requeue)
-    jobs = [(j.job_id, j.state) for j in slurm.jobs(run.run_id) if j.rule == "train_refiner"]
+    jobs = [(j.job_id, j.state) for j in slurm.jobs(run.run_id) if j.rule == "train_phi"]
     assert jobs == [(job, "REQUEUED"), (job, "COMPLETED")], jobs
     assert "Trying to restart job" not in run.output  # SLURM restarted it; Snakemake just waited
     assert 1 <= resumed_from(workdir) < epochs
@@ -246,7 +247,7 @@ def test_timed_out_training_comes_back_with_the_same_capped_time_and_resumes(
 ):
     run = timing_out.wait().check()
 
-    jobs = [j for j in slurm.jobs(run.run_id) if j.rule == "train_refiner"]
+    jobs = [j for j in slurm.jobs(run.run_id) if j.rule == "train_phi"]
     # killed at each limit until the work was done (how many depends on the machine's speed), each
     # attempt with the same minute: the rule's 24 h capped by the site, not grown with the attempt
     assert len(jobs) >= 2 and [j.state for j in jobs] == ["TIMEOUT"] * (len(jobs) - 1) + ["COMPLETED"], jobs
@@ -271,11 +272,11 @@ def test_training_with_two_gpus_runs_two_ddp_processes(
     run = slurm.snakemake(
         workdir,
         TRAINING,
-        extra_args=("--configfile", CONFIG, "--set-resources", "train_refiner:runtime=30"),
+        extra_args=("--configfile", CONFIG, "--set-resources", "train_phi:runtime=30"),
         env=slurm.env(IRNO_SLURM_TRAIN_GPUS="2"),
     ).check()
 
-    jobs = [j for j in slurm.jobs(run.run_id) if j.rule == "train_refiner"]
+    jobs = [j for j in slurm.jobs(run.run_id) if j.rule == "train_phi"]
     assert [(j.state, j.gpus) for j in jobs] == [("COMPLETED", 2)] and "cpu=2" in jobs[0].alloc_tres, jobs
     assert (jobs[0].timelimit, jobs[0].partition, jobs[0].qos) == ("00:30:00", slurm.partition, slurm.qos), jobs
     assert "launching 2 training processes (threads each: 1)" in (workdir / TRAINING_LOG).read_text()
@@ -308,10 +309,10 @@ def test_the_readme_command_runs_the_paper_config(slurm: SlurmCluster, tmp_path:
 
     paper = dry_run()
     assert "config/config.yaml" in paper and "results/paper/runs/active_matter/FNO/irno/checkpoint.pt" in paper
-    assert re.search(r"^train_refiner\s+72$", paper, re.M) and "roma_train" not in paper
+    assert re.search(r"^train_phi\s+72$", paper, re.M) and "roma_train" not in paper
     assert "slurm_partition=gpu" in paper and "gpu_model=fake" in paper  # the site's settings, through the rules
     roma = dry_run("--configfile", "config/roma.yaml")
-    assert re.search(r"^roma_train\s+35$", roma, re.M) and "train_refiner" not in roma
+    assert re.search(r"^roma_train\s+35$", roma, re.M) and "train_phi" not in roma
 
 
 def test_a_base_that_misses_its_published_number_is_checked_once(

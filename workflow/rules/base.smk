@@ -7,24 +7,7 @@ data id and the base's id (common.smk): their names, or under shared_root names 
 
 
 localrules:
-    base_settings,
     fetch_base,
-
-
-rule base_settings:
-    output:
-        f"{BASE}/settings.yaml",
-    log:
-        f"{LOGS}/base_settings/{{data_id}}_{{base_id}}.log",
-    benchmark:
-        f"{BENCHMARKS}/base_settings/{{data_id}}_{{base_id}}.tsv"
-    conda:
-        ENV
-    threads: 1
-    params:
-        settings_json=lambda wc: settings_json(STUDY.base_settings(*base_of(wc))),
-    shell:
-        "irno write-settings --kind base --json {params.settings_json:q} --out {output} 2> {log}"
 
 
 rule fetch_base:
@@ -48,8 +31,8 @@ rule fetch_base:
 rule train_base:
     input:
         settings=rules.base_settings.output,
-        train=STORE.format(data_id="{data_id}", split="train"),
-        valid=STORE.format(data_id="{data_id}", split="valid"),
+        train=store_dir("train"),
+        valid=store_dir("valid"),
     output:
         model=directory(f"{BASE}/model"),
     log:
@@ -73,8 +56,8 @@ rule check_base:
     input:
         settings=rules.base_settings.output,
         model=f"{BASE}/model",
-        valid=STORE.format(data_id="{data_id}", split="valid"),
-        test=STORE.format(data_id="{data_id}", split="test"),
+        valid=store_dir("valid"),
+        test=store_dir("test"),
     output:
         check=f"{BASE}/base_check.json",
     log:

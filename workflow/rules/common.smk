@@ -2,7 +2,7 @@
 of the ROMA study (workflow/rules/roma.smk) at the end.
 
 Parse time stays small (the paper's full DAG dry-runs in seconds): only irno.study, irno.config
-and irno.roma.config are imported here, never torch, pandas or the_well.
+and irno.roma.study are imported here, never torch, pandas or the_well.
 """
 
 import json
@@ -18,13 +18,10 @@ from snakemake.utils import min_version, validate
 
 from irno.cluster import SiteSettings, held_bytes, job_resources
 from irno.config import seed_dir
-from irno.roma.config import (
-    expand_study,
-    reads_encodings,
-    report_outputs,
-    settings_files,
-    study_from_dict,
-)
+from irno.report.names import FIGURE_NAMES, TABLE_NAMES
+from irno.roma.settings import study_from_dict
+from irno.roma.study import expand_study, reads_encodings, report_outputs
+from irno.settings import to_dict
 from irno.study import SPLITS, load_study
 from irno import IrnoError
 
@@ -59,42 +56,64 @@ try:
 except IrnoError as e:
     raise invalid_config(e) from None
 
-# Every output lands under RUN (<results_root>/<run_name>); the prepared data and the base
-# operators under DATA_HOME, which is RUN or, with shared_root, a folder shared by run names. A
+# Every output lands under RESULTS (<results_root>/<run_name>); the prepared data and the base
+# operators under DATA_HOME, which is RESULTS or, with shared_root, a folder shared by run names. A
 # dataset's and a base's folders are named by their ids (irno.study: the name, or under
 # shared_root the name and a hash of what determines it).
-RUN = str(STUDY.run_dir)
+RESULTS = str(STUDY.results_dir)
 DATA_HOME = str(STUDY.data_home)
-DATA = f"{DATA_HOME}/data/{{data_id}}"
-STORE = f"{DATA}/prepared/{{split}}"
-BASE = f"{DATA_HOME}/base/{{data_id}}/{{base_id}}"
-CACHE = f"{BASE}/cache/{{split}}"
-# With several seeds every run and evaluation has a folder per seed (irno.study, "Seeds").
-RUN_LEAF = (
-    f"{{experiment}}/{seed_dir('{seed}')}" if STUDY.multi_seed else "{experiment}"
-)
-RUNDIR = f"{RUN}/runs/{{dataset}}/{{base}}/{RUN_LEAF}"
-EVAL_ROOT = f"{RUN}/eval"
-EVAL = f"{EVAL_ROOT}/{{dataset}}/{{base}}/{RUN_LEAF}"
+EVAL_ROOT = f"{RESULTS}/eval"
+
+
+# The folders of the data, base and Phi rules. Called without arguments each gives the rules'
+# wildcard pattern; with names, one job's folder.
+def data_dir(data_id="{data_id}"):
+    return f"{DATA_HOME}/data/{data_id}"
+
+
+def store_dir(split="{split}", data_id="{data_id}"):
+    """A dataset's prepared store of one split."""
+    return f"{data_dir(data_id)}/prepared/{split}"
+
+
+def base_dir(data_id="{data_id}", base_id="{base_id}"):
+    return f"{DATA_HOME}/base/{data_id}/{base_id}"
+
+
+def cache_dir(split="{split}", data_id="{data_id}", base_id="{base_id}"):
+    """A base's cached predictions of one split of a dataset."""
+    return f"{base_dir(data_id, base_id)}/cache/{split}"
+
+
+def run_leaf(experiment="{experiment}", seed="{seed}"):
+    """With several seeds every run and evaluation has a folder per seed (irno.study, "Seeds")."""
+    return f"{experiment}/{seed_dir(seed)}" if STUDY.multi_seed else experiment
+
+
+def run_dir(
+    dataset="{dataset}", base="{base}", experiment="{experiment}", seed="{seed}"
+):
+    """One training of Phi."""
+    return f"{RESULTS}/runs/{dataset}/{base}/{run_leaf(experiment, seed)}"
+
+
+def eval_dir(
+    dataset="{dataset}", base="{base}", experiment="{experiment}", seed="{seed}"
+):
+    return f"{EVAL_ROOT}/{dataset}/{base}/{run_leaf(experiment, seed)}"
+
+
+DATA, STORE, BASE, CACHE = data_dir(), store_dir(), base_dir(), cache_dir()
+RUNDIR, EVAL = run_dir(), eval_dir()
 # a run's log and benchmark file name
 RUN_TAG = (
     f"{{dataset}}_{{base}}_{{experiment}}_{seed_dir('{seed}')}"
     if STUDY.multi_seed
     else "{dataset}_{base}_{experiment}"
 )
-LOGS = f"{RUN}/logs"
-BENCHMARKS = f"{RUN}/benchmarks"
+LOGS = f"{RESULTS}/logs"
+BENCHMARKS = f"{RESULTS}/benchmarks"
 ENV = "../../envs/irno.yaml"
-# What `irno tables` and `irno figures` write (irno.report.tables.TABLE_NAMES and
-# irno.report.figures.FIGURE_NAMES, not imported: pandas and matplotlib would slow every start)
-TABLES = ("main", "ablations", "bands", "per_field", "claims")
-FIGURES = (
-    "spectral_error_ratio",
-    "spectral_mse_per_step",
-    "convergence",
-    "energy_spectra",
-    "fields",
-)
 
 
 def one_of(names):
@@ -123,17 +142,11 @@ def base_of(wildcards):
 
 
 def store(dataset, split):
-    """A dataset's prepared store of one split."""
-    return STORE.format(data_id=STUDY.data_id(dataset), split=split)
+    return store_dir(split, STUDY.data_id(dataset))
 
 
 def cache(dataset, base, split):
-    """A base's cached predictions of one split of a dataset."""
-    return CACHE.format(
-        data_id=STUDY.data_id(dataset),
-        base_id=STUDY.base_id(dataset, base),
-        split=split,
-    )
+    return cache_dir(split, STUDY.data_id(dataset), STUDY.base_id(dataset, base))
 
 
 def run_inputs(wildcards):
@@ -153,13 +166,6 @@ def test_inputs(wildcards):
         "store": store(wildcards.dataset, "test"),
         "cache": cache(wildcards.dataset, wildcards.base, "test"),
     }
-
-
-def settings_json(settings):
-    """Resolved settings as a parameter of a settings rule, so that editing them reruns exactly
-    the jobs that read them (Snakemake's params rerun trigger). Always inside a lambda: a plain
-    string parameter would have its "{...}" taken for wildcards."""
-    return json.dumps(settings, sort_keys=True)
 
 
 # Resources. Every rule that is a cluster job takes them from irno.cluster (its JOBS table, which
@@ -195,23 +201,21 @@ def cluster_resources(name):
     """
     return job_resources(
         name,
-        lambda wildcards: held_bytes(name, STUDY, ROMA_PLAN, job_names(wildcards)),
+        lambda wildcards: held_bytes(name, STUDY, ROMA_STUDY, job_names(wildcards)),
         SITE,
     )
 
 
 def base_checks():
     return [
-        f"{BASE}/base_check.json".format(data_id=data_id, base_id=base_id)
+        f"{base_dir(data_id, base_id)}/base_check.json"
         for data_id, base_id in STUDY.base_ids
     ]
 
 
 def evaluations(runs):
     return [
-        f"{EVAL}/metrics.json".format(
-            dataset=r.dataset, base=r.base, experiment=r.experiment, seed=r.seed
-        )
+        f"{eval_dir(r.dataset, r.base, r.experiment, r.seed)}/metrics.json"
         for r in runs
     ]
 
@@ -229,12 +233,10 @@ def trained_checkpoint(wildcards):
     run = STUDY.run(
         wildcards.dataset, wildcards.base, wildcards.experiment, run_seed(wildcards)
     )
-    return f"{RUNDIR}/checkpoint.pt".format(
-        dataset=run.dataset,
-        base=run.trained_on_base,
-        experiment=run.trained_experiment,
-        seed=run.seed,
+    trained = run_dir(
+        run.dataset, run.trained_on_base, run.trained_experiment, run.seed
     )
+    return f"{trained}/checkpoint.pt"
 
 
 def irno_outputs():
@@ -269,12 +271,12 @@ def ablation_evaluations(wildcards):
 
 
 # ----------------------------------------------------------------------------- the ROMA study
-# Optional: without a roma: section the plan is None, the ROMA rules match nothing and `all`
+# Optional: without a roma: section ROMA_STUDY is None, the ROMA rules match nothing and `all`
 # gets no ROMA output.
 
 
-def roma_plan(section):
-    """The study's plan, None without a roma: section; a bad key stops the run here, named."""
+def expand_roma_study(section):
+    """The expanded ROMA study, None without a roma: section; a bad key stops the run here, named."""
     if section is None:
         return None
     try:
@@ -283,19 +285,22 @@ def roma_plan(section):
         raise invalid_config(e) from None
 
 
-ROMA_PLAN = roma_plan(STUDY.roma_section())
-ROMA_DATASETS = ROMA_PLAN.datasets if ROMA_PLAN else {}
-ROMA_RUNS = ROMA_PLAN.runs if ROMA_PLAN else {}
-# the settings files by their folder under ROMA: kind (irno roma write-settings) and settings
-ROMA_SETTINGS = settings_files(ROMA_PLAN) if ROMA_PLAN else {}
-ROMA = f"{RUN}/roma"
+ROMA_STUDY = expand_roma_study(STUDY.roma_section())
+ROMA_DATASETS = ROMA_STUDY.datasets if ROMA_STUDY else {}
+ROMA_RUNS = ROMA_STUDY.runs if ROMA_STUDY else {}
+ROMA = f"{RESULTS}/roma"
 ROMA_DATA = f"{ROMA}/data/{{roma_dataset}}"
 ROMA_RUNDIR = f"{ROMA}/runs/{{roma_run}}"
-ROMA_EVAL = f"{ROMA}/eval/{{roma_run}}"
+
+
+def roma_eval_dir(roma_run="{roma_run}"):
+    return f"{ROMA}/eval/{roma_run}"
+
+
+ROMA_EVAL = roma_eval_dir()
 
 
 wildcard_constraints:
-    roma_folder=one_of(ROMA_SETTINGS),
     roma_dataset=one_of(ROMA_DATASETS),
     roma_run=one_of(ROMA_RUNS),
 
@@ -314,7 +319,7 @@ def roma_encodings(wildcards):
 
 
 def roma_evaluations():
-    return [ROMA_EVAL.format(roma_run=key) for key in ROMA_RUNS]
+    return [roma_eval_dir(key) for key in ROMA_RUNS]
 
 
 def roma_attention_maps():
@@ -322,19 +327,19 @@ def roma_attention_maps():
     or, without that experiment, every ROMA run."""
     roma = [key for key, run in ROMA_RUNS.items() if run["model"]["kind"] == "roma"]
     shown = (
-        {e["run"] for e in ROMA_PLAN.experiments.get("data_noise", [])}
-        if ROMA_PLAN
+        {e["run"] for e in ROMA_STUDY.experiments.get("data_noise", [])}
+        if ROMA_STUDY
         else set()
     )
     keys = [key for key in roma if key in shown] or roma
-    return [f"{ROMA_EVAL}/attention.npz".format(roma_run=key) for key in keys]
+    return [f"{roma_eval_dir(key)}/attention.npz" for key in keys]
 
 
 def roma_report_outputs(folder):
-    """What roma_report writes into `folder` (tables or figures; irno.roma.config.report_outputs).
+    """What roma_report writes into `folder` (tables or figures; irno.roma.study.report_outputs).
     Tables (.csv) and figures (.png) go into the HTML report, each with its caption."""
     outputs = []
-    for name in report_outputs(ROMA_PLAN)[folder] if ROMA_PLAN else ():
+    for name in report_outputs(ROMA_STUDY)[folder] if ROMA_STUDY else ():
         path = f"{ROMA}/{folder}/{name}"
         stem, ext = os.path.splitext(name)
         if ext in (".csv", ".png"):
@@ -350,8 +355,73 @@ def roma_report_outputs(folder):
 
 def roma_outputs(wildcards):
     """The target `roma`: the study's tables and figures (which of them: the experiments')."""
-    if ROMA_PLAN is None:
+    if ROMA_STUDY is None:
         raise invalid_config(
             "the target 'roma' needs a roma: section (the ROMA study, docs/roma.md)"
         )
     return rules.roma_report.output
+
+
+# ----------------------------------------------------------------------------- settings files
+# Every kind of settings file of both studies; settings.smk makes one rule of each.
+
+
+class SettingsFile:
+    """Where one kind of settings file (workflow/rules/settings.smk) lives, its log's name (None: a single file) and the
+    settings of a job (wildcards -> mapping)."""
+
+    def __init__(self, path, log_name, settings_of, constraints=None):
+        self.path, self.log_name, self.settings_of = path, log_name, settings_of
+        self.constraints = constraints or {}
+
+    def log(self, folder, kind, extension):
+        """The job's log (or benchmark) file in `folder`: one per file of this kind."""
+        name = os.path.join(f"{kind}_settings", self.log_name or "")
+        return f"{folder}/{name.rstrip(os.sep)}.{extension}"
+
+
+SETTINGS_FILES = {
+    "simulate": SettingsFile(
+        f"{DATA}/settings.yaml",
+        "{data_id}",
+        lambda wc: STUDY.simulate_settings(dataset_of(wc)),
+    ),
+    "base": SettingsFile(
+        f"{BASE}/settings.yaml",
+        "{data_id}_{base_id}",
+        lambda wc: STUDY.base_settings(*base_of(wc)),
+    ),
+    "phi": SettingsFile(
+        f"{RUNDIR}/settings.yaml",
+        RUN_TAG,
+        lambda wc: STUDY.phi_settings(wc.experiment, wc.base, run_seed(wc)),
+        {"experiment": one_of(STUDY.trained_experiments)},
+    ),
+    "eval": SettingsFile(
+        f"{EVAL_ROOT}/settings.yaml", None, lambda wc: STUDY.eval_settings()
+    ),
+    "report_plan": SettingsFile(
+        f"{RESULTS}/report_plan.yaml", None, lambda wc: STUDY.report_plan()
+    ),
+    # the roma: section complete with defaults, for roma_report: rewritten on any edit of it
+    "roma_study": SettingsFile(
+        f"{ROMA}/study.yaml",
+        None,
+        lambda wc: to_dict(study_from_dict(STUDY.roma_section())),
+    ),
+    "roma_data": SettingsFile(
+        f"{ROMA_DATA}/settings.yaml",
+        "{roma_dataset}",
+        lambda wc: ROMA_STUDY.datasets[wc.roma_dataset],
+    ),
+    "roma_encodings": SettingsFile(
+        f"{ROMA_DATA}/encodings/settings.yaml",
+        "{roma_dataset}",
+        lambda wc: ROMA_STUDY.encodings[wc.roma_dataset],
+    ),
+    "roma_run": SettingsFile(
+        f"{ROMA_RUNDIR}/settings.yaml",
+        "{roma_run}",
+        lambda wc: ROMA_STUDY.runs[wc.roma_run],
+    ),
+}

@@ -8,24 +8,7 @@ dataset's data id (common.smk): its name, or under shared_root its name and a ha
 
 
 localrules:
-    simulate_settings,
     download_dataset,
-
-
-rule simulate_settings:
-    output:
-        f"{DATA}/settings.yaml",
-    log:
-        f"{LOGS}/simulate_settings/{{data_id}}.log",
-    benchmark:
-        f"{BENCHMARKS}/simulate_settings/{{data_id}}.tsv"
-    conda:
-        ENV
-    threads: 1
-    params:
-        settings_json=lambda wc: settings_json(STUDY.simulate_settings(dataset_of(wc))),
-    shell:
-        "irno write-settings --kind simulate --json {params.settings_json:q} --out {output} 2> {log}"
 
 
 rule simulate_dataset:

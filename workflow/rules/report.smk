@@ -7,44 +7,29 @@ need a retraining: `snakemake figures --forcerun figures` redraws them from resu
 
 
 localrules:
-    plan_settings,
     tables,
     figures,
     report,
 
 
-rule plan_settings:
-    output:
-        f"{RUN}/plan.yaml",
-    log:
-        f"{LOGS}/plan_settings.log",
-    benchmark:
-        f"{BENCHMARKS}/plan_settings.tsv"
-    conda:
-        ENV
-    threads: 1
-    params:
-        settings_json=lambda wc: settings_json(STUDY.plan()),
-    shell:
-        "irno write-settings --kind plan --json {params.settings_json:q} --out {output} 2> {log}"
-
-
 rule tables:
     input:
-        plan=rules.plan_settings.output,
+        plan=rules.report_plan_settings.output,
         evaluations=evaluations(STUDY.runs),
         reported=config["report"]["reported"],
         claims=config["report"]["claims"],
     output:
         [
             report(
-                f"{RUN}/tables/{name}.csv",
+                f"{RESULTS}/tables/{name}.csv",
                 caption=f"../report/{name}.rst",
                 category="Tables",
             )
-            for name in TABLES
+            for name in TABLE_NAMES
         ],
-        expand(f"{RUN}/tables/{{name}}.{{ext}}", name=TABLES, ext=("md", "tex")),
+        expand(
+            f"{RESULTS}/tables/{{name}}.{{ext}}", name=TABLE_NAMES, ext=("md", "tex")
+        ),
     log:
         f"{LOGS}/tables.log",
     benchmark:
@@ -62,18 +47,18 @@ rule tables:
 
 rule figures:
     input:
-        plan=rules.plan_settings.output,
+        plan=rules.report_plan_settings.output,
         evaluations=evaluations(STUDY.runs),
     output:
         [
             report(
-                f"{RUN}/figures/{name}.png",
+                f"{RESULTS}/figures/{name}.png",
                 caption=f"../report/{name}.rst",
                 category="Figures",
             )
-            for name in FIGURES
+            for name in FIGURE_NAMES
         ],
-        expand(f"{RUN}/figures/{{name}}.pdf", name=FIGURES),
+        expand(f"{RESULTS}/figures/{{name}}.pdf", name=FIGURE_NAMES),
     log:
         f"{LOGS}/figures.log",
     benchmark:
@@ -102,7 +87,7 @@ rule report:
         irno_outputs(),
         rules.roma_report.output,
     output:
-        f"{RUN}/report.html",
+        f"{RESULTS}/report.html",
     log:
         config=f"{LOGS}/report/config.json",
         messages=f"{LOGS}/report/report.log",

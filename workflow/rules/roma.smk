@@ -2,7 +2,7 @@
 on random hyperbolic graphs, ROMA and its baselines, the paper's experiments. Optional: without a
 `roma:` section in the config these rules match nothing and `all` leaves the study out.
 
-The section expands into datasets and runs (irno.roma.config.expand_study), each with its own
+The section expands into datasets and runs (irno.roma.study.expand_study), each with its own
 settings job whose parameter is the resolved settings. Editing a dataset therefore reruns its
 simulation and every run on it; editing an experiment reruns the runs it changes only: a run's
 key is a hash of its settings, so new values make new runs while unchanged runs keep their key
@@ -19,46 +19,7 @@ report reads, follows every edit of the section, so the tables and figures alway
 
 
 localrules:
-    roma_study,
-    roma_settings,
     roma_report,
-
-
-rule roma_study:
-    """The roma: section (with the config's top-level device), complete with defaults, for
-    roma_report; rewritten on any edit of it."""
-    output:
-        f"{ROMA}/study.yaml",
-    log:
-        f"{LOGS}/roma_study.log",
-    benchmark:
-        f"{BENCHMARKS}/roma_study.tsv"
-    conda:
-        ENV
-    threads: 1
-    params:
-        settings_json=lambda wc: settings_json(STUDY.roma_section()),
-    shell:
-        "irno roma write-settings --kind study --json {params.settings_json:q} --out {output} 2> {log}"
-
-
-rule roma_settings:
-    """One dataset's (data/<dataset>), graph encodings' (data/<dataset>/encodings) or run's
-    (runs/<run key>) settings.yaml."""
-    output:
-        f"{ROMA}/{{roma_folder}}/settings.yaml",
-    log:
-        f"{LOGS}/roma_settings/{{roma_folder}}.log",
-    benchmark:
-        f"{BENCHMARKS}/roma_settings/{{roma_folder}}.tsv"
-    conda:
-        ENV
-    threads: 1
-    params:
-        kind=lambda wc: ROMA_SETTINGS[wc.roma_folder][0],
-        settings_json=lambda wc: settings_json(ROMA_SETTINGS[wc.roma_folder][1]),
-    shell:
-        "irno roma write-settings --kind {params.kind} --json {params.settings_json:q} --out {output} 2> {log}"
 
 
 rule roma_simulate:
@@ -138,7 +99,7 @@ rule roma_report:
     """The study's tables and figures, from saved outputs only: after a change of the report code,
     snakemake roma --forcerun roma_report redraws them without retraining."""
     input:
-        study=rules.roma_study.output,
+        study=rules.roma_study_settings.output,
         evaluations=roma_evaluations(),
         train_logs=expand(f"{ROMA_RUNDIR}/train_log.csv", roma_run=ROMA_RUNS),
     output:

@@ -1,48 +1,27 @@
-"""Configuration of the ROMA study: data, encoding, model and training dataclasses, and the study plan.
+"""Settings of the ROMA study: the dataclasses every step reads, and their loaders.
 
-A study (the ``roma:`` section of a pipeline config, e.g. ``config/demo.yaml``) names its
-datasets, the default model and training settings, per-model defaults (the baselines' widths)
-and the paper's experiments. An experiment is one grid, or a list of grids, of
-``datasets x models x vary`` runs; ``overrides`` sets keys for one model (``nomad_mp``) or one
-model on one dataset (``km38k/nomad_mp``):
-
-    roma:
-      datasets: {km3k: {graph: {nodes: 3400}, kuramoto: {frames: 301, t_end: 3.0}, seed: 2}}
-      model: {width: 32}                        # defaults of every run
-      per_model: {deeponet: {model.width: 48, model.learned_pde: false}}
-      train: {steps: 300}
-      experiments:
-        data_noise:
-          - {datasets: [km3k], models: [deeponet, roma], vary: {train.noise_eta: [4.0e-4]}}
-          - {datasets: [km3k], models: [deeponet, roma], vary: {train.noise_eta: [1.0e-2]}}
-        effective_dynamics:
-          datasets: [km3k]
-          models: [deeponet, roma]
-          overrides: {deeponet: {model.learned_pde: true, train.gpde_weight: 1.0}}
-
-`expand_study` expands the grids into runs. A run is identified by its resolved settings
-(``<dataset>-<model>-<hash>``), so the same settings reached from two experiments train once.
-Every step of the pipeline then reads one resolved settings file: a `DataConfig` for
-``irno roma simulate``, an `EncodingConfig` for ``encode``, a `RunConfig` for ``train`` and
-``evaluate``; `write_settings` writes them. `report_outputs` names the tables and figures a plan
-produces. Light on purpose (no torch, no pandas): the workflow imports it at parse time.
+A study (the ``roma:`` section of a pipeline config) names its datasets, the default model and
+training settings, per-model settings and the paper's experiments (`StudyConfig`);
+`irno.roma.study` expands it into datasets and runs. Each step then reads one settings file: a
+`DataConfig` (``irno roma simulate``), an `EncodingConfig` (``encode``) or a `RunConfig`
+(``train``, ``evaluate``); `SETTINGS_KINDS` names them for ``irno write-settings``. Light on
+purpose (no torch, no pandas): the workflow imports it at parse time. The study's format:
+docs/roma.md, "The study".
 """
 
 from __future__ import annotations
 
-import itertools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
 from irno import IrnoError
-from irno.files import read_yaml, stable_hash, write_json, write_yaml
-from irno.settings import from_dict, load_settings, require, to_dict
+from irno.files import read_yaml
+from irno.settings import from_dict, load_settings, require
 
 MODEL_KINDS = ("deeponet", "deeponet_mp", "nomad_mp", "roma")
 EXPERIMENTS = ("data_noise", "effective_dynamics", "positional", "graph_encodings", "parameter_scaling")
-ENCODINGS = ("laplacian", "node2vec")
 TABLE_FORMATS = ("csv", "md", "tex")
 FIGURE_FORMATS = ("pdf", "png")
 
@@ -72,11 +51,11 @@ class GraphConfig:
 
 @dataclass
 class KuramotoConfig:
-    """Kuramoto oscillators with degree-weighted coupling and time-varying K(t).
+    """Kuramoto oscillators with degree-weighted, time-varying coupling.
 
-    dtheta_i/dt = omega_i + K(t) sum_j w_ij sin(theta_j - theta_i),
+    dtheta_i/dt = omega_i + coupling(t) sum_j w_ij sin(theta_j - theta_i),
     w_ij = sqrt(deg_j) / sum_{k in N(i)} sqrt(deg_k),
-    K(t) = K [a + (1 - a) sin^2(t') ((1 - d) |cos(g t')|^b + d)],  t' = pi * periods * t / t_end
+    coupling(t) = coupling [a + (1 - a) sin^2(t') ((1 - d) |cos(g t')|^b + d)],  t' = pi * periods * t / t_end
     (the reference code's time scaling: sin^2 t' rises and falls `periods` times over the run).
 
     The reference trains on preprocessed phase files that no script of its repository writes;
@@ -85,7 +64,7 @@ class KuramotoConfig:
     maximum), the normalisation its Burgers-like series get; ``none`` keeps radians.
     """
 
-    K: float = 5.0
+    coupling: float = 5.0  # the coupling strength's scale (the reference's K)
     a: float = 0.5
     b: float = 10.0
     g: float = 10.0
@@ -390,6 +369,8 @@ class ExperimentsConfig:
 
 @dataclass
 class StudyConfig:
+    """A study: its datasets, the defaults of every run, per-model settings and the experiments."""
+
     datasets: dict[str, StudyDataset] = field(default_factory=dict)
     model: ModelConfig = field(default_factory=ModelConfig)  # defaults of every run
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -397,34 +378,20 @@ class StudyConfig:
     experiments: ExperimentsConfig = field(default_factory=ExperimentsConfig)
 
 
-@dataclass
-class ExpandedStudy:
-    """The expanded study: resolved settings of every dataset and run, and who belongs where."""
-
-    datasets: dict[str, dict]  # name -> DataConfig as a dict
-    encodings: dict[str, dict]  # name -> EncodingConfig, for the datasets whose runs read encodings
-    runs: dict[str, dict]  # run key -> RunConfig as a dict
-    experiments: dict[str, list[dict]]  # experiment -> [{"run", "dataset", "model", "setting", <vary key>: value}]
-
-    def to_dict(self) -> dict:
-        return {
-            "datasets": self.datasets,
-            "encodings": self.encodings,
-            "runs": self.runs,
-            "experiments": self.experiments,
-        }
-
-
 def read_study_config(path: str | Path) -> StudyConfig:
-    """The ``roma:`` section of a YAML file (a pipeline config such as config/demo.yaml, or the
-    study.yaml the workflow writes)."""
+    """The study of a YAML file: its ``roma:`` section (a pipeline config such as config/demo.yaml),
+    or the whole file where it holds a study's settings alone (the study.yaml the workflow writes)."""
     raw = read_yaml(path)
-    if not isinstance(raw, dict) or "roma" not in raw:
-        raise IrnoError(f"{path}: no 'roma:' section")
-    return study_from_dict(raw["roma"])
+    if isinstance(raw, dict) and "roma" in raw:
+        return study_from_dict(raw["roma"])
+    if isinstance(raw, dict) and raw and raw.keys() <= {f.name for f in fields(StudyConfig)}:
+        return study_from_dict(raw)
+    raise IrnoError(f"{path}: no 'roma:' section")
 
 
 def study_from_dict(section: dict) -> StudyConfig:
+    """A study from its mapping (one grid of an experiment may be written without the list),
+    checked key by key; the checks of the study as a whole are its expansion's."""
     if isinstance(section, dict) and isinstance(section.get("experiments"), dict):
         # a single grid is a list of one
         experiments = {k: [v] if isinstance(v, dict) else v for k, v in section["experiments"].items()}
@@ -435,179 +402,36 @@ def study_from_dict(section: dict) -> StudyConfig:
     for kind, settings in study.per_model.items():
         if kind not in MODEL_KINDS:
             raise IrnoError(f"config key 'roma.per_model.{kind}': unknown model (one of {', '.join(MODEL_KINDS)})")
-        _check_settings(settings, f"roma.per_model.{kind}")
+        check_dotted_settings(settings, f"roma.per_model.{kind}")
     return study
 
 
 def load_data_config(path: str | Path) -> DataConfig:
+    """A dataset's settings file (``irno roma simulate``)."""
     return load_settings(DataConfig, path)
 
 
 def load_encoding_config(path: str | Path) -> EncodingConfig:
+    """A dataset's graph-encoding settings file (``irno roma encode``)."""
     return load_settings(EncodingConfig, path)
 
 
 def load_run_config(path: str | Path) -> RunConfig:
+    """A run's settings file (``irno roma train`` and ``evaluate``)."""
     return load_settings(RunConfig, path)
 
 
-def run_key(settings: dict) -> str:
-    """``<dataset>-<model>-<hash of the resolved settings>``: equal settings, equal key."""
-    return f"{settings['dataset']}-{settings['model']['kind']}-{stable_hash(settings, 8)}"
+# What each settings file of the study holds, by the kind ``irno write-settings --kind`` names.
+SETTINGS_KINDS = {
+    "roma_study": StudyConfig,
+    "roma_data": DataConfig,
+    "roma_encodings": EncodingConfig,
+    "roma_run": RunConfig,
+}
 
 
-def model_defaults(study: StudyConfig, kind: str, dataset: str) -> dict:
-    """A run's settings before its experiment: the study's model and train defaults, the kind,
-    and the study's ``per_model`` settings of that kind (as a RunConfig dict, not yet validated)."""
-    settings = {"dataset": dataset, "model": to_dict(study.model), "train": to_dict(study.train)}
-    settings["model"]["kind"] = kind
-    return apply_settings(settings, study.per_model.get(kind, {}))
-
-
-def apply_settings(settings: dict, dotted: dict) -> dict:
-    """A copy of a RunConfig dict with ``{"model.width": 64, "train.lr": 1e-3}`` set."""
-    out = {**settings, "model": dict(settings["model"]), "train": dict(settings["train"])}
-    for key, value in dotted.items():
-        section, leaf = key.split(".")
-        out[section][leaf] = value
-    return out
-
-
-def expand_study(study: StudyConfig) -> ExpandedStudy:
-    """Expand every experiment's grids into resolved, validated, de-duplicated runs."""
-    runs: dict[str, dict] = {}
-    experiments: dict[str, list[dict]] = {}
-    for name in EXPERIMENTS:
-        grids = getattr(study.experiments, name)
-        if grids is None:
-            continue
-        entries = []
-        for index, grid in enumerate(grids):
-            where = f"roma.experiments.{name}" + (f"[{index}]" if len(grids) > 1 else "")
-            entries += _expand_grid(study, grid, name, index, where, runs)
-        if name == "parameter_scaling":
-            _check_scaling(entries, runs)
-        experiments[name] = entries
-    if not runs:
-        raise IrnoError("config key 'roma.experiments': no experiment is configured")
-    used = sorted({r["dataset"] for r in runs.values()})
-    datasets = {name: _data_settings(study.datasets[name]) for name in used}
-    encoded = sorted({r["dataset"] for r in runs.values() if reads_encodings(r)})
-    encodings = {name: to_dict(study.datasets[name].encodings) for name in encoded}
-    return ExpandedStudy(datasets=datasets, encodings=encodings, runs=runs, experiments=experiments)
-
-
-def reads_encodings(run: dict) -> bool:
-    """Whether a run (its RunConfig as a dict) reads its dataset's graph encodings."""
-    return bool(ModelConfig(**run["model"]).used_encodings)
-
-
-def _expand_grid(study, grid: ExperimentConfig, name: str, index: int, where: str, runs: dict) -> list[dict]:
-    _check_experiment(grid, study, where)
-    axes = list(grid.vary)
-    entries = []
-    for dataset, kind, combo in itertools.product(
-        grid.datasets, grid.models, itertools.product(*(grid.vary[k] for k in axes))
-    ):
-        settings = apply_settings(model_defaults(study, kind, dataset), dict(zip(axes, combo, strict=True)))
-        for target in (kind, f"{dataset}/{kind}"):
-            settings = apply_settings(settings, grid.overrides.get(target, {}))
-        settings = to_dict(from_dict(RunConfig, settings, where))  # validates and normalises types
-        key = run_key(settings)
-        runs[key] = settings
-        values = {k: settings[k.split(".")[0]][k.split(".")[1]] for k in axes}  # as validated
-        label = ", ".join(f"{k.split('.')[1]}={v}" for k, v in values.items()) or "default"
-        entries.append({"run": key, "dataset": dataset, "model": kind, "grid": index, "setting": label, **values})
-    return entries
-
-
-def _check_scaling(entries: list[dict], runs: dict) -> None:
-    """Each dataset x model of parameter_scaling needs 3 widths (a power-law fit with an error)."""
-    widths: dict[tuple, set] = {}
-    for entry in entries:
-        run = runs[entry["run"]]
-        widths.setdefault((entry["dataset"], entry["model"]), set()).add(run["model"]["width"])
-    for (dataset, kind), values in widths.items():
-        if len(values) < 3:
-            raise IrnoError(
-                f"config key 'roma.experiments.parameter_scaling': {dataset} x {kind} has {len(values)} "
-                "width(s); a power-law fit with an uncertainty needs at least 3 (e.g. model.width: [16, 32, 64])"
-            )
-
-
-def _data_settings(dataset: StudyDataset) -> dict:
-    """The DataConfig part of a study's dataset (its encodings have their own settings file)."""
-    settings = to_dict(dataset)
-    del settings["encodings"]
-    return settings
-
-
-SETTINGS_KINDS = {"data": DataConfig, "encodings": EncodingConfig, "run": RunConfig, "study": StudyConfig}
-
-
-def write_settings(kind: str, data: dict, path: str | Path) -> None:
-    """Validate `data` as the settings of `kind` and write them, complete with defaults, as YAML.
-
-    The workflow writes every dataset's, encoding's and run's settings.yaml, and the study.yaml
-    its report reads, this way, each from a parameter of its own job: a file changes (and the
-    steps that read it rerun) exactly when its settings do. A study is checked as a whole
-    (`expand_study`) and written as a ``roma:`` section, the form `read_study_config` reads.
-    """
-    if kind not in SETTINGS_KINDS:
-        raise IrnoError(f"unknown settings kind {kind!r} (known: {', '.join(SETTINGS_KINDS)})")
-    if kind == "study":
-        study = study_from_dict(data)
-        expand_study(study)
-        write_yaml(path, {"roma": to_dict(study)})
-    else:
-        write_yaml(path, to_dict(from_dict(SETTINGS_KINDS[kind], data)))
-
-
-def report_outputs(plan: ExpandedStudy) -> dict[str, list[str]]:
-    """File names ``irno roma tables`` and ``figures`` write for this plan (the workflow's outputs)."""
-    has = plan.experiments.keys()
-    tables = ["results.csv"]
-    if "data_noise" in has:
-        tables += [f"smspe.{f}" for f in TABLE_FORMATS]
-    if "effective_dynamics" in has:
-        tables += [f"effective_dynamics.{f}" for f in TABLE_FORMATS]
-    if "parameter_scaling" in has:
-        tables += [f"scaling.{f}" for f in TABLE_FORMATS]
-    if has & {"positional", "graph_encodings"}:
-        tables += [f"ablations.{f}" for f in TABLE_FORMATS]
-    figures = ["training_curves"]
-    if "parameter_scaling" in has:
-        figures.append("scaling_law")
-    if any(run["model"]["kind"] == "roma" for run in plan.runs.values()):
-        figures.append("attention")
-    return {"tables": tables, "figures": [f"{name}.{f}" for name in figures for f in FIGURE_FORMATS]}
-
-
-def write_expanded_study(plan: ExpandedStudy, out_dir: str | Path) -> None:
-    """study.json and every settings file under out_dir: data/<dataset>/settings.yaml,
-    data/<dataset>/encodings/settings.yaml, runs/<run>/settings.yaml.
-
-    A settings file whose content is unchanged is not rewritten: its modification time, which
-    the workflow compares, then only moves when the settings do.
-    """
-    out_dir = Path(out_dir)
-    for path, (_, settings) in settings_files(plan).items():
-        path = out_dir / path / "settings.yaml"
-        if not path.is_file() or read_yaml(path) != settings:
-            write_yaml(path, settings)
-    write_json(out_dir / "study.json", plan.to_dict())
-
-
-def settings_files(plan: ExpandedStudy) -> dict[str, tuple[str, dict]]:
-    """Folder (relative to the study's) -> (settings kind, settings) of every settings.yaml."""
-    return {
-        **{f"data/{name}": ("data", s) for name, s in plan.datasets.items()},
-        **{f"data/{name}/encodings": ("encodings", s) for name, s in plan.encodings.items()},
-        **{f"runs/{key}": ("run", s) for key, s in plan.runs.items()},
-    }
-
-
-def _check_settings(dotted: dict, where: str) -> None:
+def check_dotted_settings(dotted: dict, where: str) -> None:
+    """`dotted` maps ``model.<key>`` / ``train.<key>`` to values (the model's kind excluded)."""
     if not isinstance(dotted, dict):
         raise IrnoError(f"config key '{where}': expected a mapping of 'model.<key>' / 'train.<key>', got {dotted!r}")
     for key in dotted:
@@ -617,29 +441,3 @@ def _check_settings(dotted: dict, where: str) -> None:
                 f"config key '{where}.{key}': expected 'model.<key>' or 'train.<key>' "
                 "(models are chosen with 'models:')"
             )
-
-
-def _check_experiment(exp: ExperimentConfig, study: StudyConfig, where: str) -> None:
-    if not exp.datasets:
-        raise IrnoError(f"config key '{where}.datasets': at least one dataset is required")
-    for name in exp.datasets:
-        if name not in study.datasets:
-            raise IrnoError(
-                f"config key '{where}.datasets': unknown dataset '{name}' "
-                f"(roma.datasets has: {', '.join(study.datasets)})"
-            )
-    for kind in exp.models:
-        if kind not in MODEL_KINDS:
-            raise IrnoError(f"config key '{where}.models': unknown model '{kind}' (one of {', '.join(MODEL_KINDS)})")
-    _check_settings(exp.vary, f"{where}.vary")
-    for key, values in exp.vary.items():
-        if not isinstance(values, list) or not values:
-            raise IrnoError(f"config key '{where}.vary.{key}': expected a non-empty list of values, got {values!r}")
-    for target, settings in exp.overrides.items():
-        dataset, _, kind = target.rpartition("/")
-        if kind not in exp.models or (dataset and dataset not in exp.datasets):
-            raise IrnoError(
-                f"config key '{where}.overrides.{target}': expected '<model>' or '<dataset>/<model>' "
-                f"of this grid (models: {', '.join(exp.models)}; datasets: {', '.join(exp.datasets)})"
-            )
-        _check_settings(settings, f"{where}.overrides.{target}")

@@ -1,11 +1,11 @@
-"""The study plan: grids expand into validated, de-duplicated runs; per-model settings and overrides
-apply in order; bad config names its key."""
+"""The expansion of a study: grids expand into validated, de-duplicated runs; per-model settings and
+overrides apply in order; each settings file has its folder and kind; a bad study names its key."""
 
 import pytest
 
 from irno import IrnoError
-from irno.files import read_json, read_yaml
-from irno.roma.config import expand_study, read_study_config, settings_files, study_from_dict, write_expanded_study
+from irno.roma.settings import SETTINGS_KINDS, read_study_config, study_from_dict
+from irno.roma.study import expand_study, settings_files
 
 
 def study(per_model=None, **experiments):
@@ -21,7 +21,7 @@ def study(per_model=None, **experiments):
 
 
 def test_grid_expansion_and_deduplication():
-    plan = expand_study(
+    expanded = expand_study(
         study(
             data_noise={
                 "datasets": ["a", "b"],
@@ -34,23 +34,23 @@ def test_grid_expansion_and_deduplication():
             ],
         )
     )
-    assert len(plan.experiments["data_noise"]) == 8 and len(plan.experiments["positional"]) == 2
+    assert len(expanded.experiments["data_noise"]) == 8 and len(expanded.experiments["positional"]) == 2
     # the default roma run on b (eta 4e-4) is in both experiments: trained once
-    assert len(plan.runs) == 9
-    entry = plan.experiments["data_noise"][-1]
+    assert len(expanded.runs) == 9
+    entry = expanded.experiments["data_noise"][-1]
     assert entry["train.noise_eta"] == 4e-4 and entry["setting"] == "noise_eta=0.0004"  # validated value
-    settings = plan.runs[entry["run"]]
+    settings = expanded.runs[entry["run"]]
     assert settings["dataset"] == "b" and settings["model"]["kind"] == "roma" and settings["train"]["steps"] == 20
     assert entry["run"].startswith("b-roma-")
-    assert [e["setting"] for e in plan.experiments["positional"]] == ["default", "level_embedding=0.0"]
-    assert [e["grid"] for e in plan.experiments["positional"]] == [0, 1]
-    assert set(plan.datasets) == {"a", "b"} and plan.datasets["b"]["seed"] == 2
-    assert "encodings" not in plan.datasets["a"]  # the encodings have their own settings
-    assert set(plan.encodings) == {"a", "b"}  # roma runs read encodings on both
+    assert [e["setting"] for e in expanded.experiments["positional"]] == ["default", "level_embedding=0.0"]
+    assert [e["grid"] for e in expanded.experiments["positional"]] == [0, 1]
+    assert set(expanded.datasets) == {"a", "b"} and expanded.datasets["b"]["seed"] == 2
+    assert "encodings" not in expanded.datasets["a"]  # the encodings have their own settings
+    assert set(expanded.encodings) == {"a", "b"}  # roma runs read encodings on both
 
 
 def test_per_model_settings_then_vary_then_overrides():
-    plan = expand_study(
+    expanded = expand_study(
         study(
             per_model={"deeponet": {"model.width": 40, "model.learned_pde": False}},
             effective_dynamics=[
@@ -63,28 +63,20 @@ def test_per_model_settings_then_vary_then_overrides():
             ],
         )
     )
-    runs = {(e["dataset"], e["model"]): plan.runs[e["run"]]["model"] for e in plan.experiments["effective_dynamics"]}
+    runs = {
+        (e["dataset"], e["model"]): expanded.runs[e["run"]]["model"] for e in expanded.experiments["effective_dynamics"]
+    }
     assert runs[("a", "deeponet")]["width"] == 24 and runs[("a", "deeponet")]["learned_pde"] is True
     assert runs[("a", "roma")]["width"] == 24 and runs[("b", "roma")]["width"] == 32
-    assert plan.encodings.keys() == {"a", "b"}
-    files = settings_files(plan)
-    assert files["data/a/encodings"][0] == "encodings" and files["data/a"][0] == "data"
+    assert expanded.encodings.keys() == {"a", "b"}
+    files = settings_files(expanded)
+    assert files["data/a/encodings"][0] == "roma_encodings" and files["data/a"][0] == "roma_data"
+    assert files["data/a"][1] == expanded.datasets["a"] and files["data/a/encodings"][1] == expanded.encodings["a"]
+    assert {kind for kind, _ in files.values()} == {"roma_data", "roma_encodings", "roma_run"} <= SETTINGS_KINDS.keys()
+    assert {f"runs/{key}": ("roma_run", run) for key, run in expanded.runs.items()}.items() <= files.items()
     # without a run that reads encodings, no encodings settings
     baselines = expand_study(study(data_noise={"datasets": ["a"], "models": ["deeponet", "nomad_mp"]}))
     assert baselines.encodings == {} and "data/a/encodings" not in settings_files(baselines)
-
-
-def test_write_expanded_study_keeps_unchanged_files(tmp_path):
-    plan = expand_study(study(positional={"datasets": ["a"], "vary": {"model.context_embedding": [True, False]}}))
-    write_expanded_study(plan, tmp_path)
-    key = next(iter(plan.runs))
-    path = tmp_path / "runs" / key / "settings.yaml"
-    assert read_yaml(path) == plan.runs[key] and read_yaml(tmp_path / "data" / "a" / "settings.yaml")
-    assert read_yaml(tmp_path / "data" / "a" / "encodings" / "settings.yaml")["laplacian"] == 512
-    assert read_json(tmp_path / "study.json")["experiments"] == plan.experiments
-    before = path.stat().st_mtime_ns
-    write_expanded_study(plan, tmp_path)
-    assert path.stat().st_mtime_ns == before
 
 
 @pytest.mark.parametrize(
@@ -116,47 +108,36 @@ def test_bad_study_names_the_key(experiments, message):
         expand_study(study(**experiments))
 
 
-def test_model_and_train_validation():
+def test_model_and_train_validation_in_a_grid():
     with pytest.raises(IrnoError, match="model.heads"):
         expand_study(study(positional={"datasets": ["a"], "vary": {"model.width": [2]}}))
     with pytest.raises(IrnoError, match="train.checkpoint_every"):
         expand_study(study(positional={"datasets": ["a"], "vary": {"train.checkpoint_every": [150]}}))
-    with pytest.raises(IrnoError, match="roma.train.lr"):
-        study_from_dict({"datasets": {"a": {}}, "train": {"lr": "fast"}})
-    with pytest.raises(IrnoError, match="roma.datasets.a.graph.nodes"):
-        study_from_dict({"datasets": {"a": {"graph": {"nodes": "many"}}}})
-    with pytest.raises(IrnoError, match="burgers.window"):
-        study_from_dict({"datasets": {"a": {"system": "burgers", "burgers": {"window": 0}}}})
-    with pytest.raises(IrnoError, match="roma.per_model.gnn"):
-        study_from_dict({"datasets": {"a": {}}, "per_model": {"gnn": {"model.width": 8}}})
 
 
-def test_shipped_configs_plan(tmp_path):
+def test_shipped_configs_expand():
     for name in ("test", "demo", "roma"):
-        plan = expand_study(read_study_config(f"config/{name}.yaml"))
-        assert set(plan.experiments) == {
+        expanded = expand_study(read_study_config(f"config/{name}.yaml"))
+        assert set(expanded.experiments) == {
             "data_noise",
             "effective_dynamics",
             "positional",
             "graph_encodings",
             "parameter_scaling",
         }, name
-        systems = {settings["system"] for settings in plan.datasets.values()}
+        systems = {settings["system"] for settings in expanded.datasets.values()}
         assert systems == {"kuramoto", "burgers"}, name
-    with pytest.raises(IrnoError, match="no 'roma:' section"):
-        (tmp_path / "x.yaml").write_text("run_name: demo\n")
-        read_study_config(tmp_path / "x.yaml")
 
 
 def test_paper_config_is_the_reference_study():
     """config/roma.yaml's runs as the reference's args/*.txt set them up."""
-    plan = expand_study(read_study_config("config/roma.yaml"))
-    runs = {k: v for k, v in plan.runs.items()}
+    expanded = expand_study(read_study_config("config/roma.yaml"))
+    runs = {k: v for k, v in expanded.runs.items()}
 
     def of(experiment, dataset, model, **train):
         found = [
             runs[e["run"]]
-            for e in plan.experiments[experiment]
+            for e in expanded.experiments[experiment]
             if e["dataset"] == dataset
             and e["model"] == model
             and all(runs[e["run"]]["train"][k] == v for k, v in train.items())
@@ -174,4 +155,4 @@ def test_paper_config_is_the_reference_study():
     widths = sorted(r["model"]["width"] for r in of("parameter_scaling", "bd3m", "roma"))
     assert widths == [1024, 2048, 2560]
     assert {r["train"]["steps"] for r in of("parameter_scaling", "km3m", "roma")} == {100_000}
-    assert plan.datasets["bd3m"]["system"] == "burgers" and plan.datasets["km3m"]["graph"]["nodes"] == 3_850_000
+    assert expanded.datasets["bd3m"]["system"] == "burgers" and expanded.datasets["km3m"]["graph"]["nodes"] == 3_850_000

@@ -5,16 +5,7 @@ For one batch, unrolling h_1 .. h_K from h_0 with gradients through the whole ch
     L = (1/K) sum_k [ MSE(h_{k+1}, y) + beta_s * L_spec(h_{k+1}, y; lambda_k) ]
         + beta_fp * mean( Phi(cat[x, y])^2 )
 
-Spectral term (the released reference's semantics): amplitudes of ``rfft2(norm="ortho")`` (the
-same as the unnormalised transform divided by sqrt(H W) before squaring), radial frequency |w|
-from ``fftfreq(H)`` x ``rfftfreq(W)`` in cycles per sample, weights ``rho = 1 + (|w| / 0.5)^lambda``
-normalised by their mean over the rfft grid, and ``L_spec = mean(rho * (|h^| - |y^|)^2)`` over
-(batch, channels, rfft grid). It is blind to phase: a shifted copy of the target costs nothing.
-
-Warm-up convention (the reference's): epochs count from 1; while ``epoch < warmup`` a term's
-weight is scaled by ``epoch / warmup``, so a 5-epoch warm-up gives 0.2, 0.4, 0.6, 0.8 x beta in
-epochs 1-4 and the full weight from epoch 5 on; ``warmup = 0`` means no warm-up.
-
+The spectral term and the warm-ups follow the released reference (detail: the doc above).
 Everything is vectorised: the K predictions are stacked and transformed with one FFT against one
 cached (K, H, W//2+1) weight stack; the terms stay tensors (no host sync inside the unroll).
 """
@@ -27,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from irno.config import LossConfig
-from irno.models import conditioned, refine_steps
+from irno.refinement.phi import conditioned, refine_steps
 
 
 def lambda_schedule(k: int, K: int, start: float, end: float) -> float:

@@ -3,39 +3,12 @@
 For each batch of {x, h0, y} the iteration runs once, h_0 (the base) .. h_{K + extra}, under
 inference mode on the device, and each step feeds fixed-size accumulators (`StepMetrics`): the
 memory does not depend on the split's size. Each step costs one FFT2, shared by every spectral
-metric; no Python loop runs over samples, fields or shells.
+metric; no Python loop runs over samples, fields or shells. Per step: The Well's VRMSE (physical
+units), the reference's pooled VRMSE, band errors, the radial error spectrum E_k(m) and the
+quantiles of its ratio to E_0, the per-sample spectral MSE, energy spectra. Non-finite values never
+raise: a step with a non-finite mean, or above ``divergence_factor`` x step 0's, is diverged.
 
-Per step k (file schema: docs/outputs.md):
-
-- ``vrmse``, ``vrmse_<field>``: The Well's VRMSE (docs/method.md#vrmse-two-conventions), `the_well` ``VRMSE.eval`` on
-  channel-last tensors in *physical* units (denormalised with the dataset's channel_mean and
-  channel_std), as The Well's benchmark computes it. VRMSE is invariant to a per-field affine
-  map only up to its eps = 1e-7 added to the variance; for fields of small physical variance
-  (active_matter's concentration has std 0.003) normalised data would give other numbers.
-- ``vrmse_pooled_cf``: the reference implementation's number (the same section): the same function on
-  channel-first *normalised* tensors, where it pools (C, H) and treats W as the field axis; the
-  finite values of the resulting (B, W) array are averaged, as the reference does.
-- band errors: `the_well` ``binned_spectral_mse`` (3 log-spaced bins of |kappa|), averaged over
-  samples and fields (binned once, on the error power summed over both), and their ratio to step 0.
-- E_k(m), the radial error spectrum (docs/method.md#spectral-metrics), per sample and field, on integer shells
-  m <= |kappa| < m + 1, with the FFT scaled by 1 / (H W) so that sum_m E_k(m) is the field's
-  spatial MSE (Parseval; the normalisation of ``binned_spectral_mse`` too). Its ratio to E_0 is
-  pooled over samples and fields into `LogQuantiles` (median and quartiles, figure (a)).
-- the per-sample spectral MSE: mean over fields and rfft2 frequencies of
-  (|FFT(h_k)| - |FFT(y)|)^2 with orthonormal FFTs (figure (b)).
-- energy spectra of truth, h_0 and h_K: mean over samples of sum over the same integer shells of
-  |FFT(.) / (H W)|^2 per field (the binning of E_k(m), finer than ``power_spectrum``'s default;
-  the tests check both agree on equal bins).
-
-Spectral quantities use the normalised data, so every field weighs the same in the means over
-fields. The example sample is stored in physical units.
-
-Non-finite values (a diverging Phi, docs/method.md#evaluation) never raise. Means over samples are taken over all
-samples, so a step with a non-finite sample gets a non-finite (NaN or inf) mean and is flagged
-diverged, while accumulators are per step and other steps keep their numbers.
-``vrmse_pooled_cf`` averages finite values only (the reference's convention). The ratio quantiles
-count a non-finite E_k(m) / E_0(m) as +inf, so a step where most samples diverged reads inf.
-A step diverges when its ``vrmse`` is non-finite or above ``divergence_factor`` x step 0's.
+Detail: docs/method.md#spectral-metrics, docs/outputs.md#conventions-irnorefinementevaluate
 """
 
 from __future__ import annotations
@@ -56,14 +29,13 @@ from the_well.benchmark.metrics import binned_spectral_mse
 from tqdm import tqdm
 
 from irno import IrnoError, log
+from irno.bands import BANDS
 from irno.config import EvalConfig
+from irno.data.batches import iterate_batches, sequential_batches
 from irno.device import log_device, select_device
 from irno.files import atomic_path, write_json, write_npz
-from irno.metrics import pooled_vrmse_cf, well_metadata, well_vrmse
-from irno.models import load_refiner, phi_memory_format, refine_steps
-from irno.train import iterate_batches, sequential_batches
-
-BANDS = ("low", "mid", "high")  # binned_spectral_mse's 3 default bins, in order
+from irno.metrics import PooledVrmse, well_metadata, well_vrmse
+from irno.refinement.phi import load_phi, phi_memory_format, refine_steps
 
 # Histogram of log10(E_k / E_0): 100 bins per decade over [1e-8, 1e8]; quantiles are reported as
 # bin centres, within 0.005 decades (1.2 %) of the exact value.
@@ -158,8 +130,7 @@ class StepMetrics:
         self.std = torch.as_tensor(np.asarray(channel_std), dtype=torch.float32, device=device).view(F, 1, 1)
         f64 = dict(dtype=torch.float64, device=device)
         self.vrmse_sum = torch.zeros(S, F, **f64)  # sums over samples
-        self.pooled_sum = torch.zeros(S, **f64)  # sum and number of the finite (B, W) values
-        self.pooled_count = torch.zeros(S, **f64)
+        self.pooled = [PooledVrmse(self.meta, device) for _ in range(S)]
         self.band_mse_sum = torch.zeros(S, len(BANDS), **f64)  # sums over samples and fields
         self.error_spectrum_sum = torch.zeros(S, M, **f64)
         self.energy_sum = torch.zeros(3, F, M, **f64)  # truth, base (k = 0), refined (k = K)
@@ -190,10 +161,7 @@ class StepMetrics:
             h_physical = self.physical(h)
             vrmse = well_vrmse(h_physical, target_physical, self.meta)  # (B, F)
             self.vrmse_sum[k] += vrmse.double().sum(0)
-            pooled = pooled_vrmse_cf(h, y, self.meta)  # (B, W)
-            finite = torch.isfinite(pooled)
-            self.pooled_sum[k] += torch.where(finite, pooled, 0.0).double().sum()
-            self.pooled_count[k] += finite.sum()
+            self.pooled[k].add(h, y)
             error_power = (h_fft - target_fft).abs().square()  # (B, F, H, W): |FFT(h_k - y)|^2
             # Band errors are linear in the error power, and only their sum over samples and fields
             # is kept: The Well's binned_spectral_mse bins that one summed spectrum (passed as the
@@ -231,7 +199,7 @@ class StepMetrics:
             vrmse = vrmse_field.mean(1)
             band_mse = self.band_mse_sum.cpu().numpy() / (n * F)  # (S, 3)
             band_ratio = band_mse / band_mse[0]
-            pooled = (self.pooled_sum / self.pooled_count).cpu().numpy()  # NaN where nothing was finite
+            pooled = np.array([p.value() for p in self.pooled])  # NaN where nothing was finite
             diverged = ~np.isfinite(vrmse) | (vrmse > divergence_factor * vrmse[0])
         table = {
             "step": np.arange(self.n_steps),
@@ -289,7 +257,7 @@ def evaluate(
     `dataset`: items {"x": (T_in*F, H, W), "h0": (F, H, W), "y": (F, H, W)} of normalised data
     (the contract's RefinementDataset) with attributes field_names, grid, channel_mean,
     channel_std, and optionally a vectorised batch(rows) -> (x, h0, y). `memory_format`: the
-    layout Phi runs in (`irno.models.phi_memory_format`).
+    layout Phi runs in (`irno.refinement.phi.phi_memory_format`).
     """
     n = len(dataset)
     if n == 0:
@@ -402,7 +370,7 @@ def evaluate_checkpoint(
     device = select_device(cfg.device)
     log_device(device, "fp32")
     try:
-        phi, refiner_cfg, ckpt = load_refiner(path, device)
+        phi, phi_cfg, ckpt = load_phi(path, device)
     except IrnoError as e:
         raise IrnoError(f"{path}: {e}") from None
     except (RuntimeError, KeyError, EOFError, ValueError, pickle.UnpicklingError) as e:
@@ -413,8 +381,8 @@ def evaluate_checkpoint(
             f"{path}: Phi takes {ckpt['in_channels']} channels and returns {ckpt['out_channels']}, but the data have "
             f"{x_channels} input channels and {n_fields} fields ({x_channels + n_fields} -> {n_fields} expected)"
         )
-    K, alpha = refiner_cfg.train.K, refiner_cfg.train.alpha
-    memory_format = phi_memory_format(refiner_cfg.phi, refiner_cfg.train.channels_last)
+    K, alpha = phi_cfg.train.K, phi_cfg.train.alpha
+    memory_format = phi_memory_format(phi_cfg.network, phi_cfg.train.channels_last)
     result = evaluate(phi, dataset, K=K, alpha=alpha, cfg=cfg, device=device, memory_format=memory_format)
     base_identity = getattr(dataset, "base_identity", None) or {}  # the cache's record of the base
     metrics = {

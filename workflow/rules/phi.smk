@@ -1,57 +1,32 @@
 """The refinement operator Phi: one settings file, one training and one evaluation per run.
 
-A run's settings (refiner defaults deep-merged with the experiment's overrides) enter
-refiner_settings as a parameter, so editing one experiment reruns that experiment only (and the
+A run's settings (Phi defaults deep-merged with the experiment's overrides) enter
+phi_settings as a parameter, so editing one experiment reruns that experiment only (and the
 tables and figures that aggregate it). A transfer experiment trains nothing: its evaluation
 takes Phi from the source base's run.
 """
 
 
-localrules:
-    refiner_settings,
-    eval_settings,
-
-
-rule refiner_settings:
-    output:
-        f"{RUNDIR}/settings.yaml",
-    log:
-        f"{LOGS}/refiner_settings/{RUN_TAG}.log",
-    benchmark:
-        f"{BENCHMARKS}/refiner_settings/{RUN_TAG}.tsv"
-    wildcard_constraints:
-        experiment=one_of(STUDY.trained_experiments),
-    conda:
-        ENV
-    threads: 1
-    params:
-        settings_json=lambda wc: settings_json(
-            STUDY.refiner_settings(wc.experiment, wc.base, run_seed(wc))
-        ),
-    shell:
-        "irno write-settings --kind refiner --json {params.settings_json:q} --out {output} 2> {log}"
-
-
-rule train_refiner:
+rule train_phi:
     input:
         unpack(run_inputs),
-        settings=rules.refiner_settings.output,
+        settings=rules.phi_settings.output,
     output:
         # RUNDIR also holds last.pt, the resume state: a job killed by the cluster and started
         # again (retries) continues from its last complete epoch.
         checkpoint=f"{RUNDIR}/checkpoint.pt",
         train_log=f"{RUNDIR}/train_log.csv",
     log:
-        f"{LOGS}/train_refiner/{RUN_TAG}.log",
+        f"{LOGS}/train_phi/{RUN_TAG}.log",
     benchmark:
-        f"{BENCHMARKS}/train_refiner/{RUN_TAG}.tsv"
+        f"{BENCHMARKS}/train_phi/{RUN_TAG}.tsv"
     wildcard_constraints:
         experiment=one_of(STUDY.trained_experiments),
     conda:
         ENV
     threads: 1
     resources:
-        **cluster_resources("train_refiner"),
+        **cluster_resources("train_phi"),
     params:
         run_dir=lambda wc, output: os.path.dirname(output.checkpoint),
         # One DDP process per GPU when the job has several (`gpu` resource, e.g. from the SLURM
@@ -67,22 +42,6 @@ rule train_refiner:
         " --valid {input.valid} --valid-cache {input.valid_cache}"
         ' --memory-mb {resources.mem_mb} --stage-dir "${{IRNO_STAGE_DIR-${{TMPDIR-}}}}"'
         " --out {params.run_dir}{params.nproc} > {log} 2>&1"
-
-
-rule eval_settings:
-    output:
-        f"{RUN}/eval/settings.yaml",
-    log:
-        f"{LOGS}/eval_settings.log",
-    benchmark:
-        f"{BENCHMARKS}/eval_settings.tsv"
-    conda:
-        ENV
-    threads: 1
-    params:
-        settings_json=lambda wc: settings_json(STUDY.eval_settings()),
-    shell:
-        "irno write-settings --kind eval --json {params.settings_json:q} --out {output} 2> {log}"
 
 
 rule evaluate:

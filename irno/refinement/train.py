@@ -1,68 +1,11 @@
-"""Training Phi: the objective of docs/method.md, resumable, with a non-finite policy and optional DDP.
+"""Training Phi: the objective of docs/method.md in one plain, resumable loop (`train_phi`).
 
-One plain loop (`train_refiner`): restore the resume state, then per epoch seeded shuffled batches
-of the training data (`train_epoch`: the K-step unroll with gradients through the chain,
-`irno.losses.objective`, Adam with gradient-norm clipping, cosine annealing stepped once per
-epoch), validation (`validate`), and the epoch's files.
-
-Data. Any torch Dataset of ``{"x", "h0", "y"}`` items (h0 from the base-prediction cache). With
-``base=`` a frozen base module computes h0 = base(x) per batch instead (the reference behaviour;
-items then need only x and y). A dataset with a vectorised ``batch(indices)`` method is read a
-whole batch at a time; others go through a DataLoader that collates items (`iterate_batches`,
-which the evaluation shares).
-
-Shuffling. The permutation of epoch e is a pure function of (seed, e), so a resumed run sees the
-same batches as an uninterrupted one without any sampler state; each batch's indices are sorted
-(memory-mapped stores read faster in order; the loss does not depend on the order in a batch).
-
-Warm-up (see irno.losses): epochs count from 1; while epoch < warmup a term's weight is scaled by
-epoch / warmup. The weights in effect are logged per epoch (beta_spectral, beta_fixed_point).
-
-Files in the output folder, all written atomically (temporary name, then rename) after every epoch:
-
-- ``last.pt``: the resume state (`irno.resume`: Phi, optimiser, scheduler, epoch, every RNG
-  state, best weights and score, the log history, the settings and their hash). It is not a
-  workflow output, so it survives a failed job. Started again on the same folder, training
-  continues after its epoch ("resuming from epoch N") and ends bit-identical (on CPU) to an
-  uninterrupted run; a finished run (completed or diverged) does nothing but restore missing
-  outputs; a different config or data starts afresh, and the log says which keys changed.
-- ``checkpoint.pt``: the selected Phi in the format of docs/outputs.md: the best epoch (lowest
-  valid MSE while fewer than ``max_outlier_pct`` % of valid samples are outliers), else the last,
-  with the training's outcome (``training``: running, completed or diverged).
-- ``train_log.csv``: one row per epoch, columns `TRAIN_LOG_COLUMNS`: the loss terms (means over
-  the epoch's samples, unweighted terms beside the weighted total), the weights in effect, valid
-  MSE (mean over non-outlier samples; a non-finite sample MSE counts as an outlier), outlier %,
-  the learning rate used, seconds, skipped batches, and whether the epoch became the best.
-
-While it trains, ``run.lock`` names the process (`irno.runlock`): a second process on the same
-folder exits at once, naming it, instead of writing the same files.
-
-Non-finite policy. A batch whose loss or gradient norm is NaN/inf is skipped (no optimiser step)
-and counted. The skip happens on the device (`skip_update_if_not_finite`), and the count is read
-every ``LOG_EVERY`` batches and at the epoch's end, so that a batch costs no host-device sync.
-Once more than ``max_skipped_fraction`` of an epoch's batches are skipped the training has
-diverged: it stops there, nothing of that epoch is kept, and its outputs are written as for a
-finished training from the best Phi so far, else the last good epoch's, else the initial one,
-with ``training: {"status": "diverged", "epoch": E, "message": ...}``. The command succeeds: a
-diverging configuration is a result (the report shows it), not a failed workflow.
-
-Devices and speed. ``train.device: auto`` takes CUDA when usable, else the CPU, except in a job
-that was given GPUs, which fails at once instead (`irno.device.select_device`); the log's first
-line names the device and the precision (`irno.device.log_device`). The U-Net Phi runs in
-the channels_last memory format (``train.channels_last``, on by default): its LayerNorm and the
-mkldnn / cuDNN convolutions work natively in it (benchmarks/README.md). bf16 autocast and
-torch.compile apply on CUDA only: CPU trains in fp32, and the losses are computed in fp32
-everywhere. On CUDA batches are pinned and copied without blocking.
-
-DDP. Under torchrun (``irno train --nproc N``; WORLD_SIZE > 1 in the environment) each of the N
-processes takes an interleaved share of every global batch of ``batch_size`` samples and scales
-its loss by its share's size, so that DDP's gradient average is exactly the gradient of the
-global batch's mean loss even when batch_size is not divisible by N (shares then differ by one
-sample). A global batch smaller than N (possible only for the epoch's last batch) is dropped.
-Validation is sharded the same way and reduced. All processes agree on skipping a batch (the
-flag is all-reduced), hence on a divergence; only rank 0 writes files. BatchNorm is synchronised
-across processes on CUDA (SyncBatchNorm); on CPU each process normalises with its own share's
-statistics.
+Per epoch: seeded shuffled batches (`irno.data.batches`), the K-step unroll with gradients through
+the chain, Adam with gradient-norm clipping, cosine annealing, validation, and the epoch's files
+(`last.pt`, `checkpoint.pt`, `train_log.csv`), written atomically. A non-finite batch is skipped
+on the device; too many skips end the training as diverged, a result rather than a failure.
+Under torchrun (`irno.refinement.ddp`) each process trains on its share of every global batch.
+Resuming, the non-finite policy, devices and DDP in detail: docs/training.md.
 """
 
 from __future__ import annotations
@@ -71,10 +14,9 @@ import collections
 import contextlib
 import math
 import os
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,15 +25,17 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from irno import IrnoError, log
-from irno.config import LossConfig, RefinerConfig
+from irno.config import LossConfig, PhiConfig
+from irno.data.batches import epoch_batches, iterate_batches, sequential_batches
 from irno.device import log_device, select_device
 from irno.files import atomic_path
-from irno.losses import objective, term_weights
-from irno.models import build_phi, phi_memory_format, refine_steps
+from irno.refinement.ddp import all_reduce, process_group
+from irno.refinement.objective import objective, term_weights
+from irno.refinement.phi import build_phi, phi_memory_format, refine_steps
 from irno.resume import STATE_FILE, TrainingState, seed_everything
 from irno.runlock import LOCK_FILE, RunFolderLock
 from irno.settings import to_dict
@@ -135,59 +79,11 @@ class Objective(nn.Module):
         )
 
 
-# ----------------------------------------------------------------------------- data
-
-
-def epoch_batches(n_samples: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
-    """The shuffled global batches of `epoch`: a pure function of (seed, epoch), each batch sorted."""
-    rng = np.random.default_rng([seed, epoch])
-    order = rng.permutation(n_samples)
-    return [np.sort(order[i : i + batch_size]) for i in range(0, n_samples, batch_size)]
-
-
-def sequential_batches(indices: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    return [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
-
-
-class _WholeBatches(Dataset):
-    """Item i is ``dataset.batch(batches[i])``: a vectorised gather instead of per-item collation."""
-
-    def __init__(self, dataset, batches: list[np.ndarray]):
-        self.dataset, self.batches = dataset, batches
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __getitem__(self, i: int):
-        return self.dataset.batch(self.batches[i])
-
-
-def iterate_batches(
-    dataset, batches: list[np.ndarray], *, num_workers: int = 0, pin_memory: bool = False
-) -> Iterator[tuple]:
-    """Yield (x, h0 or None, y) CPU tensors for each index batch, in order."""
-    if hasattr(dataset, "batch"):
-        loader = DataLoader(
-            _WholeBatches(dataset, batches), batch_size=None, num_workers=num_workers, pin_memory=pin_memory
-        )
-    else:
-        loader = DataLoader(
-            dataset, batch_sampler=[b.tolist() for b in batches], num_workers=num_workers, pin_memory=pin_memory
-        )
-    for item in loader:
-        if isinstance(item, dict):
-            yield item["x"], item.get("h0"), item["y"]
-        elif len(item) == 3:
-            yield item
-        else:
-            yield item[0], None, item[1]
-
-
 def _describe(dataset, role: str) -> str:
     return str(getattr(dataset, "path", f"the {role} data"))
 
 
-def _check_data(cfg: RefinerConfig, train_data, valid_data, base: nn.Module | None) -> tuple[int, int]:
+def _check_data(cfg: PhiConfig, train_data, valid_data, base: nn.Module | None) -> tuple[int, int]:
     """(in_channels, out_channels) of Phi for this data; IrnoError naming what does not fit."""
     shapes = {}
     for role, ds in (("train", train_data), ("valid", valid_data)):
@@ -203,9 +99,9 @@ def _check_data(cfg: RefinerConfig, train_data, valid_data, base: nn.Module | No
     if shapes["train"] != shapes["valid"]:
         raise IrnoError(f"train samples (x, y) have shapes {shapes['train']} but valid samples {shapes['valid']}")
     (c_x, H, W), (c_y, *_) = shapes["train"]
-    if cfg.phi.backbone == "unet" and (H % 2**cfg.phi.depth or W % 2**cfg.phi.depth):
+    if cfg.network.backbone == "unet" and (H % 2**cfg.network.depth or W % 2**cfg.network.depth):
         raise IrnoError(
-            f"config key 'phi.depth': {cfg.phi.depth} needs a grid divisible by {2**cfg.phi.depth}, "
+            f"config key 'network.depth': {cfg.network.depth} needs a grid divisible by {2**cfg.network.depth}, "
             f"the data's is {H}x{W}"
         )
     return c_x + c_y, c_y
@@ -214,74 +110,6 @@ def _check_data(cfg: RefinerConfig, train_data, valid_data, base: nn.Module | No
 def _data_identity(dataset) -> dict:
     """What distinguishes a dataset for resuming: its size and, where it has one, its identity."""
     return {"n_samples": len(dataset), "identity": getattr(dataset, "identity", None)}
-
-
-# ----------------------------------------------------------------------------- distributed
-
-
-@contextlib.contextmanager
-def _process_group(device_type: str) -> Iterator[tuple[int, int]]:
-    """(rank, world_size); joins the process group torchrun describes when WORLD_SIZE > 1."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        yield 0, 1
-        return
-    if dist.is_initialized():
-        yield dist.get_rank(), dist.get_world_size()
-        return
-    dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
-    try:
-        yield dist.get_rank(), dist.get_world_size()
-    finally:
-        dist.destroy_process_group()
-
-
-def torchrun_command(nproc: int, argv: list[str]) -> list[str]:
-    """The command that runs ``irno <argv>`` as `nproc` processes under torchrun on this node.
-
-    The ``--nproc N`` option is left out of the processes' command line: torchrun's parser would
-    reject it as an ambiguous abbreviation of its own ``--nproc-per-node``.
-    """
-    args = []
-    drop_next = False
-    for arg in argv:
-        if drop_next or arg.startswith("--nproc="):
-            drop_next = False
-            continue
-        drop_next = arg == "--nproc"
-        if not drop_next:
-            args.append(arg)
-    return [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc-per-node={nproc}",
-        "-m",
-        "irno.cli",
-        *args,
-    ]
-
-
-def relaunch_with_torchrun(nproc: int, argv: list[str]) -> int:
-    """Run ``irno <argv>`` as `nproc` DDP processes; the exit status (non-zero if any failed).
-
-    Each process gets its share of the job's CPU threads: OMP_NUM_THREADS (which Snakemake sets to
-    a job's threads) divided by `nproc`, as torchrun would otherwise hand all of them to each.
-    """
-    cmd = torchrun_command(nproc, argv)
-    env = dict(os.environ)
-    if env.get("OMP_NUM_THREADS", "").isdigit():
-        env["OMP_NUM_THREADS"] = str(max(1, int(env["OMP_NUM_THREADS"]) // nproc))
-    threads = env.get("OMP_NUM_THREADS", "torchrun's default")
-    log.info("launching %d training processes (threads each: %s): %s", nproc, threads, " ".join(cmd))
-    return subprocess.call(cmd, env=env)
-
-
-def _all_reduce(t: torch.Tensor, world: int, op=dist.ReduceOp.SUM) -> torch.Tensor:
-    if world > 1:
-        dist.all_reduce(t, op=op)
-    return t
 
 
 # ----------------------------------------------------------------------------- validation
@@ -322,7 +150,7 @@ def validate(
         sums += torch.stack(
             [torch.where(outlier, 0.0, mse).double().sum(), (~outlier).sum().double(), outlier.sum().double()]
         )
-    inlier_sum, inliers, outliers = _all_reduce(sums, world).tolist()
+    inlier_sum, inliers, outliers = all_reduce(sums, world).tolist()
     phi.train(was_training)
     valid_mse = inlier_sum / inliers if inliers else math.nan
     return valid_mse, 100.0 * outliers / (inliers + outliers)
@@ -366,7 +194,7 @@ def uses_bf16(tc, device: torch.device) -> bool:
     return tc.bf16 and device.type == "cuda"
 
 
-def set_up(cfg: RefinerConfig, in_channels: int, out_channels: int, device, rank: int, world: int, base) -> Trainer:
+def set_up(cfg: PhiConfig, in_channels: int, out_channels: int, device, rank: int, world: int, base) -> Trainer:
     """Phi, its optimiser and schedule, seeded, on `device`; compile and DDP where they apply."""
     tc = cfg.train
     on_cuda = device.type == "cuda"
@@ -374,9 +202,9 @@ def set_up(cfg: RefinerConfig, in_channels: int, out_channels: int, device, rank
         log.info("bf16 autocast and torch.compile apply on CUDA only; training in fp32, uncompiled, on %s", device)
     if on_cuda:
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
-    memory_format = phi_memory_format(cfg.phi, tc.channels_last)
+    memory_format = phi_memory_format(cfg.network, tc.channels_last)
     seed_everything(tc.seed)
-    phi = build_phi(cfg.phi, in_channels, out_channels).to(device, memory_format=memory_format)
+    phi = build_phi(cfg.network, in_channels, out_channels).to(device, memory_format=memory_format)
     if world > 1 and on_cuda:
         phi = nn.SyncBatchNorm.convert_sync_batchnorm(phi)
     optimizer = torch.optim.Adam(phi.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, fused=True)
@@ -445,7 +273,7 @@ def train_epoch(trainer: Trainer, tc, train_data, loss_cfg: LossConfig, epoch: i
             grad_norm = torch.nn.utils.clip_grad_norm_(
                 trainer.phi.parameters(), tc.grad_clip if tc.grad_clip > 0 else math.inf
             )
-            bad = _all_reduce(
+            bad = all_reduce(
                 (~torch.isfinite(total.detach()) | ~torch.isfinite(grad_norm)).float(), trainer.world, dist.ReduceOp.MAX
             )
             skip_update_if_not_finite(trainer.optimizer, bad)
@@ -461,7 +289,7 @@ def train_epoch(trainer: Trainer, tc, train_data, loss_cfg: LossConfig, epoch: i
                     raise Diverged(epoch, skipped, len(batches), tc.max_skipped_fraction)
                 bar.set_postfix(loss=f"{sums[0].item() / max(sums[4].item(), 1):.4g}", skipped=skipped, refresh=False)
     trainer.scheduler.step()
-    return _all_reduce(sums, trainer.world).tolist(), skipped
+    return all_reduce(sums, trainer.world).tolist(), skipped
 
 
 def validate_epoch(trainer: Trainer, tc, valid_data) -> tuple[float, float]:
@@ -513,7 +341,7 @@ def write_outputs(out_dir: Path, state: dict, field_names: list[str] | None) -> 
         chosen, selected = best, "best"
     else:  # the state's own Phi: its last epoch's, or the initial one when no epoch completed
         valid_mse = history[-1]["valid_mse"] if history else None
-        chosen = {"model": state["model"], "epoch": state["epoch"], "valid_mse": valid_mse}
+        chosen = {"model": state["model"], "epoch": state["done"], "valid_mse": valid_mse}
         selected = "last" if history else "initial"
     checkpoint = {
         "model": chosen["model"],
@@ -533,15 +361,15 @@ def write_outputs(out_dir: Path, state: dict, field_names: list[str] | None) -> 
         pd.DataFrame(history, columns=TRAIN_LOG_COLUMNS).to_csv(tmp, index=False)
 
 
-def train_refiner(
-    cfg: RefinerConfig,
+def train_phi(
+    cfg: PhiConfig,
     train_data: Dataset,
     valid_data: Dataset,
     out_dir: str | os.PathLike,
     *,
     base: nn.Module | None = None,
 ) -> list[dict]:
-    """Train Phi on `train_data`, validating on `valid_data`; files in `out_dir` (module docstring).
+    """Train Phi on `train_data`, validating on `valid_data`; files in `out_dir` (docs/training.md).
 
     `base`: a frozen base operator computing h0 = base(x) per batch (on the training device);
     without it the items must carry h0. Returns the log history, one dict per epoch (including
@@ -551,7 +379,7 @@ def train_refiner(
     tc = cfg.train
     out_dir = Path(out_dir)
     device = select_device(tc.device)
-    with _process_group(device.type) as (rank, world):
+    with process_group(device.type) as (rank, world):
         if device.type == "cuda" and world > 1:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             torch.cuda.set_device(device)
@@ -583,19 +411,19 @@ def _train(cfg, train_data, valid_data, out_dir: Path, base, device: torch.devic
     best = None  # {"model", "epoch", "valid_mse"} of the best epoch so far
     last_good = {"model": _cpu_state_dict(trainer.phi), "epoch": 0}  # the Phi a divergence keeps, without a best one
     if saved is not None:
-        history, best, last_good = saved["history"], saved["best"], {"model": saved["model"], "epoch": saved["epoch"]}
+        history, best, last_good = saved["history"], saved["best"], {"model": saved["model"], "epoch": saved["done"]}
         if resume.finished(saved):
-            log.info("%s: training %s (epoch %d); nothing to do", out_dir, saved["training"]["status"], saved["epoch"])
+            log.info("%s: training %s (epoch %d); nothing to do", out_dir, saved["training"]["status"], saved["done"])
             if rank == 0 and not ((out_dir / "checkpoint.pt").is_file() and (out_dir / "train_log.csv").is_file()):
                 write_outputs(out_dir, saved, field_names)
             return history
         trainer.phi.load_state_dict(saved["model"])
         trainer.optimizer.load_state_dict(saved["optimizer"])
         trainer.scheduler.load_state_dict(saved["scheduler"])
-        log.info("resuming from epoch %d of %d (%s)", saved["epoch"], tc.epochs, resume.path)
+        log.info("resuming from epoch %d of %d (%s)", saved["done"], tc.epochs, resume.path)
     channels = {"in_channels": in_channels, "out_channels": out_channels}
 
-    for epoch in resume.epochs_to_run(saved):
+    for epoch in resume.units_to_run(saved):
         started = time.perf_counter()
         lr = trainer.optimizer.param_groups[0]["lr"]
         try:
@@ -604,9 +432,8 @@ def _train(cfg, train_data, valid_data, out_dir: Path, base, device: torch.devic
             log.warning("%s; keeping the %s Phi", diverged, "best" if best else f"epoch {last_good['epoch']}")
             if rank == 0:
                 payload = {"model": last_good["model"], "best": best, "history": history, **channels}
-                write_outputs(
-                    out_dir, resume.save_diverged(epoch, str(diverged), last_good["epoch"], payload), field_names
-                )
+                outcome = {"epoch": epoch, "message": str(diverged)}
+                write_outputs(out_dir, resume.save_diverged(last_good["epoch"], outcome, payload), field_names)
             return history
         valid_mse, outlier_pct = validate_epoch(trainer, tc, valid_data)
         improved = (

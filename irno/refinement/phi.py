@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from irno.config import PhiConfig, RefinerConfig
+from irno.config import NetworkConfig, PhiConfig
 from irno.settings import from_dict
 
 
@@ -150,7 +150,7 @@ class UpConv(nn.Module):
         return self.conv(upsample2x(x, self.upsample))
 
 
-class RefinementOperator(nn.Module):
+class UNetPhi(nn.Module):
     """U-Net Phi: (B, in_channels, H, W) -> (B, out_channels, H, W); H, W divisible by 2^depth."""
 
     def __init__(
@@ -182,7 +182,7 @@ class RefinementOperator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._after_first_conv(self.encoders[0][0](x))
 
-    def given(self, x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    def conditioned(self, x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
         """h -> Phi(cat[x, h]) for a fixed x (B, T*F, H, W)."""
         # A convolution is linear in its input channels: x's share of the first one is computed
         # once for all the h it is applied to (the K refinement steps), not once per step.
@@ -207,7 +207,7 @@ class RefinementOperator(nn.Module):
         return self.output(x)  # (B, out_channels, H, W)
 
 
-class FNORefinementOperator(nn.Module):
+class FNOPhi(nn.Module):
     """Phi as a neuralop FNO with the same channels (the paper's backbone ablation)."""
 
     def __init__(
@@ -231,18 +231,18 @@ class FNORefinementOperator(nn.Module):
         return self.fno(x)
 
 
-def build_phi(cfg: PhiConfig, in_channels: int, out_channels: int) -> nn.Module:
+def build_phi(cfg: NetworkConfig, in_channels: int, out_channels: int) -> nn.Module:
     """Phi for `cfg`: in_channels = input channels + fields (e.g. 44 + 11 = 55), out = fields."""
     if cfg.backbone == "unet":
-        return RefinementOperator(
+        return UNetPhi(
             in_channels, out_channels, cfg.base_channels, cfg.depth, cfg.padding, cfg.norm, cfg.num_groups, cfg.upsample
         )
     if cfg.backbone == "fno":
-        return FNORefinementOperator(in_channels, out_channels, cfg.fno_modes, cfg.fno_hidden_channels, cfg.fno_layers)
+        return FNOPhi(in_channels, out_channels, cfg.fno_modes, cfg.fno_hidden_channels, cfg.fno_layers)
     raise ValueError(f"unknown Phi backbone '{cfg.backbone}'")
 
 
-def phi_memory_format(cfg: PhiConfig, channels_last: bool = True) -> torch.memory_format:
+def phi_memory_format(cfg: NetworkConfig, channels_last: bool = True) -> torch.memory_format:
     """The memory format of Phi's inputs: channels_last for the U-Net where asked (the default).
 
     The U-Net's LayerNorm normalises a channels-last view, and mkldnn (CPU) and cuDNN (GPU) run its
@@ -254,12 +254,12 @@ def phi_memory_format(cfg: PhiConfig, channels_last: bool = True) -> torch.memor
 def conditioned(phi: nn.Module, x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
     """h -> Phi(cat[x, h]) for a fixed x (B, T*F, H, W), the map every refinement step applies.
 
-    The U-Net computes x's share of its first convolution once (`RefinementOperator.given`);
+    The U-Net computes x's share of its first convolution once (`UNetPhi.conditioned`);
     other Phis (the FNO backbone, a compiled Phi) see the concatenation (B, T*F + F, H, W).
     """
     # isinstance, not hasattr: a compiled U-Net passes attribute lookups to the uncompiled one.
-    if isinstance(phi, RefinementOperator):
-        return phi.given(x)
+    if isinstance(phi, UNetPhi):
+        return phi.conditioned(x)
     return lambda h: phi(torch.cat([x, h], dim=1))
 
 
@@ -277,10 +277,10 @@ def refine_steps(
         yield h
 
 
-def load_refiner(path, device: torch.device | str = "cpu") -> tuple[nn.Module, RefinerConfig, dict]:
+def load_phi(path, device: torch.device | str = "cpu") -> tuple[nn.Module, PhiConfig, dict]:
     """Phi from a trained `checkpoint.pt` (docs/outputs.md), in eval mode, with its config."""
     ckpt = torch.load(path, map_location=device, weights_only=True)
-    cfg = from_dict(RefinerConfig, ckpt["config"], "")
-    phi = build_phi(cfg.phi, ckpt["in_channels"], ckpt["out_channels"])
+    cfg = from_dict(PhiConfig, ckpt["config"], "")
+    phi = build_phi(cfg.network, ckpt["in_channels"], ckpt["out_channels"])
     phi.load_state_dict(ckpt["model"])
     return phi.to(device).eval(), cfg, ckpt
