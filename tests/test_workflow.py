@@ -524,7 +524,6 @@ def test_editing_one_roma_experiment_reruns_its_runs_only(test_run):
     on_tiny = sum(run["dataset"] == "tiny" for run in expanded.runs.values())
     assert counts == {
         "roma_data_settings": 1,
-        "roma_encodings_settings": 1,
         "roma_simulate": 1,
         "roma_encode": 1,
         "roma_train": on_tiny,
