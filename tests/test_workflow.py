@@ -123,7 +123,9 @@ def test_the_slurm_docs_commands_run_as_written(workflow_copy, tmp_path):
         )
         output = run.stdout + run.stderr
         if "profiles/redraw" in command:  # nothing is evaluated yet: named, not built
-            assert run.returncode != 0 and "Missing input files for rule tables" in output, command
+            # which of the two report rules Snakemake names first depends on Python's hash seed
+            named = re.search(r"Missing input files for rule (tables|figures)\b", output)
+            assert run.returncode != 0 and named, command
             assert "rule train_phi:" not in output, command
             continue
         assert run.returncode == 0, f"{command}:\n{run.stdout[-2000:]}\n{run.stderr[-3000:]}"
