@@ -14,6 +14,7 @@ token and decodes it with the token's features z into u in R^o; the prediction i
 
 from __future__ import annotations
 
+import abc
 import functools
 import math
 from dataclasses import dataclass
@@ -568,7 +569,7 @@ class Tokens:
     renormalised: Renormalised | None = None  # ROMA's coarse-graining
 
 
-class GraphOperator(nn.Module):
+class GraphOperator(nn.Module, abc.ABC):
     """What the four model kinds share: a batch's tokens (`tokens`: the nodes, ROMA's coarse nodes
     after them) read their histories through random input functions, the branch makes one output
     b per token (`branch_output`), and the decoder turns each token's b and features z into u at
@@ -584,13 +585,13 @@ class GraphOperator(nn.Module):
         self.cfg = cfg
         self.history = history
 
+    @abc.abstractmethod
     def tokens(self, history, edges, adjacency, encodings) -> Tokens:
         """The batch's tokens, from the arguments of `forward` (each kind reads what it needs)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def branch_output(self, inputs: torch.Tensor, tokens: Tokens, attention: bool):
         """inputs (B, T, F k) -> (b (B, T, p o), the last block's attention (B, heads, T, T) or None)."""
-        raise NotImplementedError
 
     def forward(
         self,
