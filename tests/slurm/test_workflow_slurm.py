@@ -29,6 +29,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -108,11 +109,29 @@ def longer_training(workdir: Path, epochs: int) -> tuple[str, ...]:
     return ("--configfile", "longer.yaml")
 
 
+RESUMING = re.compile(r"resuming from epoch (\d+) of (\d+)")
+
+
 def resumed_from(workdir: Path) -> int:
     """The epoch the last attempt of the training under test resumed from (its log says)."""
-    found = re.search(r"resuming from epoch (\d+) of (\d+)", (workdir / TRAINING_LOG).read_text())
+    found = RESUMING.search((workdir / TRAINING_LOG).read_text())
     assert found, f"the last attempt did not resume:\n{(workdir / TRAINING_LOG).read_text()[-3000:]}"
     return int(found.group(1))
+
+
+def epochs_resumed_while_running(running: RunningSnakemake) -> list[int]:
+    """The epochs every attempt of the training under test resumed from, read from its log while
+    Snakemake runs: each attempt writes the log anew, and the last one may only find the training
+    finished (its predecessor did all epochs and was killed while exiting)."""
+    resumed: list[int] = []
+    log = running.workdir / TRAINING_LOG
+    while running.process.poll() is None and time.monotonic() < running.deadline:
+        text = log.read_text() if log.is_file() else ""
+        for found in RESUMING.finditer(text):
+            if not resumed or int(found.group(1)) != resumed[-1]:
+                resumed.append(int(found.group(1)))
+        time.sleep(0.5)
+    return resumed
 
 
 def assert_same_training(run_dir: Path, reference_dir: Path) -> None:
@@ -245,6 +264,7 @@ def test_requeued_training_resumes_under_the_same_job_id(
 def test_timed_out_training_comes_back_with_the_same_capped_time_and_resumes(
     slurm: SlurmCluster, timing_out: RunningSnakemake
 ):
+    resumed = epochs_resumed_while_running(timing_out)
     run = timing_out.wait().check()
 
     jobs = [j for j in slurm.jobs(run.run_id) if j.rule == "train_phi"]
@@ -252,10 +272,11 @@ def test_timed_out_training_comes_back_with_the_same_capped_time_and_resumes(
     # attempt with the same minute: the rule's 24 h capped by the site, not grown with the attempt
     assert len(jobs) >= 2 and [j.state for j in jobs] == ["TIMEOUT"] * (len(jobs) - 1) + ["COMPLETED"], jobs
     assert {j.timelimit for j in jobs} == {"00:01:00"} and all(0 < j.memory_mb <= 1000 for j in jobs), jobs
-    resumed = resumed_from(run.workdir)
     settings = yaml.safe_load((run.workdir / RUN / "settings.yaml").read_text())
     epochs = pd.read_csv(run.workdir / RUN / "train_log.csv")["epoch"].tolist()
-    assert 1 <= resumed < len(epochs) and epochs == list(range(1, settings["train"]["epochs"] + 1))
+    assert epochs == list(range(1, settings["train"]["epochs"] + 1))
+    # every attempt after the first went on from where the one before it stopped
+    assert resumed and resumed == sorted(resumed) and 1 <= resumed[0] and resumed[-1] < len(epochs), resumed
 
 
 def test_training_with_two_gpus_runs_two_ddp_processes(
