@@ -111,6 +111,8 @@ def _estimate(args) -> None:
 
 
 def _add_write_settings(sub) -> None:
+    from irno.settings import settings_kinds
+
     p = sub.add_parser(
         "write-settings",
         help="validate a JSON mapping as a step's settings and write it as YAML",
@@ -118,8 +120,6 @@ def _add_write_settings(sub) -> None:
         "types and invalid values are named) and write it, complete with defaults, as YAML. The workflow "
         "writes every settings file of both studies this way (workflow/rules/settings.smk).",
     )
-    from irno.settings import settings_kinds
-
     p.add_argument("--kind", required=True, choices=sorted(settings_kinds()), help="which settings dataclass")
     p.add_argument("--json", required=True, help='the settings as a JSON mapping, e.g. \'{"train": {"K": 4}}\'')
     p.add_argument("--out", required=True, help="YAML file to write (atomically)")

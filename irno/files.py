@@ -1,5 +1,5 @@
 """Files every step writes and reads: atomic writes (a file under its final name is complete),
-JSON, YAML and NPZ, tables as csv/md/tex, the format check of a store's or cache's meta.json,
+JSON, YAML and NPZ, tables as csv/md/tex, figures, the format check of a store's or cache's meta.json,
 and hashes of files and settings."""
 
 from __future__ import annotations
@@ -137,6 +137,22 @@ def write_table(
                 tmp.write_text(latex)
             else:
                 raise ValueError(f"table format {fmt!r}: not csv, md or tex")
+        paths.append(path)
+    return paths
+
+
+def write_figure(
+    path_stem: str | os.PathLike, fig: Any, formats: Sequence[str] = ("pdf", "png"), **savefig
+) -> list[Path]:
+    """A matplotlib figure as ``<path_stem>.<format>`` for each of `formats`, each atomically.
+
+    Saved tight: a legend or label that overhangs the canvas widens the file instead of being
+    clipped. `savefig` are further arguments of ``Figure.savefig`` (e.g. ``dpi``)."""
+    paths = []
+    for fmt in formats:
+        path = Path(f"{path_stem}.{fmt}")
+        with atomic_path(path) as tmp:  # the temporary name hides the format: it is given
+            fig.savefig(tmp, format=fmt, bbox_inches="tight", pad_inches=0.05, **savefig)
         paths.append(path)
     return paths
 

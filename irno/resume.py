@@ -27,7 +27,9 @@ from irno.files import atomic_path, stable_hash
 from irno.settings import flatten
 
 STATE_FILE = "last.pt"
-FORMAT = 1  # version of the state's layout; a state of another version is ignored
+# Version of the state's layout; a state of another version is ignored. 2: ``done`` (units completed)
+# replaced 1's ``epoch``.
+FORMAT = 2
 
 RUNNING, COMPLETED, DIVERGED = "running", "completed", "diverged"
 
@@ -57,6 +59,15 @@ class TrainingState:
             raise IrnoError(
                 f"{self.path}: unreadable resume state ({type(e).__name__}: {e}); delete it to start afresh"
             ) from None
+        if saved.get("format") != FORMAT:
+            log.info(
+                "%s is a resume state of format %s, written by another version of irno (this one reads format %d); "
+                "starting afresh",
+                self.path,
+                saved.get("format"),
+                FORMAT,
+            )
+            return None
         if saved.get("settings_hash") != self.settings_hash:
             log.info(
                 "%s was written for another configuration (%s); starting afresh",
@@ -109,7 +120,7 @@ def what_changed(old: dict, new: dict) -> str:
     changes = [
         f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)
     ]
-    return ", ".join(changes) or "no visible change (state format)"
+    return ", ".join(changes) or "no visible change"
 
 
 # ----------------------------------------------------------------------------- seeds and RNG state

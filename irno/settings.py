@@ -30,6 +30,13 @@ def require(ok: bool, key: str, value: Any, rule: str) -> None:
         raise IrnoError(f"config key '{key}': {value!r} is invalid (must be {rule})")
 
 
+def require_at_least(cfg: Any, section: str, minimum: float, *keys: str) -> None:
+    """`require` each of `keys` of config dataclass `cfg` to be >= `minimum`, named ``<section>.<key>``."""
+    for key in keys:
+        value = getattr(cfg, key)
+        require(value >= minimum, f"{section}.{key}", value, f">= {minimum}")
+
+
 def load_settings(cls: type, path) -> Any:
     """Dataclass `cls` from a settings YAML (a mapping of its keys); errors name the file."""
     data = read_yaml(path)

@@ -25,6 +25,7 @@ from irno.files import write_yaml
 from irno.refinement.ddp import relaunch_with_torchrun, torchrun_command
 from irno.refinement.phi import load_phi
 from irno.refinement.train import TRAIN_LOG_COLUMNS, train_phi
+from irno.resume import FORMAT
 
 FIELDS, T_IN, GRID = 2, 2, 16
 
@@ -194,6 +195,27 @@ def test_finished_run_restarts_as_a_no_op_and_a_changed_config_starts_afresh(tmp
         history = train_phi(_cfg(epochs=2, lr=1e-3), train, valid, tmp_path)
     assert "starting afresh" in caplog.text and "train.lr: 0.003 -> 0.001" in caplog.text
     assert [row["lr"] for row in history][0] == 1e-3
+
+
+def test_a_resume_state_of_another_format_is_ignored_naming_both_formats(tmp_path, caplog):
+    """A last.pt of format 1 (an older irno: "epoch" where this one reads "done") retrains from epoch 1."""
+    train, valid = _data()
+    cfg = _cfg(epochs=2)
+    train_phi(cfg, train, valid, tmp_path)
+    old = torch.load(tmp_path / "last.pt", weights_only=True)
+    old["format"], old["epoch"] = 1, old.pop("done")
+    old["training"] = {"status": "running"}
+    torch.save(old, tmp_path / "last.pt")
+    (tmp_path / "checkpoint.pt").unlink()
+
+    with caplog.at_level(logging.INFO, logger="irno"):
+        history = train_phi(cfg, train, valid, tmp_path)
+    assert f"resume state of format 1, written by another version of irno (this one reads format {FORMAT})" in (
+        caplog.text
+    )
+    assert "starting afresh" in caplog.text and "resuming" not in caplog.text
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["format"] == FORMAT
 
 
 def test_non_finite_batches_are_skipped_and_counted(tmp_path):

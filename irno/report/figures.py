@@ -29,7 +29,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import LogFormatterSciNotation
 
 from irno.config import ReportPlan
-from irno.files import atomic_path
+from irno.files import write_figure
 from irno.report.names import FIGURE_NAMES
 from irno.report.results import SeededRun, load_runs
 
@@ -73,10 +73,7 @@ def _save(fig: Figure, out_dir: str | os.PathLike | None, name: str) -> Figure:
         return fig
     fig.draw_without_rendering()  # constrained layout once, for both formats
     fig.set_layout_engine("none")
-    for suffix in ("pdf", "png"):
-        with atomic_path(Path(out_dir) / f"{name}.{suffix}") as tmp:
-            # tight: a legend or label that overhangs the canvas widens the file instead of being clipped
-            fig.savefig(tmp, format=suffix, bbox_inches="tight", pad_inches=0.05)
+    write_figure(Path(out_dir) / name, fig)
     log.info("wrote %s/%s.{pdf,png}", out_dir, name)
     return fig
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from irno import IrnoError
-from irno.files import atomic_path, read_json, write_table
+from irno.files import read_json, write_figure, write_table
 from irno.roma.settings import FIGURE_FORMATS, MODEL_KINDS, TABLE_FORMATS, StudyConfig
 from irno.roma.study import ExpandedStudy, expand_study
 
@@ -185,12 +185,7 @@ def write_figures(
 
     def save(fig, name: str) -> None:
         fig.tight_layout()
-        for fmt in FIGURE_FORMATS:
-            path = out_dir / f"{name}.{fmt}"
-            with atomic_path(path) as tmp:
-                # the temporary name ends in .tmp; tight: legends below the panels stay in the file
-                fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight", pad_inches=0.05)
-            written.append(path)
+        written.extend(write_figure(out_dir / name, fig, FIGURE_FORMATS, dpi=150))
         plt.close(fig)
 
     save(_training_curves(expanded, metrics, load_train_logs(train_log_paths), plt, sns), "training_curves")

@@ -18,7 +18,7 @@ from typing import Literal
 
 from irno import IrnoError
 from irno.files import read_yaml
-from irno.settings import from_dict, load_settings, require
+from irno.settings import from_dict, load_settings, require, require_at_least
 
 MODEL_KINDS = ("deeponet", "deeponet_mp", "nomad_mp", "roma")
 EXPERIMENTS = ("data_noise", "effective_dynamics", "positional", "graph_encodings", "parameter_scaling")
@@ -122,15 +122,11 @@ class BurgersConfig:
     reduction: float = 4.0
 
     def __post_init__(self):
-        require(self.frames >= 3, "burgers.frames", self.frames, ">= 3")
-        require(self.agents >= 2, "burgers.agents", self.agents, ">= 2")
-        require(self.influx >= 1, "burgers.influx", self.influx, ">= 1")
-        require(self.pairs >= 1, "burgers.pairs", self.pairs, ">= 1")
-        require(self.curves >= 1, "burgers.curves", self.curves, ">= 1")
-        require(self.mixed >= 1, "burgers.mixed", self.mixed, ">= 1")
-        require(self.window >= 1, "burgers.window", self.window, ">= 1")
+        require_at_least(self, "burgers", 3, "frames")
+        require_at_least(self, "burgers", 2, "agents")
+        require_at_least(self, "burgers", 1, "influx", "pairs", "curves", "mixed", "window")
+        require_at_least(self, "burgers", 0, "iterations")
         require(self.window_std > 0, "burgers.window_std", self.window_std, "> 0")
-        require(self.iterations >= 0, "burgers.iterations", self.iterations, ">= 0")
         require(self.reduction > 0, "burgers.reduction", self.reduction, "> 0")
 
 
@@ -173,13 +169,9 @@ class EncodingConfig:
     device: str = "auto"
 
     def __post_init__(self):
-        require(self.laplacian >= 0, "encodings.laplacian", self.laplacian, ">= 0")
-        require(self.node2vec >= 0, "encodings.node2vec", self.node2vec, ">= 0")
+        require_at_least(self, "encodings", 0, "laplacian", "node2vec")
         require(2 <= self.context <= self.walk_length + 1, "encodings.context", self.context, "in [2, walk_length + 1]")
-        require(self.walks_per_node >= 1, "encodings.walks_per_node", self.walks_per_node, ">= 1")
-        require(self.negatives >= 1, "encodings.negatives", self.negatives, ">= 1")
-        require(self.epochs >= 1, "encodings.epochs", self.epochs, ">= 1")
-        require(self.batch_nodes >= 1, "encodings.batch_nodes", self.batch_nodes, ">= 1")
+        require_at_least(self, "encodings", 1, "walks_per_node", "negatives", "epochs", "batch_nodes")
 
 
 @dataclass
@@ -241,8 +233,9 @@ class ModelConfig:
     frozen_skips: bool = True  # skip projections fixed at their random initialisation, as the reference's
 
     def __post_init__(self):
-        for key in ("width", "depth", "heads", "basis", "outputs", "input_functions", "encoder_width"):
-            require(getattr(self, key) >= 1, f"model.{key}", getattr(self, key), ">= 1")
+        require_at_least(
+            self, "model", 1, "width", "depth", "heads", "basis", "outputs", "input_functions", "encoder_width"
+        )
         require(self.width >= self.heads, "model.heads", self.heads, f"at most model.width = {self.width}")
         require(
             self.fourier_features >= 2 and self.fourier_features % 2 == 0,
@@ -253,9 +246,9 @@ class ModelConfig:
         require(self.function_grid >= 4, "model.function_grid", self.function_grid, ">= 4 (a not-a-knot cubic spline)")
         require(self.function_length_scale > 0, "model.function_length_scale", self.function_length_scale, "> 0")
         require(self.curvature > 0, "model.curvature", self.curvature, "> 0")
-        require(self.coarse_nodes >= 1, "model.coarse_nodes", self.coarse_nodes, ">= 1")
+        require_at_least(self, "model", 1, "coarse_nodes")
         require(len(set(self.encodings)) == len(self.encodings), "model.encodings", self.encodings, "no repeats")
-        require(self.encoding_width >= 0, "model.encoding_width", self.encoding_width, ">= 0")
+        require_at_least(self, "model", 0, "encoding_width")
         require(len(self.index_embedding) == 2, "model.index_embedding", self.index_embedding, "[fine, coarse]")
         require(len(self.fermi_dirac) == 2, "model.fermi_dirac", self.fermi_dirac, "[r, t]")
 
@@ -309,10 +302,10 @@ class TrainConfig:
     device: str = "auto"
 
     def __post_init__(self):
-        require(self.history >= 2, "train.history", self.history, ">= 2")
-        require(self.subgraph_nodes >= 4, "train.subgraph_nodes", self.subgraph_nodes, ">= 4")
-        for key in ("walk_length", "windows", "subgraph_reuse", "steps", "log_every", "checkpoint_every"):
-            require(getattr(self, key) >= 1, f"train.{key}", getattr(self, key), ">= 1")
+        require_at_least(self, "train", 2, "history")
+        require_at_least(self, "train", 4, "subgraph_nodes")
+        require_at_least(self, "train", 1, "walk_length", "windows", "subgraph_reuse", "steps", "log_every")
+        require_at_least(self, "train", 1, "checkpoint_every")
         require(
             self.checkpoint_every % self.log_every == 0,
             "train.checkpoint_every",
@@ -321,14 +314,12 @@ class TrainConfig:
         )
         require(self.lr > 0, "train.lr", self.lr, "> 0")
         require(self.min_lr >= 0 and self.final_lr >= 0, "train.min_lr/final_lr", (self.min_lr, self.final_lr), ">= 0")
-        require(self.warmup_steps >= 0, "train.warmup_steps", self.warmup_steps, ">= 0")
+        require_at_least(self, "train", 0, "warmup_steps")
         require(len(self.betas) == 2, "train.betas", self.betas, "[beta1, beta2]")
         require(self.grad_clip > 0, "train.grad_clip", self.grad_clip, "> 0")
-        require(self.noise_eta >= 0, "train.noise_eta", self.noise_eta, ">= 0")
+        require_at_least(self, "train", 0, "noise_eta")
         require(len(self.pool_weights) == 3, "train.pool_weights", self.pool_weights, "[entropy S, entropy A', link]")
-        require(self.valid_subgraphs >= 1, "train.valid_subgraphs", self.valid_subgraphs, ">= 1")
-        require(self.test_subgraphs >= 1, "train.test_subgraphs", self.test_subgraphs, ">= 1")
-        require(self.eval_windows >= 1, "train.eval_windows", self.eval_windows, ">= 1")
+        require_at_least(self, "train", 1, "valid_subgraphs", "test_subgraphs", "eval_windows")
 
 
 @dataclass

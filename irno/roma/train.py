@@ -278,12 +278,12 @@ def train(cfg: RunConfig, inputs: RunInputs, out_dir: str | os.PathLike) -> dict
     # the resume state counts optimiser steps: its "done" is the number of steps done
     state = TrainingState(out_dir / STATE_FILE, {"config": to_dict(cfg), "data": data.settings_hash}, t.steps)
     saved = state.load()
-    rows, steps_done = [], 0
+    rows = []
     if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
-        rows, steps_done = saved["rows"], saved["done"]
-        log.info("resuming after step %d", steps_done)
+        rows = saved["rows"]
+        log.info("resuming after step %d", saved["done"])
     log.info(
         "%s: %d parameters (%d as the reference counts them), %d training nodes, subgraphs of %d",
         key,
@@ -293,7 +293,7 @@ def train(cfg: RunConfig, inputs: RunInputs, out_dir: str | os.PathLike) -> dict
         t.subgraph_nodes,
     )
     sums, steps_since_log, zeroed, started, sub = {}, 0, 0, time.time(), None
-    for step in range(steps_done, t.steps):  # 0-based step indices
+    for step in (unit - 1 for unit in state.units_to_run(saved)):  # 0-based indices of the steps left
         if sub is None or step % t.subgraph_reuse == 0:
             draw = np.random.default_rng([t.seed, step // t.subgraph_reuse, 1])
             local, _ = random_walk_subgraph(

@@ -11,7 +11,6 @@ from irno.roma.settings import (
     DataConfig,
     EncodingConfig,
     RunConfig,
-    StudyConfig,
     read_study_config,
     study_from_dict,
 )
@@ -19,15 +18,6 @@ from irno.roma.study import expand_study
 from irno.settings import from_dict, to_dict, write_settings
 
 CONFIG = "config/test.yaml"
-
-
-def test_settings_kinds_are_the_dataclasses_of_the_settings_files():
-    assert SETTINGS_KINDS == {
-        "roma_study": StudyConfig,
-        "roma_data": DataConfig,
-        "roma_encodings": EncodingConfig,
-        "roma_run": RunConfig,
-    }
 
 
 def test_settings_complete_and_validate():

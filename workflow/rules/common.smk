@@ -367,8 +367,8 @@ def roma_outputs(wildcards):
 
 
 class SettingsFile:
-    """Where one kind of settings file (workflow/rules/settings.smk) lives, its log's name (None: a single file) and the
-    settings of a job (wildcards -> mapping)."""
+    """Where one kind of settings file (workflow/rules/settings.smk) lives, its log's name
+    (None: a single file) and the settings of a job (wildcards -> mapping)."""
 
     def __init__(self, path, log_name, settings_of, constraints=None):
         self.path, self.log_name, self.settings_of = path, log_name, settings_of
@@ -376,8 +376,10 @@ class SettingsFile:
 
     def log(self, folder, kind, extension):
         """The job's log (or benchmark) file in `folder`: one per file of this kind."""
-        name = os.path.join(f"{kind}_settings", self.log_name or "")
-        return f"{folder}/{name.rstrip(os.sep)}.{extension}"
+        name = (
+            f"{kind}_settings/{self.log_name}" if self.log_name else f"{kind}_settings"
+        )
+        return f"{folder}/{name}.{extension}"
 
 
 SETTINGS_FILES = {

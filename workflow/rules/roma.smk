@@ -24,7 +24,7 @@ localrules:
 
 rule roma_simulate:
     input:
-        settings=f"{ROMA_DATA}/settings.yaml",
+        settings=rules.roma_data_settings.output,
     output:
         # an interrupted Kuramoto simulation resumes from .dataset.h5.partial beside it
         data=f"{ROMA_DATA}/dataset.h5",
@@ -44,7 +44,7 @@ rule roma_simulate:
 rule roma_encode:
     """Laplacian eigenvectors and node2vec of every node of a dataset's graph (node2vec: GPU)."""
     input:
-        settings=f"{ROMA_DATA}/encodings/settings.yaml",
+        settings=rules.roma_encodings_settings.output,
         data=rules.roma_simulate.output.data,
     output:
         encodings=f"{ROMA_DATA}/encodings/encodings.h5",
@@ -67,7 +67,7 @@ rule roma_train:
     """
     input:
         unpack(roma_encodings),
-        settings=f"{ROMA_RUNDIR}/settings.yaml",
+        settings=rules.roma_run_settings.output,
         data=roma_dataset,
     output:
         # last.pt beside them is the resume state: a killed job started again continues from
